@@ -1,0 +1,89 @@
+// RFC 3464 delivery status notifications: builds the multipart/report text of a bounce.
+// Pure text assembly; must not decide whether a DSN is due (the decider does: never for a null sender).
+import type { Reply } from "./Reply.js"
+
+export interface FailedRecipient {
+  readonly rcpt: string
+  readonly reply: Reply
+  /** "failed" for bounces and expiries (RFC 3464 §2.3.3). */
+  readonly action: "failed" | "delayed"
+  readonly remoteMta?: string | undefined
+  readonly lastAttemptAt?: number | undefined
+}
+
+export interface DsnInput {
+  readonly dsnId: string
+  readonly originalId: string
+  readonly reportingMta: string
+  readonly postmaster: string
+  readonly to: string
+  readonly arrivedAt: number
+  readonly now: number
+  readonly failed: ReadonlyArray<FailedRecipient>
+  /** The original header section, CRLF line ends, without the blank line. */
+  readonly originalHeaders: string
+}
+
+const CRLF = "\r\n"
+
+const rfc5322Date = (ms: number): string => new Date(ms).toUTCString().replace("GMT", "+0000")
+
+const statusOf = (r: Reply, action: FailedRecipient["action"]): string =>
+  r.enhanced && /^[245]\.\d{1,3}\.\d{1,3}$/.test(r.enhanced) ? r.enhanced : action === "delayed" ? "4.0.0" : r.code >= 500 ? "5.0.0" : "4.4.7"
+
+/** Builds the DSN as a complete RFC 5322 message with CRLF line ends. */
+export const build = (d: DsnInput): string => {
+  const boundary = `=_missive_${d.dsnId}`
+  const human = d.failed
+    .map((f) => `<${f.rcpt}>: ${f.remoteMta ? `host ${f.remoteMta} said: ` : ""}${f.reply.code} ${f.reply.enhanced ?? ""} ${f.reply.text}`.replace(/\s+/g, " "))
+    .join(CRLF)
+  const perRcpt = d.failed.map((f) => [
+    `Final-Recipient: rfc822; ${f.rcpt}`,
+    `Action: ${f.action}`,
+    `Status: ${statusOf(f.reply, f.action)}`,
+    ...(f.remoteMta ? [`Remote-MTA: dns; ${f.remoteMta}`] : []),
+    `Diagnostic-Code: smtp; ${`${f.reply.code} ${f.reply.enhanced ?? ""} ${f.reply.text}`.replace(/\s+/g, " ").trim()}`,
+    ...(f.lastAttemptAt !== undefined ? [`Last-Attempt-Date: ${rfc5322Date(f.lastAttemptAt)}`] : [])
+  ].join(CRLF))
+  return [
+    `From: Mail Delivery System <${d.postmaster}>`,
+    `To: <${d.to}>`,
+    `Subject: Undelivered Mail Returned to Sender`,
+    `Date: ${rfc5322Date(d.now)}`,
+    `Message-ID: <${d.dsnId}@${d.reportingMta}>`,
+    `Auto-Submitted: auto-replied`,
+    `MIME-Version: 1.0`,
+    `Content-Type: multipart/report; report-type=delivery-status; boundary="${boundary}"`,
+    ``,
+    `This is a MIME-encapsulated message.`,
+    ``,
+    `--${boundary}`,
+    `Content-Type: text/plain; charset=utf-8`,
+    `Content-Description: Notification`,
+    ``,
+    `This is the mail system at host ${d.reportingMta}.`,
+    ``,
+    `Your message ${d.originalId} could not be delivered to one or more recipients.`,
+    ``,
+    human,
+    ``,
+    `--${boundary}`,
+    `Content-Type: message/delivery-status`,
+    `Content-Description: Delivery report`,
+    ``,
+    `Reporting-MTA: dns; ${d.reportingMta}`,
+    `X-Missive-Queue-ID: ${d.originalId}`,
+    `Arrival-Date: ${rfc5322Date(d.arrivedAt)}`,
+    ``,
+    perRcpt.join(CRLF + CRLF),
+    ``,
+    `--${boundary}`,
+    `Content-Type: text/rfc822-headers`,
+    `Content-Description: Undelivered Message Headers`,
+    ``,
+    d.originalHeaders.replace(/\r?\n$/, ""),
+    ``,
+    `--${boundary}--`,
+    ``
+  ].join(CRLF)
+}

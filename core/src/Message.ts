@@ -1,0 +1,347 @@
+// The message actor's model: events, commands, state, and the pure decider (initialState, evolve, decide).
+// No I/O, no clock, no randomness: time, ids and jitter arrive inside commands, so replay is exact.
+import * as E from "fp-ts/lib/Either.js"
+import { backoff, type RetryPolicy } from "./Policy.js"
+import { classify, Replies, type Reply } from "./Reply.js"
+import type { Destination, RouteDecision } from "./Route.js"
+
+export const SCHEMA_VERSION = 1 as const
+
+/** Facts every event carries: schema version, time (epoch ms), node, and the policy hash that decided. */
+export interface Meta {
+  readonly v: number
+  readonly at: number
+  readonly node: string
+  readonly policy: string
+}
+
+export interface Client {
+  readonly ip: string
+  readonly helo: string
+  readonly tls: boolean
+  readonly user?: string | undefined
+}
+
+export type Event =
+  | (Meta & {
+      readonly type: "MessageReceived"
+      readonly id: string
+      /** "" is the null reverse-path (a DSN or other bounce). */
+      readonly sender: string
+      readonly recipients: ReadonlyArray<string>
+      readonly size: number
+      readonly digest: string
+      readonly client: Client
+      /** Set when this message is a DSN about another message. */
+      readonly dsnOf?: string | undefined
+    })
+  | (Meta & { readonly type: "RecipientsRouted"; readonly routes: ReadonlyArray<RouteDecision> })
+  | (Meta & { readonly type: "AttemptStarted"; readonly attempt: number; readonly rcpts: ReadonlyArray<string>; readonly destination: string })
+  | (Meta & { readonly type: "AttemptSucceeded"; readonly attempt: number; readonly rcpts: ReadonlyArray<string>; readonly host: string; readonly reply: Reply })
+  | (Meta & {
+      readonly type: "AttemptDeferred"
+      readonly attempt: number
+      readonly rcpts: ReadonlyArray<string>
+      readonly host: string
+      readonly reply: Reply
+      /** null when the deferral ran out the queue lifetime. */
+      readonly nextAttemptAt: number | null
+    })
+  | (Meta & { readonly type: "AttemptFailed"; readonly attempt: number; readonly rcpts: ReadonlyArray<string>; readonly host: string; readonly reply: Reply })
+  | (Meta & { readonly type: "RecipientDelivered"; readonly rcpt: string; readonly host: string; readonly reply: Reply })
+  | (Meta & { readonly type: "RecipientBounced"; readonly rcpt: string; readonly reply: Reply })
+  | (Meta & { readonly type: "RecipientExpired"; readonly rcpt: string; readonly reply: Reply })
+  | (Meta & { readonly type: "BounceQueued"; readonly dsnId: string; readonly rcpts: ReadonlyArray<string> })
+  | (Meta & { readonly type: "MessageCompleted"; readonly delivered: number; readonly bounced: number; readonly expired: number; readonly deleted: boolean })
+  | (Meta & { readonly type: "MessageHeld"; readonly by: string; readonly reason: string })
+  | (Meta & { readonly type: "MessageReleased"; readonly by: string })
+  | (Meta & { readonly type: "MessageDeleted"; readonly by: string })
+  | (Meta & { readonly type: "RetryRequested"; readonly by: string })
+
+export type EventType = Event["type"]
+export type EventOf<T extends EventType> = Extract<Event, { type: T }>
+
+export const EVENT_TYPES: ReadonlyArray<EventType> = [
+  "MessageReceived", "RecipientsRouted", "AttemptStarted", "AttemptSucceeded", "AttemptDeferred", "AttemptFailed",
+  "RecipientDelivered", "RecipientBounced", "RecipientExpired", "BounceQueued", "MessageCompleted",
+  "MessageHeld", "MessageReleased", "MessageDeleted", "RetryRequested"
+]
+
+export type RecipientStatus = "pending" | "routed" | "attempting" | "deferred" | "delivered" | "bounced" | "expired"
+
+export interface Recipient {
+  readonly address: string
+  readonly status: RecipientStatus
+  readonly destination?: Destination | undefined
+  readonly attempts: number
+  readonly nextAttemptAt?: number | undefined
+  readonly lastReply?: Reply | undefined
+  readonly lastHost?: string | undefined
+}
+
+export const isTerminal = (s: RecipientStatus): boolean => s === "delivered" || s === "bounced" || s === "expired"
+
+export interface Live {
+  readonly id: string
+  readonly sender: string
+  readonly receivedAt: number
+  readonly size: number
+  readonly digest: string
+  readonly client: Client
+  readonly dsnOf?: string | undefined
+  readonly recipients: ReadonlyArray<Recipient>
+  readonly held: boolean
+  readonly attempts: number
+  readonly bounceId?: string | undefined
+  readonly version: number
+}
+
+export type State =
+  | { readonly status: "empty"; readonly version: number }
+  | (Live & { readonly status: "active" })
+  | (Live & { readonly status: "completed"; readonly deleted: boolean })
+
+export const initialState: State = { status: "empty", version: 0 }
+
+const setRcpt = (s: Live, addr: string, f: (r: Recipient) => Recipient): ReadonlyArray<Recipient> =>
+  s.recipients.map((r) => (r.address === addr ? f(r) : r))
+
+const setRcpts = (s: Live, addrs: ReadonlyArray<string>, f: (r: Recipient) => Recipient): ReadonlyArray<Recipient> => {
+  const set = new Set(addrs)
+  return s.recipients.map((r) => (set.has(r.address) ? f(r) : r))
+}
+
+/** Folds one event into the state. Total: an event that does not apply leaves the state as it was, version+1. */
+export const evolve = (state: State, event: Event): State => {
+  const version = state.version + 1
+  if (event.type === "MessageReceived") {
+    if (state.status !== "empty") return { ...state, version }
+    return {
+      status: "active", version, id: event.id, sender: event.sender, receivedAt: event.at, size: event.size,
+      digest: event.digest, client: event.client, dsnOf: event.dsnOf, held: false, attempts: 0,
+      recipients: event.recipients.map((address) => ({ address, status: "pending", attempts: 0 }))
+    }
+  }
+  if (state.status === "empty") return { ...state, version }
+  const s = state
+  switch (event.type) {
+    case "RecipientsRouted": {
+      const byRcpt = new Map(event.routes.map((r) => [r.rcpt, r.destination]))
+      return { ...s, version, recipients: s.recipients.map((r) => byRcpt.has(r.address) && !isTerminal(r.status)
+        ? { ...r, status: "routed", destination: byRcpt.get(r.address), nextAttemptAt: undefined } : r) }
+    }
+    case "AttemptStarted":
+      return { ...s, version, attempts: Math.max(s.attempts, event.attempt),
+        recipients: setRcpts(s, event.rcpts, (r) => isTerminal(r.status) ? r : { ...r, status: "attempting", attempts: r.attempts + 1 }) }
+    case "AttemptSucceeded":
+    case "AttemptFailed":
+      return { ...s, version, recipients: setRcpts(s, event.rcpts, (r) => ({ ...r, lastReply: event.reply, lastHost: event.host })) }
+    case "AttemptDeferred":
+      return { ...s, version, recipients: setRcpts(s, event.rcpts, (r) => isTerminal(r.status) ? r : {
+        ...r, status: "deferred", lastReply: event.reply, lastHost: event.host, nextAttemptAt: event.nextAttemptAt ?? undefined }) }
+    case "RecipientDelivered":
+      return { ...s, version, recipients: setRcpt(s, event.rcpt, (r) => isTerminal(r.status) ? r : { ...r, status: "delivered", lastReply: event.reply, lastHost: event.host, nextAttemptAt: undefined }) }
+    case "RecipientBounced":
+      return { ...s, version, recipients: setRcpt(s, event.rcpt, (r) => isTerminal(r.status) ? r : { ...r, status: "bounced", lastReply: event.reply, nextAttemptAt: undefined }) }
+    case "RecipientExpired":
+      return { ...s, version, recipients: setRcpt(s, event.rcpt, (r) => isTerminal(r.status) ? r : { ...r, status: "expired", lastReply: event.reply, nextAttemptAt: undefined }) }
+    case "BounceQueued":
+      return { ...s, version, bounceId: event.dsnId }
+    case "MessageCompleted":
+      return { ...s, version, status: "completed", deleted: event.deleted }
+    case "MessageHeld":
+      return { ...s, version, held: true }
+    case "MessageReleased":
+      return { ...s, version, held: false }
+    case "MessageDeleted":
+      return { ...s, version }
+    case "RetryRequested":
+      return { ...s, version, held: false, recipients: s.recipients.map((r) => r.status === "deferred" ? { ...r, nextAttemptAt: event.at } : r) }
+  }
+}
+
+export const fold = (events: ReadonlyArray<Event>, from: State = initialState): State => events.reduce(evolve, from)
+
+// ---- commands ------------------------------------------------------------------------------------
+
+/** What every command brings: the time, the node and the hash of the policy in force. */
+export interface Ctx {
+  readonly at: number
+  readonly node: string
+  readonly policy: string
+}
+
+export interface AttemptResult {
+  readonly rcpt: string
+  readonly reply: Reply
+}
+
+export type Command =
+  | { readonly type: "Receive"; readonly ctx: Ctx; readonly id: string; readonly sender: string; readonly recipients: ReadonlyArray<string>; readonly size: number; readonly digest: string; readonly client: Client; readonly dsnOf?: string | undefined }
+  | { readonly type: "Route"; readonly ctx: Ctx; readonly routes: ReadonlyArray<RouteDecision>; readonly dsnId: string }
+  | { readonly type: "StartAttempt"; readonly ctx: Ctx; readonly rcpts: ReadonlyArray<string>; readonly destination: string }
+  | { readonly type: "ReportAttempt"; readonly ctx: Ctx; readonly attempt: number; readonly host: string; readonly results: ReadonlyArray<AttemptResult>; readonly retry: RetryPolicy; readonly jitter: number; readonly dsnId: string }
+  | { readonly type: "Expire"; readonly ctx: Ctx; readonly retry: RetryPolicy; readonly dsnId: string }
+  | { readonly type: "Hold"; readonly ctx: Ctx; readonly by: string; readonly reason: string }
+  | { readonly type: "Release"; readonly ctx: Ctx; readonly by: string }
+  | { readonly type: "RetryNow"; readonly ctx: Ctx; readonly by: string }
+  | { readonly type: "Delete"; readonly ctx: Ctx; readonly by: string }
+  | { readonly type: "Bounce"; readonly ctx: Ctx; readonly by: string; readonly dsnId: string }
+
+export type DecideError =
+  | { readonly _tag: "MessageNotFound" }
+  | { readonly _tag: "AlreadyReceived"; readonly id: string }
+  | { readonly _tag: "MessageFinished"; readonly id: string }
+  | { readonly _tag: "NoRecipients" }
+  | { readonly _tag: "RecipientNotEligible"; readonly rcpt: string; readonly status: RecipientStatus | "unknown" }
+  | { readonly _tag: "AttemptMismatch"; readonly expected: number; readonly got: number }
+  | { readonly _tag: "MessageHeld"; readonly id: string }
+  | { readonly _tag: "NotHeld"; readonly id: string }
+
+type Decision = E.Either<DecideError, ReadonlyArray<Event>>
+
+const meta = (ctx: Ctx): Meta => ({ v: SCHEMA_VERSION, at: ctx.at, node: ctx.node, policy: ctx.policy })
+
+const fail = (e: DecideError): Decision => E.left(e)
+
+/** Recipients that are waiting for a delivery attempt (due now or later). */
+export const openRecipients = (s: Live): ReadonlyArray<Recipient> => s.recipients.filter((r) => !isTerminal(r.status))
+
+/** Recipients that need routing at `now`: new ones, routed/attempting ones after a crash, due deferred ones. */
+export const dueRecipients = (s: Live, now: number): ReadonlyArray<Recipient> =>
+  s.recipients.filter((r) => r.status === "pending" || r.status === "routed" || r.status === "attempting" ||
+    (r.status === "deferred" && (r.nextAttemptAt ?? 0) <= now))
+
+/** Earliest time any open recipient is due; undefined when none is open. */
+export const nextDue = (s: Live): number | undefined => {
+  let min: number | undefined
+  for (const r of s.recipients) {
+    if (isTerminal(r.status)) continue
+    const due = r.status === "deferred" ? (r.nextAttemptAt ?? s.receivedAt) : s.receivedAt
+    min = min === undefined ? due : Math.min(min, due)
+  }
+  return min
+}
+
+/** Events that close a message once every recipient is terminal: a DSN (never for a null sender) then completion. */
+const finish = (s: Live, pending: ReadonlyArray<Event>, ctx: Ctx, dsnId: string): ReadonlyArray<Event> => {
+  const after = fold(pending, { ...s, status: "active" })
+  if (after.status !== "active" || openRecipients(after).length > 0) return pending
+  const failed = after.recipients.filter((r) => r.status === "bounced" || r.status === "expired").map((r) => r.address)
+  const out: Array<Event> = [...pending]
+  if (failed.length > 0 && s.sender !== "" && s.dsnOf === undefined && s.bounceId === undefined)
+    out.push({ ...meta(ctx), type: "BounceQueued", dsnId, rcpts: failed })
+  out.push({
+    ...meta(ctx), type: "MessageCompleted", deleted: false,
+    delivered: after.recipients.filter((r) => r.status === "delivered").length,
+    bounced: after.recipients.filter((r) => r.status === "bounced").length,
+    expired: after.recipients.filter((r) => r.status === "expired").length
+  })
+  return out
+}
+
+export const decide = (command: Command, state: State): Decision => {
+  if (command.type === "Receive") {
+    if (state.status !== "empty") return fail({ _tag: "AlreadyReceived", id: command.id })
+    if (command.recipients.length === 0) return fail({ _tag: "NoRecipients" })
+    const { type: _t, ctx, ...rest } = command
+    return E.right([{ ...meta(ctx), type: "MessageReceived", ...rest, recipients: [...new Set(rest.recipients)] }])
+  }
+  if (state.status === "empty") return fail({ _tag: "MessageNotFound" })
+  if (state.status === "completed") return fail({ _tag: "MessageFinished", id: state.id })
+  const s = state
+  const ctx = command.ctx
+  switch (command.type) {
+    case "Route": {
+      if (s.held) return fail({ _tag: "MessageHeld", id: s.id })
+      for (const r of command.routes) {
+        const cur = s.recipients.find((x) => x.address === r.rcpt)
+        if (!cur || isTerminal(cur.status)) return fail({ _tag: "RecipientNotEligible", rcpt: r.rcpt, status: cur?.status ?? "unknown" })
+      }
+      const events: Array<Event> = [{ ...meta(ctx), type: "RecipientsRouted", routes: command.routes }]
+      for (const r of command.routes)
+        if (r.destination.kind === "unroutable") events.push({ ...meta(ctx), type: "RecipientBounced", rcpt: r.rcpt, reply: r.destination.reply })
+      return E.right(finish(s, events, ctx, command.dsnId))
+    }
+    case "StartAttempt": {
+      if (s.held) return fail({ _tag: "MessageHeld", id: s.id })
+      if (command.rcpts.length === 0) return fail({ _tag: "NoRecipients" })
+      for (const a of command.rcpts) {
+        const cur = s.recipients.find((x) => x.address === a)
+        if (!cur || cur.status !== "routed") return fail({ _tag: "RecipientNotEligible", rcpt: a, status: cur?.status ?? "unknown" })
+      }
+      return E.right([{ ...meta(ctx), type: "AttemptStarted", attempt: s.attempts + 1, rcpts: command.rcpts, destination: command.destination }])
+    }
+    case "ReportAttempt": {
+      for (const res of command.results) {
+        const cur = s.recipients.find((x) => x.address === res.rcpt)
+        if (!cur || cur.status !== "attempting") return fail({ _tag: "RecipientNotEligible", rcpt: res.rcpt, status: cur?.status ?? "unknown" })
+      }
+      if (command.results.length === 0) return fail({ _tag: "NoRecipients" })
+      const m = meta(ctx)
+      const ok = command.results.filter((r) => classify(r.reply) === "success")
+      const perm = command.results.filter((r) => classify(r.reply) === "permanent")
+      const temp = command.results.filter((r) => classify(r.reply) === "transient")
+      const base = { attempt: command.attempt, host: command.host }
+      const events: Array<Event> = []
+      // Replies differ per recipient; one Attempt* event per distinct reply keeps each reply verbatim.
+      for (const [reply, group] of groupByReply(ok)) {
+        events.push({ ...m, ...base, type: "AttemptSucceeded", rcpts: group, reply })
+        for (const rcpt of group) events.push({ ...m, type: "RecipientDelivered", rcpt, host: command.host, reply })
+      }
+      for (const [reply, group] of groupByReply(perm)) {
+        events.push({ ...m, ...base, type: "AttemptFailed", rcpts: group, reply })
+        for (const rcpt of group) events.push({ ...m, type: "RecipientBounced", rcpt, reply })
+      }
+      const expiresAt = s.receivedAt + command.retry.lifetimeMs
+      for (const [reply, group] of groupByReply(temp)) {
+        if (ctx.at >= expiresAt) {
+          events.push({ ...m, ...base, type: "AttemptDeferred", rcpts: group, reply, nextAttemptAt: null })
+          for (const rcpt of group) events.push({ ...m, type: "RecipientExpired", rcpt, reply })
+        } else {
+          const failures = Math.max(...group.map((a) => s.recipients.find((x) => x.address === a)?.attempts ?? 1))
+          const next = Math.min(ctx.at + backoff(command.retry, failures, command.jitter), expiresAt)
+          events.push({ ...m, ...base, type: "AttemptDeferred", rcpts: group, reply, nextAttemptAt: next })
+        }
+      }
+      return E.right(finish(s, events, ctx, command.dsnId))
+    }
+    case "Expire": {
+      if (ctx.at < s.receivedAt + command.retry.lifetimeMs) return E.right([])
+      const events: Array<Event> = openRecipients(s).map((r) => ({
+        ...meta(ctx), type: "RecipientExpired" as const, rcpt: r.address,
+        reply: r.lastReply ? { ...Replies.expired, text: `${Replies.expired.text}; last reply: ${r.lastReply.code} ${r.lastReply.text}` } : Replies.expired
+      }))
+      return E.right(finish(s, events, ctx, command.dsnId))
+    }
+    case "Hold":
+      return s.held ? E.right([]) : E.right([{ ...meta(ctx), type: "MessageHeld", by: command.by, reason: command.reason }])
+    case "Release":
+      return s.held ? E.right([{ ...meta(ctx), type: "MessageReleased", by: command.by }]) : fail({ _tag: "NotHeld", id: s.id })
+    case "RetryNow":
+      return E.right([{ ...meta(ctx), type: "RetryRequested", by: command.by }])
+    case "Delete":
+      return E.right([
+        { ...meta(ctx), type: "MessageDeleted", by: command.by },
+        { ...meta(ctx), type: "MessageCompleted", deleted: true,
+          delivered: s.recipients.filter((r) => r.status === "delivered").length,
+          bounced: s.recipients.filter((r) => r.status === "bounced").length,
+          expired: s.recipients.filter((r) => r.status === "expired").length }
+      ])
+    case "Bounce": {
+      const events: Array<Event> = openRecipients(s).map((r) => ({ ...meta(ctx), type: "RecipientBounced" as const, rcpt: r.address, reply: Replies.operatorBounce(command.by) }))
+      return E.right(finish(s, events, ctx, command.dsnId))
+    }
+  }
+}
+
+const groupByReply = (results: ReadonlyArray<AttemptResult>): ReadonlyArray<readonly [Reply, ReadonlyArray<string>]> => {
+  const groups = new Map<string, [Reply, Array<string>]>()
+  for (const r of results) {
+    const k = `${r.reply.code}|${r.reply.enhanced ?? ""}|${r.reply.text}`
+    const g = groups.get(k)
+    if (g) g[1].push(r.rcpt)
+    else groups.set(k, [r.reply, [r.rcpt]])
+  }
+  return [...groups.values()]
+}
