@@ -81,7 +81,8 @@ export const build = (d: DsnInput): string => {
     `Content-Type: text/rfc822-headers`,
     `Content-Description: Undelivered Message Headers`,
     ``,
-    d.originalHeaders.replace(/\r?\n$/, ""),
+    // Headers read from a store or a file may carry bare LF or CR: every line of the DSN ends in CRLF.
+    d.originalHeaders.replace(/\r?\n$/, "").replace(/\r\n|\r|\n/g, CRLF),
     ``,
     `--${boundary}--`,
     ``

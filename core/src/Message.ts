@@ -254,6 +254,8 @@ export const decide = (command: Command, state: State): Decision => {
   switch (command.type) {
     case "Route": {
       if (s.held) return fail({ _tag: "MessageHeld", id: s.id })
+      const dupRoute = firstDuplicate(s, command.routes.map((r) => r.rcpt))
+      if (dupRoute) return fail(dupRoute)
       for (const r of command.routes) {
         const cur = s.recipients.find((x) => x.address === r.rcpt)
         if (!cur || isTerminal(cur.status)) return fail({ _tag: "RecipientNotEligible", rcpt: r.rcpt, status: cur?.status ?? "unknown" })
@@ -266,6 +268,8 @@ export const decide = (command: Command, state: State): Decision => {
     case "StartAttempt": {
       if (s.held) return fail({ _tag: "MessageHeld", id: s.id })
       if (command.rcpts.length === 0) return fail({ _tag: "NoRecipients" })
+      const dupStart = firstDuplicate(s, command.rcpts)
+      if (dupStart) return fail(dupStart)
       for (const a of command.rcpts) {
         const cur = s.recipients.find((x) => x.address === a)
         if (!cur || cur.status !== "routed") return fail({ _tag: "RecipientNotEligible", rcpt: a, status: cur?.status ?? "unknown" })
@@ -273,6 +277,11 @@ export const decide = (command: Command, state: State): Decision => {
       return E.right([{ ...meta(ctx), type: "AttemptStarted", attempt: s.attempts + 1, rcpts: command.rcpts, destination: command.destination }])
     }
     case "ReportAttempt": {
+      // Only an attempt this message started can report; the number is the one AttemptStarted carried.
+      if (!Number.isInteger(command.attempt) || command.attempt < 1 || command.attempt > s.attempts)
+        return fail({ _tag: "AttemptMismatch", expected: s.attempts, got: command.attempt })
+      const dupReport = firstDuplicate(s, command.results.map((r) => r.rcpt))
+      if (dupReport) return fail(dupReport)
       for (const res of command.results) {
         const cur = s.recipients.find((x) => x.address === res.rcpt)
         if (!cur || cur.status !== "attempting") return fail({ _tag: "RecipientNotEligible", rcpt: res.rcpt, status: cur?.status ?? "unknown" })
@@ -333,6 +342,16 @@ export const decide = (command: Command, state: State): Decision => {
       return E.right(finish(s, events, ctx, command.dsnId))
     }
   }
+}
+
+/** A recipient named twice in one command would get two outcomes (delivered and bounced) from one attempt. */
+const firstDuplicate = (s: Live, rcpts: ReadonlyArray<string>): DecideError | undefined => {
+  const seen = new Set<string>()
+  for (const rcpt of rcpts) {
+    if (seen.has(rcpt)) return { _tag: "RecipientNotEligible", rcpt, status: s.recipients.find((x) => x.address === rcpt)?.status ?? "unknown" }
+    seen.add(rcpt)
+  }
+  return undefined
 }
 
 const groupByReply = (results: ReadonlyArray<AttemptResult>): ReadonlyArray<readonly [Reply, ReadonlyArray<string>]> => {

@@ -22,11 +22,12 @@ export const defaultRetry: RetryPolicy = {
   lifetimeMs: 5 * 24 * 3600_000
 }
 
-/** Delay before the attempt that follows the `failures`-th deferral (1-based). */
+/** Delay before the attempt that follows the `failures`-th deferral (1-based). Never above `maxMs`, never below 1. */
 export const backoff = (policy: RetryPolicy, failures: number, jitterSample: number): number => {
   const base = Math.min(policy.maxMs, policy.initialMs * Math.pow(policy.multiplier, Math.max(0, failures - 1)))
   const j = 1 + policy.jitter * (2 * jitterSample - 1)
-  return Math.max(1, Math.round(base * j))
+  // The cap applies after the jitter: maxMs bounds a single delay, as Postfix's maximal_backoff_time does.
+  return Math.max(1, Math.min(policy.maxMs, Math.round(base * j)))
 }
 
 /** Stable short hash of any JSON-able policy (FNV-1a, hex): which configuration made a decision. */
@@ -44,5 +45,6 @@ const stableStringify = (v: unknown): string => {
   if (v === null || typeof v !== "object") return JSON.stringify(v) ?? "null"
   if (Array.isArray(v)) return `[${v.map(stableStringify).join(",")}]`
   const o = v as Record<string, unknown>
-  return `{${Object.keys(o).sort().map((k) => `${JSON.stringify(k)}:${stableStringify(o[k])}`).join(",")}}`
+  // Keys holding undefined are absent, as in JSON: `{ a: 1, b: undefined }` hashes like `{ a: 1 }`.
+  return `{${Object.keys(o).filter((k) => o[k] !== undefined).sort().map((k) => `${JSON.stringify(k)}:${stableStringify(o[k])}`).join(",")}}`
 }

@@ -1,0 +1,31 @@
+// The BodyStore port: message bodies addressed by their SHA-256 digest; put is idempotent.
+// Bodies never travel inside events (NATS's payload limit, and the log stays small).
+import { createHash } from "node:crypto"
+import { BodyNotFound } from "./StoreError.js"
+
+export interface BodyStore {
+  put(bytes: Buffer): Promise<string>
+  get(digest: string): Promise<Buffer>
+  delete(digest: string): Promise<void>
+  close(): Promise<void>
+}
+
+export const digestOf = (bytes: Buffer): string => `sha256:${createHash("sha256").update(bytes).digest("hex")}`
+
+export const makeMemory = (): BodyStore => {
+  const bodies = new Map<string, Buffer>()
+  return {
+    put: async (bytes) => {
+      const d = digestOf(bytes)
+      bodies.set(d, Buffer.from(bytes))
+      return d
+    },
+    get: async (digest) => {
+      const b = bodies.get(digest)
+      if (!b) throw new BodyNotFound(digest)
+      return b
+    },
+    delete: async (digest) => void bodies.delete(digest),
+    close: async () => {}
+  }
+}

@@ -1,0 +1,81 @@
+// Event encoding: the Effect Schemas of every event (typed against core's Event so the two cannot drift),
+// JSON encode/decode, and upcasting of older schema versions. Must not hold domain logic.
+import type { Message } from "@missive/core"
+import { Schema } from "effect"
+
+const Reply = Schema.Struct({ code: Schema.Number, enhanced: Schema.optional(Schema.String), text: Schema.String })
+const Meta = { v: Schema.Number, at: Schema.Number, node: Schema.String, policy: Schema.String }
+const Strings = Schema.Array(Schema.String)
+const Hop = Schema.Struct({ host: Schema.String, port: Schema.Number, preference: Schema.Number })
+const Destination = Schema.Union([
+  Schema.Struct({ kind: Schema.Literal("maildir"), key: Schema.String, mailbox: Schema.String }),
+  Schema.Struct({ kind: Schema.Literal("lmtp"), key: Schema.String, host: Schema.String, port: Schema.Number }),
+  Schema.Struct({ kind: Schema.Literal("smtp"), key: Schema.String, hops: Schema.Array(Hop), via: Schema.Literals(["route", "mx", "a"]) }),
+  Schema.Struct({ kind: Schema.Literal("unroutable"), key: Schema.String, reply: Reply })
+])
+const Dns = Schema.Struct({ name: Schema.String, type: Schema.Literals(["MX", "A", "AAAA"]), rcode: Schema.String, answers: Strings })
+const Client = Schema.Struct({ ip: Schema.String, helo: Schema.String, tls: Schema.Boolean, user: Schema.optional(Schema.String) })
+
+const ev = <T extends string, F extends Schema.Struct.Fields>(type: T, fields: F) =>
+  Schema.Struct({ type: Schema.Literal(type), ...Meta, ...fields })
+
+export const EventSchema = Schema.Union([
+  ev("MessageReceived", { id: Schema.String, sender: Schema.String, recipients: Strings, size: Schema.Number, digest: Schema.String, client: Client, dsnOf: Schema.optional(Schema.String) }),
+  ev("RecipientsRouted", { routes: Schema.Array(Schema.Struct({ rcpt: Schema.String, destination: Destination, dns: Schema.optional(Schema.Array(Dns)) })) }),
+  ev("AttemptStarted", { attempt: Schema.Number, rcpts: Strings, destination: Schema.String }),
+  ev("AttemptSucceeded", { attempt: Schema.Number, rcpts: Strings, host: Schema.String, reply: Reply }),
+  ev("AttemptDeferred", { attempt: Schema.Number, rcpts: Strings, host: Schema.String, reply: Reply, nextAttemptAt: Schema.NullOr(Schema.Number) }),
+  ev("AttemptFailed", { attempt: Schema.Number, rcpts: Strings, host: Schema.String, reply: Reply }),
+  ev("RecipientDelivered", { rcpt: Schema.String, host: Schema.String, reply: Reply }),
+  ev("RecipientBounced", { rcpt: Schema.String, reply: Reply }),
+  ev("RecipientExpired", { rcpt: Schema.String, reply: Reply }),
+  ev("BounceQueued", { dsnId: Schema.String, rcpts: Strings }),
+  ev("MessageCompleted", { delivered: Schema.Number, bounced: Schema.Number, expired: Schema.Number, deleted: Schema.Boolean }),
+  ev("MessageHeld", { by: Schema.String, reason: Schema.String }),
+  ev("MessageReleased", { by: Schema.String }),
+  ev("MessageDeleted", { by: Schema.String }),
+  ev("RetryRequested", { by: Schema.String })
+])
+
+// Compile-time guard: the schema's type and core's Event must stay mutually assignable.
+type Decoded = typeof EventSchema.Type
+const _toCore = (e: Decoded): Message.Event => e
+const _fromCore = (e: Message.Event): Decoded => e
+void _toCore
+void _fromCore
+
+const decodeStrict = Schema.decodeUnknownSync(EventSchema)
+
+/**
+ * Upcasters, one per historical version: raw JSON of version n → raw JSON of version n+1.
+ * Version 0 was the pre-release shape (flat `time` instead of `at`, no policy hash).
+ */
+const upcasters: Record<number, (raw: Record<string, unknown>) => Record<string, unknown>> = {
+  0: (raw) => {
+    const { time, ...rest } = raw
+    return { ...rest, v: 1, at: typeof time === "number" ? time : rest["at"], policy: rest["policy"] ?? "unknown", node: rest["node"] ?? "unknown" }
+  }
+}
+
+export const upcast = (raw: Record<string, unknown>): Record<string, unknown> => {
+  let r = raw
+  let v = typeof r["v"] === "number" ? (r["v"] as number) : 0
+  while (v < 1) {
+    const f = upcasters[v]
+    if (!f) throw new Error(`no upcaster from event schema version ${v}`)
+    r = f(r)
+    v = typeof r["v"] === "number" ? (r["v"] as number) : v + 1
+  }
+  return r
+}
+
+export const encode = (e: Message.Event): string => JSON.stringify(e)
+
+/** Decodes a stored event: upcasts, then validates against the schema. */
+export const decode = (json: string): Message.Event => decodeStrict(upcast(JSON.parse(json)))
+
+/** Decodes an event this node wrote itself (upcast only, no validation): the hot path. */
+export const decodeTrusted = (json: string): Message.Event => {
+  const raw = JSON.parse(json) as Record<string, unknown>
+  return (raw["v"] === 1 ? raw : upcast(raw)) as unknown as Message.Event
+}

@@ -1,0 +1,68 @@
+// The EventStore port: per-message streams with optimistic concurrency, and the global log in order.
+// Adapters (memory, SQLite, JetStream) implement it and pass test/EventStoreContract.ts; none may reorder a stream.
+import type { Message } from "@missive/core"
+import { WrongExpectedVersion } from "./StoreError.js"
+
+export interface StoredEvent {
+  readonly stream: string
+  /** 1-based position of the event in its stream. */
+  readonly version: number
+  /** 1-based position in the global log. */
+  readonly position: number
+  readonly event: Message.Event
+}
+
+export interface AppendResult {
+  /** The stream's version after the append. */
+  readonly version: number
+  /** Global position of the last appended event. */
+  readonly position: number
+}
+
+export interface EventStore {
+  /** Appends when the stream is at `expectedVersion` (0 = new stream); rejects with WrongExpectedVersion otherwise. */
+  append(stream: string, expectedVersion: number, events: ReadonlyArray<Message.Event>): Promise<AppendResult>
+  read(stream: string): Promise<ReadonlyArray<StoredEvent>>
+  /** Events with position > `after`, in global order, at most `limit`. */
+  readAll(after: number, limit: number): Promise<ReadonlyArray<StoredEvent>>
+  /** Calls `onEvent` for every event after `after`, then live; resolves the returned stop function. */
+  subscribe(after: number, onEvent: (e: StoredEvent) => void): () => void
+  /** The global position of the last event (0 when empty). */
+  head(): Promise<number>
+  close(): Promise<void>
+}
+
+export const streamOf = (messageId: string): string => `message-${messageId}`
+export const idOf = (stream: string): string => stream.startsWith("message-") ? stream.slice(8) : stream
+
+/** In-memory adapter: for unit tests and what-if simulation; same contract as the durable ones. */
+export const makeMemory = (): EventStore => {
+  const log: Array<StoredEvent> = []
+  const streams = new Map<string, Array<StoredEvent>>()
+  const subscribers = new Set<(e: StoredEvent) => void>()
+  return {
+    append: async (stream, expectedVersion, events) => {
+      const s = streams.get(stream) ?? []
+      if (s.length !== expectedVersion) throw new WrongExpectedVersion({ stream, expected: expectedVersion, actual: s.length })
+      const added: Array<StoredEvent> = []
+      for (const event of events) {
+        const e: StoredEvent = { stream, version: s.length + 1, position: log.length + 1, event }
+        s.push(e)
+        log.push(e)
+        added.push(e)
+      }
+      streams.set(stream, s)
+      for (const e of added) for (const f of subscribers) f(e)
+      return { version: s.length, position: log.length }
+    },
+    read: async (stream) => [...(streams.get(stream) ?? [])],
+    readAll: async (after, limit) => log.slice(after, after + limit),
+    subscribe: (after, onEvent) => {
+      for (const e of log.slice(after)) onEvent(e)
+      subscribers.add(onEvent)
+      return () => subscribers.delete(onEvent)
+    },
+    head: async () => log.length,
+    close: async () => {}
+  }
+}

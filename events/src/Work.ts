@@ -1,0 +1,46 @@
+// The Work port: the due-time index of messages that have work, with leases so that one driver holds a message.
+// A deferred message costs one row here, not a live actor. Must not decide what happens to a message.
+
+export interface WorkItem {
+  readonly id: string
+  readonly dueAt: number
+}
+
+export interface Work {
+  /** Puts (or moves) a message in the index at `dueAt`; `leaseTo` claims it at once for that owner until `leaseUntil`. */
+  schedule(id: string, dueAt: number, lease?: { owner: string; until: number }): Promise<void>
+  /** Removes a message from the index (it has no more work). */
+  complete(id: string): Promise<void>
+  /** Leases up to `limit` items due at `now` whose lease has lapsed, to `owner` until `until`. */
+  claim(now: number, limit: number, owner: string, until: number): Promise<ReadonlyArray<WorkItem>>
+  /** Gives back every lease an owner holds (clean stop, or a restarted single node). */
+  releaseAll(owner: string): Promise<void>
+  /** Earliest time any item becomes claimable (its due time, or its lease's end if later). */
+  nextDue(): Promise<number | undefined>
+  count(): Promise<number>
+  close(): Promise<void>
+}
+
+export const makeMemory = (): Work => {
+  const items = new Map<string, { dueAt: number; owner: string | null; until: number }>()
+  return {
+    schedule: async (id, dueAt, lease) => void items.set(id, { dueAt, owner: lease?.owner ?? null, until: lease?.until ?? 0 }),
+    complete: async (id) => void items.delete(id),
+    claim: async (now, limit, owner, until) => {
+      const due = [...items.entries()].filter(([, v]) => v.dueAt <= now && v.until <= now).sort((a, b) => a[1].dueAt - b[1].dueAt).slice(0, limit)
+      for (const [, v] of due) { v.owner = owner; v.until = until }
+      return due.map(([id, v]) => ({ id, dueAt: v.dueAt }))
+    },
+    releaseAll: async (owner) => { for (const v of items.values()) if (v.owner === owner) { v.owner = null; v.until = 0 } },
+    nextDue: async () => {
+      let min: number | undefined
+      for (const v of items.values()) {
+        const t = Math.max(v.dueAt, v.until)
+        min = min === undefined ? t : Math.min(min, t)
+      }
+      return min
+    },
+    count: async () => items.size,
+    close: async () => {}
+  }
+}

@@ -1,0 +1,259 @@
+// The actor host: activates a message when it has work (fresh from intake, or due in the Work index), rebuilds its
+// state from its stream, asks the router, runs attempts through the limiter and the deliverer, appends what the
+// decider says (optimistic concurrency), then passivates it into the due-time index. Decides nothing itself.
+import { Dsn, Message, Reply, Route, type Policy } from "@missive/core"
+import { EventStore, type BodyStore, type Work } from "@missive/events"
+import * as E from "fp-ts/lib/Either.js"
+import type { Clock, Random } from "../runtime/Clock.js"
+import type { Logger } from "../runtime/Log.js"
+import type { Limiter } from "../scheduler/Limiter.js"
+
+export type RouteOutcome =
+  | { readonly ok: Route.RouteDecision }
+  | { readonly temporary: Reply.Reply; readonly dns: ReadonlyArray<Route.DnsEvidence> }
+
+export interface Router {
+  route(rcpt: string): Promise<RouteOutcome>
+}
+
+export interface Deliverer {
+  deliver(destination: Route.Destination, envelope: { from: string; to: ReadonlyArray<string> }, body: Buffer, id: string):
+    Promise<{ host: string; results: ReadonlyArray<Message.AttemptResult> }>
+}
+
+export interface Injector {
+  accept(m: { id: string; sender: string; recipients: ReadonlyArray<string>; body: Buffer; dsnOf: string; client: Message.Client }): Promise<Reply.Reply>
+}
+
+export interface HostDeps {
+  readonly events: EventStore.EventStore
+  readonly bodies: BodyStore.BodyStore
+  readonly work: Work.Work
+  readonly clock: Clock
+  readonly random: Random
+  readonly ids: { next(): string }
+  readonly log: Logger
+  readonly node: string
+  readonly hostname: string
+  readonly policyHash: string
+  readonly retry: Policy.RetryPolicy
+  readonly router: Router
+  readonly deliverer: Deliverer
+  readonly limiter: Limiter
+  readonly leaseMs: number
+  readonly pollMs: number
+  readonly maxActive: number
+  /** Intake for DSNs; set after construction (intake and host refer to each other). */
+  inject?: Injector
+}
+
+export interface Host {
+  /** Intake's hand-off: a message just committed. */
+  onReceived(id: string, state: Message.State, body: Buffer): void
+  /** Drives one message now (operator "retry now", tests). */
+  drive(id: string): Promise<void>
+  start(): Promise<void>
+  /** Stops polling and waits (up to `graceMs`) for running deliveries; gives back the leases. */
+  stop(graceMs: number): Promise<void>
+  active(): number
+}
+
+/** A held message waits here until released. */
+const FAR_FUTURE = 8.64e15
+
+export const make = (d: HostDeps): Host => {
+  const active = new Set<string>()
+  const again = new Set<string>()
+  const bodyCache = new Map<string, Buffer>()
+  let timer: NodeJS.Timeout | undefined
+  let stopping = false
+  let polling = false
+
+  const ctx = (): Message.Ctx => ({ at: d.clock.now(), node: d.node, policy: d.policyHash })
+
+  const bodyOf = async (id: string, digest: string): Promise<Buffer> => bodyCache.get(id) ?? d.bodies.get(digest)
+
+  const load = async (id: string): Promise<Message.State> =>
+    Message.fold((await d.events.read(EventStore.streamOf(id))).map((e) => e.event))
+
+  /** Sends the DSN the log says is due, once; idempotent through the DSN's own id. */
+  const ensureBounce = async (s: Message.Live): Promise<void> => {
+    if (!s.bounceId || !d.inject) return
+    if ((await d.events.read(EventStore.streamOf(s.bounceId))).length > 0) return
+    const failed = s.recipients.filter((r) => r.status === "bounced" || r.status === "expired")
+    let headers = ""
+    try {
+      const body = await bodyOf(s.id, s.digest)
+      const end = body.indexOf("\r\n\r\n")
+      headers = body.subarray(0, end < 0 ? body.length : end + 2).toString("utf8")
+    } catch {
+      headers = `X-Missive-Note: original body no longer stored\r\n`
+    }
+    const text = Dsn.build({
+      dsnId: s.bounceId, originalId: s.id, reportingMta: d.hostname, postmaster: `MAILER-DAEMON@${d.hostname}`, to: s.sender,
+      arrivedAt: s.receivedAt, now: d.clock.now(), originalHeaders: headers,
+      failed: failed.map((r) => ({ rcpt: r.address, reply: r.lastReply ?? Reply.Replies.expired, action: "failed" as const, remoteMta: r.lastHost?.replace(/:\d+$/, "") }))
+    })
+    const reply = await d.inject.accept({
+      id: s.bounceId, sender: "", recipients: [s.sender], body: Buffer.from(text, "utf8"), dsnOf: s.id,
+      client: { ip: "127.0.0.1", helo: d.hostname, tls: false }
+    })
+    if (Reply.classify(reply) !== "success") throw new Error(`DSN ${s.bounceId} not queued: ${Reply.format(reply)}`)
+    d.log("info", "bounce queued", { id: s.id, dsn: s.bounceId, to: s.sender, rcpts: failed.length })
+  }
+
+  const finish = async (s: Message.State & { status: "completed" }) => {
+    await ensureBounce(s)
+    await d.work.complete(s.id)
+    bodyCache.delete(s.id)
+    await d.bodies.delete(s.digest)
+    d.log("info", "completed", { id: s.id, delivered: s.recipients.filter((r) => r.status === "delivered").length,
+      bounced: s.recipients.filter((r) => r.status === "bounced").length, expired: s.recipients.filter((r) => r.status === "expired").length, deleted: s.deleted })
+  }
+
+  const driveOnce = async (id: string, fresh?: Message.State): Promise<void> => {
+    let state = fresh ?? (await load(id))
+    const stream = EventStore.streamOf(id)
+    if (state.status === "empty") return void (await d.work.complete(id))
+    if (state.status === "completed") return finish(state)
+    if (state.held) return void (await d.work.schedule(id, FAR_FUTURE))
+    const now = d.clock.now()
+    const due = Message.dueRecipients(state, now)
+    if (due.length === 0) return void (await d.work.schedule(id, Message.nextDue(state) ?? now))
+
+    // Route every due recipient; a temporary DNS failure is recorded as a route with no hops and deferred below.
+    const temporary = new Map<string, Reply.Reply>()
+    const routes = await Promise.all(due.map(async (r): Promise<Route.RouteDecision> => {
+      const o = await d.router.route(r.address)
+      if ("ok" in o) return o.ok
+      temporary.set(r.address, o.temporary)
+      const domain = Route.domainOf(r.address)
+      return { rcpt: r.address, destination: { kind: "smtp", key: `mx:${domain}`, hops: [], via: "mx" }, dns: o.dns }
+    }))
+    const pending: Array<Message.Event> = []
+    const apply = (c: Message.Command) => {
+      const r = Message.decide(c, state)
+      if (E.isLeft(r)) throw new Error(`decider refused ${c.type}: ${JSON.stringify(r.left)}`)
+      pending.push(...r.right)
+      state = Message.fold(r.right, state)
+    }
+    apply({ type: "Route", ctx: ctx(), routes, dsnId: d.ids.next() })
+    const groups = new Map<string, { destination: Route.Destination; rcpts: Array<string> }>()
+    if (state.status === "active")
+      for (const r of state.recipients) {
+        if (r.status !== "routed" || !r.destination) continue
+        const g = groups.get(r.destination.key) ?? { destination: r.destination, rcpts: [] }
+        g.rcpts.push(r.address)
+        groups.set(r.destination.key, g)
+      }
+    const attempts: Array<{ attempt: number; destination: Route.Destination; rcpts: Array<string> }> = []
+    for (const g of groups.values()) {
+      apply({ type: "StartAttempt", ctx: ctx(), rcpts: g.rcpts, destination: g.destination.key })
+      attempts.push({ attempt: (state as Message.Live).attempts, ...g })
+    }
+    const version = state.version - pending.length
+    await d.events.append(stream, version, pending)
+
+    // Attempts run in parallel (one per destination); their reports are appended one after another.
+    let chain: Promise<void> = Promise.resolve()
+    await Promise.all(attempts.map(async (a) => {
+      const live = state as Message.Live
+      let outcome: { host: string; results: ReadonlyArray<Message.AttemptResult> }
+      if (a.destination.kind === "smtp" && a.destination.hops.length === 0) {
+        outcome = { host: "dns", results: a.rcpts.map((rcpt) => ({ rcpt, reply: temporary.get(rcpt) ?? Reply.Replies.dnsTempFail })) }
+      } else {
+        const body = await bodyOf(id, live.digest)
+        outcome = await d.limiter.run(a.destination.key, () =>
+          d.deliverer.deliver(a.destination, { from: live.sender, to: a.rcpts }, body, id).catch((e: unknown) => ({
+            host: "unknown", results: a.rcpts.map((rcpt) => ({ rcpt, reply: Reply.Replies.connectFailed(String((e as Error)?.message ?? e)) }))
+          })))
+      }
+      const report = chain.then(async () => {
+        const r = Message.decide({ type: "ReportAttempt", ctx: ctx(), attempt: a.attempt, host: outcome.host, results: outcome.results,
+          retry: d.retry, jitter: d.random.next(), dsnId: d.ids.next() }, state)
+        if (E.isLeft(r)) throw new Error(`decider refused ReportAttempt: ${JSON.stringify(r.left)}`)
+        await d.events.append(stream, state.version, r.right)
+        state = Message.fold(r.right, state)
+        for (const res of outcome.results)
+          d.log("info", "attempt", { id, rcpt: res.rcpt, host: outcome.host, code: res.reply.code, reply: Reply.format(res.reply), attempt: a.attempt })
+      })
+      chain = report.catch(() => {})
+      await report
+    }))
+
+    const end = state as Message.State
+    if (end.status === "completed") return finish(end)
+    await d.work.schedule(id, Message.nextDue(state as Message.Live) ?? d.clock.now())
+  }
+
+  const drive = async (id: string, fresh?: Message.State): Promise<void> => {
+    if (active.has(id)) {
+      again.add(id)
+      return
+    }
+    active.add(id)
+    try {
+      await driveOnce(id, fresh)
+    } catch (e) {
+      d.log("error", "drive failed; retrying in 60s", { id, error: String((e as Error)?.stack ?? e) })
+      await d.work.schedule(id, d.clock.now() + 60_000).catch(() => {})
+    } finally {
+      active.delete(id)
+      if (again.delete(id) && !stopping) void drive(id)
+      if (!stopping && active.size < d.maxActive / 2) kick()
+    }
+  }
+
+  const kick = () => {
+    if (timer) clearTimeout(timer)
+    timer = setTimeout(poll, 0)
+  }
+
+  const poll = async () => {
+    timer = undefined
+    if (stopping || polling) return
+    polling = true
+    let delay = d.pollMs
+    try {
+      const room = Math.min(d.maxActive - active.size, 500)
+      if (room > 0) {
+        const now = d.clock.now()
+        const items = await d.work.claim(now, room, d.node, now + d.leaseMs)
+        for (const item of items) void drive(item.id)
+        if (items.length === room) delay = 10
+      }
+      const next = await d.work.nextDue()
+      if (next !== undefined) delay = Math.max(10, Math.min(delay, next - d.clock.now()))
+    } catch (e) {
+      d.log("error", "work poll failed", { error: String(e) })
+    } finally {
+      polling = false
+      if (!stopping) timer = setTimeout(poll, delay)
+    }
+  }
+
+  return {
+    onReceived: (id, state, body) => {
+      if (stopping) return
+      if (active.size >= d.maxActive) {
+        void d.work.schedule(id, d.clock.now()).catch(() => {})
+        return
+      }
+      bodyCache.set(id, body)
+      void drive(id, state)
+    },
+    drive: (id) => drive(id),
+    start: async () => {
+      await d.work.releaseAll(d.node)
+      kick()
+    },
+    stop: async (graceMs) => {
+      stopping = true
+      if (timer) clearTimeout(timer)
+      const deadline = d.clock.now() + graceMs
+      while (active.size > 0 && d.clock.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+      await d.work.releaseAll(d.node).catch(() => {})
+    },
+    active: () => active.size
+  }
+}
