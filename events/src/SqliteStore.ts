@@ -20,6 +20,8 @@ export interface SqliteOptions {
   readonly maxPending?: number
   /** "FULL" is the durability contract; "NORMAL" only for benchmarks that say so. */
   readonly synchronous?: "FULL" | "NORMAL" | "OFF"
+  /** Open for reading only (the CLI, next to a running node); writes fail. */
+  readonly readonly?: boolean
 }
 
 export interface SqliteStore {
@@ -48,12 +50,14 @@ CREATE INDEX IF NOT EXISTS work_due ON work (due_at);
 `
 
 export const open = (options: SqliteOptions): SqliteStore => {
-  if (options.path !== ":memory:") mkdirSync(dirname(options.path), { recursive: true })
-  const db = new Database(options.path)
-  db.pragma("journal_mode = WAL")
-  db.pragma(`synchronous = ${options.synchronous ?? "FULL"}`)
+  if (options.path !== ":memory:" && !options.readonly) mkdirSync(dirname(options.path), { recursive: true })
+  const db = new Database(options.path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false })
   db.pragma("busy_timeout = 5000")
-  db.exec(SCHEMA)
+  if (!options.readonly) {
+    db.pragma("journal_mode = WAL")
+    db.pragma(`synchronous = ${options.synchronous ?? "FULL"}`)
+    db.exec(SCHEMA)
+  }
   const maxPending = options.maxPending ?? 20_000
   const delay = options.groupCommitMs ?? 0
 
@@ -72,7 +76,8 @@ export const open = (options: SqliteOptions): SqliteStore => {
     lease: db.prepare("UPDATE work SET owner = ?, lease_until = ? WHERE id = ?"),
     releaseAll: db.prepare("UPDATE work SET owner = NULL, lease_until = 0 WHERE owner = ?"),
     nextDue: db.prepare<[], { t: number | null }>("SELECT min(max(due_at, lease_until)) AS t FROM work"),
-    count: db.prepare<[], { n: number }>("SELECT count(*) AS n FROM work")
+    count: db.prepare<[], { n: number }>("SELECT count(*) AS n FROM work"),
+    list: db.prepare<[number], { id: string; due_at: number }>("SELECT id, due_at FROM work ORDER BY due_at LIMIT ?")
   }
 
   let queue: Array<Op> = []
@@ -189,6 +194,7 @@ export const open = (options: SqliteOptions): SqliteStore => {
     releaseAll: (owner) => enqueue(() => void q.releaseAll.run(owner)),
     nextDue: async () => q.nextDue.get()?.t ?? undefined,
     count: async () => q.count.get()?.n ?? 0,
+    list: async (limit) => q.list.all(limit).map((r) => ({ id: r.id, dueAt: r.due_at })),
     close: async () => {}
   }
 

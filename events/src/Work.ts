@@ -18,6 +18,8 @@ export interface Work {
   /** Earliest time any item becomes claimable (its due time, or its lease's end if later). */
   nextDue(): Promise<number | undefined>
   count(): Promise<number>
+  /** Items in due order, for views (`queue list`). */
+  list(limit: number): Promise<ReadonlyArray<WorkItem>>
   close(): Promise<void>
 }
 
@@ -41,6 +43,7 @@ export const makeMemory = (): Work => {
       return min
     },
     count: async () => items.size,
+    list: async (limit) => [...items.entries()].sort((a, b) => a[1].dueAt - b[1].dueAt).slice(0, limit).map(([id, v]) => ({ id, dueAt: v.dueAt })),
     close: async () => {}
   }
 }

@@ -43,13 +43,13 @@ export interface HostDeps {
   readonly leaseMs: number
   readonly pollMs: number
   readonly maxActive: number
-  /** Intake for DSNs; set after construction (intake and host refer to each other). */
-  inject?: Injector
 }
 
 export interface Host {
   /** Intake's hand-off: a message just committed. */
   onReceived(id: string, state: Message.State, body: Buffer): void
+  /** Intake for DSNs; set after construction (intake and host refer to each other). */
+  setInjector(i: Injector): void
   /** Drives one message now (operator "retry now", tests). */
   drive(id: string): Promise<void>
   start(): Promise<void>
@@ -68,6 +68,7 @@ export const make = (d: HostDeps): Host => {
   let timer: NodeJS.Timeout | undefined
   let stopping = false
   let polling = false
+  let inject: Injector | undefined
 
   const ctx = (): Message.Ctx => ({ at: d.clock.now(), node: d.node, policy: d.policyHash })
 
@@ -78,7 +79,7 @@ export const make = (d: HostDeps): Host => {
 
   /** Sends the DSN the log says is due, once; idempotent through the DSN's own id. */
   const ensureBounce = async (s: Message.Live): Promise<void> => {
-    if (!s.bounceId || !d.inject) return
+    if (!s.bounceId || !inject) return
     if ((await d.events.read(EventStore.streamOf(s.bounceId))).length > 0) return
     const failed = s.recipients.filter((r) => r.status === "bounced" || r.status === "expired")
     let headers = ""
@@ -94,7 +95,7 @@ export const make = (d: HostDeps): Host => {
       arrivedAt: s.receivedAt, now: d.clock.now(), originalHeaders: headers,
       failed: failed.map((r) => ({ rcpt: r.address, reply: r.lastReply ?? Reply.Replies.expired, action: "failed" as const, remoteMta: r.lastHost?.replace(/:\d+$/, "") }))
     })
-    const reply = await d.inject.accept({
+    const reply = await inject.accept({
       id: s.bounceId, sender: "", recipients: [s.sender], body: Buffer.from(text, "utf8"), dsnOf: s.id,
       client: { ip: "127.0.0.1", helo: d.hostname, tls: false }
     })
@@ -242,6 +243,7 @@ export const make = (d: HostDeps): Host => {
       bodyCache.set(id, body)
       void drive(id, state)
     },
+    setInjector: (i) => void (inject = i),
     drive: (id) => drive(id),
     start: async () => {
       await d.work.releaseAll(d.node)

@@ -1,0 +1,163 @@
+// The `missive` command line: start a node, check a configuration, look at the queue.
+// Bad arguments and bad configuration get a precise message and exit code 2; nothing here touches accepted mail.
+import { EventStore, QueueView, SqliteStore } from "@missive/events"
+import { Message } from "@missive/core"
+import { existsSync } from "node:fs"
+import { join, resolve } from "node:path"
+import { load, type Config } from "../config/Config.js"
+import { start } from "../Node.js"
+import { systemClock } from "../runtime/Clock.js"
+
+const HELP = `missive — an event-sourced mail transfer agent
+
+Usage:
+  missive start [--config FILE]            start a node (defaults: SMTP on 2525, submission on 2587, data in ./data)
+  missive config check FILE                validate a configuration file; prints each problem with its key path
+  missive queue list [--config FILE] [--json]
+                                           messages in the queue: id, age, size, sender, recipients and their
+                                           states, next attempt, last reply
+  missive queue show ID [--config FILE] [--json]
+                                           the message's event timeline
+  missive help                             this text
+
+Options:
+  --config FILE   YAML configuration (every key has a default; see README.md "Configuration")
+  --json          machine-readable output
+`
+
+class UsageError extends Error {}
+
+interface Args {
+  readonly positional: ReadonlyArray<string>
+  readonly flags: ReadonlyMap<string, string | true>
+}
+
+const parseArgs = (argv: ReadonlyArray<string>, known: Record<string, "value" | "bool">): Args => {
+  const positional: Array<string> = []
+  const flags = new Map<string, string | true>()
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!
+    if (a.startsWith("--")) {
+      const [name, inline] = a.slice(2).split("=", 2) as [string, string | undefined]
+      const kind = known[name]
+      if (!kind) throw new UsageError(`unknown option --${name}`)
+      if (kind === "bool") flags.set(name, true)
+      else {
+        const v = inline ?? argv[++i]
+        if (v === undefined || v.startsWith("--")) throw new UsageError(`option --${name} needs a value`)
+        flags.set(name, v)
+      }
+    } else positional.push(a)
+  }
+  return { positional, flags }
+}
+
+const loadConfig = (path: string | true | undefined): Config => {
+  const file = typeof path === "string" ? path : undefined
+  const r = load(file)
+  if (!r.ok) {
+    process.stderr.write(`missive: invalid configuration${file ? ` in ${file}` : ""}:\n${r.errors.map((e) => `  ${e}`).join("\n")}\n`)
+    process.exit(2)
+  }
+  return r.config
+}
+
+const openStore = (config: Config) => {
+  const path = join(resolve(config.data_dir), "missive.db")
+  if (!existsSync(path)) {
+    process.stderr.write(`missive: no queue at ${path} (has a node run with this data_dir?)\n`)
+    process.exit(1)
+  }
+  return SqliteStore.open({ path, readonly: true })
+}
+
+const commands: Record<string, (argv: ReadonlyArray<string>) => Promise<number>> = {
+  start: async (argv) => {
+    const a = parseArgs(argv, { config: "value" })
+    if (a.positional.length > 0) throw new UsageError(`start takes no arguments (got ${a.positional.join(" ")})`)
+    const config = loadConfig(a.flags.get("config"))
+    const node = await start(config)
+    process.stderr.write(`missive: node ${config.node_id} listening on ${Object.entries(node.ports).map(([n, p]) => `${n} ${p}`).join(", ")}; data in ${node.dataDir}\n`)
+    await new Promise<void>((done) => {
+      const stop = (sig: string) => {
+        process.stderr.write(`missive: ${sig}: stopping (finishing deliveries in progress)\n`)
+        node.stop(10_000).then(done, (e) => { process.stderr.write(`missive: stop failed: ${String(e)}\n`); done() })
+      }
+      process.once("SIGINT", () => stop("SIGINT"))
+      process.once("SIGTERM", () => stop("SIGTERM"))
+    })
+    return 0
+  },
+  config: async (argv) => {
+    const a = parseArgs(argv, {})
+    const [sub, file, ...rest] = a.positional
+    if (sub !== "check" || !file || rest.length > 0) throw new UsageError("usage: missive config check FILE")
+    const r = load(file)
+    if (r.ok) {
+      process.stdout.write(`${file}: OK\n`)
+      return 0
+    }
+    process.stderr.write(`${r.errors.join("\n")}\n`)
+    return 1
+  },
+  queue: async (argv) => {
+    const a = parseArgs(argv, { config: "value", json: "bool" })
+    const [sub, ...rest] = a.positional
+    const config = loadConfig(a.flags.get("config"))
+    const json = a.flags.has("json")
+    if (sub === "list") {
+      if (rest.length > 0) throw new UsageError("usage: missive queue list [--config FILE] [--json]")
+      const store = openStore(config)
+      const now = systemClock.now()
+      const rows: Array<QueueView.QueueRow> = []
+      for (const item of await store.work.list(100_000)) {
+        const state = Message.fold((await store.events.read(EventStore.streamOf(item.id))).map((e) => e.event))
+        const row = QueueView.rowOf(state, now)
+        if (row && row.status === "active") rows.push(row)
+      }
+      rows.sort((x, y) => x.receivedAt - y.receivedAt)
+      process.stdout.write(json ? `${JSON.stringify(rows, null, 2)}\n` : `${QueueView.formatTable(rows)}\n`)
+      await store.close()
+      return 0
+    }
+    if (sub === "show") {
+      const [id, ...more] = rest
+      if (!id || more.length > 0) throw new UsageError("usage: missive queue show ID [--config FILE] [--json]")
+      const store = openStore(config)
+      const events = await store.events.read(EventStore.streamOf(id))
+      await store.close()
+      if (events.length === 0) {
+        process.stderr.write(`missive: no message ${id}\n`)
+        return 1
+      }
+      const tl = QueueView.timeline(events)
+      process.stdout.write(json ? `${JSON.stringify(tl.map(({ event, ...t }) => ({ ...t, event })), null, 2)}\n` : `${QueueView.formatTimeline(tl)}\n`)
+      return 0
+    }
+    throw new UsageError("usage: missive queue list|show …")
+  },
+  help: async () => {
+    process.stdout.write(HELP)
+    return 0
+  }
+}
+
+export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
+  const [cmd, ...rest] = argv
+  if (!cmd || cmd === "--help" || cmd === "-h") {
+    process.stdout.write(HELP)
+    return cmd ? 0 : 2
+  }
+  const f = commands[cmd]
+  try {
+    if (!f) throw new UsageError(`unknown command "${cmd}"`)
+    if (rest.includes("--help") || rest.includes("-h")) return commands["help"]!([])
+    return await f(rest)
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`missive: ${e.message}\nRun "missive help" for usage.\n`)
+      return 2
+    }
+    throw e
+  }
+}

@@ -1,0 +1,480 @@
+// The node's configuration: one YAML file (snake_case keys), validated by an Effect Schema, every key defaulted.
+// It only reads and checks; it never opens sockets, creates directories or generates certificates.
+// Unknown keys are errors, and every problem is reported at once, one line each, with the key's path.
+import { readFileSync } from "node:fs"
+import { hostname as osHostname } from "node:os"
+import { join } from "node:path"
+import { Effect, Result as EffectResult, Schema, SchemaAST, SchemaGetter, SchemaIssue, SchemaTransformation } from "effect"
+import ipaddr from "ipaddr.js"
+import { LineCounter, parseDocument, isMap, isSeq, type Document } from "yaml"
+import type { Policy } from "@missive/core"
+import * as Duration from "./Duration.js"
+import * as Password from "./Password.js"
+import * as Size from "./Size.js"
+
+export { hashPassword, verifyPassword } from "./Password.js"
+
+// ---------------------------------------------------------------------------------------------
+// Values: each is parsed by a plain function; `parsed` turns it into a schema whose only error
+// message is "expected <what>, got <input>", so every bad value reads the same way.
+
+export interface HostPort {
+  readonly host: string
+  readonly port: number
+}
+
+const HostPortShape = Schema.Struct({ host: Schema.String, port: Schema.Number })
+
+const parsed = <T>(to: Schema.Codec<T>, expected: string, parse: (input: unknown) => T | undefined) =>
+  Schema.Unknown.check(Schema.makeFilter((input: unknown) => parse(input) !== undefined, { expected })).pipe(
+    Schema.decodeTo(to, SchemaTransformation.transform<T, unknown>({ decode: (input) => parse(input) as T, encode: (value) => value }))
+  )
+
+/** A key that may be left out: `value` is used when it is. */
+const field = <S extends Schema.Top>(schema: S, value: S["Type"]) =>
+  schema.pipe(Schema.withDecodingDefaultTypeKey(Effect.succeed(value)))
+
+/** A section that may be left out: all its keys take their defaults. */
+const section = <S extends Schema.Top & { readonly Encoded: object }>(schema: S) =>
+  schema.pipe(Schema.withDecodingDefaultKey(Effect.succeed({} as S["Encoded"])))
+
+const integer = (min: number, max: number, expected: string) =>
+  parsed(Schema.Number, expected, (u) => (typeof u === "number" && Number.isSafeInteger(u) && u >= min && u <= max ? u : undefined))
+
+const Count = integer(1, Number.MAX_SAFE_INTEGER, "a positive integer")
+const Port = integer(1, 65535, "a port number from 1 to 65535")
+const ListenPort = integer(0, 65535, "a port number from 0 (any free port) to 65535")
+
+const Bool = parsed(Schema.Boolean, "true or false", (u) => (typeof u === "boolean" ? u : undefined))
+
+const oneOf = <const L extends ReadonlyArray<string>>(values: L) =>
+  parsed(
+    Schema.Literals(values),
+    values.map((v) => JSON.stringify(v)).join(", ").replace(/, ([^,]*)$/, " or $1"),
+    (u) => (values.includes(u as string) ? (u as L[number]) : undefined)
+  )
+
+const duration = (min: number) =>
+  parsed(Schema.Number, min > 0 ? `a positive ${Duration.expected.slice(2)}` : Duration.expected, (u) => {
+    const ms = Duration.parse(u)
+    return ms !== undefined && ms >= min ? ms : undefined
+  })
+
+const Bytes = parsed(Schema.Number, Size.expected, Size.parse)
+
+const textValue = (expected: string, ok: (s: string) => boolean) =>
+  parsed(Schema.String, expected, (u) => (typeof u === "string" && ok(u) ? u : undefined))
+
+const nullable = <T>(schema: Schema.Codec<T>, expected: string, parse: (u: unknown) => T | undefined) =>
+  parsed(Schema.NullOr(schema), `${expected} or null`, (u) => (u === null ? null : parse(u)))
+
+const label = "[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+const domainPattern = new RegExp(`^${label}(?:\\.${label})*$`)
+
+/** A lower-cased domain name without its trailing dot. */
+const domainOf = (u: unknown): string | undefined => {
+  if (typeof u !== "string") return undefined
+  const d = u.trim().toLowerCase().replace(/\.$/, "")
+  return d.length <= 253 && domainPattern.test(d) ? d : undefined
+}
+
+const Domain = parsed(Schema.String, "a domain name", domainOf)
+
+const isIPv4 = (s: string): boolean => ipaddr.IPv4.isValidFourPartDecimal(s)
+const isIPv6 = (s: string): boolean => ipaddr.IPv6.isValid(s)
+
+/** "host:port" or "[v6 address]:port"; the host lower-cased. */
+const hostPortOf = (u: unknown): HostPort | undefined => {
+  if (typeof u !== "string") return undefined
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(u.trim())
+  if (m === null) return undefined
+  const host = m[1] !== undefined ? (isIPv6(m[1]) ? m[1].toLowerCase() : undefined) : domainOf(m[2])
+  const port = Number(m[3])
+  return host !== undefined && port >= 1 && port <= 65535 ? { host, port } : undefined
+}
+
+const HostPortValue = parsed(HostPortShape, `"host:port" with a port from 1 to 65535`, hostPortOf)
+
+/** A DNS server as node:dns wants it: "ip", "ip:port" or "[v6]:port". */
+const dnsServerOf = (u: unknown): string | undefined => {
+  if (typeof u !== "string") return undefined
+  const s = u.trim()
+  if (isIPv4(s) || isIPv6(s)) return s
+  const m = /^(?:\[([^\]]+)\]|([\d.]+)):(\d{1,5})$/.exec(s)
+  if (m === null) return undefined
+  const ipOk = m[1] !== undefined ? isIPv6(m[1]) : isIPv4(m[2]!)
+  const port = Number(m[3])
+  return ipOk && port >= 1 && port <= 65535 ? s : undefined
+}
+
+/** A network in CIDR notation, or a single address; decoded to canonical "address/prefix". */
+const cidrOf = (u: unknown): string | undefined => {
+  if (typeof u !== "string") return undefined
+  const s = u.trim()
+  const single = isIPv4(s) || isIPv6(s)
+  if (!single && !ipaddr.IPv4.isValidCIDRFourPartDecimal(s) && !ipaddr.IPv6.isValidCIDR(s)) return undefined
+  const [address, prefix] = single ? [ipaddr.parse(s), s.includes(":") ? 128 : 32] : ipaddr.parseCIDR(s)
+  return `${address.toString()}/${prefix}`
+}
+
+const ListenHost = textValue("an IP address or host name to listen on", (s) => isIPv4(s) || isIPv6(s) || domainOf(s) !== undefined)
+
+const Listener = (port: number) =>
+  Schema.Struct({
+    host: field(ListenHost, "0.0.0.0"),
+    port: field(ListenPort, port),
+    enabled: field(Bool, true)
+  })
+
+const User = Schema.Struct({
+  name: textValue("a non-empty user name", (s) => s.trim() !== ""),
+  // The message deliberately omits the value: it might be a plain password typed by mistake.
+  password: Schema.String.check(
+    Schema.makeFilter((s: string) => Password.isHash(s), {
+      message: `expected a password hash "scrypt$<salt base64>$<hash base64>" (made by hashPassword), not a plain password`
+    })
+  )
+})
+
+const Routes = Schema.Record(Schema.String, HostPortValue).check(
+  Schema.makeFilter((routes: { readonly [domain: string]: HostPort }) => {
+    const seen = new Set<string>()
+    const issues: Array<Schema.FilterIssue> = []
+    for (const key of Object.keys(routes)) {
+      const domain = key === "*" ? key : domainOf(key)
+      if (domain === undefined) issues.push({ path: [key], issue: `expected a domain name or "*" as the key` })
+      else if (seen.has(domain)) issues.push({ path: [key], issue: `duplicate route for ${domain}` })
+      else seen.add(domain)
+    }
+    return issues
+  })
+).pipe(
+  Schema.decode({
+    decode: SchemaGetter.transform((routes) => Object.fromEntries(Object.entries(routes).map(([k, v]) => [k === "*" ? k : domainOf(k)!, v]))),
+    encode: SchemaGetter.passthrough()
+  })
+)
+
+// ---------------------------------------------------------------------------------------------
+// The file. Defaults follow Postfix where Postfix has the same knob.
+
+const hostnamePattern = /^[A-Za-z0-9._-]+$/
+// A container may report a name we would reject; the default must always validate.
+const defaultHostname = hostnamePattern.test(osHostname()) ? osHostname() : "localhost"
+
+const File = Schema.Struct({
+  /** Greeting, Received: and DSN Reporting-MTA name. */
+  hostname: field(textValue("a host name", (s) => hostnamePattern.test(s)), defaultHostname),
+  /** Recorded in every event; null means the hostname. */
+  node_id: field(nullable(Schema.String, "a non-empty node id", (u) => (typeof u === "string" && u.trim() !== "" ? u : undefined)), null),
+  data_dir: field(textValue("a directory path", (s) => s.trim() !== ""), "./data"),
+  listeners: section(
+    Schema.Struct({
+      smtp: section(Listener(2525)),
+      submission: section(Listener(2587))
+    }).check(
+      Schema.makeFilter((l) =>
+        l.smtp.enabled && l.submission.enabled && l.smtp.port !== 0 && l.smtp.port === l.submission.port && l.smtp.host === l.submission.host
+          ? { path: ["submission", "port"], issue: `smtp and submission both listen on ${l.smtp.host}:${l.smtp.port}` }
+          : undefined
+      )
+    )
+  ),
+  /** PEM file paths; both null means a self-signed pair generated in <data_dir>/tls on first start. */
+  tls: section(
+    Schema.Struct({
+      cert: field(nullable(Schema.String, "a PEM file path", (u) => (typeof u === "string" && u.trim() !== "" ? u : undefined)), null),
+      key: field(nullable(Schema.String, "a PEM file path", (u) => (typeof u === "string" && u.trim() !== "" ? u : undefined)), null)
+    }).check(
+      Schema.makeFilter((t) =>
+        (t.cert === null) !== (t.key === null)
+          ? { path: [t.cert === null ? "cert" : "key"], issue: "cert and key must be given together (or both left null)" }
+          : undefined
+      )
+    )
+  ),
+  auth: section(
+    Schema.Struct({
+      /** AUTH is offered only after STARTTLS. */
+      require_tls: field(Bool, true),
+      users: field(
+        Schema.Array(User).check(
+          Schema.makeFilter((users) => {
+            const seen = new Set<string>()
+            const issues: Array<Schema.FilterIssue> = []
+            users.forEach((u, i) => {
+              if (seen.has(u.name)) issues.push({ path: [i, "name"], issue: `duplicate user ${JSON.stringify(u.name)}` })
+              seen.add(u.name)
+            })
+            return issues
+          })
+        ),
+        []
+      )
+    })
+  ),
+  relay: section(
+    Schema.Struct({
+      local_domains: field(Schema.Array(Domain), ["localhost"]),
+      relay_domains: field(Schema.Array(Domain), []),
+      /** Networks allowed to relay without AUTH. Empty by default: never an open relay. */
+      trusted_networks: field(Schema.Array(parsed(Schema.String, `a network in CIDR notation such as "10.0.0.0/8"`, cidrOf)), [])
+    })
+  ),
+  limits: section(
+    Schema.Struct({
+      max_connections: field(Count, 100),
+      max_connections_per_ip: field(Count, 50),
+      max_recipients: field(Count, 1000),
+      max_message_size: field(Bytes, 10_240_000),
+      max_line_length: field(Count, 2048),
+      idle_timeout: field(duration(1), 300_000),
+      max_errors: field(Count, 20),
+      /** A bare LF in DATA: refuse the message, or treat it as CRLF. */
+      bare_lf: field(oneOf(["reject", "normalize"]), "reject")
+    })
+  ),
+  local: section(
+    Schema.Struct({
+      /** null means <data_dir>/maildir. */
+      maildir: field(nullable(Schema.String, "a directory path", (u) => (typeof u === "string" && u.trim() !== "" ? u : undefined)), null),
+      /** When set, local domains are delivered by LMTP to this server instead of to the Maildir. */
+      lmtp: field(nullable(HostPortShape, `"host:port"`, hostPortOf), null)
+    })
+  ),
+  /** Domain → relay host; "*" is the smarthost for every domain that is not local. */
+  routes: field(Routes, {}),
+  dns: section(
+    Schema.Struct({
+      /** Empty means the system resolvers. */
+      servers: field(Schema.Array(parsed(Schema.String, `a DNS server address such as "127.0.0.1" or "127.0.0.1:5353"`, dnsServerOf)), []),
+      timeout: field(duration(1), 5_000)
+    })
+  ),
+  delivery: section(
+    Schema.Struct({
+      /** Port used for MX and A hosts (routes carry their own). */
+      port: field(Port, 25),
+      concurrency_per_destination: field(Count, 20),
+      max_connections: field(Count, 200),
+      connect_timeout: field(duration(1), 30_000),
+      command_timeout: field(duration(1), 300_000),
+      tls: field(oneOf(["opportunistic", "none", "required"]), "opportunistic"),
+      reuse_connections: field(Bool, true),
+      messages_per_connection: field(Count, 100)
+    })
+  ),
+  retry: section(
+    Schema.Struct({
+      initial: field(duration(1), 300_000),
+      max: field(duration(1), 4_000_000),
+      multiplier: field(parsed(Schema.Number, "a number of at least 1", (u) => (typeof u === "number" && Number.isFinite(u) && u >= 1 ? u : undefined)), 2),
+      jitter: field(parsed(Schema.Number, "a fraction from 0 up to (not including) 1", (u) => (typeof u === "number" && u >= 0 && u < 1 ? u : undefined)), 0.1),
+      lifetime: field(duration(1), 5 * 86_400_000)
+    }).check(
+      Schema.makeFilter((r) => (r.max < r.initial ? { path: ["max"], issue: "must not be less than retry.initial" } : undefined))
+    )
+  ),
+  store: section(
+    Schema.Struct({
+      group_commit: field(duration(0), 1),
+      /** Below this much free disk, intake answers 452. */
+      min_free_space: field(Bytes, 100_000_000)
+    })
+  )
+})
+
+type Decoded = typeof File.Type
+
+/** The decoded configuration: the YAML keys as written, durations in ms, sizes in bytes, `node_id` and `local.maildir` resolved. */
+export type Config = Decoded & {
+  readonly node_id: string
+  readonly local: Decoded["local"] & { readonly maildir: string }
+}
+
+export type User = Config["auth"]["users"][number]
+export type Listener = Config["listeners"]["smtp"]
+
+export type Result =
+  | { readonly ok: true; readonly config: Config }
+  | { readonly ok: false; readonly errors: ReadonlyArray<string> }
+
+const resolve = (d: Decoded): Config => ({
+  ...d,
+  node_id: d.node_id ?? d.hostname,
+  local: { ...d.local, maildir: d.local.maildir ?? join(d.data_dir, "maildir") }
+})
+
+// ---------------------------------------------------------------------------------------------
+// Errors: one line per problem, "path: message", prefixed by "source:line:col: " when the source is named.
+
+type Path = ReadonlyArray<PropertyKey>
+interface Problem {
+  readonly path: Path
+  readonly message: string
+}
+
+const show = (u: unknown): string => {
+  if (u === undefined) return "nothing"
+  if (Array.isArray(u)) return "a list"
+  if (typeof u === "object" && u !== null) return "a mapping"
+  const s = typeof u === "string" ? JSON.stringify(u) : String(u)
+  return s.length > 60 ? `${s.slice(0, 57)}...` : s
+}
+
+const got = (issue: SchemaIssue.Issue): string => (SchemaIssue.hasInput(issue) ? `, got ${show(issue.input)}` : "")
+
+const describe = (ast: SchemaAST.AST): string => {
+  const expected = ast.annotations?.expected
+  if (typeof expected === "string") return expected
+  switch (ast._tag) {
+    case "Objects":
+      return "a mapping"
+    case "Arrays":
+      return "a list"
+    case "String":
+      return "a string"
+    case "Number":
+      return "a number"
+    default:
+      return ast._tag
+  }
+}
+
+const distance = (a: string, b: string): number => {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i]
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    row = next
+  }
+  return row[b.length]!
+}
+
+const unknownKey = (issue: SchemaIssue.UnexpectedKey, path: Path): string => {
+  const key = String(path[path.length - 1] ?? "")
+  const known = SchemaAST.isObjects(issue.ast) ? issue.ast.propertySignatures.map((p) => String(p.name)) : []
+  const near = known.filter((k) => distance(k, key) <= 2).sort((a, b) => distance(a, key) - distance(b, key))[0]
+  return near === undefined ? `unknown key (expected one of: ${known.join(", ")})` : `unknown key (did you mean ${near}?)`
+}
+
+const problems = (issue: SchemaIssue.Issue, path: Path = []): ReadonlyArray<Problem> => {
+  const one = (message: string): ReadonlyArray<Problem> => [{ path, message }]
+  switch (issue._tag) {
+    case "Pointer":
+      return problems(issue.issue, [...path, ...issue.path])
+    case "Composite":
+      return issue.issues.flatMap((i) => problems(i, path))
+    case "AnyOf":
+      return issue.issues.length > 0 ? issue.issues.flatMap((i) => problems(i, path)) : one(`expected ${describe(issue.ast)}${got(issue)}`)
+    case "Encoding":
+      return problems(issue.issue, path)
+    case "Filter": {
+      const own = issue.filter.annotations?.message
+      if (typeof own === "string") return one(own)
+      const inner = issue.issue
+      if (inner._tag !== "InvalidValue") return problems(inner, path)
+      const message = inner.annotations?.message
+      if (typeof message === "string") return one(message)
+      const expected = issue.filter.annotations?.expected
+      return one(`expected ${typeof expected === "string" ? expected : "a valid value"}${got(issue)}`)
+    }
+    case "InvalidType":
+      return one(`expected ${describe(issue.ast)}${got(issue)}`)
+    case "InvalidValue": {
+      const message = issue.annotations?.message
+      return one(typeof message === "string" ? message : `invalid value${got(issue)}`)
+    }
+    case "MissingKey":
+      return one("required key is missing")
+    case "UnexpectedKey":
+      return one(unknownKey(issue, path))
+    case "Forbidden":
+    case "OneOf":
+      return one(`invalid value${got(issue)}`)
+  }
+}
+
+const formatPath = (path: Path): string => {
+  if (path.length === 0) return "(top level)"
+  return path
+    .map((k, i) =>
+      typeof k === "number" ? `[${k}]` : typeof k === "string" && /^[A-Za-z_][A-Za-z0-9_]*$/.test(k) ? (i === 0 ? k : `.${k}`) : `[${JSON.stringify(String(k))}]`
+    )
+    .join("")
+}
+
+/** Offset of the node a path names (the key itself for a key), or of its nearest ancestor that exists. */
+const offsetOf = (doc: Document, path: Path): number | undefined => {
+  for (let n = path.length; n > 0; n--) {
+    const parent = n === 1 ? doc.contents : doc.getIn(path.slice(0, n - 1), true)
+    const key = path[n - 1]
+    if (isMap(parent)) {
+      const pair = parent.items.find((p) => String((p.key as { value?: unknown } | null)?.value ?? p.key) === String(key))
+      const range = (pair?.key as { range?: [number, number, number] } | null)?.range
+      if (range !== undefined) return range[0]
+    } else if (isSeq(parent) && typeof key === "number") {
+      const range = (parent.items[key] as { range?: [number, number, number] } | undefined)?.range
+      if (range !== undefined) return range[0]
+    }
+  }
+  return (doc.contents as { range?: [number, number, number] } | null)?.range?.[0]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entry points.
+
+const decode = Schema.decodeUnknownResult(File)
+const options: SchemaAST.ParseOptions = { errors: "all", onExcessProperty: "error", reportInput: true }
+
+/** Parses and validates configuration text. `source` (a file name) prefixes each error with "source:line:col: ". */
+export const parse = (text: string, source?: string): Result => {
+  const lines = new LineCounter()
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true })
+  const at = (offset: number): string => {
+    if (!Number.isFinite(offset)) return source === undefined ? "" : `${source}: `
+    const { line, col } = lines.linePos(offset)
+    return source === undefined ? `${line}:${col}: ` : `${source}:${line}:${col}: `
+  }
+  if (doc.errors.length > 0) {
+    return { ok: false, errors: doc.errors.map((e) => `${at(e.pos[0])}${e.message.split("\n")[0]}`) }
+  }
+  const input = doc.toJS() ?? {}
+  const result = decode(input, options)
+  if (EffectResult.isSuccess(result)) return { ok: true, config: resolve(result.success) }
+  // In file order, so the list reads top to bottom like the file.
+  const located = problems(result.failure.issue).map((p) => ({ ...p, offset: offsetOf(doc, p.path) ?? Infinity }))
+  located.sort((a, b) => a.offset - b.offset)
+  const errors = located.map((p) => `${source === undefined ? "" : at(p.offset)}${formatPath(p.path)}: ${p.message}`)
+  return { ok: false, errors }
+}
+
+/** Reads a configuration file. No path means the defaults; a path that cannot be read is an error. */
+export const load = (path?: string): Result => {
+  if (path === undefined) return { ok: true, config: defaults }
+  let text: string
+  try {
+    text = readFileSync(path, "utf8")
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    return { ok: false, errors: [`${path}: cannot read configuration file (${code === "ENOENT" ? "no such file" : code ?? String(error)})`] }
+  }
+  return parse(text, path)
+}
+
+const initial = parse("")
+if (!initial.ok) throw new Error(`Missive's default configuration does not validate:\n${initial.errors.join("\n")}`)
+
+/** The configuration an empty file gives. */
+export const defaults: Config = initial.config
+
+/** The retry schedule core's decider uses. */
+export const policyOf = (config: Config): Policy.RetryPolicy => ({
+  initialMs: config.retry.initial,
+  maxMs: config.retry.max,
+  multiplier: config.retry.multiplier,
+  jitter: config.retry.jitter,
+  lifetimeMs: config.retry.lifetime
+})

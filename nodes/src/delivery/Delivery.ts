@@ -1,0 +1,27 @@
+// The shapes every delivery client (SMTP, LMTP, Maildir) answers with: one reply per recipient and the host used.
+// Types only: no I/O here, and no interpretation of replies (the message decider classifies them).
+import type { Reply } from "@missive/core"
+
+export interface Envelope {
+  /** "" is the null reverse-path, sent as MAIL FROM:<>. */
+  readonly from: string
+  readonly to: ReadonlyArray<string>
+}
+
+export interface RecipientResult {
+  readonly rcpt: string
+  readonly reply: Reply.Reply
+}
+
+export interface DeliveryResult {
+  /** "host:port" that gave the replies (the last one tried when none answered), "maildir" for local delivery. */
+  readonly host: string
+  /** One entry per envelope recipient, in envelope order. */
+  readonly results: ReadonlyArray<RecipientResult>
+  /** Whether the transaction ran under TLS. */
+  readonly tls?: boolean | undefined
+}
+
+/** The same reply for every recipient. */
+export const allGet = (to: ReadonlyArray<string>, reply: Reply.Reply): ReadonlyArray<RecipientResult> =>
+  to.map((rcpt) => ({ rcpt, reply }))

@@ -1,0 +1,75 @@
+// SMTP delivery of one message to one smtp destination: hops in order (connect failure → next hop), EHLO, STARTTLS
+// as configured, MAIL/RCPT/DATA, one reply per recipient; sessions are pooled per destination key and reused.
+// Must not decide retries or bounces: it reports replies, and a connection problem as a 4xx for every recipient.
+// Security stance: remote servers are untrusted; "opportunistic" TLS encrypts without authenticating the peer.
+import type { ConnectionOptions } from "node:tls"
+import type { Route } from "@missive/core"
+import type { DeliveryResult, Envelope } from "./Delivery.js"
+import { makePool } from "./internal/Pool.js"
+import type { TlsMode } from "./internal/Session.js"
+
+export type { TlsMode } from "./internal/Session.js"
+
+export type SmtpDestination = Extract<Route.Destination, { kind: "smtp" }>
+
+export interface SmtpPoolOptions {
+  /** Our name in EHLO. */
+  readonly hostname: string
+  /** Default "opportunistic": STARTTLS when offered, any certificate accepted. */
+  readonly tls?: TlsMode | undefined
+  readonly tlsOptions?: ConnectionOptions | undefined
+  /** TCP connect and greeting timeout, ms (default 30 s). */
+  readonly connectTimeout?: number | undefined
+  /** Longest wait for one reply, ms (default 5 min, RFC 5321 §4.5.3.2 asks up to 10 for the final dot). */
+  readonly commandTimeout?: number | undefined
+  /** Most sessions open at once towards one destination key (default 4). */
+  readonly maxPerDestination?: number | undefined
+  /** Messages sent over one session before it is closed (default 100). */
+  readonly messagesPerConnection?: number | undefined
+  /** How long an idle session is kept for reuse, ms (default 5 s; 0 closes after every message). */
+  readonly idleMs?: number | undefined
+}
+
+export interface SmtpPool {
+  /** One transaction for `envelope`; never rejects. `host` is "host:port" of the hop that answered. */
+  send(destination: SmtpDestination, envelope: Envelope, body: Buffer): Promise<DeliveryResult>
+  /** Stops reuse, QUITs idle sessions and waits for transactions in flight. */
+  close(): Promise<void>
+}
+
+export const makeSmtpPool = (options: SmtpPoolOptions): SmtpPool => {
+  const pool = makePool(
+    {
+      hostname: options.hostname,
+      tls: options.tls ?? "opportunistic",
+      tlsOptions: options.tlsOptions,
+      connectTimeout: options.connectTimeout ?? 30_000,
+      commandTimeout: options.commandTimeout ?? 300_000,
+      lmtp: false
+    },
+    {
+      maxPerDestination: options.maxPerDestination ?? 4,
+      messagesPerConnection: options.messagesPerConnection ?? 100,
+      idleMs: options.idleMs ?? 5_000
+    }
+  )
+  return {
+    send: (destination, envelope, body) => pool.send(destination.key, destination.hops, envelope, body),
+    close: () => pool.close()
+  }
+}
+
+/** One message over a fresh session, closed afterwards. */
+export const deliverSmtp = async (
+  options: SmtpPoolOptions,
+  destination: SmtpDestination,
+  envelope: Envelope,
+  body: Buffer
+): Promise<DeliveryResult> => {
+  const pool = makeSmtpPool({ ...options, idleMs: 0 })
+  try {
+    return await pool.send(destination, envelope, body)
+  } finally {
+    await pool.close()
+  }
+}

@@ -1,0 +1,202 @@
+// One SMTP or LMTP client connection (nodemailer's SMTPConnection) turned into promises that never reject:
+// open a hop, run transactions that yield one reply per recipient, RSET, QUIT. It must not choose hops or pool.
+// Security stance: the peer is untrusted; its replies are parsed as data and the message body is sent as given
+// (only dot-stuffed). In "opportunistic" TLS mode the peer's certificate is not verified (RFC 7435), in "required" it is.
+import type { ConnectionOptions } from "node:tls"
+import { Reply } from "@missive/core"
+import SMTPConnection from "nodemailer/lib/smtp-connection/index.js"
+import type { Envelope, RecipientResult } from "../Delivery.js"
+
+export type TlsMode = "opportunistic" | "none" | "required"
+
+export interface SessionOptions {
+  /** Our name in EHLO/LHLO. */
+  readonly hostname: string
+  readonly tls: TlsMode
+  /** Extra TLS options (a CA for "required" in tests, ciphers, ...). */
+  readonly tlsOptions?: ConnectionOptions | undefined
+  /** TCP connect and greeting timeout, ms. */
+  readonly connectTimeout: number
+  /** Longest wait for any reply (including the one after the final dot) and idle time on the socket, ms. */
+  readonly commandTimeout: number
+  readonly lmtp: boolean
+}
+
+export interface Endpoint {
+  readonly host: string
+  readonly port: number
+}
+
+type SmtpError = Error & { code?: string; response?: string; responseCode?: number; command?: string; recipient?: string }
+
+/** The envelope object nodemailer fills in while it runs a transaction (it mutates what it is given). */
+interface LiveEnvelope {
+  from: string
+  to: string[]
+  size: number
+  use8BitMime: boolean
+  rejectedErrors?: SmtpError[]
+}
+
+/** Private hook of SMTPConnection that sees each per-recipient LMTP reply after DATA (nodemailer 8). */
+interface LmtpHook {
+  _actionLMTPStream?: (recipient: string, final: boolean, str: string, callback: unknown) => unknown
+}
+
+export const showEndpoint = (e: Endpoint): string => (e.host.includes(":") ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`)
+
+const has8bit = (body: Buffer): boolean => body.some((b) => b >= 0x80)
+
+const detailOf = (err: unknown): string => {
+  const e = err as SmtpError
+  return e && typeof e.message === "string" ? e.message.replace(/\s+/g, " ").trim() : String(err)
+}
+
+/** A failure to reach a usable session on one hop. */
+export interface OpenFailure {
+  readonly detail: string
+  readonly tlsFailed: boolean
+}
+
+export class Session {
+  private alive = true
+  private pending: ((err: SmtpError) => void) | undefined
+  private deadListeners: Array<() => void> = []
+  readonly ended: Promise<void>
+
+  private constructor(private readonly conn: SMTPConnection, readonly endpoint: Endpoint, private readonly lmtp: boolean) {
+    let ended!: () => void
+    this.ended = new Promise<void>((r) => (ended = r))
+    const die = (err: SmtpError): void => {
+      if (this.alive) {
+        this.alive = false
+        for (const f of this.deadListeners) f()
+      }
+      const p = this.pending
+      this.pending = undefined
+      p?.(err)
+    }
+    conn.on("error", (err: SmtpError) => die(err))
+    conn.once("end", () => {
+      die(Object.assign(new Error("connection closed"), { code: "ECONNECTION" }))
+      ended()
+    })
+  }
+
+  get host(): string { return showEndpoint(this.endpoint) }
+  get isAlive(): boolean { return this.alive }
+  get secure(): boolean { return this.conn.secure }
+
+  onDead(f: () => void): void { this.deadListeners.push(f) }
+
+  /** Connects, reads the greeting, says EHLO/LHLO and negotiates STARTTLS as the mode asks. */
+  static open(endpoint: Endpoint, options: SessionOptions): Promise<Session | OpenFailure> {
+    const conn = new SMTPConnection({
+      host: endpoint.host,
+      port: endpoint.port,
+      name: options.hostname,
+      lmtp: options.lmtp,
+      secure: false,
+      logger: false,
+      connectionTimeout: options.connectTimeout,
+      greetingTimeout: options.connectTimeout,
+      socketTimeout: options.commandTimeout,
+      ignoreTLS: options.tls === "none",
+      opportunisticTLS: options.tls === "opportunistic",
+      requireTLS: options.tls === "required",
+      tls: { rejectUnauthorized: options.tls === "required", ...options.tlsOptions }
+    })
+    return new Promise((resolve) => {
+      let settled = false
+      const fail = (err: SmtpError): void => {
+        if (settled) return
+        settled = true
+        conn.close()
+        const response = err.response ? ` (${err.response.replace(/\s+/g, " ").trim()})` : ""
+        resolve({ detail: `${showEndpoint(endpoint)}: ${detailOf(err)}${response}`, tlsFailed: err.code === "ETLS" })
+      }
+      conn.on("error", fail)
+      conn.once("end", () => fail(Object.assign(new Error("connection closed before the session started"), { code: "ECONNECTION" })))
+      conn.connect(() => {
+        if (settled) return
+        settled = true
+        conn.removeAllListeners("error")
+        conn.removeAllListeners("end")
+        resolve(new Session(conn, endpoint, options.lmtp))
+      })
+    })
+  }
+
+  /**
+   * Runs MAIL, RCPT for each recipient, DATA with the body as given (already CRLF; only dot-stuffed on the wire).
+   * Gives one reply per recipient: its RCPT refusal, its LMTP reply, or the reply to the message; when the
+   * connection breaks, a 4xx for every recipient without a reply of its own.
+   */
+  transact(envelope: Envelope, body: Buffer): Promise<ReadonlyArray<RecipientResult>> {
+    const live: LiveEnvelope = { from: envelope.from, to: [...envelope.to], size: body.length, use8BitMime: has8bit(body) }
+    const lmtpReplies = new Map<string, Reply.Reply>()
+    const hook = this.conn as unknown as LmtpHook
+    const original = hook._actionLMTPStream
+    if (this.lmtp && original) {
+      hook._actionLMTPStream = function (this: unknown, recipient, final, str, callback) {
+        lmtpReplies.set(recipient, Reply.parse(str))
+        return original.call(this, recipient, final, str, callback)
+      }
+    }
+    return new Promise((resolve) => {
+      let done = false
+      const finish = (general: Reply.Reply): void => {
+        if (done) return
+        done = true
+        this.pending = undefined
+        if (original) hook._actionLMTPStream = original
+        const refused = new Map<string, Reply.Reply>()
+        for (const e of live.rejectedErrors ?? []) {
+          if (e.recipient !== undefined && e.response) refused.set(e.recipient, Reply.parse(e.response))
+        }
+        resolve(envelope.to.map((rcpt) => {
+          const key = rcpt.trim()
+          return { rcpt, reply: lmtpReplies.get(key) ?? refused.get(key) ?? general }
+        }))
+      }
+      if (!this.alive) return finish(Reply.Replies.connectFailed(`${this.host}: connection closed`))
+      this.pending = (err) => finish(Reply.Replies.connectFailed(`${this.host}: ${detailOf(err)}`))
+      this.conn.send(live as unknown as Parameters<SMTPConnection["send"]>[0], body, (err, info) => {
+        if (err) return finish(this.replyOf(err as SmtpError))
+        finish(Reply.parse(info.response))
+      })
+    })
+  }
+
+  /** The reply a failed transaction gives the recipients that have none of their own. */
+  private replyOf(err: SmtpError): Reply.Reply {
+    if (err.response) return Reply.parse(err.response)
+    // nodemailer refuses before MAIL FROM when the message exceeds the SIZE the server advertised
+    if (err.code === "EMESSAGE" && err.command === "MAIL FROM") return Reply.Replies.tooBig
+    // an address nodemailer will not put on the wire (contains <, > or a line break)
+    if (err.code === "EENVELOPE") return Reply.Replies.badSyntax
+    return Reply.Replies.connectFailed(`${this.host}: ${detailOf(err)}`)
+  }
+
+  /** RSET before reusing the session for another message; false means the session is unusable. */
+  reset(): Promise<boolean> {
+    return new Promise((resolve) => {
+      if (!this.alive) return resolve(false)
+      this.pending = () => resolve(false)
+      this.conn.reset((err) => {
+        this.pending = undefined
+        resolve(!err)
+      })
+    })
+  }
+
+  /** Says QUIT and waits for the close, cutting the connection if the peer does not answer within `graceMs`. */
+  async quit(graceMs = 2000): Promise<void> {
+    if (this.alive) this.conn.quit()
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([this.ended, new Promise<void>((r) => (timer = setTimeout(r, graceMs)))])
+    clearTimeout(timer)
+    this.conn.close()
+    await this.ended
+  }
+}
