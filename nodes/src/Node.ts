@@ -113,7 +113,7 @@ const program = (config: Config, opts: NodeOptions) => Effect.gen(function* () {
   const ingress = yield* Effect.acquireRelease(
     Effect.promise(() => startIngress({
       hostname: config.hostname, listeners,
-      tls: { cert: config.tls.cert, key: config.tls.key, dir: join(dataDir, "tls") },
+      tls: { cert: config.tls.cert, key: config.tls.key, dir: dataDir },
       auth: { requireTls: config.auth.require_tls, verify: async (user, pass) => { const h = users.get(user); return h !== undefined && verifyPassword(pass, h) } },
       relay: { localDomains: [...config.relay.local_domains], relayDomains: [...config.relay.relay_domains], trustedNetworks: [...config.relay.trusted_networks] },
       limits: {

@@ -4,6 +4,8 @@
 import dns2 from "dns2"
 
 const { Packet } = dns2
+/** RFC 1035 §4.1.1 response codes (dns2 has them at run time but not in its types). */
+const RCODE = { FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3 } as const
 
 export interface MxRecord {
   readonly preference: number
@@ -62,7 +64,7 @@ export const startDnsServer = async (zones: Zones = {}): Promise<DnsServer> => {
     response.header.aa = 1
     const q = request.questions[0]
     if (!q) {
-      response.header.rcode = Packet.RCODE.FORMERR
+      response.header.rcode = RCODE.FORMERR
       send(response)
       return
     }
@@ -71,9 +73,9 @@ export const startDnsServer = async (zones: Zones = {}): Promise<DnsServer> => {
     const zone = table.get(name)
     if (zone?.drop) return
     if (!zone) {
-      response.header.rcode = Packet.RCODE.NXDOMAIN
+      response.header.rcode = RCODE.NXDOMAIN
     } else if (zone.servfail) {
-      response.header.rcode = Packet.RCODE.SERVFAIL
+      response.header.rcode = RCODE.SERVFAIL
     } else {
       const ttl = zone.ttl ?? 300
       const base = { name: q.name, class: Packet.CLASS.IN, ttl }

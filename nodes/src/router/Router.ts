@@ -4,6 +4,7 @@
 import { isIP } from "node:net"
 import { Reply, Route } from "@missive/core"
 import { mailboxPath } from "../delivery/Maildir.js"
+import { systemClock, type Clock } from "../runtime/Clock.js"
 import type { DnsResolver, Lookup, MxRecord } from "./Resolver.js"
 
 /** A decision, or a temporary failure (4xx) the caller records as a deferral with the evidence that caused it. */
@@ -22,8 +23,8 @@ export interface DnsCacheOptions {
   /** Longest time an answer is kept, ms (default 60 s); a shorter record TTL wins. */
   readonly maxTtlMs?: number | undefined
   readonly maxEntries?: number | undefined
-  /** Monotonic ms clock; it only ages cache entries and never reaches an event. */
-  readonly now?: (() => number) | undefined
+  /** Only ages cache entries (default: the system clock). */
+  readonly clock?: Clock | undefined
 }
 
 /** Rcodes that are facts about the domain and may be cached; SERVFAIL, TIMEOUT and the like are retried. */
@@ -32,7 +33,8 @@ const CACHEABLE = new Set(["NOERROR", "NODATA", "NXDOMAIN"])
 export const makeDnsCache = (options: DnsCacheOptions = {}): DnsCache => {
   const maxTtlMs = options.maxTtlMs ?? 60_000
   const maxEntries = options.maxEntries ?? 10_000
-  const now = options.now ?? (() => performance.now())
+  const clock = options.clock ?? systemClock
+  const now = (): number => clock.now()
   const entries = new Map<string, { lookup: Lookup<unknown>; expiresAt: number }>()
   return {
     get: (key) => {

@@ -1,0 +1,85 @@
+// The `missive` command as a user runs it: config check errors, queue list and queue show against a real node.
+import { execFile } from "node:child_process"
+import { writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { promisify } from "node:util"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { startCapture, type CaptureServer } from "../src/CaptureServer.js"
+import { freePort, rawMessage, ROOT, send, spawnNode, tempDir, testConfig, waitFor, writeConfig, type ChildNode } from "../src/Harness.js"
+
+const run = promisify(execFile)
+const missive = async (...args: Array<string>) => {
+  try {
+    const r = await run(process.execPath, [join(ROOT, "bin/missive.mjs"), ...args], { cwd: ROOT })
+    return { code: 0, stdout: r.stdout, stderr: r.stderr }
+  } catch (e) {
+    const x = e as { code: number; stdout: string; stderr: string }
+    return { code: x.code, stdout: x.stdout, stderr: x.stderr }
+  }
+}
+
+describe("missive CLI", () => {
+  let down: CaptureServer
+  let node: ChildNode | undefined
+  const dir = tempDir()
+  let configPath = ""
+
+  beforeAll(async () => {
+    down = await startCapture({ onRcpt: () => ({ code: 451, text: "4.2.1 Mailbox busy" }) })
+    const port = await freePort()
+    configPath = writeConfig(dir.path, testConfig(join(dir.path, "data"), {
+      listeners: { smtp: { host: "127.0.0.1", port }, submission: { enabled: false } },
+      routes: { "down.test": `127.0.0.1:${down.port}` },
+      relay: { relay_domains: ["down.test"] },
+      retry: { initial: "1h", max: "2h", lifetime: "5d" }
+    }))
+    node = await spawnNode(configPath)
+  })
+  afterAll(async () => {
+    await node?.stop()
+    await down?.close()
+    dir.remove()
+  })
+
+  it("config check reports each bad key with its path", async () => {
+    const bad = join(dir.path, "bad.yaml")
+    writeFileSync(bad, "limits:\n  max_recipients: abc\nretry:\n  initial: soon\nlisteners:\n  smtp:\n    port: 70000\nbogus: 1\n")
+    const r = await missive("config", "check", bad)
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/limits\.max_recipients/)
+    expect(r.stderr).toMatch(/retry\.initial/)
+    expect(r.stderr).toMatch(/listeners\.smtp\.port/)
+    expect(r.stderr).toMatch(/bogus/)
+    const ok = await missive("config", "check", configPath)
+    expect(ok.code).toBe(0)
+  })
+
+  it("rejects unknown commands and options precisely", async () => {
+    const r = await missive("frobnicate")
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/unknown command "frobnicate"/)
+    const o = await missive("queue", "list", "--colour")
+    expect(o.code).toBe(2)
+    expect(o.stderr).toMatch(/unknown option --colour/)
+  })
+
+  it("lists a deferred message and shows its timeline", async () => {
+    const port = Number(/port: (\d+)/.exec((await import("node:fs")).readFileSync(configPath, "utf8"))?.[1])
+    const s = await send(port, { from: "a@sender.test", to: ["b@down.test"] }, rawMessage({ from: "a@sender.test", to: "b@down.test", subject: "deferred one" }))
+    expect(s.ok, s.response).toBe(true)
+    const list = await waitFor("deferred in queue list", async () => {
+      const r = await missive("queue", "list", "--config", configPath)
+      return r.stdout.includes("deferred") && r.stdout.includes(s.id!) ? r : undefined
+    })
+    expect(list.stdout).toMatch(/a@sender\.test/)
+    expect(list.stdout).toMatch(/b@down\.test\s+deferred\s+\(451 4\.2\.1 Mailbox busy\)/)
+    const json = JSON.parse((await missive("queue", "list", "--config", configPath, "--json")).stdout)
+    expect(json[0]).toMatchObject({ id: s.id, sender: "a@sender.test", recipients: [{ address: "b@down.test", status: "deferred" }] })
+    const show = await missive("queue", "show", s.id!, "--config", configPath)
+    expect(show.code).toBe(0)
+    for (const t of ["MessageReceived", "RecipientsRouted", "AttemptStarted", "AttemptDeferred"]) expect(show.stdout).toContain(t)
+    expect(show.stdout).toMatch(/451 4\.2\.1 Mailbox busy/)
+    const missing = await missive("queue", "show", "NOSUCHID", "--config", configPath)
+    expect(missing.code).toBe(1)
+  })
+})
