@@ -19,7 +19,7 @@ const FORBIDDEN_CALLS: ReadonlyArray<readonly [string, string]> = [
 ]
 const FORBIDDEN_GLOBALS = new Set(["process", "setTimeout", "setInterval", "setImmediate", "fetch", "require"])
 
-export interface Violation {
+interface Violation {
   readonly line: number
   readonly what: string
 }
@@ -35,7 +35,7 @@ const specifierProblem = (spec: string, file: string): string | undefined => {
 }
 
 /** Every boundary violation in one source text. */
-export const violations = (text: string, file = join(SRC, "Probe.ts")): ReadonlyArray<Violation> => {
+const violations = (text: string, file = join(SRC, "Probe.ts")): ReadonlyArray<Violation> => {
   const source = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true, ts.ScriptKind.TS)
   const out: Array<Violation> = []
   const at = (node: ts.Node, what: string) => out.push({ line: source.getLineAndCharacterOfPosition(node.getStart(source)).line + 1, what })

@@ -1,0 +1,249 @@
+// The SMTP client and its pool against real smtp-server instances on loopback: byte-exact bodies, per-recipient
+// replies, null sender, STARTTLS, hop fallback and connection reuse.
+import { createServer } from "node:net"
+import type { Route } from "@missive/core"
+import { afterEach, describe, expect, it } from "vitest"
+import { deliverSmtp, makeSmtpPool, type SmtpPool, type SmtpPoolOptions } from "../src/delivery/SmtpClient.js"
+import { startCapture, type CaptureOptions, type CaptureServer } from "../../test/src/CaptureServer.js"
+
+type SmtpDestination = Extract<Route.Destination, { kind: "smtp" }>
+
+const cleanup: Array<() => Promise<void>> = []
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f()
+})
+
+const capture = async (o: CaptureOptions = {}): Promise<CaptureServer> => {
+  const c = await startCapture(o)
+  cleanup.push(() => c.close())
+  return c
+}
+
+const pool = (o: Partial<SmtpPoolOptions> = {}): SmtpPool => {
+  const p = makeSmtpPool({ hostname: "client.missive.test", tls: "none", connectTimeout: 2000, commandTimeout: 5000, ...o })
+  cleanup.push(() => p.close())
+  return p
+}
+
+const to = (...servers: Array<{ host: string; port: number }>): SmtpDestination => ({
+  kind: "smtp", key: `test:${servers.map((s) => s.port).join(",")}`, via: "route",
+  hops: servers.map((s) => ({ host: s.host, port: s.port, preference: 0 }))
+})
+
+/** A loopback port nothing listens on. */
+const closedPort = async (): Promise<number> => {
+  const s = createServer()
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r))
+  const port = (s.address() as { port: number }).port
+  await new Promise<void>((r) => s.close(() => r()))
+  return port
+}
+
+// dots at line starts (stuffed on the wire), 8-bit bytes, a lone CR inside a line, and a long line
+const BODY = Buffer.concat([
+  Buffer.from("From: a@x.test\r\nTo: b@y.test\r\nSubject: t\r\n\r\n.leading dot\r\n..two dots\r\n.\r\nmid.dle\r\n", "latin1"),
+  Buffer.from([0xc3, 0xa9, 0xe2, 0x82, 0xac, 0x0d, 0x0a]),
+  Buffer.from(`${"x".repeat(990)}\r\nlast line\r\n`, "latin1")
+])
+
+describe("SmtpClient", () => {
+  it("delivers the body byte-exact and reports 250 for every recipient", async () => {
+    const c = await capture()
+    const r = await pool().send(to(c), { from: "a@x.test", to: ["b@y.test", "c@y.test"] }, BODY)
+    expect(r.host).toBe(`127.0.0.1:${c.port}`)
+    expect(r.results.map((x) => x.rcpt)).toEqual(["b@y.test", "c@y.test"])
+    for (const x of r.results) expect(x.reply).toMatchObject({ code: 250, enhanced: "2.0.0" })
+    expect(c.messages).toHaveLength(1)
+    expect(c.messages[0]?.raw.equals(BODY)).toBe(true)
+    expect(c.messages[0]).toMatchObject({ from: "a@x.test", to: ["b@y.test", "c@y.test"], helo: "client.missive.test", secure: false })
+  })
+
+  it("sends the null reverse-path as MAIL FROM:<>", async () => {
+    const froms: string[] = []
+    const c = await capture({ onMailFrom: (f) => void froms.push(f) })
+    const r = await pool().send(to(c), { from: "", to: ["b@y.test"] }, BODY)
+    expect(r.results[0]?.reply.code).toBe(250)
+    expect(froms).toEqual([""])
+    expect(c.messages[0]?.from).toBe("")
+  })
+
+  it("gives a recipient refused at RCPT its own reply and delivers to the others", async () => {
+    const c = await capture({ onRcpt: (r) => (r.startsWith("nobody") ? { code: 550, text: "5.1.1 No such user" } : undefined) })
+    const r = await pool().send(to(c), { from: "a@x.test", to: ["b@y.test", "nobody@y.test", "c@y.test"] }, BODY)
+    expect(r.results).toEqual([
+      { rcpt: "b@y.test", reply: expect.objectContaining({ code: 250 }) },
+      { rcpt: "nobody@y.test", reply: { code: 550, enhanced: "5.1.1", text: "No such user" } },
+      { rcpt: "c@y.test", reply: expect.objectContaining({ code: 250 }) }
+    ])
+    expect(c.messages[0]?.to).toEqual(["b@y.test", "c@y.test"])
+  })
+
+  it("reports each refusal when every recipient is refused", async () => {
+    const c = await capture({ onRcpt: (r) => (r.startsWith("full") ? { code: 452, text: "4.2.2 Mailbox full" } : { code: 550, text: "5.1.1 No such user" }) })
+    const r = await pool().send(to(c), { from: "a@x.test", to: ["full@y.test", "nobody@y.test"] }, BODY)
+    expect(r.results.map((x) => [x.rcpt, x.reply.code, x.reply.enhanced])).toEqual([["full@y.test", 452, "4.2.2"], ["nobody@y.test", 550, "5.1.1"]])
+    expect(c.messages).toHaveLength(0)
+  })
+
+  it("applies a refusal after DATA to every accepted recipient", async () => {
+    const c = await capture({
+      onRcpt: (r) => (r.startsWith("nobody") ? { code: 550, text: "5.1.1 No such user" } : undefined),
+      onData: () => ({ code: 451, text: "4.3.0 Try again later" })
+    })
+    const r = await pool().send(to(c), { from: "a@x.test", to: ["b@y.test", "nobody@y.test", "c@y.test"] }, BODY)
+    expect(r.results.map((x) => [x.rcpt, x.reply.code])).toEqual([["b@y.test", 451], ["nobody@y.test", 550], ["c@y.test", 451]])
+    expect(r.results[0]?.reply).toEqual({ code: 451, enhanced: "4.3.0", text: "Try again later" })
+  })
+
+  it("gives every recipient the sender's refusal", async () => {
+    const c = await capture({ onMailFrom: () => ({ code: 553, text: "5.7.1 Sender rejected" }) })
+    const r = await pool().send(to(c), { from: "bad@x.test", to: ["b@y.test", "c@y.test"] }, BODY)
+    expect(r.results.map((x) => x.reply)).toEqual([
+      { code: 553, enhanced: "5.7.1", text: "Sender rejected" },
+      { code: 553, enhanced: "5.7.1", text: "Sender rejected" }
+    ])
+  })
+
+  it("refuses a message over the size the server advertises without sending it", async () => {
+    const c = await capture({ size: 100 })
+    const r = await pool().send(to(c), { from: "a@x.test", to: ["b@y.test"] }, BODY)
+    expect(r.results[0]?.reply.code).toBe(552)
+    expect(c.messages).toHaveLength(0)
+  })
+
+  it("upgrades with STARTTLS to a self-signed server in opportunistic mode", async () => {
+    const c = await capture({ tls: true })
+    const r = await pool({ tls: "opportunistic" }).send(to(c), { from: "a@x.test", to: ["b@y.test"] }, BODY)
+    expect(r.results[0]?.reply.code).toBe(250)
+    expect(r.tls).toBe(true)
+    expect(c.messages[0]?.secure).toBe(true)
+    expect(c.messages[0]?.raw.equals(BODY)).toBe(true)
+  })
+
+  it("sends in clear when the server offers no STARTTLS in opportunistic mode", async () => {
+    const c = await capture()
+    const r = await pool({ tls: "opportunistic" }).send(to(c), { from: "a@x.test", to: ["b@y.test"] }, BODY)
+    expect(r.results[0]?.reply.code).toBe(250)
+    expect(r.tls).toBe(false)
+  })
+
+  it("defers when TLS is required but the server has none, or its certificate is not trusted", async () => {
+    const plain = await capture()
+    const r1 = await pool({ tls: "required" }).send(to(plain), { from: "a@x.test", to: ["b@y.test"] }, BODY)
+    expect(r1.results[0]?.reply).toMatchObject({ code: 451, enhanced: "4.4.1" })
+    const selfSigned = await capture({ tls: true })
+    const r2 = await pool({ tls: "required" }).send(to(selfSigned), { from: "a@x.test", to: ["b@y.test"] }, BODY)
+    expect(r2.results[0]?.reply).toMatchObject({ code: 451, enhanced: "4.4.1" })
+    expect(plain.messages.length + selfSigned.messages.length).toBe(0)
+  })
+
+  it("tries the next hop when the first does not answer", async () => {
+    const c = await capture()
+    const dead = { host: "127.0.0.1", port: await closedPort() }
+    const r = await pool().send(to(dead, c), { from: "a@x.test", to: ["b@y.test"] }, BODY)
+    expect(r.host).toBe(`127.0.0.1:${c.port}`)
+    expect(r.results[0]?.reply.code).toBe(250)
+    expect(c.messages).toHaveLength(1)
+  })
+
+  it("defers every recipient when no hop answers", async () => {
+    const a = { host: "127.0.0.1", port: await closedPort() }
+    const b = { host: "127.0.0.1", port: await closedPort() }
+    const r = await pool().send(to(a, b), { from: "a@x.test", to: ["b@y.test", "c@y.test"] }, BODY)
+    expect(r.host).toBe(`127.0.0.1:${b.port}`)
+    for (const x of r.results) expect(x.reply).toMatchObject({ code: 451, enhanced: "4.4.1" })
+    expect(r.results[0]?.reply.text).toContain(`127.0.0.1:${a.port}`)
+  })
+
+  it("reuses one connection for messages to the same destination", async () => {
+    const c = await capture()
+    const p = pool()
+    await p.send(to(c), { from: "a@x.test", to: ["b@y.test"] }, BODY)
+    await p.send(to(c), { from: "", to: ["c@y.test"] }, BODY)
+    expect(c.connections).toBe(1)
+    expect(c.messages.map((m) => [m.from, m.to])).toEqual([["a@x.test", ["b@y.test"]], ["", ["c@y.test"]]])
+    expect(c.messages[0]?.connection).toBe(c.messages[1]?.connection)
+  })
+
+  it("reuses a connection after a refused transaction", async () => {
+    const c = await capture({ onData: (m) => (m.to.includes("bounce@y.test") ? { code: 554, text: "5.6.0 Rejected" } : undefined) })
+    const p = pool()
+    const r1 = await p.send(to(c), { from: "a@x.test", to: ["bounce@y.test"] }, BODY)
+    const r2 = await p.send(to(c), { from: "a@x.test", to: ["b@y.test"] }, BODY)
+    expect([r1.results[0]?.reply.code, r2.results[0]?.reply.code]).toEqual([554, 250])
+    expect(c.connections).toBe(1)
+  })
+
+  it("opens no more than maxPerDestination connections, queueing the rest", async () => {
+    const c = await capture()
+    const p = pool({ maxPerDestination: 2 })
+    const rs = await Promise.all([1, 2, 3, 4, 5].map((i) => p.send(to(c), { from: "a@x.test", to: [`r${i}@y.test`] }, BODY)))
+    expect(rs.every((r) => r.results[0]?.reply.code === 250)).toBe(true)
+    expect(c.messages).toHaveLength(5)
+    expect(c.connections).toBe(2)
+  })
+
+  it("opens a new connection after messagesPerConnection messages", async () => {
+    const c = await capture()
+    const p = pool({ messagesPerConnection: 2 })
+    for (let i = 0; i < 3; i++) await p.send(to(c), { from: "a@x.test", to: ["b@y.test"] }, BODY)
+    expect(c.connections).toBe(2)
+  })
+
+  it("replaces a pooled connection the server has closed", async () => {
+    const c = await capture()
+    const p = pool()
+    await p.send(to(c), { from: "a@x.test", to: ["b@y.test"] }, BODY)
+    await c.close()
+    const again = await startCapture({})
+    cleanup.push(() => again.close())
+    // the old server is gone: the idle session is dead and a fresh connection goes to the new hop
+    const r = await p.send({ ...to(c, again), key: to(c).key }, { from: "a@x.test", to: ["b@y.test"] }, BODY)
+    expect(r.results[0]?.reply.code).toBe(250)
+    expect(r.host).toBe(`127.0.0.1:${again.port}`)
+  })
+
+  it("delivers once without a pool", async () => {
+    const c = await capture()
+    const r = await deliverSmtp({ hostname: "client.missive.test", tls: "none" }, to(c), { from: "a@x.test", to: ["b@y.test"] }, BODY)
+    expect(r.results[0]?.reply.code).toBe(250)
+    expect(c.messages).toHaveLength(1)
+  })
+
+  it("gives every recipient the server's reply when it shuts down during DATA", async () => {
+    let arrived!: () => void
+    const inData = new Promise<void>((r) => (arrived = r))
+    const c = await startCapture({ onData: () => { arrived(); return new Promise(() => undefined) } })
+    const sending = pool().send(to(c), { from: "a@x.test", to: ["b@y.test", "c@y.test"] }, BODY)
+    await inData
+    await c.close() // smtp-server says 421 to the connections it cannot finish
+    const r = await sending
+    for (const x of r.results) expect(x.reply.code).toBe(421)
+  })
+
+  it("defers every recipient when the connection drops after the message was sent", async () => {
+    // a server that accepts the envelope, reads the message, and hangs up instead of replying
+    const server = createServer((socket) => {
+      let inData = false
+      socket.write("220 dropper.test ESMTP\r\n")
+      socket.on("data", (chunk) => {
+        const text = chunk.toString("latin1")
+        if (inData) {
+          if (text.endsWith("\r\n.\r\n")) socket.destroy()
+          return
+        }
+        for (const line of text.split("\r\n").filter((l) => l)) {
+          if (/^EHLO/i.test(line)) socket.write("250 dropper.test\r\n")
+          else if (/^DATA/i.test(line)) { inData = true; socket.write("354 go ahead\r\n") }
+          else socket.write("250 2.0.0 OK\r\n")
+        }
+      })
+    })
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
+    cleanup.push(() => new Promise<void>((r) => server.close(() => r())))
+    const port = (server.address() as { port: number }).port
+    const r = await pool().send(to({ host: "127.0.0.1", port }), { from: "a@x.test", to: ["b@y.test", "c@y.test"] }, BODY)
+    for (const x of r.results) expect(x.reply).toMatchObject({ code: 451, enhanced: "4.4.1" })
+  })
+
+})
