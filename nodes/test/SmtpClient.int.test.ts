@@ -225,11 +225,13 @@ describe("SmtpClient", () => {
     // a server that accepts the envelope, reads the message, and hangs up instead of replying
     const server = createServer((socket) => {
       let inData = false
+      let data = ""
       socket.write("220 dropper.test ESMTP\r\n")
       socket.on("data", (chunk) => {
         const text = chunk.toString("latin1")
         if (inData) {
-          if (text.endsWith("\r\n.\r\n")) socket.destroy()
+          data += text
+          if (data.endsWith("\r\n.\r\n")) socket.destroy()
           return
         }
         for (const line of text.split("\r\n").filter((l) => l)) {
