@@ -30,7 +30,7 @@ export interface Behaviour {
   readonly onRcpt?: ((rcpt: string) => Maybe<Rejection>) | undefined
   /**
    * Decides about a whole message. With LMTP an array gives one answer per accepted recipient (undefined accepts).
-   * `message.to` holds every recipient accepted at RCPT.
+   * `message.to` holds every recipient accepted at RCPT. LMTP successes answer "250 2.0.0 <rcpt> delivered".
    */
   readonly onData?: ((message: Captured) => Maybe<Rejection | ReadonlyArray<Rejection | undefined>>) | undefined
 }
@@ -116,13 +116,13 @@ export const startCapture = async (options: CaptureOptions = {}): Promise<Captur
         Promise.resolve(behaviour.onData?.(base)).then((answer) => {
           if (answer === undefined) {
             messages.push(base)
-            return callback(null, lmtp ? base.to.map(() => "2.0.0 Delivered") : "2.0.0 OK captured")
+            return callback(null, lmtp ? base.to.map((r) => `2.0.0 <${r}> delivered`) : "2.0.0 OK captured")
           }
           if (!Array.isArray(answer)) return callback(refusal(answer as Rejection))
           const answers = base.to.map((_, i) => (answer as ReadonlyArray<Rejection | undefined>)[i])
           const accepted = base.to.filter((_, i) => answers[i] === undefined)
           if (accepted.length > 0) messages.push({ ...base, to: accepted })
-          return callback(null, answers.map((a) => (a ? refusal(a) : "2.0.0 Delivered")))
+          return callback(null, answers.map((a, i) => (a ? refusal(a) : `2.0.0 <${base.to[i]}> delivered`)))
         }, callback)
       })
     }

@@ -1,0 +1,126 @@
+// Relay throughput of one embedded node, durable settings (WAL, synchronous=FULL): smtp-source (20 sessions, one
+// message per session) → Missive → smtp-sink, all on loopback; plus a raw-socket client for the 250 latency.
+import Database from "better-sqlite3"
+import { execFile } from "node:child_process"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join, resolve } from "node:path"
+import { promisify } from "node:util"
+import { stringify } from "yaml"
+import { runLoad } from "./lib/Load.js"
+import { cpuMs, freePort, percentile, startChild, type Child } from "./lib/Proc.js"
+
+const exec = promisify(execFile)
+const ROOT = resolve(import.meta.dirname, "..")
+
+export interface RelayNode {
+  readonly port: number
+  readonly child: Child
+  completed(): number
+  stop(): Promise<void>
+}
+
+/** Starts smtp-sink and a Missive node (a real process) relaying to it. */
+export const startRelay = async (dir: string, sinkPort: number, extra: Record<string, unknown> = {}): Promise<RelayNode> => {
+  const port = await freePort()
+  const dataDir = join(dir, "data")
+  const config = {
+    hostname: "bench.missive.test", node_id: "bench", data_dir: dataDir,
+    listeners: { smtp: { host: "127.0.0.1", port }, submission: { enabled: false } },
+    relay: { relay_domains: ["sink.test"] },
+    routes: { "sink.test": `127.0.0.1:${sinkPort}` },
+    limits: { max_connections: 1000, max_connections_per_ip: 1000 },
+    delivery: { tls: "none", concurrency_per_destination: 20 },
+    ...extra
+  }
+  const path = join(dir, "missive.yaml")
+  writeFileSync(path, stringify(config))
+  const child = await startChild(process.execPath, [join(ROOT, "bin/missive.mjs"), "start", "--config", path], (o) => o.includes("listening on"), { cwd: ROOT })
+  const db = new Database(join(dataDir, "missive.db"), { readonly: true })
+  const q = db.prepare<[], { n: number }>("SELECT count(*) AS n FROM events WHERE type = 'MessageCompleted'")
+  return {
+    port, child,
+    completed: () => q.get()!.n,
+    stop: async () => { db.close(); await child.stop() }
+  }
+}
+
+const waitCompleted = async (node: RelayNode, target: number, timeoutMs: number): Promise<number> => {
+  const deadline = performance.now() + timeoutMs
+  while (node.completed() < target) {
+    if (performance.now() > deadline) throw new Error(`only ${node.completed()} of ${target} messages completed in time`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  return performance.now()
+}
+
+interface Row {
+  readonly name: string
+  readonly messages: number
+  readonly perSecond: number
+  readonly cpuPerMsg: number
+  readonly p50?: number
+  readonly p90?: number
+  readonly p99?: number
+}
+
+const smtpSource = async (node: RelayNode, o: { messages: number; size: number; rcpts: number; name: string }): Promise<Row> => {
+  const before = node.completed()
+  const cpu0 = cpuMs(node.child.proc.pid!)
+  const t0 = performance.now()
+  await exec("smtp-source", ["-s", "20", "-m", String(o.messages), "-l", String(o.size), "-r", String(o.rcpts), ...(o.rcpts > 1 ? ["-N"] : []),
+    "-f", "bench@src.test", "-t", "x@sink.test", "-M", "src.test", `127.0.0.1:${node.port}`], { maxBuffer: 1 << 24 })
+  const t1 = await waitCompleted(node, before + o.messages, 300_000)
+  const cpu = cpuMs(node.child.proc.pid!) - cpu0
+  return { name: o.name, messages: o.messages, perSecond: (o.messages * 1000) / (t1 - t0), cpuPerMsg: cpu / o.messages }
+}
+
+const rawClient = async (node: RelayNode, o: { messages: number; size: number; rcpts: number; name: string }): Promise<Row> => {
+  const before = node.completed()
+  const cpu0 = cpuMs(node.child.proc.pid!)
+  const t0 = performance.now()
+  const r = await runLoad({ port: node.port, sessions: 20, messages: o.messages, size: o.size, recipients: o.rcpts, from: "bench@src.test", to: (i, k) => `x${i}.${k}@sink.test` })
+  if (r.accepted !== o.messages) throw new Error(`${o.messages - r.accepted} messages refused: ${JSON.stringify([...r.replies])}`)
+  const t1 = await waitCompleted(node, before + o.messages, 300_000)
+  const cpu = cpuMs(node.child.proc.pid!) - cpu0
+  return {
+    name: o.name, messages: o.messages, perSecond: (o.messages * 1000) / (t1 - t0), cpuPerMsg: cpu / o.messages,
+    p50: percentile(r.latenciesMs, 50), p90: percentile(r.latenciesMs, 90), p99: percentile(r.latenciesMs, 99)
+  }
+}
+
+export const run = async (): Promise<string> => {
+  const dir = mkdtempSync(join(tmpdir(), "missive-bench-"))
+  const sinkPort = await freePort()
+  const sink = await startChild("smtp-sink", ["-u", "nobody", `127.0.0.1:${sinkPort}`, "1024"], () => true)
+  await new Promise((r) => setTimeout(r, 300))
+  const node = await startRelay(dir, sinkPort)
+  const scale = Number(process.env["MISSIVE_BENCH_SCALE"] ?? 1)
+  const n = (x: number) => Math.max(50, Math.round(x * scale))
+  try {
+    await smtpSource(node, { name: "warm-up", messages: n(500), size: 4096, rcpts: 1 })
+    const rows: Array<Row> = [
+      await smtpSource(node, { name: "smtp-source, 4 KB, 1 rcpt", messages: n(5000), size: 4096, rcpts: 1 }),
+      await rawClient(node, { name: "raw client, 4 KB, 1 rcpt", messages: n(3000), size: 4096, rcpts: 1 }),
+      await smtpSource(node, { name: "smtp-source, 100 KB, 1 rcpt", messages: n(1000), size: 102_400, rcpts: 1 }),
+      await rawClient(node, { name: "raw client, 100 KB, 1 rcpt", messages: n(1000), size: 102_400, rcpts: 1 }),
+      await smtpSource(node, { name: "smtp-source, 4 KB, 5 rcpts", messages: n(2000), size: 4096, rcpts: 5 }),
+      await rawClient(node, { name: "raw client, 4 KB, 5 rcpts", messages: n(2000), size: 4096, rcpts: 5 })
+    ]
+    const f = (x: number | undefined, d = 1) => (x === undefined ? "–" : x.toFixed(d))
+    return [
+      `## Relay throughput, one embedded node (\`npm run bench -- relay\`)`,
+      ``,
+      `Load: 20 concurrent sessions, one message per session, → Missive (SQLite WAL, synchronous=FULL, group commit) → smtp-sink, loopback, ${new Date().toISOString().slice(0, 10)}.`,
+      `msgs/s is end to end (first connection → last message completed in the log); CPU is the node process's user+system time per message; latency is "." → 250 as the client saw it.`,
+      ``,
+      `| run | messages | msgs/s | CPU ms/msg | 250 p50 ms | p90 ms | p99 ms |`,
+      `| --- | ---: | ---: | ---: | ---: | ---: | ---: |`,
+      ...rows.map((r) => `| ${r.name} | ${r.messages} | ${f(r.perSecond, 0)} | ${f(r.cpuPerMsg, 2)} | ${f(r.p50)} | ${f(r.p90)} | ${f(r.p99)} |`)
+    ].join("\n")
+  } finally {
+    await node.stop()
+    await sink.stop("SIGKILL")
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
