@@ -1,14 +1,17 @@
 // The embedded store: EventStore, BodyStore and Work in one SQLite database (better-sqlite3 12, WAL, synchronous=FULL).
-// Writes are group-committed: every operation queued in the same turn of the event loop shares one transaction
-// and one fsync, so a body, its MessageReceived event and its work entry commit together. Promises resolve
-// only after the commit. Must not be opened by two processes at once (the node takes a lock file).
+// Writes are group-committed: every write queued while the previous commit runs shares the next transaction and its
+// one fsync, so a body, its MessageReceived event and its work entry (queued in one turn) commit together. By default
+// the commits run on a writer thread, so an fsync never blocks SMTP; reads use the calling thread's own connection.
+// Promises resolve only after the commit. Must not be opened for writing by two processes at once (the node locks).
 import Database from "better-sqlite3"
 import { mkdirSync } from "node:fs"
 import { dirname } from "node:path"
+import { Worker } from "node:worker_threads"
 import type { BodyStore } from "./BodyStore.js"
 import { digestOf } from "./BodyStore.js"
 import { decodeTrusted, encode } from "./Codec.js"
 import type { EventStore, StoredEvent } from "./EventStore.js"
+import { configure, prepareWriter, type WriteOp, type WriteResult } from "./internal/SqliteWriter.mjs"
 import { BodyNotFound, StoreUnavailable, WrongExpectedVersion } from "./StoreError.js"
 import type { Work, WorkItem } from "./Work.js"
 
@@ -22,6 +25,8 @@ export interface SqliteOptions {
   readonly synchronous?: "FULL" | "NORMAL" | "OFF"
   /** Open for reading only (the CLI, next to a running node); writes fail. */
   readonly readonly?: boolean
+  /** "worker" (default): commits on a writer thread; "inline": on the calling thread. */
+  readonly writer?: "worker" | "inline"
 }
 
 export interface SqliteStore {
@@ -33,122 +38,158 @@ export interface SqliteStore {
   close(): Promise<void>
 }
 
-interface Op {
-  readonly run: () => unknown
+interface Pending {
+  readonly op: WriteOp
   readonly resolve: (v: unknown) => void
   readonly reject: (e: unknown) => void
+  /** For appends: the events, published to subscribers once committed. */
+  readonly events?: ReadonlyArray<StoredEvent["event"]>
 }
 
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS events (
-  position INTEGER PRIMARY KEY, stream TEXT NOT NULL, version INTEGER NOT NULL,
-  type TEXT NOT NULL, at INTEGER NOT NULL, data TEXT NOT NULL, UNIQUE (stream, version));
-CREATE TABLE IF NOT EXISTS bodies (digest TEXT PRIMARY KEY, bytes BLOB NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS work (
-  id TEXT PRIMARY KEY, due_at INTEGER NOT NULL, owner TEXT, lease_until INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS work_due ON work (due_at);
-`
+type Committer = (ops: ReadonlyArray<WriteOp>) => Promise<Array<WriteResult>>
+
+const inlineCommitter = (path: string, synchronous: string): { commit: Committer; close: () => Promise<void> } => {
+  const db = new Database(path)
+  configure(db, synchronous)
+  const run = prepareWriter(db)
+  return {
+    commit: async (ops) => {
+      try {
+        return run(ops)
+      } catch (e) {
+        throw new StoreUnavailable(`commit failed: ${String(e)}`, /SQLITE_FULL|disk is full/i.test(String(e)))
+      }
+    },
+    close: async () => void db.close()
+  }
+}
+
+const workerCommitter = (path: string, synchronous: string): { commit: Committer; close: () => Promise<void> } => {
+  const worker = new Worker(new URL("./internal/SqliteWorker.mjs", import.meta.url), { workerData: { path, synchronous } })
+  const waiting = new Map<number, { resolve: (r: Array<WriteResult>) => void; reject: (e: unknown) => void }>()
+  let nextId = 1
+  let dead: Error | undefined
+  let closed: (() => void) | undefined
+  worker.on("message", (m: { id?: number; results?: Array<WriteResult>; failed?: string; full?: boolean; closed?: boolean }) => {
+    if (m.closed) return closed?.()
+    if (m.id === undefined) return
+    const w = waiting.get(m.id)
+    waiting.delete(m.id)
+    if (!w) return
+    if (m.results) w.resolve(m.results)
+    else w.reject(new StoreUnavailable(`commit failed: ${m.failed}`, m.full ?? false))
+  })
+  const fail = (e: Error) => {
+    dead = e
+    for (const w of waiting.values()) w.reject(new StoreUnavailable(`store writer failed: ${e.message}`))
+    waiting.clear()
+    closed?.()
+  }
+  worker.on("error", fail)
+  worker.on("exit", (code) => { if (code !== 0) fail(new Error(`writer thread exited with code ${code}`)); else closed?.() })
+  return {
+    commit: (ops) => new Promise((resolve, reject) => {
+      if (dead) return reject(new StoreUnavailable(`store writer failed: ${dead.message}`))
+      const id = nextId++
+      waiting.set(id, { resolve, reject })
+      worker.postMessage({ id, ops })
+    }),
+    close: () => new Promise<void>((resolve) => {
+      if (dead) return resolve()
+      closed = resolve
+      worker.postMessage({ close: true })
+    }).then(() => worker.terminate()).then(() => undefined)
+  }
+}
 
 export const open = (options: SqliteOptions): SqliteStore => {
-  if (options.path !== ":memory:" && !options.readonly) mkdirSync(dirname(options.path), { recursive: true })
-  const db = new Database(options.path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false })
-  db.pragma("busy_timeout = 5000")
-  if (!options.readonly) {
-    db.pragma("journal_mode = WAL")
-    db.pragma(`synchronous = ${options.synchronous ?? "FULL"}`)
-    db.exec(SCHEMA)
+  const readonly = options.readonly ?? false
+  if (options.path !== ":memory:" && !readonly) mkdirSync(dirname(options.path), { recursive: true })
+  const synchronous = options.synchronous ?? "FULL"
+  // The schema exists before any reader or the writer thread starts.
+  if (!readonly) {
+    const setup = new Database(options.path)
+    configure(setup, synchronous)
+    setup.close()
   }
+  const db = new Database(options.path, { readonly, fileMustExist: readonly })
+  db.pragma("busy_timeout = 5000")
+  const writer = readonly ? undefined
+    : (options.writer ?? "worker") === "worker" && options.path !== ":memory:" ? workerCommitter(options.path, synchronous)
+    : inlineCommitter(options.path, synchronous)
   const maxPending = options.maxPending ?? 20_000
   const delay = options.groupCommitMs ?? 0
 
   const q = {
-    streamVersion: db.prepare<[string], { v: number | null }>("SELECT max(version) AS v FROM events WHERE stream = ?"),
-    insertEvent: db.prepare("INSERT INTO events (stream, version, type, at, data) VALUES (?, ?, ?, ?, ?)"),
     readStream: db.prepare<[string], { position: number; version: number; data: string }>("SELECT position, version, data FROM events WHERE stream = ? ORDER BY version"),
     readAll: db.prepare<[number, number], { position: number; stream: string; version: number; data: string }>("SELECT position, stream, version, data FROM events WHERE position > ? ORDER BY position LIMIT ?"),
     head: db.prepare<[], { p: number | null }>("SELECT max(position) AS p FROM events"),
-    putBody: db.prepare("INSERT OR IGNORE INTO bodies (digest, bytes) VALUES (?, ?)"),
     getBody: db.prepare<[string], { bytes: Buffer }>("SELECT bytes FROM bodies WHERE digest = ?"),
-    deleteBody: db.prepare("DELETE FROM bodies WHERE digest = ?"),
-    schedule: db.prepare("INSERT INTO work (id, due_at, owner, lease_until) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET due_at = excluded.due_at, owner = excluded.owner, lease_until = excluded.lease_until"),
-    complete: db.prepare("DELETE FROM work WHERE id = ?"),
-    due: db.prepare<[number, number, number], { id: string; due_at: number }>("SELECT id, due_at FROM work WHERE due_at <= ? AND lease_until <= ? ORDER BY due_at LIMIT ?"),
-    lease: db.prepare("UPDATE work SET owner = ?, lease_until = ? WHERE id = ?"),
-    releaseAll: db.prepare("UPDATE work SET owner = NULL, lease_until = 0 WHERE owner = ?"),
     nextDue: db.prepare<[], { t: number | null }>("SELECT min(max(due_at, lease_until)) AS t FROM work"),
     count: db.prepare<[], { n: number }>("SELECT count(*) AS n FROM work"),
     list: db.prepare<[number], { id: string; due_at: number }>("SELECT id, due_at FROM work ORDER BY due_at LIMIT ?")
   }
 
-  let queue: Array<Op> = []
+  let queue: Array<Pending> = []
   let scheduled = false
+  let inFlight: Promise<void> | undefined
   let closed = false
   const subscribers = new Set<(e: StoredEvent) => void>()
-  let committed: Array<StoredEvent> = []
 
-  const flush = () => {
-    scheduled = false
-    const ops = queue
-    queue = []
-    if (ops.length === 0) return
-    const results: Array<{ ok: boolean; value: unknown }> = []
-    try {
-      db.transaction(() => {
-        for (const op of ops) {
-          const mark = committed.length
-          try {
-            results.push({ ok: true, value: db.transaction(op.run)() })
-          } catch (e) {
-            committed.length = mark
-            results.push({ ok: false, value: e })
-          }
-        }
-      })()
-    } catch (e) {
-      committed = []
-      const full = /SQLITE_FULL|disk is full/i.test(String(e))
-      for (const op of ops) op.reject(new StoreUnavailable(`commit failed: ${String(e)}`, full))
-      return
-    }
-    const published = committed
-    committed = []
-    ops.forEach((op, i) => {
+  const settle = (batch: ReadonlyArray<Pending>, results: ReadonlyArray<WriteResult>) => {
+    const published: Array<StoredEvent> = []
+    batch.forEach((p, i) => {
       const r = results[i]!
-      if (r.ok) op.resolve(r.value)
-      else op.reject(r.value)
+      if (!r.ok) {
+        const c = r.error.conflict
+        return p.reject(c ? new WrongExpectedVersion(c) : new StoreUnavailable(r.error.message))
+      }
+      if (p.op.k === "append" && p.events) {
+        const { version, position } = r.value as { version: number; position: number }
+        const n = p.events.length
+        p.events.forEach((event, j) => published.push({ stream: p.op.k === "append" ? p.op.stream : "", version: version - n + 1 + j, position: position - n + 1 + j, event }))
+      }
+      p.resolve(r.value)
     })
     for (const e of published) for (const f of subscribers) f(e)
   }
 
-  const enqueue = <T>(run: () => T): Promise<T> =>
+  const flush = () => {
+    scheduled = false
+    if (inFlight || queue.length === 0 || !writer) return
+    const batch = queue
+    queue = []
+    inFlight = writer.commit(batch.map((p) => p.op)).then(
+      (results) => settle(batch, results),
+      (e) => { for (const p of batch) p.reject(e instanceof StoreUnavailable ? e : new StoreUnavailable(String(e))) }
+    ).finally(() => {
+      inFlight = undefined
+      if (queue.length > 0) schedule()
+    })
+  }
+
+  const schedule = () => {
+    if (scheduled) return
+    scheduled = true
+    if (delay > 0) setTimeout(flush, delay)
+    else setImmediate(flush)
+  }
+
+  const enqueue = <T>(op: WriteOp, events?: ReadonlyArray<StoredEvent["event"]>): Promise<T> =>
     new Promise<T>((resolve, reject) => {
-      if (closed) return reject(new StoreUnavailable("store is closed"))
+      if (closed || !writer) return reject(new StoreUnavailable(readonly ? "store is open read-only" : "store is closed"))
       if (queue.length >= maxPending) return reject(new StoreUnavailable(`store busy: ${queue.length} writes waiting`))
-      queue.push({ run, resolve: resolve as (v: unknown) => void, reject })
-      if (!scheduled) {
-        scheduled = true
-        if (delay > 0) setTimeout(flush, delay)
-        else setImmediate(flush)
-      }
+      queue.push({ op, resolve: resolve as (v: unknown) => void, reject, events })
+      if (!inFlight) schedule()
     })
 
   const toStored = (stream: string, r: { position: number; version: number; data: string }): StoredEvent =>
     ({ stream, version: r.version, position: r.position, event: decodeTrusted(r.data) })
 
   const events: EventStore = {
-    append: (stream, expectedVersion, evs) => enqueue(() => {
-      const actual = q.streamVersion.get(stream)?.v ?? 0
-      if (actual !== expectedVersion) throw new WrongExpectedVersion({ stream, expected: expectedVersion, actual })
-      let version = actual
-      let position = 0
-      for (const event of evs) {
-        version += 1
-        const info = q.insertEvent.run(stream, version, event.type, event.at, encode(event))
-        position = Number(info.lastInsertRowid)
-        committed.push({ stream, version, position, event })
-      }
-      return { version, position }
-    }),
+    append: (stream, expected, evs) => enqueue({
+      k: "append", stream, expected, data: evs.map(encode), types: evs.map((e) => e.type), ats: evs.map((e) => e.at)
+    }, evs),
     read: async (stream) => q.readStream.all(stream).map((r) => toStored(stream, r)),
     readAll: async (after, limit) => q.readAll.all(after, limit).map((r) => toStored(r.stream, r)),
     subscribe: (after, onEvent) => {
@@ -167,31 +208,21 @@ export const open = (options: SqliteOptions): SqliteStore => {
   }
 
   const bodies: BodyStore = {
-    put: (bytes) => {
-      const digest = digestOf(bytes)
-      return enqueue(() => {
-        q.putBody.run(digest, bytes)
-        return digest
-      })
-    },
+    put: (bytes) => enqueue({ k: "put", digest: digestOf(bytes), bytes }),
     get: async (digest) => {
       const row = q.getBody.get(digest)
       if (!row) throw new BodyNotFound(digest)
       return row.bytes
     },
-    delete: (digest) => enqueue(() => void q.deleteBody.run(digest)),
+    delete: (digest) => enqueue({ k: "del", digest }),
     close: async () => {}
   }
 
   const work: Work = {
-    schedule: (id, dueAt, lease) => enqueue(() => void q.schedule.run(id, dueAt, lease?.owner ?? null, lease?.until ?? 0)),
-    complete: (id) => enqueue(() => void q.complete.run(id)),
-    claim: (now, limit, owner, until) => enqueue(() => {
-      const rows = q.due.all(now, now, limit)
-      for (const r of rows) q.lease.run(owner, until, r.id)
-      return rows.map((r): WorkItem => ({ id: r.id, dueAt: r.due_at }))
-    }),
-    releaseAll: (owner) => enqueue(() => void q.releaseAll.run(owner)),
+    schedule: (id, due, lease) => enqueue({ k: "sched", id, due, owner: lease?.owner ?? null, until: lease?.until ?? 0 }),
+    complete: (id) => enqueue({ k: "done", id }),
+    claim: (now, limit, owner, until) => enqueue<ReadonlyArray<WorkItem>>({ k: "claim", now, limit, owner, until }),
+    releaseAll: (owner) => enqueue({ k: "release", owner }),
     nextDue: async () => q.nextDue.get()?.t ?? undefined,
     count: async () => q.count.get()?.n ?? 0,
     list: async (limit) => q.list.all(limit).map((r) => ({ id: r.id, dueAt: r.due_at })),
@@ -203,8 +234,13 @@ export const open = (options: SqliteOptions): SqliteStore => {
     pending: () => queue.length,
     close: async () => {
       if (closed) return
-      flush()
+      // Commit what is queued, then stop.
+      while (inFlight || queue.length > 0) {
+        if (!inFlight) flush()
+        await inFlight
+      }
       closed = true
+      await writer?.close()
       db.close()
     }
   }

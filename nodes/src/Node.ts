@@ -7,6 +7,8 @@ import { Effect, Exit, Scope } from "effect"
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
 import * as Host from "./actor/Host.js"
+import * as Fence from "./cluster/Fence.js"
+import * as Cluster from "./cluster/Runtime.js"
 import type { Config } from "./config/Config.js"
 import { verifyPassword } from "./config/Config.js"
 import { makeDeliverer } from "./delivery/Deliverer.js"
@@ -24,6 +26,8 @@ export interface RunningNode {
   readonly dataDir: string
   readonly host: Host.Host
   readonly store: SqliteStore.SqliteStore
+  /** Set in cluster mode (`cluster.nats`). */
+  readonly cluster: Cluster.ClusterRuntime | undefined
   /** Clean stop: stop accepting, let running deliveries finish (up to graceMs), commit, close. */
   readonly stop: (graceMs?: number) => Promise<void>
 }
@@ -38,6 +42,8 @@ export interface NodeOptions {
   readonly maxActive?: number
   /** Benchmarks only: "NORMAL" weakens the durability contract and is reported as such. */
   readonly synchronous?: "FULL" | "NORMAL"
+  /** Read-only observer of the actor host's state after each append (replay tests). */
+  readonly onState?: Host.HostDeps["onState"]
 }
 
 /** The hash of everything in the configuration that decides what happens to a message. */
@@ -74,7 +80,15 @@ const program = (config: Config, opts: NodeOptions) => Effect.gen(function* () {
   const log = opts.log ?? makeLogger(clock)
   const dataDir = resolve(config.data_dir)
   yield* lockDataDir(dataDir)
-  const store = yield* Effect.acquireRelease(
+  // Cluster mode: the JetStream adapters and the fences instead of SQLite; the embedded path is unchanged.
+  const cluster = config.cluster.nats.length === 0 ? undefined : yield* Effect.acquireRelease(
+    Effect.tryPromise(() => Cluster.open(config, clock, log)),
+    (c) => Effect.promise(() => c.close())
+  )
+  const leaseMs = cluster ? config.cluster.lease : 10 * 60_000
+  const store: SqliteStore.SqliteStore = cluster
+    ? { events: cluster.events, bodies: cluster.bodies, work: cluster.work, pending: () => 0, close: async () => {} }
+    : yield* Effect.acquireRelease(
     Effect.sync(() => SqliteStore.open({ path: join(dataDir, "missive.db"), groupCommitMs: config.store.group_commit, synchronous: opts.synchronous ?? "FULL" })),
     (s) => Effect.promise(() => s.close())
   )
@@ -93,12 +107,13 @@ const program = (config: Config, opts: NodeOptions) => Effect.gen(function* () {
   const limiter = Limiter.make({ perDestination: config.delivery.concurrency_per_destination, total: config.delivery.max_connections })
   const host = Host.make({
     events: store.events, bodies: store.bodies, work: store.work, clock, random, ids, log, node: config.node_id, hostname: config.hostname,
-    policyHash, retry: policyOf(config), router, deliverer, limiter, leaseMs: 10 * 60_000, pollMs: opts.pollMs ?? 1000,
-    maxActive: opts.maxActive ?? 2000
+    policyHash, retry: policyOf(config), router, deliverer: cluster ? Fence.deliverer(deliverer, cluster.work, log, cluster.fenced) : deliverer,
+    limiter, leaseMs, pollMs: opts.pollMs ?? 1000,
+    maxActive: opts.maxActive ?? 2000, onState: opts.onState
   })
   const intake = Intake.make({
     events: store.events, bodies: store.bodies, work: store.work, clock, ids, log, node: config.node_id, hostname: config.hostname,
-    policyHash, dataDir, minFreeBytes: config.store.min_free_space, leaseMs: 10 * 60_000,
+    policyHash, dataDir, minFreeBytes: config.store.min_free_space, leaseMs,
     onReceived: (id, state, body) => host.onReceived(id, state, body)
   })
   host.setInjector({ accept: (m) => intake.accept(m) })
@@ -122,12 +137,18 @@ const program = (config: Config, opts: NodeOptions) => Effect.gen(function* () {
         idleTimeoutMs: config.limits.idle_timeout, maxErrors: config.limits.max_errors, bareLf: config.limits.bare_lf
       },
       accept: (m) => intake.accept({ sender: m.sender, recipients: m.recipients, body: m.body, client: m.client }),
-      log: (o) => log("info", String(o["msg"] ?? o["event"] ?? "smtp"), o)
+      log: (o) => {
+        const event = String(o["event"] ?? o["msg"] ?? "smtp")
+        // Per-session chatter is debug; refusals, auth and TLS problems stay visible at info.
+        const quiet = event === "ingress.connect" || event === "ingress.close" || event === "ingress.accepted"
+        log(quiet ? "debug" : "info", event, o)
+      }
     })),
     (i) => Effect.promise(() => i.close())
   )
+  if (cluster) yield* Effect.promise(() => cluster.announce({ ports: ingress.ports, active: () => host.active() }))
   log("info", "node started", { node: config.node_id, hostname: config.hostname, dataDir, ports: ingress.ports, policy: policyHash })
-  return { ports: ingress.ports, dataDir, host, store } as const
+  return { ports: ingress.ports, dataDir, host, store, cluster } as const
 })
 
 const stopGrace = { ms: 10_000 }

@@ -43,6 +43,8 @@ export interface HostDeps {
   readonly leaseMs: number
   readonly pollMs: number
   readonly maxActive: number
+  /** Read-only observer: the state the host holds after each of its appends (replay tests compare it with the log's fold). */
+  readonly onState?: ((id: string, state: Message.State) => void) | undefined
 }
 
 export interface Host {
@@ -154,6 +156,7 @@ export const make = (d: HostDeps): Host => {
     }
     const version = state.version - pending.length
     await d.events.append(stream, version, pending)
+    d.onState?.(id, state)
 
     // Attempts run in parallel (one per destination); their reports are appended one after another.
     let chain: Promise<void> = Promise.resolve()
@@ -175,6 +178,7 @@ export const make = (d: HostDeps): Host => {
         if (E.isLeft(r)) throw new Error(`decider refused ReportAttempt: ${JSON.stringify(r.left)}`)
         await d.events.append(stream, state.version, r.right)
         state = Message.fold(r.right, state)
+        d.onState?.(id, state)
         for (const res of outcome.results)
           d.log("info", "attempt", { id, rcpt: res.rcpt, host: outcome.host, code: res.reply.code, reply: Reply.format(res.reply), attempt: a.attempt })
       })

@@ -6,7 +6,9 @@ import { existsSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { load, type Config } from "../config/Config.js"
 import { start } from "../Node.js"
+import { HELP as REPLAY_HELP, replay } from "./Replay.js"
 import { systemClock } from "../runtime/Clock.js"
+import { HELP as SimHelp, sim } from "./Sim.js"
 
 const HELP = `missive — an event-sourced mail transfer agent
 
@@ -18,7 +20,7 @@ Usage:
                                            states, next attempt, last reply
   missive queue show ID [--config FILE] [--json]
                                            the message's event timeline
-  missive help                             this text
+${REPLAY_HELP}${SimHelp}  missive help                             this text
 
 Options:
   --config FILE   YAML configuration (every key has a default; see README.md "Configuration")
@@ -136,6 +138,8 @@ const commands: Record<string, (argv: ReadonlyArray<string>) => Promise<number>>
     }
     throw new UsageError("usage: missive queue list|show …")
   },
+  replay: (argv) => replay(argv),
+  sim: (argv) => sim(argv),
   help: async () => {
     process.stdout.write(HELP)
     return 0

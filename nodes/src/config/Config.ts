@@ -94,6 +94,14 @@ const hostPortOf = (u: unknown): HostPort | undefined => {
   return host !== undefined && port >= 1 && port <= 65535 ? { host, port } : undefined
 }
 
+/** "nats://host:port" (or tls://); host:port alone gets nats://. */
+const natsUrlOf = (u: unknown): string | undefined => {
+  if (typeof u !== "string") return undefined
+  const s = u.trim().includes("://") ? u.trim() : `nats://${u.trim()}`
+  const m = /^(nats|tls):\/\/(?:[^@/]+@)?([^:/]+|\[[^\]]+\]):(\d{1,5})$/.exec(s)
+  return m !== null && Number(m[3]) >= 1 && Number(m[3]) <= 65535 ? s : undefined
+}
+
 const HostPortValue = parsed(HostPortShape, `"host:port" with a port from 1 to 65535`, hostPortOf)
 
 /** A DNS server as node:dns wants it: "ip", "ip:port" or "[v6]:port". */
@@ -281,6 +289,20 @@ const File = Schema.Struct({
       group_commit: field(duration(0), 1),
       /** Below this much free disk, intake answers 452. */
       min_free_space: field(Bytes, 100_000_000)
+    })
+  ),
+  /** Cluster mode: NATS URLs of a JetStream cluster; empty means an embedded node (SQLite). `start --nats` overrides. */
+  cluster: section(
+    Schema.Struct({
+      nats: field(Schema.Array(parsed(Schema.String, `a NATS URL such as "nats://127.0.0.1:4222"`, natsUrlOf)), []),
+      /** JetStream replicas of the log, bodies and work index; 0 means 3 when 3 or more URLs are given, else 1. */
+      replicas: field(integer(0, 5, "a replica count from 0 (automatic) to 5"), 0),
+      /** Partitions of the due-time index, each scheduled by one node at a time; fixed for the life of a cluster. */
+      partitions: field(integer(1, 1024, "a partition count from 1 to 1024"), 16),
+      /** How long a node's hold on a message or partition lasts without renewal: the failover time after a kill -9. */
+      lease: field(duration(500), 5_000),
+      /** Prefix of the streams, buckets and subjects, so that clusters can share one NATS. */
+      prefix: field(textValue("a name of letters, digits, _ and -", (s) => /^[A-Za-z0-9_-]+$/.test(s)), "missive")
     })
   )
 })

@@ -1,5 +1,6 @@
 // Structured logging: one JSON object per line on stdout, with the message id on every line about a message.
-// Must not log message bodies or passwords.
+// Lines are buffered and written once per turn of the event loop (one syscall for many lines); must not log
+// message bodies or passwords.
 import type { Clock } from "./Clock.js"
 
 export type Level = "debug" | "info" | "warn" | "error"
@@ -7,12 +8,29 @@ export type Logger = (level: Level, msg: string, fields?: Record<string, unknown
 
 const order: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 }
 
-export const makeLogger = (clock: Clock, opts: { level?: Level; write?: (line: string) => void } = {}): Logger => {
-  const min = order[opts.level ?? "info"]
-  const write = opts.write ?? ((line: string) => void process.stdout.write(line + "\n"))
+export const parseLevel = (s: string | undefined): Level | undefined =>
+  s === "debug" || s === "info" || s === "warn" || s === "error" ? s : undefined
+
+export const makeLogger = (clock: Clock, opts: { level?: Level; write?: (text: string) => void } = {}): Logger => {
+  const min = order[opts.level ?? parseLevel(process.env["MISSIVE_LOG_LEVEL"]) ?? "info"]
+  const write = opts.write ?? ((text: string) => void process.stdout.write(text))
+  let buffer = ""
+  let scheduled = false
+  const flush = () => {
+    scheduled = false
+    const text = buffer
+    buffer = ""
+    if (text) write(text)
+  }
+  process.once("exit", flush)
   return (level, msg, fields) => {
     if (order[level] < min) return
-    write(JSON.stringify({ t: new Date(clock.now()).toISOString(), level, msg, ...fields }))
+    buffer += JSON.stringify({ t: new Date(clock.now()).toISOString(), level, msg, ...fields }) + "\n"
+    if (level === "error" || buffer.length > 65536) return flush()
+    if (!scheduled) {
+      scheduled = true
+      setImmediate(flush)
+    }
   }
 }
 

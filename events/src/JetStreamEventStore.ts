@@ -1,0 +1,203 @@
+// The EventStore port on a NATS JetStream stream (replicated, R3 on a 3-server cluster). One JetStream message per
+// append: a JSON array of the appended events, so an append is atomic (nats-server 2.9 has no batch publish), and
+// its subject is `<prefix>.ev.<stream>`. Optimistic concurrency: `Nats-Expected-Last-Subject-Sequence`; the stream
+// version travels in a header. Must not be the only fence of a message's writer: nats-server 2.9's per-subject
+// check has known gaps right after a leader change, so the cluster runtime also fences through Work leases.
+// Global position = the JetStream sequence of the append: the events of one multi-event append share it.
+import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node"
+import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream"
+import { decodeTrusted, encode } from "./Codec.js"
+import type { EventStore, StoredEvent } from "./EventStore.js"
+import { StoreUnavailable, WrongExpectedVersion } from "./StoreError.js"
+
+export interface JetStreamEventStoreOptions {
+  readonly nc: NatsConnection
+  /** Subject and stream-name prefix, so that several stores can share one NATS (tests). */
+  readonly prefix?: string
+  readonly replicas?: number
+  /** Publish ack timeout, ms. */
+  readonly timeoutMs?: number
+}
+
+const VERSION = "Missive-Version"
+const WRONG_LAST_SEQUENCE = 10071
+
+/** A stream name as one subject token: kept when safe, otherwise base64url with a `~` mark. */
+const tokenOf = (stream: string): string =>
+  /^[A-Za-z0-9_-]+$/.test(stream) ? stream : `~${Buffer.from(stream).toString("base64url")}`
+const streamOfToken = (token: string): string =>
+  token.startsWith("~") ? Buffer.from(token.slice(1), "base64url").toString() : token
+
+export const streamName = (prefix: string): string => `${prefix.toUpperCase().replace(/[^A-Z0-9_-]/g, "_")}_EVENTS`
+
+const isWrongLast = (e: unknown): boolean =>
+  (e as { code?: number })?.code === WRONG_LAST_SEQUENCE || /wrong last sequence/i.test(String((e as Error)?.message ?? e))
+const isNotFound = (e: unknown): boolean =>
+  (e as { code?: number })?.code === 10037 || /no message found/i.test(String((e as Error)?.message ?? e))
+
+const unavailable = (what: string, e: unknown) => new StoreUnavailable(`${what}: ${String((e as Error)?.message ?? e)}`)
+
+/** Ensures the stream exists (idempotent; an existing stream keeps its configuration). */
+export const ensureStream = async (jsm: JetStreamManager, prefix: string, replicas: number): Promise<string> => {
+  const name = streamName(prefix)
+  try {
+    await jsm.streams.info(name)
+  } catch {
+    await jsm.streams.add({ name, subjects: [`${prefix}.ev.>`], num_replicas: replicas, allow_direct: true, duplicate_window: 120_000_000_000 })
+      .catch(async (e) => { if (!/already in use|exists/i.test(String(e))) throw e })
+  }
+  return name
+}
+
+export const open = async (o: JetStreamEventStoreOptions): Promise<EventStore> => {
+  const prefix = o.prefix ?? "missive"
+  const replicas = o.replicas ?? 1
+  const jsm = await jetstreamManager(o.nc)
+  const js: JetStreamClient = jetstream(o.nc, { timeout: o.timeoutMs ?? 10_000 })
+  const name = await ensureStream(jsm, prefix, replicas)
+  const subjectOf = (stream: string) => `${prefix}.ev.${tokenOf(stream)}`
+  const base = `${prefix}.ev.`
+
+  /** What this process last saw of a stream: its events, version and the subject's last sequence. */
+  const cache = new Map<string, { seq: number; events: Array<StoredEvent> }>()
+  const remember = (stream: string, v: { seq: number; events: Array<StoredEvent> }) => {
+    cache.delete(stream)
+    cache.set(stream, v)
+    if (cache.size > 5000) cache.delete(cache.keys().next().value!)
+  }
+
+  const toStored = (m: StoredMsg): Array<StoredEvent> => {
+    const stream = streamOfToken(m.subject.slice(base.length))
+    const last = Number(m.header?.get(VERSION) ?? 0)
+    const raw = JSON.parse(new TextDecoder().decode(m.data)) as Array<unknown>
+    const first = last - raw.length + 1
+    return raw.map((r, i) => ({ stream, version: first + i, position: m.seq, event: decodeTrusted(JSON.stringify(r)) }))
+  }
+
+  const lastOf = async (stream: string): Promise<StoredMsg | null> => {
+    try {
+      return await jsm.streams.getMessage(name, { last_by_subj: subjectOf(stream) })
+    } catch (e) {
+      if (isNotFound(e)) return null
+      throw unavailable("event store read failed", e)
+    }
+  }
+
+  /** The stream as the server has it now, reusing what is cached up to the last sequence we saw. */
+  const current = async (stream: string): Promise<{ seq: number; events: Array<StoredEvent> }> => {
+    const last = await lastOf(stream)
+    if (!last) return { seq: 0, events: [] }
+    const cached = cache.get(stream)
+    if (cached && cached.seq === last.seq) return cached
+    const events: Array<StoredEvent> = cached ? [...cached.events] : []
+    let from = cached ? cached.seq + 1 : 1
+    for (;;) {
+      if (from === last.seq) { events.push(...toStored(last)); break }
+      let m: StoredMsg | null
+      try {
+        m = await jsm.streams.getMessage(name, { seq: from, next_by_subj: subjectOf(stream) } as unknown as { seq: number })
+      } catch (e) {
+        if (isNotFound(e)) break
+        throw unavailable("event store read failed", e)
+      }
+      if (!m) break
+      events.push(...toStored(m))
+      if (m.seq >= last.seq) break
+      from = m.seq + 1
+    }
+    const v = { seq: last.seq, events }
+    remember(stream, v)
+    return v
+  }
+
+  const append: EventStore["append"] = async (stream, expectedVersion, evs) => {
+    let known = cache.get(stream) ?? (expectedVersion === 0 ? { seq: 0, events: [] } : await current(stream))
+    for (let tries = 0; ; tries++) {
+      if (known.events.length !== expectedVersion) {
+        known = await current(stream)
+        if (known.events.length !== expectedVersion)
+          throw new WrongExpectedVersion({ stream, expected: expectedVersion, actual: known.events.length })
+      }
+      const version = expectedVersion + evs.length
+      const h = natsHeaders()
+      h.set(VERSION, String(version))
+      try {
+        const ack = await js.publish(subjectOf(stream), `[${evs.map(encode).join(",")}]`, {
+          headers: h, msgID: `${tokenOf(stream)}:${version}`, expect: { lastSubjectSequence: known.seq }
+        })
+        if (ack.duplicate) {
+          // A retry of an append whose ack was lost, or someone else's append of the same version: read to tell.
+          cache.delete(stream)
+          const now = await current(stream)
+          const mine = now.events.slice(expectedVersion).map((e) => encode(e.event)).join(",") === evs.map(encode).join(",")
+          if (!mine) throw new WrongExpectedVersion({ stream, expected: expectedVersion, actual: now.events.length })
+          return { version, position: ack.seq }
+        }
+        const added = evs.map((event, i): StoredEvent => ({ stream, version: expectedVersion + i + 1, position: ack.seq, event }))
+        remember(stream, { seq: ack.seq, events: [...known.events, ...added] })
+        return { version, position: ack.seq }
+      } catch (e) {
+        if (e instanceof WrongExpectedVersion) throw e
+        if (isWrongLast(e) && tries < 3) {
+          cache.delete(stream)
+          known = await current(stream)
+          continue
+        }
+        if (isWrongLast(e)) throw new WrongExpectedVersion({ stream, expected: expectedVersion, actual: -1 })
+        throw unavailable("event store append failed", e)
+      }
+    }
+  }
+
+  const head = async (): Promise<number> => {
+    try {
+      return (await jsm.streams.info(name)).state.last_seq
+    } catch (e) {
+      throw unavailable("event store unavailable", e)
+    }
+  }
+
+  /** Reads the global log from `after` through an ordered consumer, `limit` appends at most. */
+  const readAll: EventStore["readAll"] = async (after, limit) => {
+    const last = await head()
+    const want = Math.min(limit, last - after)
+    if (want <= 0) return []
+    const c = await js.consumers.get(name, { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: after + 1 })
+    const out: Array<StoredEvent> = []
+    try {
+      const it = await c.fetch({ max_messages: want, expires: 2000 })
+      for await (const m of it) {
+        out.push(...toStored({ subject: m.subject, seq: m.seq, header: m.headers, data: m.data } as unknown as StoredMsg))
+        if (m.seq >= last || out.length >= limit) break
+      }
+    } finally {
+      await c.delete().catch(() => {})
+    }
+    return out
+  }
+
+  const subscribe: EventStore["subscribe"] = (after, onEvent) => {
+    let stopped = false
+    let stopConsumer: (() => void) | undefined
+    void (async () => {
+      const c = await js.consumers.get(name, { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: after + 1 })
+      if (stopped) return void (await c.delete().catch(() => {}))
+      const it = await c.consume()
+      stopConsumer = () => { it.stop(); void c.delete().catch(() => {}) }
+      for await (const m of it) {
+        if (stopped) break
+        for (const e of toStored({ subject: m.subject, seq: m.seq, header: m.headers, data: m.data } as unknown as StoredMsg)) onEvent(e)
+      }
+    })().catch(() => {})
+    return () => { stopped = true; stopConsumer?.() }
+  }
+
+  return {
+    append,
+    read: async (stream) => [...(await current(stream)).events],
+    readAll,
+    subscribe,
+    head,
+    close: async () => { cache.clear() }
+  }
+}

@@ -1,0 +1,158 @@
+// `missive cluster up|status` and the cluster side of `missive queue`: the CLI talks to NATS directly (any server of
+// the cluster), so it works whichever node it asks. Bad arguments give a precise message; nothing here changes mail.
+import { EventStore, JetStreamEventStore, JetStreamWork, QueueView } from "@missive/events"
+import { Message } from "@missive/core"
+import { jetstreamManager } from "@nats-io/jetstream"
+import { readFileSync } from "node:fs"
+import { join, resolve } from "node:path"
+import { parse as parseYaml } from "yaml"
+import type { Config } from "../config/Config.js"
+import * as Launcher from "../cluster/Launcher.js"
+import * as Membership from "../cluster/Membership.js"
+import { connectTo } from "../cluster/Runtime.js"
+import * as Service from "../cluster/Service.js"
+import { systemClock } from "../runtime/Clock.js"
+
+export const HELP = `  missive cluster up [--nodes N] [--dir DIR] [--nats-port P] [--smtp-port P] [--config FILE]
+                                           start an N-server NATS JetStream cluster and N nodes on consecutive
+                                           ports (defaults: 3, ./data/cluster, 4222, 2525); Ctrl-C stops all
+  missive cluster status [--nats URLS | --config FILE] [--json]
+                                           nodes (alive, since, load, messages owned), NATS servers, streams
+                                           and their replication
+`
+
+export class ClusterUsageError extends Error {}
+
+const flag = (argv: ReadonlyArray<string>, name: string): string | undefined => {
+  const i = argv.findIndex((a) => a === `--${name}` || a.startsWith(`--${name}=`))
+  if (i < 0) return undefined
+  const a = argv[i]!
+  if (a.includes("=")) return a.slice(a.indexOf("=") + 1)
+  const v = argv[i + 1]
+  if (v === undefined || v.startsWith("--")) throw new ClusterUsageError(`option --${name} needs a value`)
+  return v
+}
+
+const intFlag = (argv: ReadonlyArray<string>, name: string, dflt: number, min: number, max: number): number => {
+  const v = flag(argv, name)
+  if (v === undefined) return dflt
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < min || n > max) throw new ClusterUsageError(`--${name}: expected an integer from ${min} to ${max}, got ${v}`)
+  return n
+}
+
+/** `--nats nats://a:1,nats://b:2` as a list; undefined when not given. */
+export const natsFlag = (v: string | true | undefined): ReadonlyArray<string> | undefined =>
+  typeof v === "string" ? v.split(",").map((s) => s.trim()).filter((s) => s !== "").map((s) => (s.includes("://") ? s : `nats://${s}`)) : undefined
+
+export const withNats = (config: Config, nats: ReadonlyArray<string> | undefined): Config =>
+  nats === undefined ? config : { ...config, cluster: { ...config.cluster, nats } }
+
+const age = (ms: number) => QueueView.formatAge(ms)
+
+export const status = async (config: Config, json: boolean, out: (s: string) => void): Promise<number> => {
+  const c = config.cluster
+  if (c.nats.length === 0) throw new ClusterUsageError("no cluster: give --nats URLS or cluster.nats in the configuration")
+  const nc = await connectTo(c, "missive-cli")
+  try {
+    const now = systemClock.now()
+    const [answers, beats] = await Promise.all([Service.gather(nc, c.prefix), Membership.read(nc, c.prefix).catch(() => [])])
+    const jsm = await jetstreamManager(nc)
+    const streams: Array<{ name: string; messages: number; bytes: number; leader: string | undefined; replicas: Array<{ name: string; current: boolean; lag: number | undefined }> }> = []
+    for await (const si of jsm.streams.list()) {
+      if (!si.config.name.toLowerCase().includes(c.prefix.toLowerCase())) continue
+      streams.push({
+        name: si.config.name, messages: si.state.messages, bytes: si.state.bytes, leader: si.cluster?.leader,
+        replicas: (si.cluster?.replicas ?? []).map((r) => ({ name: r.name, current: r.current, lag: r.lag }))
+      })
+    }
+    const servers = new Set<string>()
+    for (const s of streams) { if (s.leader) servers.add(s.leader); for (const r of s.replicas) servers.add(r.name) }
+    const nodes = beats.map((b) => {
+      const a = answers.find((x) => x.node === b.node)
+      return { node: b.node, alive: now - b.at < c.lease, since: b.since, heartbeatAge: now - b.at, active: b.active, owned: b.held,
+        partitions: b.partitions, ports: b.ports, answered: a !== undefined, fenced: a?.fenced }
+    })
+    const report = { connectedTo: nc.info?.server_name, servers: [...servers].sort(), nodes, streams }
+    if (json) { out(JSON.stringify(report, null, 2)); return 0 }
+    const lines = [`NATS: connected to ${report.connectedTo ?? "?"}; JetStream servers seen: ${report.servers.join(", ") || "(none)"}`, "", "Nodes:"]
+    for (const n of nodes)
+      lines.push(`  ${n.node.padEnd(12)} ${n.alive ? "alive" : "DEAD "} up ${age(now - n.since).padEnd(6)} active ${String(n.active).padStart(5)}  owned ${String(n.owned).padStart(6)}  partitions ${n.partitions.length}  smtp ${n.ports["smtp"] ?? "-"}${n.answered ? "" : "  (no answer)"}`)
+    if (nodes.length === 0) lines.push("  (none)")
+    lines.push("", "Streams:")
+    for (const s of streams) {
+      const reps = s.replicas.map((r) => `${r.name}${r.current ? "" : " (behind" + (r.lag ? ` ${r.lag}` : "") + ")"}`).join(", ")
+      const healthy = s.replicas.every((r) => r.current)
+      lines.push(`  ${s.name.padEnd(22)} ${String(s.messages).padStart(8)} msgs  leader ${s.leader ?? "-"}  replicas ${reps || "-"}  ${healthy ? "ok" : "DEGRADED"}`)
+    }
+    out(lines.join("\n"))
+    return 0
+  } finally {
+    await nc.close()
+  }
+}
+
+/** `missive queue list|show` against the cluster's JetStream. */
+export const queue = async (config: Config, sub: string | undefined, rest: ReadonlyArray<string>, json: boolean,
+  out: (s: string) => void, err: (s: string) => void): Promise<number> => {
+  const c = config.cluster
+  const nc = await connectTo(c, "missive-cli")
+  try {
+    const events = await JetStreamEventStore.open({ nc, prefix: c.prefix })
+    if (sub === "list") {
+      const work = await JetStreamWork.open({ nc, prefix: c.prefix, partitions: 0 || c.partitions, share: () => 0, partitionLeaseMs: 1 })
+      const now = systemClock.now()
+      const rows: Array<QueueView.QueueRow> = []
+      for (const item of await work.listAll(100_000)) {
+        const state = Message.fold((await events.read(EventStore.streamOf(item.id))).map((e) => e.event))
+        const row = QueueView.rowOf(state, now)
+        if (row && row.status === "active") rows.push(row)
+      }
+      await work.close()
+      rows.sort((x, y) => x.receivedAt - y.receivedAt)
+      out(json ? JSON.stringify(rows, null, 2) : QueueView.formatTable(rows))
+      return 0
+    }
+    const [id] = rest
+    const evs = await events.read(EventStore.streamOf(id!))
+    if (evs.length === 0) { err(`missive: no message ${id}`); return 1 }
+    const tl = QueueView.timeline(evs)
+    out(json ? JSON.stringify(tl.map(({ event, ...t }) => ({ ...t, event })), null, 2) : QueueView.formatTimeline(tl))
+    return 0
+  } finally {
+    await nc.close()
+  }
+}
+
+export const cluster = async (argv: ReadonlyArray<string>, loadConfig: (path: string | undefined) => Config): Promise<number> => {
+  const [sub] = argv
+  const out = (s: string) => void process.stdout.write(`${s}\n`)
+  if (sub === "status") {
+    const config = withNats(loadConfig(flag(argv, "config")), natsFlag(flag(argv, "nats")))
+    return status(config, argv.includes("--json"), out)
+  }
+  if (sub === "up") {
+    const file = flag(argv, "config")
+    const base = file ? ((parseYaml(readFileSync(file, "utf8")) ?? {}) as Record<string, unknown>) : {}
+    if (file) loadConfig(file)
+    const smtpPort = intFlag(argv, "smtp-port", 2525, 1, 65000)
+    const launched = await Launcher.up({
+      nodes: intFlag(argv, "nodes", 3, 1, 9), dir: flag(argv, "dir") ?? "./data/cluster",
+      natsPort: intFlag(argv, "nats-port", 4222, 1, 60000), smtpPort, submissionPort: intFlag(argv, "submission-port", smtpPort + 100, 1, 65000),
+      base, missive: resolve(import.meta.dirname, "../../../bin/missive.mjs"), out
+    })
+    out(`missive cluster: status with "missive cluster status --nats ${launched.nats.join(",")}"; Ctrl-C stops all`)
+    await new Promise<void>((done) => {
+      const stop = (sig: string) => {
+        process.stderr.write(`missive cluster: ${sig}: stopping nodes (drain and hand over), then NATS\n`)
+        void launched.stop().then(done)
+      }
+      process.once("SIGINT", () => stop("SIGINT"))
+      process.once("SIGTERM", () => stop("SIGTERM"))
+    })
+    return 0
+  }
+  throw new ClusterUsageError("usage: missive cluster up|status …")
+}
+
+export const dataDirOf = (config: Config) => join(resolve(config.data_dir))

@@ -1,0 +1,188 @@
+// `missive replay …`: incident replay over the recorded log (timeline, report, queue at a moment, what-if, re-inject).
+// Opens the node's SQLite store read-only (safe next to a running node); only `inject` sends anything, and only to
+// the --target it is given. Bad arguments get a precise message and exit code 2.
+import { SqliteStore } from "@missive/events"
+import { existsSync, writeFileSync } from "node:fs"
+import { join, resolve } from "node:path"
+import { load, type Config } from "../config/Config.js"
+import { policyHashOf } from "../Node.js"
+import * as Html from "../replay/Html.js"
+import * as Inject from "../replay/Inject.js"
+import * as Progress from "../replay/Progress.js"
+import { queueAt } from "../replay/QueueAt.js"
+import * as Report from "../replay/Report.js"
+import { expected as timeExpected, iso, parseTime } from "../replay/Time.js"
+import * as Timeline from "../replay/Timeline.js"
+import * as WhatIf from "../replay/WhatIf.js"
+import { QueueView } from "@missive/events"
+import { systemClock } from "../runtime/Clock.js"
+
+export const HELP = `  missive replay timeline ID [--json]     every event of one message: time, node, policy, routes and DNS answers,
+                                           each attempt with its host and full reply, delays, relative times
+  missive replay report --from T --to T [--domain D] [--html FILE] [--json]
+                                           per destination: messages, attempts, outcomes, reply codes, latency
+                                           percentiles, queue depth over time; --html writes a self-contained page
+  missive replay queue --at T [--json]     the queue as it stood at T (the columns of "queue list"), from the log
+  missive replay what-if --from T --to T --config ALT.yaml [--seed N] [--json]
+                                           recorded arrivals and remote replies through the decider under ALT's
+                                           retry, lifetime and concurrency, on a virtual clock; recorded vs alternative
+  missive replay inject --from T --to T --target smtp://HOST:PORT [--speed 10] [--synthetic-bodies]
+                                           re-send the recorded traffic with its timing (scaled) to an SMTP target
+    Replay options: --config FILE (finds data_dir; for what-if it is the alternative policy), --data DIR (the
+    data directory, overrides --config's), T = ISO 8601 time, "now", or relative ("-2h", "-1d30m")
+`
+
+class Usage extends Error {}
+
+const OPTIONS: Record<string, "value" | "bool"> = {
+  config: "value", data: "value", json: "bool", from: "value", to: "value", at: "value", domain: "value", html: "value",
+  target: "value", speed: "value", "synthetic-bodies": "bool", seed: "value", buckets: "value"
+}
+
+const parse = (argv: ReadonlyArray<string>) => {
+  const positional: Array<string> = []
+  const flags = new Map<string, string | true>()
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!
+    if (!a.startsWith("--")) { positional.push(a); continue }
+    const [name, inline] = a.slice(2).split("=", 2) as [string, string | undefined]
+    const kind = OPTIONS[name]
+    if (!kind) throw new Usage(`unknown option --${name}`)
+    if (kind === "bool") flags.set(name, true)
+    else {
+      const v = inline ?? argv[++i]
+      if (v === undefined || (v.startsWith("--") && v.length > 2)) throw new Usage(`option --${name} needs a value`)
+      flags.set(name, v)
+    }
+  }
+  const str = (k: string) => { const v = flags.get(k); return typeof v === "string" ? v : undefined }
+  return { positional, flags, str }
+}
+
+const configOf = (path: string | undefined): Config => {
+  const r = load(path)
+  if (!r.ok) throw new Usage(`invalid configuration${path ? ` in ${path}` : ""}:\n${r.errors.map((e) => `  ${e}`).join("\n")}`)
+  return r.config
+}
+
+const openLog = (dataDir: string) => {
+  const path = join(resolve(dataDir), "missive.db")
+  if (!existsSync(path)) throw new Usage(`no log at ${path} (has a node run with this data_dir?)`)
+  return SqliteStore.open({ path, readonly: true })
+}
+
+const time = (name: string, v: string | undefined, now: number, required = true): number | undefined => {
+  if (v === undefined) { if (required) throw new Usage(`--${name} is required`); return undefined }
+  const t = parseTime(v, now)
+  if (t === undefined) throw new Usage(`--${name}: expected ${timeExpected}, got "${v}"`)
+  return t
+}
+
+const window = (a: ReturnType<typeof parse>, now: number) => {
+  const from = time("from", a.str("from"), now)!
+  const to = time("to", a.str("to"), now)!
+  if (to < from) throw new Usage(`--to (${iso(to)}) is before --from (${iso(from)})`)
+  return { from, to }
+}
+
+const progress = (label: string) => {
+  let bar: Progress.Progress | undefined
+  return {
+    onProgress: (p: number, total: number) => { bar ??= Progress.start(label, total); bar.update(p, total) },
+    stop: () => bar?.stop()
+  }
+}
+
+const out = (s: string) => void process.stdout.write(s.endsWith("\n") ? s : `${s}\n`)
+
+export const replay = async (argv: ReadonlyArray<string>): Promise<number> => {
+  try {
+    return await run(argv)
+  } catch (e) {
+    if (e instanceof Usage) {
+      process.stderr.write(`missive replay: ${e.message}\nRun "missive help" for usage.\n`)
+      return 2
+    }
+    throw e
+  }
+}
+
+const run = async (argv: ReadonlyArray<string>): Promise<number> => {
+  const a = parse(argv)
+  const [sub, ...rest] = a.positional
+  const now = systemClock.now()
+  const json = a.flags.has("json")
+  const known = ["timeline", "report", "queue", "what-if", "inject"]
+  if (!sub || !known.includes(sub)) throw new Usage(`usage: missive replay ${known.join("|")} … (got ${sub ? `"${sub}"` : "nothing"})`)
+  const config = configOf(a.str("config"))
+  const store = openLog(a.str("data") ?? config.data_dir)
+  try {
+    if (sub === "timeline") {
+      const [id, ...more] = rest
+      if (!id || more.length > 0) throw new Usage("usage: missive replay timeline ID [--config FILE] [--json]")
+      const t = await Timeline.load(store.events, id)
+      if (t.entries.length === 0) {
+        process.stderr.write(`missive replay: no message ${id}\n`)
+        return 1
+      }
+      out(json ? JSON.stringify(Timeline.toJson(t), null, 2) : Timeline.format(t))
+      return 0
+    }
+    if (rest.length > 0) throw new Usage(`replay ${sub} takes no arguments (got ${rest.join(" ")})`)
+    if (sub === "queue") {
+      const at = time("at", a.str("at"), now)!
+      const p = progress("queue --at")
+      const r = await queueAt(store.events, at, p.onProgress).finally(p.stop)
+      out(json ? JSON.stringify({ at: iso(r.at), position: r.position, rows: r.rows }, null, 2) : `queue at ${iso(r.at)} (log position ${r.position})\n${QueueView.formatTable(r.rows)}`)
+      return 0
+    }
+    if (sub === "report") {
+      const { from, to } = window(a, now)
+      const buckets = a.str("buckets") === undefined ? undefined : Number(a.str("buckets"))
+      if (buckets !== undefined && !(Number.isInteger(buckets) && buckets >= 1 && buckets <= 10_000)) throw new Usage(`--buckets: expected an integer from 1 to 10000`)
+      const p = progress("report")
+      const r = await Report.build(store.events, { from, to, domain: a.str("domain"), buckets, onProgress: p.onProgress }).finally(p.stop)
+      const html = a.str("html")
+      if (html) {
+        writeFileSync(html, Html.render(r))
+        process.stderr.write(`missive replay: wrote ${html}\n`)
+      }
+      out(json ? JSON.stringify(r, null, 2) : Report.format(r))
+      return 0
+    }
+    if (sub === "what-if") {
+      const { from, to } = window(a, now)
+      if (!a.str("config")) throw new Usage("what-if needs --config ALT.yaml (the alternative policy)")
+      const seed = a.str("seed") === undefined ? 1 : Number(a.str("seed"))
+      if (!Number.isSafeInteger(seed)) throw new Usage(`--seed: expected an integer`)
+      const p = progress("what-if")
+      const rec = await WhatIf.record(store.events, { from, to, onProgress: p.onProgress }).finally(p.stop)
+      const alt: WhatIf.AltPolicy = {
+        retry: { initialMs: config.retry.initial, maxMs: config.retry.max, multiplier: config.retry.multiplier, jitter: config.retry.jitter, lifetimeMs: config.retry.lifetime },
+        concurrencyPerDestination: config.delivery.concurrency_per_destination, maxConnections: config.delivery.max_connections, hash: policyHashOf(config)
+      }
+      const t0 = performance.now()
+      const sim = WhatIf.simulate(rec, alt, { seed })
+      const wall = performance.now() - t0
+      out(json ? JSON.stringify({ from: iso(from), to: iso(to), horizon: iso(rec.horizon), recorded: rec.recorded, alternative: sim.outcome, policy: alt, steps: sim.steps, wallMs: wall, unknownDestinations: sim.unknownDestinations }, null, 2)
+        : WhatIf.format(rec, alt, sim, wall))
+      return 0
+    }
+    // inject
+    const { from, to } = window(a, now)
+    const target = a.str("target")
+    const m = target === undefined ? null : /^smtp:\/\/(\[[^\]]+\]|[^:/]+):(\d{1,5})\/?$/.exec(target)
+    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new Usage(`--target: expected smtp://HOST:PORT, got ${target === undefined ? "nothing" : `"${target}"`}`)
+    const speed = a.str("speed") === undefined ? 1 : Number(a.str("speed"))
+    if (!(Number.isFinite(speed) && speed > 0)) throw new Usage(`--speed: expected a positive number, got "${a.str("speed")}"`)
+    const p = progress("inject")
+    const r = await Inject.inject(store.events, store.bodies, {
+      from, to, host: m[1]!.replace(/^\[|\]$/g, ""), port: Number(m[2]), speed, syntheticBodies: a.flags.has("synthetic-bodies"), clock: systemClock,
+      onProgress: p.onProgress
+    }).finally(p.stop)
+    out(json ? JSON.stringify(r, null, 2) : Inject.format(r, target!))
+    return r.failed === 0 ? 0 : 1
+  } finally {
+    await store.close()
+  }
+}

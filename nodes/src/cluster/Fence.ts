@@ -1,0 +1,42 @@
+// Fencing of a stale owner: before it delivers or appends to an existing message, a node must hold an unexpired
+// lease on it (Work `holds`). A node paused past its lease (SIGSTOP, a partition) finds its lease gone on waking
+// and stops there, before the remote server or the log sees anything from it. Appends at version 0 (a new message,
+// written by intake together with its lease) are not fenced. Must not change what is appended.
+import { EventStore, StoreError } from "@missive/events"
+import type { Deliverer } from "../actor/Host.js"
+import type { Logger } from "../runtime/Log.js"
+
+export interface Fence {
+  holds(id: string): boolean
+}
+
+export interface FenceCounters {
+  /** Appends refused because the lease was gone. */
+  appends: number
+  /** Deliveries refused because the lease was gone. */
+  deliveries: number
+}
+
+export const events = (inner: EventStore.EventStore, fence: Fence, log: Logger, counters: FenceCounters): EventStore.EventStore => ({
+  ...inner,
+  append: async (stream, expectedVersion, evs) => {
+    const id = EventStore.idOf(stream)
+    if (expectedVersion > 0 && !fence.holds(id)) {
+      counters.appends += 1
+      log("warn", "append fenced: lease lost", { id, version: expectedVersion })
+      throw new StoreError.StoreUnavailable(`lease on ${id} lost: append refused`)
+    }
+    return inner.append(stream, expectedVersion, evs)
+  }
+})
+
+export const deliverer = (inner: Deliverer, fence: Fence, log: Logger, counters: FenceCounters): Deliverer => ({
+  deliver: async (destination, envelope, body, id) => {
+    if (!fence.holds(id)) {
+      counters.deliveries += 1
+      log("warn", "delivery fenced: lease lost", { id })
+      throw new Error(`lease on ${id} lost: delivery refused`)
+    }
+    return inner.deliver(destination, envelope, body, id)
+  }
+})

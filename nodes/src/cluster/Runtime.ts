@@ -1,0 +1,79 @@
+// A node's cluster runtime: the NATS connection, the JetStream adapters of the three ports (event log, bodies,
+// work index with partition and message leases), membership heartbeats, the fences, and the node-to-node status
+// service. Node.ts acquires it instead of the SQLite store when `cluster.nats` is set. Must not decide anything
+// about a message; it only says who may drive it.
+import { JetStreamBodyStore, JetStreamEventStore, JetStreamWork, type BodyStore, type EventStore } from "@missive/events"
+import { connect, type NatsConnection } from "@nats-io/transport-node"
+import type { Config } from "../config/Config.js"
+import type { Clock } from "../runtime/Clock.js"
+import type { Logger } from "../runtime/Log.js"
+import * as Fence from "./Fence.js"
+import * as Membership from "./Membership.js"
+import * as Service from "./Service.js"
+
+export interface ClusterRuntime {
+  readonly nc: NatsConnection
+  readonly events: EventStore.EventStore
+  readonly bodies: BodyStore.BodyStore
+  readonly work: JetStreamWork.JetStreamWork
+  readonly fenced: Fence.FenceCounters
+  readonly replicas: number
+  /** Starts heartbeats and the status service once the node knows its ports and load. */
+  announce(info: { ports: Readonly<Record<string, number>>; active: () => number }): Promise<void>
+  /** Live nodes as this node sees them. */
+  alive(): ReadonlyArray<Membership.Heartbeat>
+  close(): Promise<void>
+}
+
+export const replicasOf = (c: Config["cluster"]): number => c.replicas > 0 ? c.replicas : c.nats.length >= 3 ? 3 : 1
+
+export const connectTo = (c: Config["cluster"], name: string): Promise<NatsConnection> =>
+  connect({ servers: [...c.nats], name, maxReconnectAttempts: -1, reconnectTimeWait: 250, timeout: 5_000 })
+
+export const open = async (config: Config, clock: Clock, log: Logger): Promise<ClusterRuntime> => {
+  const c = config.cluster
+  const replicas = replicasOf(c)
+  const nc = await connectTo(c, `missive-${config.node_id}`)
+  let membership: Membership.Membership | undefined
+  let service: Service.Service | undefined
+  try {
+    const share = () => {
+      const n = membership?.alive().length ?? 1
+      return Math.ceil(c.partitions / Math.max(1, n))
+    }
+    const [events, bodies, work] = await Promise.all([
+      JetStreamEventStore.open({ nc, prefix: c.prefix, replicas }),
+      JetStreamBodyStore.open({ nc, prefix: c.prefix, replicas }),
+      JetStreamWork.open({
+        nc, prefix: c.prefix, replicas, partitions: c.partitions, instance: config.node_id, now: () => clock.now(),
+        renewMs: c.lease, partitionLeaseMs: c.lease, share, log
+      })
+    ])
+    const fenced: Fence.FenceCounters = { appends: 0, deliveries: 0 }
+    return {
+      nc, bodies, work, fenced, replicas,
+      events: Fence.events(events, work, log, fenced),
+      announce: async ({ ports, active }) => {
+        membership = await Membership.open({
+          nc, prefix: c.prefix, replicas, node: config.node_id, clock, ttlMs: c.lease,
+          beat: () => ({ active: active(), held: work.held(), partitions: work.partitions(), ports })
+        })
+        service = Service.serve({ nc, prefix: c.prefix, node: config.node_id, status: () => ({
+          node: config.node_id, ports, active: active(), held: work.held(), partitions: work.partitions(), fenced: { ...fenced },
+          alive: membership?.alive().map((h) => h.node) ?? []
+        }) })
+      },
+      alive: () => membership?.alive() ?? [],
+      close: async () => {
+        service?.close()
+        await membership?.close().catch(() => {})
+        await work.close().catch(() => {})
+        await Promise.all([events.close(), bodies.close()]).catch(() => {})
+        await nc.drain().catch(() => nc.close())
+      }
+    }
+  } catch (e) {
+    await nc.close().catch(() => {})
+    throw e
+  }
+}

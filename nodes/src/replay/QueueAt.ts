@@ -1,0 +1,37 @@
+// `missive replay queue --at T`: the queue as it stood at a past moment, rebuilt by folding the log up to T.
+// Rows and table are QueueView's (the same columns as `missive queue list`). Reads the log only.
+import { Message } from "@missive/core"
+import { EventStore, QueueView } from "@missive/events"
+import { positionAt, scan, SLACK_MS, type Store } from "./Log.js"
+
+export interface QueueAtResult {
+  readonly at: number
+  /** Last log position read. */
+  readonly position: number
+  readonly rows: ReadonlyArray<QueueView.QueueRow>
+}
+
+/** Folds every event with `at <= t` (reading a little past t for out-of-order times) and keeps the open messages. */
+export const queueAt = async (store: Store, t: number, onProgress?: (p: number, target: number) => void): Promise<QueueAtResult> => {
+  const head = await store.head()
+  const until = Math.min(head, (await positionAt(store, t + SLACK_MS + 1, head)) - 1)
+  const states = new Map<string, Message.State>()
+  let position = 0
+  for await (const batch of scan(store, { until, onProgress })) {
+    for (const { stream, event } of batch) {
+      if (event.at > t) continue
+      const id = EventStore.idOf(stream)
+      const next = Message.evolve(states.get(id) ?? Message.initialState, event)
+      if (next.status === "active") states.set(id, next)
+      else states.delete(id)
+    }
+    position = batch[batch.length - 1]!.position
+  }
+  const rows: Array<QueueView.QueueRow> = []
+  for (const s of states.values()) {
+    const row = QueueView.rowOf(s, t)
+    if (row) rows.push(row)
+  }
+  rows.sort((a, b) => a.receivedAt - b.receivedAt || (a.id < b.id ? -1 : 1))
+  return { at: t, position, rows }
+}

@@ -1,0 +1,92 @@
+// `missive replay timeline ID`: every event of one message in order, with its time, node and policy hash, what was
+// decided and why (routes with their DNS answers, each attempt with the remote host and its full reply, the delay
+// before the next attempt), relative times and the gap since the previous event. Reads one stream; never writes.
+import { Message, Reply } from "@missive/core"
+import { EventStore, QueueView } from "@missive/events"
+import { formatDuration, iso } from "./Time.js"
+
+export interface Entry {
+  readonly position: number
+  readonly version: number
+  readonly at: number
+  readonly time: string
+  /** Since the first event of the message, ms. */
+  readonly sinceStartMs: number
+  /** Since the previous event, ms. */
+  readonly sincePreviousMs: number
+  readonly node: string
+  readonly policy: string
+  readonly type: Message.EventType
+  readonly summary: string
+  /** For attempt outcomes: how long the attempt took (since its AttemptStarted), ms. */
+  readonly attemptMs?: number | undefined
+  /** For deferrals: the delay chosen before the next attempt, ms (null: the lifetime ran out). */
+  readonly nextDelayMs?: number | null | undefined
+  readonly event: Message.Event
+}
+
+export interface Timeline {
+  readonly id: string
+  readonly entries: ReadonlyArray<Entry>
+  /** The folded state at the end of the stream. */
+  readonly state: Message.State
+  /** Ids of related messages: the DSN this message caused, or the message this DSN reports on. */
+  readonly related: ReadonlyArray<string>
+}
+
+export const build = (id: string, events: ReadonlyArray<EventStore.StoredEvent>): Timeline => {
+  const start = events[0]?.event.at ?? 0
+  let prev = start
+  const startedAt = new Map<number, number>()
+  const related: Array<string> = []
+  const entries = events.map(({ position, version, event: e }): Entry => {
+    let attemptMs: number | undefined
+    let nextDelayMs: number | null | undefined
+    if (e.type === "AttemptStarted") startedAt.set(e.attempt, e.at)
+    if (e.type === "AttemptSucceeded" || e.type === "AttemptFailed" || e.type === "AttemptDeferred") {
+      const s = startedAt.get(e.attempt)
+      if (s !== undefined) attemptMs = e.at - s
+    }
+    if (e.type === "AttemptDeferred") nextDelayMs = e.nextAttemptAt === null ? null : e.nextAttemptAt - e.at
+    if (e.type === "BounceQueued") related.push(e.dsnId)
+    if (e.type === "MessageReceived" && e.dsnOf) related.push(e.dsnOf)
+    const entry: Entry = {
+      position, version, at: e.at, time: iso(e.at), sinceStartMs: e.at - start, sincePreviousMs: e.at - prev, node: e.node, policy: e.policy,
+      type: e.type, summary: QueueView.describe(e), attemptMs, nextDelayMs, event: e
+    }
+    prev = e.at
+    return entry
+  })
+  return { id, entries, state: Message.fold(events.map((e) => e.event)), related }
+}
+
+export const load = async (store: EventStore.EventStore, id: string): Promise<Timeline> =>
+  build(id, await store.read(EventStore.streamOf(id)))
+
+const rcptLines = (s: Message.State): Array<string> =>
+  s.status === "empty" ? [] : s.recipients.map((r) =>
+    `  ${r.address}: ${r.status}, ${r.attempts} attempt(s)${r.lastHost ? `, last host ${r.lastHost}` : ""}${r.lastReply ? `, last reply "${Reply.format(r.lastReply)}"` : ""}`)
+
+/** Human-readable: one line per event, then details (DNS, replies, delays), then the outcome per recipient. */
+export const format = (t: Timeline): string => {
+  const out: Array<string> = [`message ${t.id}: ${t.entries.length} events${t.entries.length ? `, ${iso(t.entries[0]!.at)} .. ${iso(t.entries[t.entries.length - 1]!.at)} (${formatDuration(t.entries[t.entries.length - 1]!.sinceStartMs)})` : ""}`]
+  const nodes = [...new Set(t.entries.map((e) => e.node))]
+  const policies = [...new Set(t.entries.map((e) => e.policy))]
+  out.push(`nodes: ${nodes.join(", ")}; policy: ${policies.join(", ")}`)
+  out.push("")
+  out.push(`${"#".padStart(3)}  ${"TIME".padEnd(24)}  ${"+START".padStart(9)}  ${"+PREV".padStart(8)}  ${"NODE".padEnd(12)}  ${"EVENT".padEnd(18)}  DETAIL`)
+  t.entries.forEach((e, i) => {
+    const extra = [
+      e.attemptMs !== undefined ? `took ${formatDuration(e.attemptMs)}` : undefined,
+      e.nextDelayMs !== undefined ? (e.nextDelayMs === null ? "no retry: lifetime exceeded" : `next attempt after ${formatDuration(e.nextDelayMs)}`) : undefined
+    ].filter((x) => x !== undefined)
+    out.push(`${String(i + 1).padStart(3)}  ${e.time.padEnd(24)}  ${`+${formatDuration(e.sinceStartMs)}`.padStart(9)}  ${`+${formatDuration(e.sincePreviousMs)}`.padStart(8)}  ${e.node.padEnd(12)}  ${e.type.padEnd(18)}  ${e.summary}${extra.length ? ` [${extra.join("; ")}]` : ""}`)
+  })
+  out.push("")
+  out.push(`state: ${t.state.status}${t.state.status !== "empty" && t.state.held ? " (held)" : ""}`)
+  out.push(...rcptLines(t.state))
+  if (t.related.length) out.push(`related: ${t.related.join(", ")}`)
+  return out.join("\n")
+}
+
+export const toJson = (t: Timeline): unknown => ({ id: t.id, related: t.related, state: t.state, entries: t.entries })

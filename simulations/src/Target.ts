@@ -1,0 +1,104 @@
+// The system under test. `embedded`: a Missive node started in-process for the run (temp data dir, DNS pointed at the
+// simulated DNS, delivery.port = the receivers' port, the scenario's retry policy), stopped and removed afterwards.
+// `smtp://host:port`: an MTA someone else runs (it must resolve through our DNS or route to our receivers itself).
+// `direct`: no MTA at all, senders straight into the receivers (the harness's own ceiling). `cluster:N`: only when
+// nodes/src/cluster offers a launcher. Never changes the scenario.
+import { appendFileSync, existsSync, mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join, resolve } from "node:path"
+import { stringify } from "yaml"
+import { hashPassword, parse as parseConfig } from "../../nodes/src/config/Config.js"
+import { start as startNode, type RunningNode } from "../../nodes/src/Node.js"
+import { makeLogger, silent } from "../../nodes/src/runtime/Log.js"
+import { systemClock } from "../../nodes/src/runtime/Clock.js"
+import type * as Scenario from "./Scenario.js"
+import type { World } from "./World.js"
+
+export type Spec =
+  | { readonly kind: "embedded" }
+  | { readonly kind: "direct" }
+  | { readonly kind: "smtp"; readonly host: string; readonly port: number }
+  | { readonly kind: "cluster"; readonly nodes: number }
+
+export class TargetError extends Error {}
+
+/** "embedded", "direct", "cluster:N" or "smtp://host:port". */
+export const parseSpec = (text: string): Spec | string => {
+  if (text === "embedded" || text === "direct") return { kind: text }
+  const c = /^cluster:(\d+)$/.exec(text)
+  if (c) return Number(c[1]) >= 1 ? { kind: "cluster", nodes: Number(c[1]) } : "cluster:N needs N of at least 1"
+  const m = /^smtp:\/\/(\[[^\]]+\]|[^:/]+):(\d{1,5})\/?$/.exec(text)
+  if (m && Number(m[2]) >= 1 && Number(m[2]) <= 65535) return { kind: "smtp", host: m[1]!.replace(/^\[|\]$/g, ""), port: Number(m[2]) }
+  return `unknown target "${text}" (expected embedded, direct, cluster:N or smtp://HOST:PORT)`
+}
+
+export const describeSpec = (s: Spec): string =>
+  s.kind === "smtp" ? `smtp://${s.host}:${s.port}` : s.kind === "cluster" ? `cluster:${s.nodes}` : s.kind
+
+/** Whether the cluster launcher exists; until it does, cluster targets are refused with this text. */
+export const clusterUnavailable = (): string | undefined =>
+  existsSync(resolve(import.meta.dirname, "../../nodes/src/cluster/Launcher.ts"))
+    ? "the cluster launcher in nodes/src/cluster is not wired into the simulation harness yet"
+    : "cluster targets are not available yet (nodes/src/cluster has no launcher)"
+
+export interface Running {
+  /** Where senders submit; undefined for `direct`. */
+  readonly endpoint: { readonly host: string; readonly port: number } | undefined
+  /** CPU seconds used by the target so far, when it is measurable (in-process: this process, harness included). */
+  readonly node?: RunningNode | undefined
+  /** Messages in the target's queue (embedded only). */
+  queueDepth?(): Promise<number>
+  stop(): Promise<void>
+}
+
+const deepMerge = (a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> => {
+  const out: Record<string, unknown> = { ...a }
+  for (const [k, v] of Object.entries(b)) {
+    const cur = out[k]
+    out[k] = v && typeof v === "object" && !Array.isArray(v) && cur && typeof cur === "object" && !Array.isArray(cur)
+      ? deepMerge(cur as Record<string, unknown>, v as Record<string, unknown>) : v
+  }
+  return out
+}
+
+/** The embedded node's configuration for a scenario and world (before the scenario's own `node` keys). */
+export const embeddedConfig = async (s: Scenario.Scenario, world: World, dataDir: string): Promise<Record<string, unknown>> => deepMerge({
+  hostname: "missive.sim",
+  node_id: "sim-node",
+  data_dir: dataDir,
+  listeners: { smtp: { host: "127.0.0.1", port: 0 }, submission: { enabled: false } },
+  relay: { local_domains: ["missive.sim"], trusted_networks: s.senders.auth ? [] : ["127.0.0.0/8"] },
+  auth: {
+    require_tls: s.senders.tls,
+    users: s.senders.auth ? [{ name: s.senders.auth.user, password: await hashPassword(s.senders.auth.password) }] : []
+  },
+  limits: { max_connections: Math.max(100, s.senders.connections * 2), max_connections_per_ip: Math.max(50, s.senders.connections * 2), max_message_size: "12MB" },
+  dns: { servers: [world.dns.server], timeout: "2s" },
+  delivery: { port: world.port, connect_timeout: "5s", command_timeout: "60s" },
+  retry: { initial: s.retry.initial, max: s.retry.max, multiplier: s.retry.multiplier, jitter: 0, lifetime: s.retry.lifetime },
+  store: { min_free_space: "10MB" }
+}, s.node)
+
+export const start = async (spec: Spec, s: Scenario.Scenario, world: World, opts: { logFile?: string | undefined } = {}): Promise<Running> => {
+  if (spec.kind === "direct") return { endpoint: undefined, stop: async () => undefined }
+  if (spec.kind === "smtp") return { endpoint: { host: spec.host, port: spec.port }, stop: async () => undefined }
+  if (spec.kind === "cluster") throw new TargetError(clusterUnavailable() ?? "cluster targets are not available yet")
+  const dir = mkdtempSync(join(tmpdir(), "missive-sim-"))
+  const raw = await embeddedConfig(s, world, dir)
+  const parsed = parseConfig(stringify(raw), "embedded node configuration")
+  if (!parsed.ok) {
+    rmSync(dir, { recursive: true, force: true })
+    throw new TargetError(`the scenario's node configuration is invalid:\n${parsed.errors.map((e) => `  ${e}`).join("\n")}`)
+  }
+  const log = opts.logFile ? makeLogger(systemClock, { write: (line) => appendFileSync(opts.logFile!, line + "\n") }) : silent
+  const node = await startNode(parsed.config, { log, pollMs: 100 })
+  return {
+    endpoint: { host: "127.0.0.1", port: node.ports["smtp"]! },
+    node,
+    queueDepth: async () => (await node.store.work.list(1_000_000)).length,
+    stop: async () => {
+      await node.stop(5_000)
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }
+}

@@ -1,0 +1,13 @@
+// The public door of @missive/simulations: scenarios, the simulated world (DNS, receivers, senders), runs and reports.
+export * as Dns from "./Dns.js"
+export * as Html from "./Html.js"
+export * as Ledger from "./Ledger.js"
+export * as Random from "./Random.js"
+export * as Receiver from "./Receiver.js"
+export * as Report from "./Report.js"
+export * as Run from "./Run.js"
+export * as Scenario from "./Scenario.js"
+export * as Sender from "./Sender.js"
+export * as Target from "./Target.js"
+export * as Traffic from "./Traffic.js"
+export * as World from "./World.js"

@@ -1,0 +1,145 @@
+// Real nats-server processes for tests: one JetStream server, or a 3-server JetStream cluster, each with a temp
+// store_dir, `port: -1` and a ports file (as nats.js's own test launcher does). Never a mock. Loopback only.
+// stop() is SIGTERM and wait, kill() is SIGKILL, restart() starts the same server again on the same ports and store.
+import { spawn, type ChildProcess } from "node:child_process"
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { createServer } from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+
+export interface NatsServer {
+  readonly name: string
+  /** "nats://127.0.0.1:PORT" (the same after a restart). */
+  readonly url: string
+  readonly port: number
+  readonly pid: () => number | undefined
+  readonly running: () => boolean
+  stop(): Promise<void>
+  kill(): Promise<void>
+  restart(): Promise<void>
+  /** Stops the server and removes its store. */
+  dispose(): Promise<void>
+}
+
+export interface NatsCluster {
+  readonly servers: ReadonlyArray<NatsServer>
+  /** Every server's client URL, comma-separated, for `--nats`. */
+  readonly urls: ReadonlyArray<string>
+  dispose(): Promise<void>
+}
+
+const freePort = (): Promise<number> => new Promise((done, fail) => {
+  const s = createServer()
+  s.once("error", fail)
+  s.listen(0, "127.0.0.1", () => {
+    const port = (s.address() as { port: number }).port
+    s.close(() => done(port))
+  })
+})
+
+interface Spec {
+  readonly name: string
+  readonly dir: string
+  port: number
+  readonly cluster?: { readonly name: string; readonly port: number; readonly routes: ReadonlyArray<number> }
+}
+
+const configOf = (s: Spec): string => [
+  `server_name: ${s.name}`,
+  `listen: 127.0.0.1:${s.port}`,
+  `ports_file_dir: "${join(s.dir, "ports")}"`,
+  `jetstream { store_dir: "${join(s.dir, "js")}", max_file_store: 2G, max_memory_store: 256M }`,
+  ...(s.cluster ? [
+    `cluster { name: ${s.cluster.name}, listen: 127.0.0.1:${s.cluster.port}, routes: [${s.cluster.routes.map((p) => `nats-route://127.0.0.1:${p}`).join(", ")}] }`
+  ] : [])
+].join("\n")
+
+const launch = async (spec: Spec): Promise<{ proc: ChildProcess; port: number; exited: Promise<void> }> => {
+  const portsDir = join(spec.dir, "ports")
+  rmSync(portsDir, { recursive: true, force: true })
+  mkdirSync(portsDir, { recursive: true })
+  const conf = join(spec.dir, "server.conf")
+  writeFileSync(conf, configOf(spec))
+  const proc = spawn("nats-server", ["-c", conf], { stdio: ["ignore", "ignore", "pipe"] })
+  let err = ""
+  proc.stderr!.on("data", (b: Buffer) => { err = (err + b.toString()).slice(-4000) })
+  const exited = new Promise<void>((done) => proc.once("exit", () => done()))
+  let dead = false
+  void exited.then(() => { dead = true })
+  const deadline = Date.now() + 15_000
+  for (;;) {
+    if (dead) throw new Error(`nats-server ${spec.name} exited at start:\n${err}`)
+    const file = existsSync(portsDir) ? readdirSync(portsDir).find((f) => f.endsWith(".ports")) : undefined
+    if (file) {
+      try {
+        const ports = JSON.parse(readFileSync(join(portsDir, file), "utf8")) as { nats: Array<string> }
+        const port = Number(new URL(ports.nats[0]!.replace(/^nats:/, "http:")).port)
+        return { proc, port, exited }
+      } catch { /* partially written: read again */ }
+    }
+    if (Date.now() > deadline) { proc.kill("SIGKILL"); throw new Error(`nats-server ${spec.name} wrote no ports file:\n${err}`) }
+    await new Promise((r) => setTimeout(r, 25))
+  }
+}
+
+const serverOf = async (spec: Spec): Promise<NatsServer> => {
+  let cur = await launch(spec)
+  spec.port = cur.port
+  let alive = true
+  void cur.exited.then(() => { alive = false })
+  const signal = async (sig: NodeJS.Signals) => {
+    if (!alive) return
+    cur.proc.kill(sig)
+    await cur.exited
+  }
+  const self: NatsServer = {
+    name: spec.name,
+    port: spec.port,
+    url: `nats://127.0.0.1:${spec.port}`,
+    pid: () => (alive ? cur.proc.pid : undefined),
+    running: () => alive,
+    stop: () => signal("SIGTERM"),
+    kill: () => signal("SIGKILL"),
+    restart: async () => {
+      await signal("SIGTERM")
+      cur = await launch(spec)
+      alive = true
+      void cur.exited.then(() => { alive = false })
+    },
+    dispose: async () => {
+      await signal("SIGKILL")
+      rmSync(spec.dir, { recursive: true, force: true })
+    }
+  }
+  return self
+}
+
+/** One JetStream-enabled nats-server on a free loopback port. */
+export const startNatsServer = async (): Promise<NatsServer> => {
+  const dir = mkdtempSync(join(tmpdir(), "missive-nats-"))
+  return serverOf({ name: "n1", dir, port: -1 })
+}
+
+/**
+ * A JetStream cluster of `n` servers. Client ports come from `port: -1` and the ports file; cluster (route) ports
+ * must be known to every server's routes beforehand, so they are picked free first.
+ */
+export const startNatsCluster = async (n = 3, root?: string): Promise<NatsCluster> => {
+  const base = root ?? mkdtempSync(join(tmpdir(), "missive-natsc-"))
+  const routePorts: Array<number> = []
+  for (let i = 0; i < n; i++) routePorts.push(await freePort())
+  const specs: Array<Spec> = routePorts.map((p, i) => {
+    const dir = join(base, `s${i + 1}`)
+    mkdirSync(dir, { recursive: true })
+    return { name: `s${i + 1}`, dir, port: -1, cluster: { name: "missive", port: p, routes: routePorts.filter((q) => q !== p) } }
+  })
+  const servers = await Promise.all(specs.map(serverOf))
+  return {
+    servers,
+    urls: servers.map((s) => s.url),
+    dispose: async () => {
+      await Promise.all(servers.map((s) => s.kill()))
+      if (!root) rmSync(base, { recursive: true, force: true })
+    }
+  }
+}
