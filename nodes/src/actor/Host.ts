@@ -107,9 +107,12 @@ export const make = (d: HostDeps): Host => {
 
   const finish = async (s: Message.State & { status: "completed" }) => {
     await ensureBounce(s)
-    await d.work.complete(s.id)
+    await Promise.all([d.work.complete(s.id), d.bodies.delete(s.digest)])
+    finished(s)
+  }
+
+  const finished = (s: Message.State & { status: "completed" }) => {
     bodyCache.delete(s.id)
-    await d.bodies.delete(s.digest)
     d.log("info", "completed", { id: s.id, delivered: s.recipients.filter((r) => r.status === "delivered").length,
       bounced: s.recipients.filter((r) => r.status === "bounced").length, expired: s.recipients.filter((r) => r.status === "expired").length, deleted: s.deleted })
   }
@@ -160,6 +163,7 @@ export const make = (d: HostDeps): Host => {
 
     // Attempts run in parallel (one per destination); their reports are appended one after another.
     let chain: Promise<void> = Promise.resolve()
+    let cleaned = false
     await Promise.all(attempts.map(async (a) => {
       const live = state as Message.Live
       let outcome: { host: string; results: ReadonlyArray<Message.AttemptResult> }
@@ -176,7 +180,18 @@ export const make = (d: HostDeps): Host => {
         const r = Message.decide({ type: "ReportAttempt", ctx: ctx(), attempt: a.attempt, host: outcome.host, results: outcome.results,
           retry: d.retry, jitter: d.random.next(), dsnId: d.ids.next() }, state)
         if (E.isLeft(r)) throw new Error(`decider refused ReportAttempt: ${JSON.stringify(r.left)}`)
-        await d.events.append(stream, state.version, r.right)
+        // A report that completes the message without a DSN commits together with the clean-up: one fsync.
+        const done = r.right.some((e) => e.type === "MessageCompleted") && !r.right.some((e) => e.type === "BounceQueued")
+        const writes: Array<Promise<unknown>> = [d.events.append(stream, state.version, r.right)]
+        if (done) writes.push(d.work.complete(id), d.bodies.delete(live.digest))
+        const settled = await Promise.allSettled(writes)
+        const failed = settled.find((x) => x.status === "rejected")
+        if (failed) {
+          // The message must stay in the index whatever failed; a re-drive reads the log and carries on.
+          if (done) await d.work.schedule(id, d.clock.now()).catch(() => {})
+          throw failed.reason
+        }
+        if (done) cleaned = true
         state = Message.fold(r.right, state)
         d.onState?.(id, state)
         for (const res of outcome.results)
@@ -187,7 +202,7 @@ export const make = (d: HostDeps): Host => {
     }))
 
     const end = state as Message.State
-    if (end.status === "completed") return finish(end)
+    if (end.status === "completed") return cleaned ? finished(end) : finish(end)
     await d.work.schedule(id, Message.nextDue(state as Message.Live) ?? d.clock.now())
   }
 
