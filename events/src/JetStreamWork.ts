@@ -26,6 +26,8 @@ export interface JetStreamWorkOptions {
   readonly partitionLeaseMs?: number
   /** How many partitions this instance should schedule (the cluster's fair share); default all. */
   readonly share?: () => number
+  /** Read-only view (the CLI): schedules no partition, renews nothing; use listAll. */
+  readonly observe?: boolean
   readonly log?: (level: "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>) => void
 }
 
@@ -196,10 +198,11 @@ export const open = async (o: JetStreamWorkOptions): Promise<JetStreamWork> => {
     }))
   }
 
-  if (leaseMs === undefined) for (let p = 0; p < P; p++) await own(p, 0)
+  if (o.observe) { /* a view: owns nothing */ }
+  else if (leaseMs === undefined) for (let p = 0; p < P; p++) await own(p, 0)
   else await runTick()
   const timers: Array<NodeJS.Timeout> = []
-  if (leaseMs !== undefined) timers.push(setInterval(() => void runTick().catch(() => {}), Math.max(200, leaseMs / 3)))
+  if (leaseMs !== undefined && !o.observe) timers.push(setInterval(() => void runTick().catch(() => {}), Math.max(200, leaseMs / 3)))
   if (o.renewMs !== undefined) timers.push(setInterval(() => void renew().catch(() => {}), Math.max(100, o.renewMs / 6)))
 
   /** Writes a new value for a message this instance does not hold: refused while someone else's lease runs. */

@@ -4,7 +4,7 @@ import { EventStore, JetStreamEventStore, JetStreamWork, QueueView } from "@miss
 import { Message } from "@missive/core"
 import { jetstreamManager } from "@nats-io/jetstream"
 import { readFileSync } from "node:fs"
-import { join, resolve } from "node:path"
+import { resolve } from "node:path"
 import { parse as parseYaml } from "yaml"
 import type { Config } from "../config/Config.js"
 import * as Launcher from "../cluster/Launcher.js"
@@ -100,7 +100,7 @@ export const queue = async (config: Config, sub: string | undefined, rest: Reado
   try {
     const events = await JetStreamEventStore.open({ nc, prefix: c.prefix })
     if (sub === "list") {
-      const work = await JetStreamWork.open({ nc, prefix: c.prefix, partitions: 0 || c.partitions, share: () => 0, partitionLeaseMs: 1 })
+      const work = await JetStreamWork.open({ nc, prefix: c.prefix, partitions: c.partitions, observe: true })
       const now = systemClock.now()
       const rows: Array<QueueView.QueueRow> = []
       for (const item of await work.listAll(100_000)) {
@@ -154,5 +154,3 @@ export const cluster = async (argv: ReadonlyArray<string>, loadConfig: (path: st
   }
   throw new ClusterUsageError("usage: missive cluster up|status …")
 }
-
-export const dataDirOf = (config: Config) => join(resolve(config.data_dir))

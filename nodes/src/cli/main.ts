@@ -9,22 +9,25 @@ import { start } from "../Node.js"
 import { HELP as REPLAY_HELP, replay } from "./Replay.js"
 import { systemClock } from "../runtime/Clock.js"
 import { HELP as SimHelp, sim } from "./Sim.js"
+import { ClusterUsageError, HELP as ClusterHelp, cluster, natsFlag, queue as clusterQueue, withNats } from "./Cluster.js"
 
 const HELP = `missive — an event-sourced mail transfer agent
 
 Usage:
   missive start [--config FILE]            start a node (defaults: SMTP on 2525, submission on 2587, data in ./data)
+  missive start --nats URL[,URL…]          join a cluster: JetStream for the log, bodies and work (overrides cluster.nats)
   missive config check FILE                validate a configuration file; prints each problem with its key path
   missive queue list [--config FILE] [--json]
                                            messages in the queue: id, age, size, sender, recipients and their
                                            states, next attempt, last reply
   missive queue show ID [--config FILE] [--json]
                                            the message's event timeline
-${REPLAY_HELP}${SimHelp}  missive help                             this text
+${REPLAY_HELP}${SimHelp}${ClusterHelp}  missive help                             this text
 
 Options:
   --config FILE   YAML configuration (every key has a default; see README.md "Configuration")
   --json          machine-readable output
+  --nats URLS     a cluster's NATS servers, comma-separated: "queue" then reads the cluster, from any node
 `
 
 class UsageError extends Error {}
@@ -75,9 +78,9 @@ const openStore = (config: Config) => {
 
 const commands: Record<string, (argv: ReadonlyArray<string>) => Promise<number>> = {
   start: async (argv) => {
-    const a = parseArgs(argv, { config: "value" })
+    const a = parseArgs(argv, { config: "value", nats: "value" })
     if (a.positional.length > 0) throw new UsageError(`start takes no arguments (got ${a.positional.join(" ")})`)
-    const config = loadConfig(a.flags.get("config"))
+    const config = withNats(loadConfig(a.flags.get("config")), natsFlag(a.flags.get("nats")))
     const node = await start(config)
     process.stderr.write(`missive: node ${config.node_id} listening on ${Object.entries(node.ports).map(([n, p]) => `${n} ${p}`).join(", ")}; data in ${node.dataDir}\n`)
     await new Promise<void>((done) => {
@@ -103,10 +106,12 @@ const commands: Record<string, (argv: ReadonlyArray<string>) => Promise<number>>
     return 1
   },
   queue: async (argv) => {
-    const a = parseArgs(argv, { config: "value", json: "bool" })
+    const a = parseArgs(argv, { config: "value", json: "bool", nats: "value" })
     const [sub, ...rest] = a.positional
-    const config = loadConfig(a.flags.get("config"))
+    const config = withNats(loadConfig(a.flags.get("config")), natsFlag(a.flags.get("nats")))
     const json = a.flags.has("json")
+    if (config.cluster.nats.length > 0 && ((sub === "list" && rest.length === 0) || (sub === "show" && rest.length === 1)))
+      return clusterQueue(config, sub, rest, json, (s) => void process.stdout.write(`${s}\n`), (s) => void process.stderr.write(`${s}\n`))
     if (sub === "list") {
       if (rest.length > 0) throw new UsageError("usage: missive queue list [--config FILE] [--json]")
       const store = openStore(config)
@@ -140,6 +145,7 @@ const commands: Record<string, (argv: ReadonlyArray<string>) => Promise<number>>
   },
   replay: (argv) => replay(argv),
   sim: (argv) => sim(argv),
+  cluster: (argv) => cluster(argv, (p) => loadConfig(p)),
   help: async () => {
     process.stdout.write(HELP)
     return 0
@@ -158,7 +164,7 @@ export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
     if (rest.includes("--help") || rest.includes("-h")) return commands["help"]!([])
     return await f(rest)
   } catch (e) {
-    if (e instanceof UsageError) {
+    if (e instanceof UsageError || e instanceof ClusterUsageError) {
       process.stderr.write(`missive: ${e.message}\nRun "missive help" for usage.\n`)
       return 2
     }
