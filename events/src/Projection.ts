@@ -155,13 +155,17 @@ export interface DestinationStats {
 
 export const emptyStats = (): DestinationStats => ({ messages: 0, attempts: 0, delivered: 0, deferred: 0, bounced: 0, expired: 0, replies: {} })
 
+function statsOf(m: Record<string, DestinationStats>, d: string): DestinationStats {
+  return (m[d] ??= emptyStats())
+}
+
 /** Counters per recipient domain over the whole log. */
 export const destinations: Projection<Record<string, DestinationStats>> = {
   name: "destinations",
   version: 1,
   init: () => ({}),
   apply: (m, { event: e }) => {
-    const of = (d: string) => (m[d] ??= emptyStats())
+    const of = statsOf.bind(null, m)
     switch (e.type) {
       case "MessageReceived":
         for (const d of new Set(e.recipients.map(Route.domainOf))) of(d).messages += 1

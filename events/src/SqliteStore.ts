@@ -123,6 +123,8 @@ export const open = (options: SqliteOptions): SqliteStore => {
   const q = {
     readStream: db.prepare<[string], { position: number; version: number; data: string }>("SELECT position, version, data FROM events WHERE stream = ? ORDER BY version"),
     readAll: db.prepare<[number, number], { position: number; stream: string; version: number; data: string }>("SELECT position, stream, version, data FROM events WHERE position > ? ORDER BY position LIMIT ?"),
+    // The replay read path: rows as arrays (no per-row object), [position, stream, version, data].
+    readAllRaw: db.prepare<[number, number], [number, string, number, string]>("SELECT position, stream, version, data FROM events WHERE position > ? ORDER BY position LIMIT ?").raw(true),
     head: db.prepare<[], { p: number | null }>("SELECT max(position) AS p FROM events"),
     getBody: db.prepare<[string], { bytes: Buffer }>("SELECT bytes FROM bodies WHERE digest = ?"),
     nextDue: db.prepare<[], { t: number | null }>("SELECT min(max(due_at, lease_until)) AS t FROM work"),
@@ -191,7 +193,15 @@ export const open = (options: SqliteOptions): SqliteStore => {
       k: "append", stream, expected, data: evs.map(encode), types: evs.map((e) => e.type), ats: evs.map((e) => e.at)
     }, evs),
     read: async (stream) => q.readStream.all(stream).map((r) => toStored(stream, r)),
-    readAll: async (after, limit) => q.readAll.all(after, limit).map((r) => toStored(r.stream, r)),
+    readAll: async (after, limit) => {
+      const rows = q.readAllRaw.all(after, limit)
+      const out = new Array<StoredEvent>(rows.length)
+      for (let i = 0; i < rows.length; i++) {
+        const r = rows[i]!
+        out[i] = { stream: r[1], version: r[2], position: r[0], event: decodeTrusted(r[3]) }
+      }
+      return out
+    },
     subscribe: (after, onEvent) => {
       let from = after
       for (;;) {

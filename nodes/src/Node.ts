@@ -7,6 +7,7 @@ import { Effect, Exit, Scope } from "effect"
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
 import * as Host from "./actor/Host.js"
+import { startAdmin } from "./admin/Admin.js"
 import * as Fence from "./cluster/Fence.js"
 import * as Cluster from "./cluster/Runtime.js"
 import type { Config } from "./config/Config.js"
@@ -120,6 +121,10 @@ const program = (config: Config, opts: NodeOptions) => Effect.gen(function* () {
   yield* Effect.acquireRelease(
     Effect.promise(() => host.start()).pipe(Effect.as(host)),
     (h) => Effect.promise(() => h.stop(stopGrace.ms))
+  )
+  yield* Effect.acquireRelease(
+    Effect.promise(() => startAdmin(dataDir, host)),
+    (a) => Effect.promise(() => a.close())
   )
   const users = new Map(config.auth.users.map((u) => [u.name, u.password]))
   const listeners = (["smtp", "submission"] as const)

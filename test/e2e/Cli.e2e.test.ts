@@ -82,4 +82,30 @@ describe("missive CLI", () => {
     const missing = await missive("queue", "show", "NOSUCHID", "--config", configPath)
     expect(missing.code).toBe(1)
   })
+
+  it("holds, releases, retries and deletes a message through the running node, recording who asked", async () => {
+    const port = Number(/port: (\d+)/.exec((await import("node:fs")).readFileSync(configPath, "utf8"))?.[1])
+    const s = await send(port, { from: "op@sender.test", to: ["c@down.test"] }, rawMessage({ from: "op@sender.test", to: "c@down.test", subject: "operated" }))
+    expect(s.ok, s.response).toBe(true)
+    const id = s.id!
+    await waitFor("first attempt", async () => (await missive("queue", "show", id, "--config", configPath)).stdout.includes("AttemptDeferred"))
+    const hold = await missive("queue", "hold", id, "--config", configPath, "--by", "carol")
+    expect(hold.code, hold.stderr).toBe(0)
+    expect(hold.stdout).toContain("MessageHeld")
+    expect((await missive("queue", "list", "--config", configPath)).stdout).toMatch(new RegExp(`${id}.*held`))
+    expect((await missive("queue", "release", id, "--config", configPath)).stdout).toContain("MessageReleased")
+    const attemptsBefore = ((await missive("queue", "show", id, "--config", configPath)).stdout.match(/AttemptStarted/g) ?? []).length
+    expect((await missive("queue", "retry", id, "--config", configPath)).stdout).toContain("RetryRequested")
+    await waitFor("an attempt right after retry", async () =>
+      ((await missive("queue", "show", id, "--config", configPath)).stdout.match(/AttemptStarted/g) ?? []).length > attemptsBefore)
+    const del = await missive("queue", "delete", id, "--config", configPath)
+    expect(del.stdout).toContain("MessageDeleted")
+    expect((await missive("queue", "list", "--config", configPath)).stdout).not.toContain(id)
+    const show = await missive("queue", "show", id, "--config", configPath)
+    expect(show.stdout).toMatch(/held by carol/)
+    expect(show.stdout).toMatch(/deleted by/)
+    const again = await missive("queue", "release", id, "--config", configPath)
+    expect(again.code).toBe(1)
+    expect(again.stderr).toMatch(/MessageFinished/)
+  })
 })

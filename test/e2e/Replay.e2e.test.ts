@@ -1,10 +1,10 @@
 // Replay against a real node's log: the fold of every recorded stream equals the state the live actor host held
 // (retries, a bounce, an expiry and DSNs included), every event carries what replay needs, and the `missive replay`
 // commands (timeline, queue --at, report --html, what-if, inject) run as a user runs them.
-import { Message, Policy } from "@missive/core"
+import { Message } from "@missive/core"
 import { EventStore } from "@missive/events"
 import { execFile } from "node:child_process"
-import { existsSync, readFileSync } from "node:fs"
+import { existsSync, mkdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { promisify } from "node:util"
 import { stringify } from "yaml"
@@ -97,7 +97,9 @@ describe("replay of a real node's log", () => {
     }
     const summary: Record<string, number> = {}
     for (const e of all) summary[e.event.type] = (summary[e.event.type] ?? 0) + 1
-    expect(summary).toMatchObject({ MessageReceived: 6, AttemptDeferred: 2 + 4, RecipientDelivered: 4, RecipientBounced: 1, RecipientExpired: 1, BounceQueued: 2, MessageCompleted: 6 })
+    // 4 messages and 2 DSNs; delivered: flaky, ok@picky, y@picky and both DSNs; the expiry's deferrals depend on timing.
+    expect(summary).toMatchObject({ MessageReceived: 6, RecipientDelivered: 5, RecipientBounced: 1, RecipientExpired: 1, BounceQueued: 2, MessageCompleted: 6 })
+    expect(summary["AttemptDeferred"]).toBeGreaterThanOrEqual(2 + 3)
     // What replay needs is on every event.
     const hash = all[0]!.event.policy
     for (const { event: e } of all) {
@@ -110,7 +112,6 @@ describe("replay of a real node's log", () => {
     }
     expect(all.find((e) => e.event.type === "AttemptFailed")?.event).toMatchObject({ reply: { code: 550, enhanced: "5.1.1", text: "No such user here" } })
     expect(hash).toMatch(/^[0-9a-f]{8}$/)
-    void Policy
     await store.close()
   })
 
@@ -164,16 +165,16 @@ describe("replay of a real node's log", () => {
   })
 
   it("replay what-if compares the recording with a longer lifetime", async () => {
-    const alt = writeConfig(join(dir.path), { ...(testConfig(join(dir.path, "data"))), retry: { initial: "300ms", max: "1s", multiplier: 2, jitter: 0, lifetime: "1h" } })
+    mkdirSync(join(dir.path, "alt"), { recursive: true })
+    const alt = writeConfig(join(dir.path, "alt"), { ...testConfig(join(dir.path, "data")), retry: { initial: "300ms", max: "1s", multiplier: 2, jitter: 0, lifetime: "1h" } })
     const r = await missive("replay", "what-if", "--from", "-10m", "--to", "now", "--config", alt, "--json")
     expect(r.code, r.stderr).toBe(0)
     const j = JSON.parse(r.stdout) as { recorded: { messages: number; expired: number; delivered: number }; alternative: { messages: number; expired: number; queued: number } }
-    expect(j.recorded).toMatchObject({ messages: 4, expired: 1, delivered: 4 })
+    expect(j.recorded).toMatchObject({ messages: 4, expired: 1, delivered: 3, bounced: 1 })
     expect(j.alternative).toMatchObject({ messages: 4, expired: 0 })
     expect(j.alternative.queued).toBe(1)
     const text = await missive("replay", "what-if", "--from", "-10m", "--to", "now", "--config", alt)
     expect(text.stdout).toMatch(/expired\s+1\s+0/)
-    writeConfig(dir.path, { ...testConfig(join(dir.path, "data")) })
   })
 
   it("replay inject re-sends the recorded arrivals to a target, with synthetic bodies of the recorded size", async () => {
@@ -181,7 +182,7 @@ describe("replay of a real node's log", () => {
     expect(r.code, r.stderr + r.stdout).toBe(0)
     expect(r.stdout).toMatch(/re-injected 4 message\(s\).*4 accepted/)
     expect(target.messages).toHaveLength(4)
-    expect(target.messages.map((m) => m.to.join(",")).sort()).toEqual(["b@flaky.test", "nobody@picky.test,ok@picky.test", "x@down.test", "y@picky.test"].sort())
+    expect(target.messages.map((m) => [...m.to].sort().join(",")).sort()).toEqual(["b@flaky.test", "nobody@picky.test,ok@picky.test", "x@down.test", "y@picky.test"].sort())
     expect(target.messages.every((m) => m.raw.toString().includes("X-Missive-Replay: synthetic body"))).toBe(true)
     const bad = await missive("replay", "inject", "--from", "-10m", "--to", "now", "--config", configPath, "--target", "http://x")
     expect(bad.code).toBe(2)

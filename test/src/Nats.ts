@@ -5,6 +5,8 @@ import { spawn, type ChildProcess } from "node:child_process"
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
+import { jetstreamManager } from "@nats-io/jetstream"
+import { connect } from "@nats-io/transport-node"
 import { join } from "node:path"
 
 export interface NatsServer {
@@ -26,6 +28,28 @@ export interface NatsCluster {
   /** Every server's client URL, comma-separated, for `--nats`. */
   readonly urls: ReadonlyArray<string>
   dispose(): Promise<void>
+}
+
+/** Waits until the cluster can create a stream with `replicas` replicas (meta leader elected, peers known). */
+export const jetStreamReady = async (urls: ReadonlyArray<string>, replicas: number, ms = 60_000): Promise<void> => {
+  const nc = await connect({ servers: [...urls], maxReconnectAttempts: -1 })
+  try {
+    const jsm = await jetstreamManager(nc, { checkAPI: false })
+    const deadline = Date.now() + ms
+    for (let i = 0; ; i++) {
+      try {
+        const name = `READY_${process.pid}_${i}`
+        await jsm.streams.add({ name, subjects: [`ready.${process.pid}.${i}`], num_replicas: replicas })
+        await jsm.streams.delete(name)
+        return
+      } catch (e) {
+        if (Date.now() > deadline) throw new Error(`JetStream cluster not ready after ${ms} ms: ${String(e)}`)
+        await new Promise((r) => setTimeout(r, 250))
+      }
+    }
+  } finally {
+    await nc.close()
+  }
 }
 
 const freePort = (): Promise<number> => new Promise((done, fail) => {
@@ -134,6 +158,7 @@ export const startNatsCluster = async (n = 3, root?: string): Promise<NatsCluste
     return { name: `s${i + 1}`, dir, port: -1, cluster: { name: "missive", port: p, routes: routePorts.filter((q) => q !== p) } }
   })
   const servers = await Promise.all(specs.map(serverOf))
+  await jetStreamReady(servers.map((s) => s.url), n)
   return {
     servers,
     urls: servers.map((s) => s.url),

@@ -52,6 +52,8 @@ export interface Host {
   onReceived(id: string, state: Message.State, body: Buffer): void
   /** Intake for DSNs; set after construction (intake and host refer to each other). */
   setInjector(i: Injector): void
+  /** An operator command on one message (hold, release, retry now, delete, bounce), serialised with its driver. */
+  operate(id: string, op: Operation, by: string): Promise<OperateResult>
   /** Drives one message now (operator "retry now", tests). */
   drive(id: string): Promise<void>
   start(): Promise<void>
@@ -59,6 +61,12 @@ export interface Host {
   stop(graceMs: number): Promise<void>
   active(): number
 }
+
+export type Operation = "hold" | "release" | "retry" | "delete" | "bounce"
+
+export type OperateResult =
+  | { readonly ok: true; readonly events: ReadonlyArray<Message.EventType> }
+  | { readonly ok: false; readonly error: string }
 
 /** A held message waits here until released. */
 const FAR_FUTURE = 8.64e15
@@ -252,7 +260,40 @@ export const make = (d: HostDeps): Host => {
     }
   }
 
+  const operate = async (id: string, op: Operation, by: string): Promise<OperateResult> => {
+    // Wait for a running drive of this message to end, then hold the message while deciding.
+    for (let i = 0; active.has(id); i++) {
+      if (i > 3000) return { ok: false, error: `message ${id} is busy` }
+      await new Promise((r) => setTimeout(r, 10))
+    }
+    active.add(id)
+    try {
+      const state = await load(id)
+      if (state.status === "empty") return { ok: false, error: `no message ${id}` }
+      const c = ctx()
+      const command: Message.Command =
+        op === "hold" ? { type: "Hold", ctx: c, by, reason: "operator" }
+        : op === "release" ? { type: "Release", ctx: c, by }
+        : op === "retry" ? { type: "RetryNow", ctx: c, by }
+        : op === "delete" ? { type: "Delete", ctx: c, by }
+        : { type: "Bounce", ctx: c, by, dsnId: d.ids.next() }
+      const r = Message.decide(command, state)
+      if (E.isLeft(r)) return { ok: false, error: r.left._tag }
+      await d.events.append(EventStore.streamOf(id), state.version, r.right)
+      const after = Message.fold(r.right, state)
+      d.log("info", "operator", { id, op, by, events: r.right.map((e) => e.type) })
+      if (after.status === "completed") await finish(after)
+      else if (after.status === "active" && after.held) await d.work.schedule(id, FAR_FUTURE)
+      else if (after.status === "active") await d.work.schedule(id, op === "retry" || op === "release" ? d.clock.now() : Message.nextDue(after) ?? d.clock.now())
+      return { ok: true, events: r.right.map((e) => e.type) }
+    } finally {
+      active.delete(id)
+      kick()
+    }
+  }
+
   return {
+    operate,
     onReceived: (id, state, body) => {
       if (stopping) return
       if (active.size >= d.maxActive) {

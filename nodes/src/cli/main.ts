@@ -4,8 +4,10 @@ import { EventStore, QueueView, SqliteStore } from "@missive/events"
 import { Message } from "@missive/core"
 import { existsSync } from "node:fs"
 import { join, resolve } from "node:path"
-import { load, type Config } from "../config/Config.js"
+import { hashPassword, load, type Config } from "../config/Config.js"
 import { start } from "../Node.js"
+import { request } from "../admin/Admin.js"
+import { userInfo } from "node:os"
 import { HELP as REPLAY_HELP, replay } from "./Replay.js"
 import { systemClock } from "../runtime/Clock.js"
 import { HELP as SimHelp, sim } from "./Sim.js"
@@ -22,7 +24,11 @@ Usage:
                                            states, next attempt, last reply
   missive queue show ID [--config FILE] [--json]
                                            the message's event timeline
-${REPLAY_HELP}${SimHelp}${ClusterHelp}  missive help                             this text
+${REPLAY_HELP}${SimHelp}${ClusterHelp}  missive queue hold|release|retry|delete|bounce ID [--config FILE] [--by NAME]
+                                           operator commands on a running node (recorded with who asked);
+                                           retry = attempt now, bounce = give up now with a DSN
+  missive auth hash [PASSWORD]             print the scrypt hash of a password for auth.users (stdin when omitted)
+  missive help                             this text
 
 Options:
   --config FILE   YAML configuration (every key has a default; see README.md "Configuration")
@@ -106,7 +112,7 @@ const commands: Record<string, (argv: ReadonlyArray<string>) => Promise<number>>
     return 1
   },
   queue: async (argv) => {
-    const a = parseArgs(argv, { config: "value", json: "bool", nats: "value" })
+    const a = parseArgs(argv, { config: "value", json: "bool", nats: "value", by: "value" })
     const [sub, ...rest] = a.positional
     const config = withNats(loadConfig(a.flags.get("config")), natsFlag(a.flags.get("nats")))
     const json = a.flags.has("json")
@@ -141,11 +147,36 @@ const commands: Record<string, (argv: ReadonlyArray<string>) => Promise<number>>
       process.stdout.write(json ? `${JSON.stringify(tl.map(({ event, ...t }) => ({ ...t, event })), null, 2)}\n` : `${QueueView.formatTimeline(tl)}\n`)
       return 0
     }
-    throw new UsageError("usage: missive queue list|show …")
+    if (sub === "hold" || sub === "release" || sub === "retry" || sub === "delete" || sub === "bounce") {
+      const [id, ...more] = rest
+      if (!id || more.length > 0) throw new UsageError(`usage: missive queue ${sub} ID [--config FILE]`)
+      const r = await request(resolve(config.data_dir), { op: sub, id, by: String(a.flags.get("by") ?? `${userInfo().username}@cli`) })
+      if (!r.ok) {
+        process.stderr.write(`missive: ${sub} ${id}: ${r.error}\n`)
+        return 1
+      }
+      process.stdout.write(`${id}: ${r.events?.join(", ") || "no change"}\n`)
+      return 0
+    }
+    throw new UsageError("usage: missive queue list|show|hold|release|retry|delete|bounce …")
   },
   replay: (argv) => replay(argv),
   sim: (argv) => sim(argv),
   cluster: (argv) => cluster(argv, (p) => loadConfig(p)),
+  auth: async (argv) => {
+    const a = parseArgs(argv, {})
+    const [sub, plain, ...rest] = a.positional
+    if (sub !== "hash" || rest.length > 0) throw new UsageError("usage: missive auth hash [PASSWORD]   (reads the password from stdin when not given)")
+    let password = plain
+    if (password === undefined) {
+      const chunks: Array<Buffer> = []
+      for await (const c of process.stdin) chunks.push(c as Buffer)
+      password = Buffer.concat(chunks).toString("utf8").replace(/\r?\n$/, "")
+    }
+    if (!password) throw new UsageError("empty password")
+    process.stdout.write(`${await hashPassword(password)}\n`)
+    return 0
+  },
   help: async () => {
     process.stdout.write(HELP)
     return 0

@@ -30,6 +30,20 @@ export const replicasOf = (c: Config["cluster"]): number => c.replicas > 0 ? c.r
 export const connectTo = (c: Config["cluster"], name: string): Promise<NatsConnection> =>
   connect({ servers: [...c.nats], name, maxReconnectAttempts: -1, reconnectTimeWait: 250, timeout: 5_000 })
 
+/** JetStream needs a few seconds after a cluster starts (meta leader, stream leaders): retry for up to a minute. */
+const retrying = async <T>(log: Logger, what: string, f: () => Promise<T>, ms = 60_000): Promise<T> => {
+  const deadline = Date.now() + ms
+  for (let i = 0; ; i++) {
+    try {
+      return await f()
+    } catch (e) {
+      if (Date.now() > deadline) throw e
+      if (i % 5 === 0) log("warn", "JetStream not ready; retrying", { what, error: String((e as Error)?.message ?? e) })
+      await new Promise((r) => setTimeout(r, 500))
+    }
+  }
+}
+
 export const open = async (config: Config, clock: Clock, log: Logger): Promise<ClusterRuntime> => {
   const c = config.cluster
   const replicas = replicasOf(c)
@@ -42,22 +56,22 @@ export const open = async (config: Config, clock: Clock, log: Logger): Promise<C
       return Math.ceil(c.partitions / Math.max(1, n))
     }
     const [events, bodies, work] = await Promise.all([
-      JetStreamEventStore.open({ nc, prefix: c.prefix, replicas }),
-      JetStreamBodyStore.open({ nc, prefix: c.prefix, replicas }),
-      JetStreamWork.open({
+      retrying(log, "event stream", () => JetStreamEventStore.open({ nc, prefix: c.prefix, replicas })),
+      retrying(log, "body store", () => JetStreamBodyStore.open({ nc, prefix: c.prefix, replicas })),
+      retrying(log, "work index", () => JetStreamWork.open({
         nc, prefix: c.prefix, replicas, partitions: c.partitions, instance: config.node_id, now: () => clock.now(),
         renewMs: c.lease, partitionLeaseMs: c.lease, share, log
-      })
+      }))
     ])
     const fenced: Fence.FenceCounters = { appends: 0, deliveries: 0 }
     return {
       nc, bodies, work, fenced, replicas,
       events: Fence.events(events, work, log, fenced),
       announce: async ({ ports, active }) => {
-        membership = await Membership.open({
+        membership = await retrying(log, "membership", () => Membership.open({
           nc, prefix: c.prefix, replicas, node: config.node_id, clock, ttlMs: c.lease,
           beat: () => ({ active: active(), held: work.held(), partitions: work.partitions(), ports })
-        })
+        }))
         service = Service.serve({ nc, prefix: c.prefix, node: config.node_id, status: () => ({
           node: config.node_id, ports, active: active(), held: work.held(), partitions: work.partitions(), fenced: { ...fenced },
           alive: membership?.alive().map((h) => h.node) ?? []

@@ -162,9 +162,8 @@ class Heap {
     for (;;) {
       const l = 2 * i + 1, r = l + 1
       let m = i
-      const cand = (j: number) => j < a.length && less(a[j]!, m === i ? last : a[m]!)
-      if (cand(l)) m = l
-      if (cand(r)) m = r
+      if (l < a.length && less(a[l]!, last)) m = l
+      if (r < a.length && less(a[r]!, m === i ? last : a[m]!)) m = r
       if (m === i) break
       a[i] = a[m]!
       i = m
