@@ -59,6 +59,7 @@ alias_database =
 local_recipient_maps =
 message_size_limit = 12000000
 maillog_file = ${dir}/maillog
+maillog_file_prefixes = ${dir}
 default_process_limit = 100
 minimal_backoff_time = 1s
 maximal_backoff_time = 4s

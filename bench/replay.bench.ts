@@ -51,9 +51,12 @@ export const run = async (): Promise<string> => {
 
     // ---- projection rebuild ------------------------------------------------------------------------
     const cps = Projection.sqliteCheckpoints(join(dir, "projections.db"))
+    // The first pass reads a file the OS has not cached yet (it was just written through another connection).
+    const [q0, q0Ms] = await time(() => Projection.rebuild(store.events, Projection.queue, cps))
     const [q, qMs] = await time(() => Projection.rebuild(store.events, Projection.queue, cps))
     const [d, dMs] = await time(() => Projection.rebuild(store.events, Projection.destinations, cps))
     await cps.close()
+    if (q0.state.size !== q.state.size) throw new Error("queue rebuild is not idempotent")
 
     // ---- timeline of one message -------------------------------------------------------------------
     const sample = await store.events.readAll(Math.floor(head / 2), 1)
@@ -84,7 +87,8 @@ export const run = async (): Promise<string> => {
     const ok = (b: boolean) => (b ? "met" : "**missed**")
     const rebuildRate = rate(q.applied, qMs)
     const rows = [
-      `| full projection rebuild: queue view | ${fmt(q.applied)} events in ${qMs.toFixed(0)} ms = **${fmt(rebuildRate)} events/s** (${q.state.size} open messages at the head) | ≥ 200,000 events/s | ${ok(rebuildRate >= 200_000)} |`,
+      `| full projection rebuild: queue view, first pass | ${fmt(q0.applied)} events in ${q0Ms.toFixed(0)} ms = **${fmt(rate(q0.applied, q0Ms))} events/s** | ≥ 200,000 events/s | ${ok(rate(q0.applied, q0Ms) >= 200_000)} |`,
+      `| full projection rebuild: queue view, again (idempotent: same state) | ${fmt(q.applied)} events in ${qMs.toFixed(0)} ms = **${fmt(rebuildRate)} events/s** (${q.state.size} open messages at the head) | ≥ 200,000 events/s | ${ok(rebuildRate >= 200_000)} |`,
       `| full projection rebuild: per-destination stats | ${fmt(d.applied)} events in ${dMs.toFixed(0)} ms = **${fmt(rate(d.applied, dMs))} events/s** (${Object.keys(d.state).length} destinations) | ≥ 200,000 events/s | ${ok(rate(d.applied, dMs) >= 200_000)} |`,
       `| \`timeline\` of one message (read + fold + format, ${tlEvents - 1} lines) | median **${tl[10]!.toFixed(2)} ms**, max ${tl[19]!.toFixed(2)} ms | < 50 ms | ${ok(tl[10]! < 50)} |`,
       `| \`queue --at\` (60% into the span) | **${(qaMs / 1000).toFixed(2)} s**, ${qa.rows.length} messages queued, ${fmt(qa.position)} events folded | < 5 s | ${ok(qaMs < 5000)} |`,

@@ -126,20 +126,37 @@ export const rebuild = async <S>(store: EventStore, p: Projection<S>, checkpoint
 
 // ---- projections ---------------------------------------------------------------------------------
 
-/** Every message not yet completed, folded: the queue as of the projection's position. */
-export const queue: Projection<Map<string, Message.State>> = {
+/**
+ * The queue: every message not yet completed, with its events so far. Folding is deferred (`queueStates`) until a
+ * caller wants states: most messages complete, and a completed one is simply dropped, so a rebuild pays for decoding
+ * the log and almost nothing for `evolve`.
+ */
+export const queue: Projection<Map<string, Array<Message.Event>>> = {
   name: "queue",
-  version: 1,
+  version: 3,
   init: () => new Map(),
+  // Keyed by stream name (what the log hands over; no string is cut per event); `queueStates` gives message ids.
   apply: (m, { stream, event }) => {
-    const id = idOf(stream)
-    const next = Message.evolve(m.get(id) ?? Message.initialState, event)
-    if (next.status === "active") m.set(id, next)
-    else m.delete(id)
+    if (event.type === "MessageCompleted") m.delete(stream)
+    else {
+      const list = m.get(stream)
+      if (list) list.push(event)
+      else if (event.type === "MessageReceived") m.set(stream, [event])
+    }
     return m
   },
   toJson: (m) => [...m.entries()],
-  fromJson: (j) => new Map(j as Array<[string, Message.State]>)
+  fromJson: (j) => new Map(j as Array<[string, Array<Message.Event>]>)
+}
+
+/** The folded state of every open message in a `queue` projection. */
+export const queueStates = (m: ReadonlyMap<string, ReadonlyArray<Message.Event>>): Map<string, Message.State> => {
+  const out = new Map<string, Message.State>()
+  for (const [stream, events] of m) {
+    const s = Message.fold(events)
+    if (s.status === "active") out.set(idOf(stream), s)
+  }
+  return out
 }
 
 export interface DestinationStats {
@@ -165,28 +182,27 @@ export const destinations: Projection<Record<string, DestinationStats>> = {
   version: 1,
   init: () => ({}),
   apply: (m, { event: e }) => {
-    const of = statsOf.bind(null, m)
     switch (e.type) {
       case "MessageReceived":
-        for (const d of new Set(e.recipients.map(Route.domainOf))) of(d).messages += 1
+        for (const d of new Set(e.recipients.map(Route.domainOf))) statsOf(m, d).messages += 1
         break
       case "AttemptStarted": {
         const d = Route.domainOf(e.rcpts[0] ?? "")
-        of(d).attempts += 1
+        statsOf(m, d).attempts += 1
         break
       }
       case "AttemptSucceeded":
       case "AttemptDeferred":
       case "AttemptFailed": {
-        const s = of(Route.domainOf(e.rcpts[0] ?? ""))
+        const s = statsOf(m, Route.domainOf(e.rcpts[0] ?? ""))
         const k = String(e.reply.code)
         s.replies[k] = (s.replies[k] ?? 0) + e.rcpts.length
         if (e.type === "AttemptDeferred" && e.nextAttemptAt !== null) s.deferred += e.rcpts.length
         break
       }
-      case "RecipientDelivered": of(Route.domainOf(e.rcpt)).delivered += 1; break
-      case "RecipientBounced": of(Route.domainOf(e.rcpt)).bounced += 1; break
-      case "RecipientExpired": of(Route.domainOf(e.rcpt)).expired += 1; break
+      case "RecipientDelivered": statsOf(m, Route.domainOf(e.rcpt)).delivered += 1; break
+      case "RecipientBounced": statsOf(m, Route.domainOf(e.rcpt)).bounced += 1; break
+      case "RecipientExpired": statsOf(m, Route.domainOf(e.rcpt)).expired += 1; break
       default: break
     }
     return m

@@ -37,7 +37,7 @@ const fill = async (store: SqliteStore.SqliteStore, from: number, to: number) =>
   await Promise.all(Array.from({ length: to - from }, (_, k) => store.events.append(streamOf(`m${from + k}`), 0, lifecycle(from + k))))
 }
 
-const snapshot = (m: Map<string, Message.State>) => [...m.entries()].sort(([a], [b]) => (a < b ? -1 : 1))
+const snapshot = (m: Map<string, ReadonlyArray<Message.Event>>) => [...Projection.queueStates(m).entries()].sort(([a], [b]) => (a < b ? -1 : 1))
 
 describe("checkpointed projections", () => {
   const store = SqliteStore.open({ path: join(dir, "missive.db"), synchronous: "OFF" })
@@ -51,6 +51,10 @@ describe("checkpointed projections", () => {
     expect(a.position).toBe(await store.events.head())
     expect(snapshot(a.state)).toEqual(snapshot(b.state))
     expect(a.state.size).toBe(300)
+    // The projection's states are the folds of the open messages' own streams.
+    for (const [id, state] of snapshot(a.state).slice(0, 50))
+      expect(state).toEqual(Message.fold((await store.events.read(streamOf(id))).map((e) => e.event)))
+    expect(snapshot(a.state).every(([, st]) => st.status === "active")).toBe(true)
     const again = await Projection.run(store.events, Projection.queue, cp)
     expect(again.applied).toBe(0)
     expect(snapshot(again.state)).toEqual(snapshot(a.state))

@@ -3,7 +3,7 @@
 // by it in reverse order. Must not hold protocol or domain logic of its own.
 import { Policy } from "@missive/core"
 import { SqliteStore } from "@missive/events"
-import { Effect, Exit, Scope } from "effect"
+import { Cause, Effect, Exit, Scope } from "effect"
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
 import * as Host from "./actor/Host.js"
@@ -164,13 +164,19 @@ const policyOf = (config: Config): Policy.RetryPolicy => ({
   initialMs: config.retry.initial, maxMs: config.retry.max, multiplier: config.retry.multiplier, jitter: config.retry.jitter, lifetimeMs: config.retry.lifetime
 })
 
+/** A node that could not start (port in use, data directory locked, bad certificate…); nothing was accepted. */
+export class StartError extends Error {
+  readonly _tag = "StartError" as const
+}
+
 /** Starts a node; the returned stop() closes every resource in reverse order. */
 export const start = async (config: Config, opts: NodeOptions = {}): Promise<RunningNode> => {
   const scope = await Effect.runPromise(Scope.make())
   const exit = await Effect.runPromiseExit(Scope.provide(program(config, opts), scope))
   if (Exit.isFailure(exit)) {
     await Effect.runPromise(Scope.close(scope, Exit.void))
-    throw new Error(`node failed to start: ${String(exit.cause)}`)
+    const e = Cause.squash(exit.cause)
+    throw new StartError(e instanceof Error ? e.message : String(e))
   }
   const running = exit.value
   let stopped: Promise<void> | undefined

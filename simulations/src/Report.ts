@@ -48,6 +48,8 @@ export interface Report {
   readonly samples: ReadonlyArray<Ledger.Sample>
   /** CPU time used by this process (harness and, for `embedded`, the node), ms. */
   readonly cpuMs?: number | undefined
+  /** CPU time of an out-of-process target (its processes), ms. */
+  readonly targetCpuMs?: number | undefined
   /** Some lost recipients, for the loud failure. */
   readonly lostExamples: ReadonlyArray<string>
   readonly notes: ReadonlyArray<string>
@@ -61,7 +63,7 @@ export const percentiles = (values: ReadonlyArray<number>): Percentiles => {
 
 export const make = (o: {
   scenario: string; description: string; target: string; seed: number; ledger: Ledger.Ledger; elapsedMs: number; sendMs: number
-  cpuMs?: number | undefined; notes?: ReadonlyArray<string>
+  cpuMs?: number | undefined; targetCpuMs?: number | undefined; notes?: ReadonlyArray<string>
 }): Report => {
   const c = o.ledger.counters
   const lost = o.ledger.lost()
@@ -76,7 +78,7 @@ export const make = (o: {
     endToEnd: percentiles(o.ledger.endToEnd),
     destinations: [...o.ledger.destinations.entries()].map(([domain, d]) => ({ domain, ...d })).sort((a, b) => a.domain.localeCompare(b.domain)),
     sourceReplies: o.ledger.sourceReplies, sinkReplies: o.ledger.sinkReplies, samples: o.ledger.samples,
-    cpuMs: o.cpuMs, lostExamples: lost.slice(0, 10).map((r) => r.rcpt), notes: o.notes ?? []
+    cpuMs: o.cpuMs, targetCpuMs: o.targetCpuMs, lostExamples: lost.slice(0, 10).map((r) => r.rcpt), notes: o.notes ?? []
   }
 }
 

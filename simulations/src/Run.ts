@@ -55,6 +55,7 @@ export const run = async (o: RunOptions): Promise<Report.Report> => {
     const route = (m: Traffic.Message): Sender.Endpoint =>
       endpoint ?? { host: world.hosts.get(Ledger.domainOf(m.to[0]!))![0]!, port: world.port }
     const cpu0 = process.cpuUsage()
+    const targetCpu0 = target.cpuMs?.()
     now.reset()
     let phase: Progress["phase"] = "sending"
     const window: Array<{ at: number; accepted: number }> = []
@@ -82,9 +83,10 @@ export const run = async (o: RunOptions): Promise<Report.Report> => {
     ledger.sample(elapsedMs)
     tick()
     const cpu = process.cpuUsage(cpu0)
+    const targetCpuMs = targetCpu0 === undefined ? undefined : target.cpuMs!() - targetCpu0
     return Report.make({
       scenario: s.name, description: s.description, target: Target.describeSpec(o.target), seed: s.seed, ledger, elapsedMs, sendMs,
-      cpuMs: (cpu.user + cpu.system) / 1000, notes
+      cpuMs: (cpu.user + cpu.system) / 1000, targetCpuMs, notes
     })
   } finally {
     if (timer) clearInterval(timer)

@@ -19,6 +19,8 @@ export type Spec =
   | { readonly kind: "direct" }
   | { readonly kind: "smtp"; readonly host: string; readonly port: number }
   | { readonly kind: "cluster"; readonly nodes: number }
+  /** A target started by the caller once the world exists (benchmarks start Postfix this way). */
+  | { readonly kind: "custom"; readonly name: string; readonly start: (world: World) => Promise<Running> }
 
 export class TargetError extends Error {}
 
@@ -33,7 +35,7 @@ export const parseSpec = (text: string): Spec | string => {
 }
 
 export const describeSpec = (s: Spec): string =>
-  s.kind === "smtp" ? `smtp://${s.host}:${s.port}` : s.kind === "cluster" ? `cluster:${s.nodes}` : s.kind
+  s.kind === "smtp" ? `smtp://${s.host}:${s.port}` : s.kind === "cluster" ? `cluster:${s.nodes}` : s.kind === "custom" ? s.name : s.kind
 
 /** Whether the cluster launcher exists; until it does, cluster targets are refused with this text. */
 export const clusterUnavailable = (): string | undefined =>
@@ -44,10 +46,10 @@ export const clusterUnavailable = (): string | undefined =>
 export interface Running {
   /** Where senders submit; undefined for `direct`. */
   readonly endpoint: { readonly host: string; readonly port: number } | undefined
-  /** CPU seconds used by the target so far, when it is measurable (in-process: this process, harness included). */
+  /** The in-process node (embedded only). */
   readonly node?: RunningNode | undefined
-  /** Messages in the target's queue (embedded only). */
-  queueDepth?(): Promise<number>
+  /** CPU time the target used so far, ms, when it runs in other processes (in-process targets are in `cpuMs` of the report). */
+  cpuMs?(): number
   stop(): Promise<void>
 }
 
@@ -80,6 +82,7 @@ export const embeddedConfig = async (s: Scenario.Scenario, world: World, dataDir
 }, s.node)
 
 export const start = async (spec: Spec, s: Scenario.Scenario, world: World, opts: { logFile?: string | undefined } = {}): Promise<Running> => {
+  if (spec.kind === "custom") return spec.start(world)
   if (spec.kind === "direct") return { endpoint: undefined, stop: async () => undefined }
   if (spec.kind === "smtp") return { endpoint: { host: spec.host, port: spec.port }, stop: async () => undefined }
   if (spec.kind === "cluster") throw new TargetError(clusterUnavailable() ?? "cluster targets are not available yet")
@@ -95,7 +98,6 @@ export const start = async (spec: Spec, s: Scenario.Scenario, world: World, opts
   return {
     endpoint: { host: "127.0.0.1", port: node.ports["smtp"]! },
     node,
-    queueDepth: async () => (await node.store.work.list(1_000_000)).length,
     stop: async () => {
       await node.stop(5_000)
       rmSync(dir, { recursive: true, force: true })

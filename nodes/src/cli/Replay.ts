@@ -1,7 +1,7 @@
 // `missive replay …`: incident replay over the recorded log (timeline, report, queue at a moment, what-if, re-inject).
 // Opens the node's SQLite store read-only (safe next to a running node); only `inject` sends anything, and only to
 // the --target it is given. Bad arguments get a precise message and exit code 2.
-import { SqliteStore } from "@missive/events"
+import { SqliteStore, type BodyStore, type EventStore } from "@missive/events"
 import { existsSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { load, type Config } from "../config/Config.js"
@@ -28,8 +28,9 @@ export const HELP = `  missive replay timeline ID [--json]     every event of on
                                            retry, lifetime and concurrency, on a virtual clock; recorded vs alternative
   missive replay inject --from T --to T --target smtp://HOST:PORT [--speed 10] [--synthetic-bodies]
                                            re-send the recorded traffic with its timing (scaled) to an SMTP target
-    Replay options: --config FILE (finds data_dir; for what-if it is the alternative policy), --data DIR (the
-    data directory, overrides --config's), T = ISO 8601 time, "now", or relative ("-2h", "-1d30m")
+    Replay options: --config FILE (its data_dir, or its cluster.nats JetStream log; for what-if it is also the
+    alternative policy), --data DIR (a data directory's SQLite log, overrides --config's), T = ISO 8601 time,
+    "now", or relative ("-2h", "-1d30m"); a progress bar shows on stderr when it is a terminal
 `
 
 class Usage extends Error {}
@@ -65,8 +66,24 @@ const configOf = (path: string | undefined): Config => {
   return r.config
 }
 
-const openLog = (dataDir: string) => {
-  const path = join(resolve(dataDir), "missive.db")
+interface Log {
+  readonly events: EventStore.EventStore
+  readonly bodies: BodyStore.BodyStore
+  close(): Promise<void>
+}
+
+/** The embedded SQLite log (read-only), or with `cluster.nats` set (and no --data) the JetStream log through the same port. */
+const openLog = async (config: Config, dataDir: string | undefined): Promise<Log> => {
+  if (dataDir === undefined && config.cluster.nats.length > 0) {
+    const { JetStreamBodyStore, JetStreamEventStore } = await import("@missive/events")
+    const Cluster = await import("../cluster/Runtime.js")
+    const nc = await Cluster.connectTo(config.cluster, `missive-replay-${config.node_id}`)
+    const replicas = Cluster.replicasOf(config.cluster)
+    const events = await JetStreamEventStore.open({ nc, prefix: config.cluster.prefix, replicas })
+    const bodies = await JetStreamBodyStore.open({ nc, prefix: config.cluster.prefix, replicas })
+    return { events, bodies, close: async () => { await events.close(); await bodies.close(); await nc.drain().catch(() => nc.close()) } }
+  }
+  const path = join(resolve(dataDir ?? config.data_dir), "missive.db")
   if (!existsSync(path)) throw new Usage(`no log at ${path} (has a node run with this data_dir?)`)
   return SqliteStore.open({ path, readonly: true })
 }
@@ -115,7 +132,7 @@ const run = async (argv: ReadonlyArray<string>): Promise<number> => {
   const known = ["timeline", "report", "queue", "what-if", "inject"]
   if (!sub || !known.includes(sub)) throw new Usage(`usage: missive replay ${known.join("|")} … (got ${sub ? `"${sub}"` : "nothing"})`)
   const config = configOf(a.str("config"))
-  const store = openLog(a.str("data") ?? config.data_dir)
+  const store = await openLog(config, a.str("data"))
   try {
     if (sub === "timeline") {
       const [id, ...more] = rest

@@ -15,20 +15,26 @@ export interface QueueAtResult {
 export const queueAt = async (store: Store, t: number, onProgress?: (p: number, target: number) => void): Promise<QueueAtResult> => {
   const head = await store.head()
   const until = Math.min(head, (await positionAt(store, t + SLACK_MS + 1, head)) - 1)
-  const states = new Map<string, Message.State>()
+  // Events are kept per message and folded only for messages still open at t: a completed one is just dropped.
+  const open = new Map<string, Array<Message.Event>>()
   let position = 0
   for await (const batch of scan(store, { until, onProgress })) {
     for (const { stream, event } of batch) {
       if (event.at > t) continue
       const id = EventStore.idOf(stream)
-      const next = Message.evolve(states.get(id) ?? Message.initialState, event)
-      if (next.status === "active") states.set(id, next)
-      else states.delete(id)
+      if (event.type === "MessageCompleted") open.delete(id)
+      else {
+        const list = open.get(id)
+        if (list) list.push(event)
+        else if (event.type === "MessageReceived") open.set(id, [event])
+      }
     }
     position = batch[batch.length - 1]!.position
   }
+  const states: Array<Message.State> = []
+  for (const events of open.values()) states.push(Message.fold(events))
   const rows: Array<QueueView.QueueRow> = []
-  for (const s of states.values()) {
+  for (const s of states) {
     const row = QueueView.rowOf(s, t)
     if (row) rows.push(row)
   }
