@@ -26,7 +26,7 @@ describe("replay inject", () => {
       const clock = manualClock(1_000_000)
       const slept: Array<number> = []
       const sleep = async (ms: number) => { slept.push(ms); clock.advance(ms) }
-      const r = await Inject.inject(events, bodies, { from: 0, to: 100_000, host: "127.0.0.1", port: target.port, speed: 10, syntheticBodies: false, clock, sleep })
+      const r = await Inject.inject(events, bodies, { from: 0, to: 100_000, host: "127.0.0.1", port: target.port, speed: 10, syntheticBodies: false, clock, sleep, concurrency: 1 })
       expect(r).toMatchObject({ messages: 2, sent: 2, failed: 0, storedBodies: 1, syntheticBodies: 1 })
       expect(slept).toEqual([6000])
       expect(target.messages.map((m) => m.from)).toEqual(["s-A@x.test", "s-B@x.test"])

@@ -195,6 +195,10 @@ export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
     if (rest.includes("--help") || rest.includes("-h")) return commands["help"]!([])
     return await f(rest)
   } catch (e) {
+    if ((e as { _tag?: string })._tag === "StartError") {
+      process.stderr.write(`missive: cannot start: ${(e as Error).message}\n`)
+      return 1
+    }
     if (e instanceof UsageError || e instanceof ClusterUsageError) {
       process.stderr.write(`missive: ${e.message}\nRun "missive help" for usage.\n`)
       return 2

@@ -64,7 +64,7 @@ export const record = async (store: Store, o: { from: number; to: number; onProg
   const head = await store.head()
   const start = Math.max(0, (await positionAt(store, o.from - SLACK_MS, head)) - 1)
   const arrivals: Array<Arrival> = []
-  const tracked = new Map<string, { receivedAt: number; open: number; started: Map<number, number> }>()
+  const tracked = new Map<string, { receivedAt: number }>()
   const started = new Map<string, Map<number, { at: number; key: string }>>()
   const routes = new Map<string, Route.RouteDecision>()
   const behaviour = new Map<string, Array<Sample>>()
@@ -96,7 +96,7 @@ export const record = async (store: Store, o: { from: number; to: number; onProg
       if (e.type === "MessageReceived") {
         if (e.at < o.from || e.at > o.to || e.dsnOf !== undefined || e.sender === "") continue
         arrivals.push({ id, event: e })
-        tracked.set(id, { receivedAt: e.at, open: 1, started: new Map() })
+        tracked.set(id, { receivedAt: e.at })
         recipients += e.recipients.length
         depthChanges.push([e.at, +1])
         policies.add(e.policy)
