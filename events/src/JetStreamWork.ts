@@ -83,6 +83,13 @@ export const open = async (o: JetStreamWorkOptions): Promise<JetStreamWork> => {
   const owned = new Map<number, { rev: number; index: Map<string, Entry>; stop: () => void }>()
   /** Leases this instance holds on messages. */
   const held = new Map<string, Entry & { owner: string }>()
+  /** Messages whose lease this instance lost to a takeover; its writes to them are refused until it claims them again. */
+  const lost = new Set<string>()
+  const lose = (id: string) => {
+    held.delete(id)
+    lost.add(id)
+    if (lost.size > 100_000) lost.delete(lost.values().next().value!)
+  }
   let closed = false
 
   const indexOf = (id: string) => owned.get(partOf(id))?.index
@@ -191,7 +198,7 @@ export const open = async (o: JetStreamWorkOptions): Promise<JetStreamWork> => {
       } catch (e) {
         if (held.get(id) !== h) return
         if (isConflict(e)) {
-          held.delete(id)
+          lose(id)
           log("warn", "lease lost", { id })
         }
       }
@@ -205,10 +212,15 @@ export const open = async (o: JetStreamWorkOptions): Promise<JetStreamWork> => {
   if (leaseMs !== undefined && !o.observe) timers.push(setInterval(() => void runTick().catch(() => {}), Math.max(200, leaseMs / 3)))
   if (o.renewMs !== undefined) timers.push(setInterval(() => void renew().catch(() => {}), Math.max(100, o.renewMs / 6)))
 
-  /** Writes a new value for a message this instance does not hold: refused while someone else's lease runs. */
+  /**
+   * Writes a message this instance holds no lease on (intake's new entry, an unleased one). Refused while someone
+   * else's lease runs, and always for a message whose lease this instance lost: that is a stale owner's write after
+   * a takeover (its retry time would clobber the new owner's).
+   */
   const writeUnheld = async (id: string, v: Value | null): Promise<Entry | undefined | "refused"> => {
     for (let tries = 0; tries < 5; tries++) {
       const cur = await read(id)
+      if (lost.has(id)) return "refused"
       if (cur && cur.owner !== null && cur.owner !== v?.o && cur.until > now()) return "refused"
       try {
         if (v === null) {
@@ -238,7 +250,7 @@ export const open = async (o: JetStreamWorkOptions): Promise<JetStreamWork> => {
             written = { dueAt, owner: v.o, until: v.u, rev: await put(id, v, h.rev) }
           } catch (e) {
             if (!isConflict(e)) throw e
-            held.delete(id)
+            lose(id)
             log("warn", "lease lost; schedule ignored", { id })
             return
           }
@@ -264,6 +276,7 @@ export const open = async (o: JetStreamWorkOptions): Promise<JetStreamWork> => {
             await kv.delete(keyOf(id), { previousSeq: h.rev })
           } catch (e) {
             if (!isConflict(e)) throw e
+            lose(id)
             return void log("warn", "lease lost; complete ignored", { id })
           }
         } else if ((await writeUnheld(id, null)) === "refused") return
@@ -288,6 +301,7 @@ export const open = async (o: JetStreamWorkOptions): Promise<JetStreamWork> => {
             const next = { dueAt: e.dueAt, owner, until, rev }
             note(id, next)
             held.set(id, next)
+            lost.delete(id)
             return { id, dueAt: e.dueAt }
           } catch (err) {
             if (!isConflict(err)) return undefined

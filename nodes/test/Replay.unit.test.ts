@@ -170,3 +170,32 @@ describe("what-if", () => {
     expect(narrow.outcome.latency.p90).toBeGreaterThan(wide.outcome.latency.p90)
   })
 })
+
+describe("progress bar", () => {
+  it("draws on a terminal and stays silent otherwise", async () => {
+    const { PassThrough } = await import("node:stream")
+    const { start } = await import("../src/replay/Progress.js")
+    const capture = (tty: boolean) => {
+      const s = new PassThrough() as unknown as NodeJS.WriteStream & { isTTY: boolean }
+      s.isTTY = tty
+      ;(s as unknown as { columns: number }).columns = 100
+      ;(s as unknown as { cursorTo: () => boolean }).cursorTo = () => true
+      ;(s as unknown as { clearLine: () => boolean }).clearLine = () => true
+      ;(s as unknown as { moveCursor: () => boolean }).moveCursor = () => true
+      let out = ""
+      ;(s as unknown as NodeJS.ReadableStream).on("data", (b: Buffer) => { out += b.toString() })
+      return { s, out: () => out }
+    }
+    const tty = capture(true)
+    const bar = start("scan", 1000, tty.s)
+    bar.update(500)
+    bar.stop()
+    const pipe = capture(false)
+    const none = start("scan", 1000, pipe.s)
+    none.update(500)
+    none.stop()
+    await new Promise((r) => setImmediate(r))
+    expect(tty.out()).toMatch(/scan \[/)
+    expect(pipe.out()).toBe("")
+  })
+})
