@@ -90,6 +90,9 @@ export class Session {
   onDead(f: () => void): void { this.deadListeners.push(f) }
 
   /** Connects, reads the greeting, says EHLO/LHLO and negotiates STARTTLS as the mode asks. */
+  // nodemailer leaves Nagle's algorithm on: the small final write of a message (".\r\n", then the next
+  // command) then waits for the peer's delayed ACK, up to 40 ms a message. Every write here is a whole
+  // command or a whole message, so sending at once is what we want.
   static open(endpoint: Endpoint, options: SessionOptions): Promise<Session | OpenFailure> {
     const conn = new SMTPConnection({
       host: endpoint.host,
@@ -120,6 +123,7 @@ export class Session {
       conn.connect(() => {
         if (settled) return
         settled = true
+        noDelay(conn)
         conn.removeAllListeners("error")
         conn.removeAllListeners("end")
         resolve(new Session(conn, endpoint, options.lmtp))
@@ -199,4 +203,10 @@ export class Session {
     this.conn.close()
     await this.ended
   }
+}
+
+/** Turns Nagle's algorithm off on the session's socket (plain or TLS); nodemailer keeps it in a private field. */
+const noDelay = (conn: unknown): void => {
+  const socket = (conn as { _socket?: { setNoDelay?: (on: boolean) => unknown } })._socket
+  if (socket && typeof socket.setNoDelay === "function") socket.setNoDelay(true)
 }
