@@ -9,6 +9,8 @@ import { promisify } from "node:util"
 import { stringify } from "yaml"
 import { runLoad } from "./lib/Load.js"
 import { cpuMs, freePort, percentile, startChild, type Child } from "./lib/Proc.js"
+import * as Postfix from "./Postfix.js"
+import { existsSync, readFileSync } from "node:fs"
 
 const exec = promisify(execFile)
 const ROOT = resolve(import.meta.dirname, "..")
@@ -89,6 +91,42 @@ const rawClient = async (node: RelayNode, o: { messages: number; size: number; r
   }
 }
 
+/** The same smtp-source load through a private Postfix instance relaying to the same smtp-sink. */
+const postfixRuns = async (sinkPort: number, n: (x: number) => number): Promise<ReadonlyArray<Row> | string> => {
+  const why = Postfix.available()
+  if (why) return why
+  const port = await freePort()
+  const pf = Postfix.start({ port, routes: new Map([["sink.test", "127.0.0.1"]]), receiversPort: sinkPort })
+  const sent = () => {
+    const log = join(pf.dir, "maillog")
+    return existsSync(log) ? (readFileSync(log, "utf8").match(/ status=sent /g) ?? []).length : 0
+  }
+  const one = async (o: { name: string; messages: number; size: number; rcpts: number }): Promise<Row> => {
+    const before = sent()
+    const cpu0 = pf.cpuMs()
+    const t0 = performance.now()
+    await exec("smtp-source", ["-s", "20", "-m", String(o.messages), "-l", String(o.size), "-r", String(o.rcpts), ...(o.rcpts > 1 ? ["-N"] : []),
+      "-f", "bench@src.test", "-t", "x@sink.test", "-M", "src.test", `127.0.0.1:${port}`], { maxBuffer: 1 << 24 })
+    const deadline = performance.now() + 300_000
+    while (sent() < before + o.messages * o.rcpts) {
+      if (performance.now() > deadline) throw new Error(`postfix: only ${sent() - before} of ${o.messages * o.rcpts} deliveries in time`)
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    const t1 = performance.now()
+    return { name: o.name, messages: o.messages, perSecond: (o.messages * 1000) / (t1 - t0), cpuPerMsg: (pf.cpuMs() - cpu0) / o.messages }
+  }
+  try {
+    await one({ name: "warm-up", messages: n(500), size: 4096, rcpts: 1 })
+    return [
+      await one({ name: "Postfix: smtp-source, 4 KB, 1 rcpt", messages: n(5000), size: 4096, rcpts: 1 }),
+      await one({ name: "Postfix: smtp-source, 100 KB, 1 rcpt", messages: n(1000), size: 102_400, rcpts: 1 }),
+      await one({ name: "Postfix: smtp-source, 4 KB, 5 rcpts", messages: n(2000), size: 4096, rcpts: 5 })
+    ]
+  } finally {
+    pf.stop()
+  }
+}
+
 export const run = async (): Promise<string> => {
   const dir = mkdtempSync(join(tmpdir(), "missive-bench-"))
   const sinkPort = await freePort()
@@ -97,6 +135,7 @@ export const run = async (): Promise<string> => {
   const node = await startRelay(dir, sinkPort)
   const scale = Number(process.env["MISSIVE_BENCH_SCALE"] ?? 1)
   const n = (x: number) => Math.max(50, Math.round(x * scale))
+  let stopped = false
   try {
     await smtpSource(node, { name: "warm-up", messages: n(500), size: 4096, rcpts: 1 })
     const rows: Array<Row> = [
@@ -107,7 +146,15 @@ export const run = async (): Promise<string> => {
       await smtpSource(node, { name: "smtp-source, 4 KB, 5 rcpts", messages: n(2000), size: 4096, rcpts: 5 }),
       await rawClient(node, { name: "raw client, 4 KB, 5 rcpts", messages: n(2000), size: 4096, rcpts: 5 })
     ]
+    await node.stop()
+    stopped = true
+    const postfix = await postfixRuns(sinkPort, n)
     const f = (x: number | undefined, d = 1) => (x === undefined ? "–" : x.toFixed(d))
+    const ratio = (name: string, pf: string) => {
+      const m = rows.find((r) => r.name === name)
+      const p = typeof postfix === "string" ? undefined : postfix.find((r) => r.name === pf)
+      return m && p ? `${(m.perSecond / p.perSecond).toFixed(2)}× the messages/s at ${(m.cpuPerMsg / p.cpuPerMsg).toFixed(2)}× the CPU per message` : "n/a"
+    }
     return [
       `## Relay throughput, one embedded node (\`npm run bench -- relay\`)`,
       ``,
@@ -116,10 +163,17 @@ export const run = async (): Promise<string> => {
       ``,
       `| run | messages | msgs/s | CPU ms/msg | 250 p50 ms | p90 ms | p99 ms |`,
       `| --- | ---: | ---: | ---: | ---: | ---: | ---: |`,
-      ...rows.map((r) => `| ${r.name} | ${r.messages} | ${f(r.perSecond, 0)} | ${f(r.cpuPerMsg, 2)} | ${f(r.p50)} | ${f(r.p90)} | ${f(r.p99)} |`)
+      ...rows.map((r) => `| ${r.name} | ${r.messages} | ${f(r.perSecond, 0)} | ${f(r.cpuPerMsg, 2)} | ${f(r.p50)} | ${f(r.p90)} | ${f(r.p99)} |`),
+      ...(typeof postfix === "string" ? [] : postfix.map((r) => `| ${r.name} | ${r.messages} | ${f(r.perSecond, 0)} | ${f(r.cpuPerMsg, 2)} | – | – | – |`)),
+      ``,
+      typeof postfix === "string" ? `Postfix side by side: not run (${postfix}).`
+        : `Postfix 3.7 (Debian's, a private instance in a temp directory, same smtp-source load and smtp-sink, same run; CPU is master + all its children). ` +
+          `Missive vs Postfix, 4 KB: ${ratio("smtp-source, 4 KB, 1 rcpt", "Postfix: smtp-source, 4 KB, 1 rcpt")}; ` +
+          `100 KB: ${ratio("smtp-source, 100 KB, 1 rcpt", "Postfix: smtp-source, 100 KB, 1 rcpt")}; ` +
+          `5 rcpts: ${ratio("smtp-source, 4 KB, 5 rcpts", "Postfix: smtp-source, 4 KB, 5 rcpts")}.`
     ].join("\n")
   } finally {
-    await node.stop()
+    if (!stopped) await node.stop()
     await sink.stop("SIGKILL")
     rmSync(dir, { recursive: true, force: true })
   }
