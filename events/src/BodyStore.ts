@@ -4,7 +4,8 @@ import { createHash } from "node:crypto"
 import { BodyNotFound } from "./StoreError.js"
 
 export interface BodyStore {
-  put(bytes: Buffer): Promise<string>
+  /** Stores bytes under their digest; a caller that already computed the digest passes it (it is not checked). */
+  put(bytes: Buffer, digest?: string): Promise<string>
   get(digest: string): Promise<Buffer>
   delete(digest: string): Promise<void>
   close(): Promise<void>
@@ -15,8 +16,8 @@ export const digestOf = (bytes: Buffer): string => `sha256:${createHash("sha256"
 export const makeMemory = (): BodyStore => {
   const bodies = new Map<string, Buffer>()
   return {
-    put: async (bytes) => {
-      const d = digestOf(bytes)
+    put: async (bytes, digest) => {
+      const d = digest ?? digestOf(bytes)
       bodies.set(d, Buffer.from(bytes))
       return d
     },

@@ -218,7 +218,7 @@ export const open = (options: SqliteOptions): SqliteStore => {
   }
 
   const bodies: BodyStore = {
-    put: (bytes) => enqueue({ k: "put", digest: digestOf(bytes), bytes }),
+    put: (bytes, digest) => enqueue({ k: "put", digest: digest ?? digestOf(bytes), bytes }),
     get: async (digest) => {
       const row = q.getBody.get(digest)
       if (!row) throw new BodyNotFound(digest)

@@ -38,6 +38,8 @@ export const destinationState = (): DestinationState => ({ attempts: new Map(), 
 
 const listen = (server: SMTPServer, address: string, port: number): Promise<void> =>
   new Promise<void>((done, fail) => {
+    // replies are small writes: without TCP_NODELAY, Nagle waits for the client's delayed ACK (up to 40 ms a reply)
+    server.server.on("connection", (socket: import("node:net").Socket) => socket.setNoDelay(true))
     server.server.once("error", fail)
     server.listen(port, address, () => {
       server.server.off("error", fail)

@@ -1,9 +1,12 @@
-// Simulated senders: N concurrent SMTP client connections (nodemailer, one pooled session each) that submit the planned
-// traffic to the target, open loop (arrivals on schedule whatever the target does) or closed loop (each connection sends
-// its next message when the previous one is answered), with a ramp-up. Every answer goes to the ledger.
-// Stops taking new messages when told; never retries a refused submission (a real client would: that is the target's
-// reply to study, not to hide).
+// Simulated senders: N concurrent SMTP client connections that submit the planned traffic to the target, open loop
+// (arrivals on schedule whatever the target does) or closed loop (each connection sends its next message when the
+// previous one is answered), with a ramp-up. Every answer goes to the ledger. Plain sessions use the lean pipelining
+// client in Client.ts (the harness must be much cheaper than the MTA it measures); STARTTLS or AUTH sessions use
+// nodemailer. Stops taking new messages when told; never retries a refused submission (a real client would: that is
+// the target's reply to study, not to hide). A connection failure (no SMTP reply at all, e.g. a node killed) is tried
+// once more on the next endpoint when the target has several, as a client tries its next MX.
 import nodemailer from "nodemailer"
+import * as Client from "./Client.js"
 import type SMTPPool from "nodemailer/lib/smtp-pool/index.js"
 import type * as Ledger from "./Ledger.js"
 import type * as Scenario from "./Scenario.js"
@@ -18,8 +21,11 @@ export interface Endpoint {
 export interface SenderOptions {
   readonly scenario: Scenario.Scenario
   readonly traffic: ReadonlyArray<Traffic.Message>
-  /** Where a message goes: the target, or (no MTA) the receiver of its first recipient. */
-  readonly route: (m: Traffic.Message) => Endpoint
+  /**
+   * Where a message goes from connection `k`: the target (one of its endpoints), or (no MTA) the receiver of its first
+   * recipient. `attempt` counts from 0; a route that returns undefined for attempt 1 has no other endpoint to try.
+   */
+  readonly route: (m: Traffic.Message, k: number, attempt: number) => Endpoint | undefined
   readonly ledger: Ledger.Ledger
   readonly now: Now
 }
@@ -29,6 +35,8 @@ export interface Senders {
   readonly done: Promise<void>
   /** Scenario time the last submission was answered. */
   lastAnswerAt(): number
+  /** Submissions tried again on another endpoint after a connection failure. */
+  retried(): number
   stop(): Promise<void>
 }
 
@@ -39,6 +47,9 @@ export const start = (o: SenderOptions): Senders => {
   let stopped = false
   let lastAnswer = 0
   let producing = true
+  let retried = 0
+  const plain = !s.tls && !s.auth
+  const sessions: Array<Map<string, Promise<Client.Session>>> = []
   const transports: Array<Map<string, nodemailer.Transporter<SMTPPool.SentMessageInfo>>> = []
 
   const push = (m: Traffic.Message): void => {
@@ -72,17 +83,49 @@ export const start = (o: SenderOptions): Senders => {
     return t
   }
 
+  const sessionFor = async (k: number, e: Endpoint): Promise<Client.Session> => {
+    const mine = (sessions[k] ??= new Map())
+    const key = `${e.host}:${e.port}`
+    let p = mine.get(key)
+    if (p) {
+      const cur = await p.catch(() => undefined)
+      if (cur?.alive()) return cur
+    }
+    p = Client.open({ host: e.host, port: e.port, helo: `sender${k}.sim`, timeoutMs: 120_000 })
+    mine.set(key, p)
+    return p
+  }
+
+  /** One transaction; resolves with the accepted recipients or rejects with an error carrying `responseCode`. */
+  const transfer = async (k: number, e: Endpoint, m: Traffic.Message): Promise<ReadonlyArray<string>> => {
+    if (plain) {
+      const sent = await (await sessionFor(k, e)).send(m.from, m.to, Traffic.parts(m))
+      return sent.accepted
+    }
+    const info = await transportFor(k, e).sendMail({ envelope: { from: m.from, to: [...m.to] }, raw: Traffic.body(m) })
+    return (info.accepted as ReadonlyArray<string | { address: string }>).map((a) => (typeof a === "string" ? a : a.address))
+  }
+
   const submit = async (k: number, m: Traffic.Message): Promise<void> => {
     const started = s.loop === "open" ? Math.min(m.at, o.now()) : o.now()
     o.ledger.sent()
-    try {
-      const info = await transportFor(k, o.route(m)).sendMail({ envelope: { from: m.from, to: [...m.to] }, raw: Traffic.body(m) })
-      const at = o.now()
-      const accepted = (info.accepted as ReadonlyArray<string | { address: string }>).map((a) => (typeof a === "string" ? a : a.address))
-      o.ledger.accepted(m.tag, accepted, at, at - started)
-    } catch (e) {
-      const code = (e as { responseCode?: number }).responseCode
-      o.ledger.refused(code === undefined ? "error" : String(code))
+    for (let attempt = 0; ; attempt++) {
+      const e = o.route(m, k, attempt)
+      if (!e) break
+      try {
+        const accepted = await transfer(k, e, m)
+        const at = o.now()
+        o.ledger.accepted(m.tag, accepted, at, at - started)
+        break
+      } catch (err) {
+        const code = (err as { responseCode?: number }).responseCode
+        if (code === undefined && attempt === 0 && !stopped && o.route(m, k, 1) !== undefined) {
+          retried++
+          continue
+        }
+        o.ledger.refused(code === undefined ? "error" : String(code))
+        break
+      }
     }
     lastAnswer = o.now()
   }
@@ -113,11 +156,13 @@ export const start = (o: SenderOptions): Senders => {
   return {
     done,
     lastAnswerAt: () => lastAnswer,
+    retried: () => retried,
     stop: async () => {
       stopped = true
       endProduction()
       await done
       for (const m of transports) for (const t of m?.values() ?? []) t.close()
+      for (const m of sessions) for (const p of m?.values() ?? []) void p.then((c) => c.close(), () => undefined)
     }
   }
 }

@@ -76,7 +76,7 @@ export const make = (d: IntakeDeps): Intake => {
       }
       try {
         await Promise.all([
-          d.bodies.put(body),
+          d.bodies.put(body, digest),
           d.events.append(EventStore.streamOf(id), 0, decision.right),
           d.work.schedule(id, at, { owner: d.node, until: at + d.leaseMs })
         ])

@@ -2,6 +2,7 @@
 // open a hop, run transactions that yield one reply per recipient, RSET, QUIT. It must not choose hops or pool.
 // Security stance: the peer is untrusted; its replies are parsed as data and the message body is sent as given
 // (only dot-stuffed). In "opportunistic" TLS mode the peer's certificate is not verified (RFC 7435), in "required" it is.
+import { isAscii } from "node:buffer"
 import type { ConnectionOptions } from "node:tls"
 import { Reply } from "@missive/core"
 import SMTPConnection from "nodemailer/lib/smtp-connection/index.js"
@@ -45,7 +46,8 @@ interface LmtpHook {
 
 export const showEndpoint = (e: Endpoint): string => (e.host.includes(":") ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`)
 
-const has8bit = (body: Buffer): boolean => body.some((b) => b >= 0x80)
+/** Native scan: a per-byte callback costs about 1 ms per 100 KB. */
+const has8bit = (body: Buffer): boolean => !isAscii(body)
 
 const detailOf = (err: unknown): string => {
   const e = err as SmtpError
