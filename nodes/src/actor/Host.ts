@@ -1,12 +1,13 @@
 // The actor host: activates a message when it has work (fresh from intake, or due in the Work index), rebuilds its
 // state from its stream, asks the router, runs attempts through the limiter and the deliverer, appends what the
 // decider says (optimistic concurrency), then passivates it into the due-time index. Decides nothing itself.
-import { Dsn, Message, Reply, Route, type Policy } from "@missive/core"
+import { Message, Reply, Route, type Policy } from "@missive/core"
 import { EventStore, type BodyStore, type Work } from "@missive/events"
 import * as E from "fp-ts/lib/Either.js"
 import type { Clock, Random } from "../runtime/Clock.js"
 import type { Logger } from "../runtime/Log.js"
 import type { Limiter } from "../scheduler/Limiter.js"
+import { dsnFor } from "../bounce/Bounce.js"
 
 export type RouteOutcome =
   | { readonly ok: Route.RouteDecision }
@@ -89,28 +90,14 @@ export const make = (d: HostDeps): Host => {
 
   /** Sends the DSN the log says is due, once; idempotent through the DSN's own id. */
   const ensureBounce = async (s: Message.Live): Promise<void> => {
-    if (!s.bounceId || !inject) return
-    if ((await d.events.read(EventStore.streamOf(s.bounceId))).length > 0) return
-    const failed = s.recipients.filter((r) => r.status === "bounced" || r.status === "expired")
-    let headers = ""
-    try {
-      const body = await bodyOf(s.id, s.digest)
-      const end = body.indexOf("\r\n\r\n")
-      headers = body.subarray(0, end < 0 ? body.length : end + 2).toString("utf8")
-    } catch {
-      headers = `X-Missive-Note: original body no longer stored\r\n`
-    }
-    const text = Dsn.build({
-      dsnId: s.bounceId, originalId: s.id, reportingMta: d.hostname, postmaster: `MAILER-DAEMON@${d.hostname}`, to: s.sender,
-      arrivedAt: s.receivedAt, now: d.clock.now(), originalHeaders: headers,
-      failed: failed.map((r) => ({ rcpt: r.address, reply: r.lastReply ?? Reply.Replies.expired, action: "failed" as const, remoteMta: r.lastHost?.replace(/:\d+$/, "") }))
-    })
-    const reply = await inject.accept({
-      id: s.bounceId, sender: "", recipients: [s.sender], body: Buffer.from(text, "utf8"), dsnOf: s.id,
-      client: { ip: "127.0.0.1", helo: d.hostname, tls: false }
-    })
-    if (Reply.classify(reply) !== "success") throw new Error(`DSN ${s.bounceId} not queued: ${Reply.format(reply)}`)
-    d.log("info", "bounce queued", { id: s.id, dsn: s.bounceId, to: s.sender, rcpts: failed.length })
+    const bounceId = s.bounceId
+    if (!bounceId || !inject) return
+    if ((await d.events.read(EventStore.streamOf(bounceId))).length > 0) return
+    const body = await bodyOf(s.id, s.digest).catch(() => undefined)
+    const dsn = dsnFor({ ...s, bounceId }, body, d.hostname, d.clock.now())
+    const reply = await inject.accept({ ...dsn, client: { ip: "127.0.0.1", helo: d.hostname, tls: false } })
+    if (Reply.classify(reply) !== "success") throw new Error(`DSN ${bounceId} not queued: ${Reply.format(reply)}`)
+    d.log("info", "bounce queued", { id: s.id, dsn: bounceId, to: s.sender, rcpts: dsn.failed })
   }
 
   const finish = async (s: Message.State & { status: "completed" }) => {
