@@ -213,6 +213,8 @@ export const make = (d: HostDeps): Host => {
       d.log("error", "drive failed; retrying in 60s", { id, error: String((e as Error)?.stack ?? e) })
       await d.work.schedule(id, d.clock.now() + 60_000).catch(() => {})
     } finally {
+      // A passivated message keeps nothing in memory: its body is read from the store on its next drive.
+      bodyCache.delete(id)
       active.delete(id)
       if (again.delete(id) && !stopping) void drive(id)
       if (!stopping && active.size < d.maxActive / 2) kick()
