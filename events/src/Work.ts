@@ -15,7 +15,7 @@ export interface Work {
   claim(now: number, limit: number, owner: string, until: number): Promise<ReadonlyArray<WorkItem>>
   /** Gives back every lease an owner holds (clean stop, or a restarted single node). */
   releaseAll(owner: string): Promise<void>
-  /** Earliest time any item becomes claimable (its due time, or its lease's end if later). */
+  /** Earliest due time among items nobody leases (a hint for the poller; lapsed leases are found by claim). */
   nextDue(): Promise<number | undefined>
   count(): Promise<number>
   /** Items in due order, for views (`queue list`). */
@@ -37,8 +37,8 @@ export const makeMemory = (): Work => {
     nextDue: async () => {
       let min: number | undefined
       for (const v of items.values()) {
-        const t = Math.max(v.dueAt, v.until)
-        min = min === undefined ? t : Math.min(min, t)
+        if (v.until !== 0) continue
+        min = min === undefined ? v.dueAt : Math.min(min, v.dueAt)
       }
       return min
     },

@@ -79,6 +79,7 @@ export const make = (d: HostDeps): Host => {
   let timer: NodeJS.Timeout | undefined
   let stopping = false
   let polling = false
+  let backlog = false
   let inject: Injector | undefined
 
   const ctx = (): Message.Ctx => ({ at: d.clock.now(), node: d.node, policy: d.policyHash })
@@ -217,7 +218,8 @@ export const make = (d: HostDeps): Host => {
       bodyCache.delete(id)
       active.delete(id)
       if (again.delete(id) && !stopping) void drive(id)
-      if (!stopping && active.size < d.maxActive / 2) kick()
+      // More due work waits in the index than the last poll could take: fetch it as soon as there is room.
+      if (backlog && !stopping && active.size < d.maxActive / 2) kick()
     }
   }
 
@@ -237,7 +239,8 @@ export const make = (d: HostDeps): Host => {
         const now = d.clock.now()
         const items = await d.work.claim(now, room, d.node, now + d.leaseMs)
         for (const item of items) void drive(item.id)
-        if (items.length === room) delay = 10
+        backlog = items.length === room
+        if (backlog) delay = 10
       }
       const next = await d.work.nextDue()
       if (next !== undefined) delay = Math.max(10, Math.min(delay, next - d.clock.now()))
