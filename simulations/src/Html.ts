@@ -109,6 +109,9 @@ ${barChart("Outcomes per destination (recipients; deferred = 4xx replies)", r.de
     { name: "expired", values: r.destinations.map((d) => d.expired) }, { name: "bounced", values: r.destinations.map((d) => d.bounced) }], true)}
 ${barChart("SMTP reply codes", replyCodes, [{ name: "target → senders", values: replyCodes.map((k) => r.sourceReplies[k] ?? 0) }, { name: "receivers → target", values: replyCodes.map((k) => r.sinkReplies[k] ?? 0) }])}
 </div>
+${r.faults.length > 0 ? `<h2>Faults</h2><table><tr><th>scenario time</th><th>node</th><th>what</th></tr>${r.faults.map((f) =>
+    `<tr><td>${(f.at / 1000).toFixed(1)} s</td><td>node-${f.node}</td><td>${f.action === "killed" ? "killed (SIGKILL)" : "restarted"}${f.error ? ` — failed: ${esc(f.error)}` : ""}</td></tr>`).join("")}</table>
+<p>Submissions tried again on another node after a connection failure: ${r.resubmitted}.</p>` : ""}
 ${r.notes.map((n) => `<p>Note: ${esc(n)}</p>`).join("\n")}
 </body></html>
 `

@@ -22,6 +22,16 @@ export interface Counts {
   readonly lost: number
 }
 
+/** A node fault carried out during the run (cluster targets). */
+export interface Fault {
+  /** Scenario time, ms. */
+  readonly at: number
+  readonly node: number
+  readonly action: "killed" | "restarted"
+  /** Why it could not be done, when it failed. */
+  readonly error?: string | undefined
+}
+
 export interface Report {
   readonly scenario: string
   readonly description: string
@@ -50,6 +60,9 @@ export interface Report {
   readonly cpuMs?: number | undefined
   /** CPU time of an out-of-process target (its processes), ms. */
   readonly targetCpuMs?: number | undefined
+  readonly faults: ReadonlyArray<Fault>
+  /** Submissions tried again on another node after a connection failure (a killed node). */
+  readonly resubmitted: number
   /** Some lost recipients, for the loud failure. */
   readonly lostExamples: ReadonlyArray<string>
   readonly notes: ReadonlyArray<string>
@@ -64,6 +77,7 @@ export const percentiles = (values: ReadonlyArray<number>): Percentiles => {
 export const make = (o: {
   scenario: string; description: string; target: string; seed: number; ledger: Ledger.Ledger; elapsedMs: number; sendMs: number
   cpuMs?: number | undefined; targetCpuMs?: number | undefined; notes?: ReadonlyArray<string>
+  faults?: ReadonlyArray<Fault>; resubmitted?: number
 }): Report => {
   const c = o.ledger.counters
   const lost = o.ledger.lost()
@@ -78,7 +92,8 @@ export const make = (o: {
     endToEnd: percentiles(o.ledger.endToEnd),
     destinations: [...o.ledger.destinations.entries()].map(([domain, d]) => ({ domain, ...d })).sort((a, b) => a.domain.localeCompare(b.domain)),
     sourceReplies: o.ledger.sourceReplies, sinkReplies: o.ledger.sinkReplies, samples: o.ledger.samples,
-    cpuMs: o.cpuMs, targetCpuMs: o.targetCpuMs, lostExamples: lost.slice(0, 10).map((r) => r.rcpt), notes: o.notes ?? []
+    cpuMs: o.cpuMs, targetCpuMs: o.targetCpuMs, lostExamples: lost.slice(0, 10).map((r) => r.rcpt), notes: o.notes ?? [],
+    faults: o.faults ?? [], resubmitted: o.resubmitted ?? 0
   }
 }
 
@@ -112,6 +127,8 @@ export const formatText = (r: Report): string => {
     "",
     table([["destination", "delivered", "bounced", "expired", "deferred", "5xx"],
       ...r.destinations.map((d) => [d.domain, d.delivered, d.bounced, d.expired, d.deferred, d.rejected].map(String))]).replace(/^/gm, "  "),
+    ...(r.faults.length > 0 ? ["", ...r.faults.map((f) => `  fault  ${ms(f.at).padStart(8)}  node-${f.node} ${f.action === "killed" ? "killed (SIGKILL)" : "restarted"}${f.error ? ` FAILED: ${f.error}` : ""}`),
+      `  resubmitted to another node after a connection failure: ${r.resubmitted}`] : []),
     ...r.notes.map((n) => `  note: ${n}`),
     "",
     c.lost === 0

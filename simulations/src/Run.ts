@@ -3,6 +3,7 @@
 // Never decides pass or fail itself beyond `counts.lost`; the CLI and the tests do.
 import * as Ledger from "./Ledger.js"
 import * as Report from "./Report.js"
+import type { Fault } from "./Report.js"
 import type * as Scenario from "./Scenario.js"
 import * as Sender from "./Sender.js"
 import * as Target from "./Target.js"
@@ -46,14 +47,21 @@ export const run = async (o: RunOptions): Promise<Report.Report> => {
   let target: Target.Running | undefined
   let senders: Sender.Senders | undefined
   let timer: NodeJS.Timeout | undefined
+  const faultTimers: Array<NodeJS.Timeout> = []
+  const faultWork: Array<Promise<void>> = []
+  const faults: Array<Fault> = []
   try {
     target = await Target.start(o.target, s, world, { logFile: o.logFile })
     if (o.target.kind === "direct") notes.push("target direct: no MTA, senders deliver straight into the simulated receivers; refusals are not retried and no DSNs exist")
     if (s.senders.loop === "open") notes.push("accept latency of an open loop counts from the scheduled arrival, so waiting for a free connection is included")
     const traffic = Traffic.plan(s)
-    const endpoint = target.endpoint
-    const route = (m: Traffic.Message): Sender.Endpoint =>
-      endpoint ?? { host: world.hosts.get(Ledger.domainOf(m.to[0]!))![0]!, port: world.port }
+    const endpoints = target.endpoints ?? (target.endpoint ? [target.endpoint] : [])
+    const route = (m: Traffic.Message, k: number, attempt: number): Sender.Endpoint | undefined =>
+      endpoints.length === 0
+        ? attempt === 0 ? { host: world.hosts.get(Ledger.domainOf(m.to[0]!))![0]!, port: world.port } : undefined
+        : attempt === 0 || endpoints.length > 1 ? endpoints[(k + attempt) % endpoints.length] : undefined
+    if (s.faults.length > 0 && !target.faults) notes.push(`the scenario's ${s.faults.length} fault(s) were not carried out: the target cannot kill nodes`)
+    if (endpoints.length > 1) notes.push(`sender connections spread over ${endpoints.length} nodes (connection k to node k mod ${endpoints.length} + 1)`)
     const cpu0 = process.cpuUsage()
     const targetCpu0 = target.cpuMs?.()
     now.reset()
@@ -72,6 +80,25 @@ export const run = async (o: RunOptions): Promise<Report.Report> => {
     }
     timer = setInterval(tick, 250)
     ledger.sample(0)
+    const f = target.faults
+    if (f) {
+      const act = (node: number, action: Fault["action"], todo: () => Promise<void>): void => {
+        const at = now()
+        faultWork.push(todo().then(() => void faults.push({ at, node, action }), (e: unknown) => void faults.push({ at, node, action, error: String((e as Error)?.message ?? e) })))
+      }
+      /** Runs `g` at scenario time `t` (a timer may fire a little early: it is armed again for the rest). */
+      const atTime = (t: number, g: () => void): void => {
+        const wait = t - now()
+        if (wait <= 0) return g()
+        faultTimers.push(setTimeout(() => atTime(t, g), Math.ceil(wait)))
+      }
+      for (const x of s.faults) {
+        atTime(x.at, () => {
+          act(x.kill_node, "killed", () => f.kill(x.kill_node))
+          if (x.restart_after !== null) atTime(x.at + x.restart_after, () => act(x.kill_node, "restarted", () => f.restart(x.kill_node)))
+        })
+      }
+    }
     senders = Sender.start({ scenario: s, traffic, route, ledger, now })
     await senders.done
     const sendMs = senders.lastAnswerAt()
@@ -82,14 +109,18 @@ export const run = async (o: RunOptions): Promise<Report.Report> => {
     const elapsedMs = now()
     ledger.sample(elapsedMs)
     tick()
+    await Promise.all(faultWork)
     const cpu = process.cpuUsage(cpu0)
     const targetCpuMs = targetCpu0 === undefined ? undefined : target.cpuMs!() - targetCpu0
     return Report.make({
       scenario: s.name, description: s.description, target: Target.describeSpec(o.target), seed: s.seed, ledger, elapsedMs, sendMs,
-      cpuMs: (cpu.user + cpu.system) / 1000, targetCpuMs, notes
+      cpuMs: (cpu.user + cpu.system) / 1000, targetCpuMs, notes,
+      faults: [...faults].sort((a, b) => a.at - b.at), resubmitted: senders.retried()
     })
   } finally {
     if (timer) clearInterval(timer)
+    for (const t of faultTimers) clearTimeout(t)
+    await Promise.all(faultWork)
     await senders?.stop()
     await target?.stop()
     await world.close()

@@ -139,7 +139,14 @@ const Retry = Schema.Struct({
   lifetime: field(PositiveDur, 120_000)
 })
 
-const Fault = Schema.Struct({ at: Dur, kill_node: Natural })
+const Fault = Schema.Struct({
+  /** Scenario time of the kill. */
+  at: Dur,
+  /** The node to kill with SIGKILL, numbered from 1 (node-1 … node-N of `--target cluster:N`). */
+  kill_node: Count,
+  /** Start the killed node again (same configuration and data) this long after the kill; null: it stays down. */
+  restart_after: field(Schema.NullOr(PositiveDur), null)
+})
 
 const File = Schema.Struct({
   name: Text,
@@ -261,7 +268,7 @@ export const adjust = (s: Scenario, o: Overrides): Scenario => {
     duration: t(s.duration),
     senders: { ...s.senders, ramp_up: t(s.senders.ramp_up), rate: s.senders.rate * scale / f, messages: count },
     destinations: s.destinations.map((d) => ({ ...d, schedule: d.schedule.map((p) => ({ ...p, from: t(p.from), to: t(p.to) })) })),
-    faults: s.faults.map((x) => ({ ...x, at: t(x.at) }))
+    faults: s.faults.map((x) => ({ ...x, at: t(x.at), restart_after: x.restart_after === null ? null : Math.max(1, t(x.restart_after)) }))
   }
 }
 

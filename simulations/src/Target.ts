@@ -1,16 +1,18 @@
 // The system under test. `embedded`: a Missive node started in-process for the run (temp data dir, DNS pointed at the
 // simulated DNS, delivery.port = the receivers' port, the scenario's retry policy), stopped and removed afterwards.
 // `smtp://host:port`: an MTA someone else runs (it must resolve through our DNS or route to our receivers itself).
-// `direct`: no MTA at all, senders straight into the receivers (the harness's own ceiling). `cluster:N`: only when
-// nodes/src/cluster offers a launcher. Never changes the scenario.
-import { appendFileSync, existsSync, mkdtempSync, rmSync } from "node:fs"
+// `direct`: no MTA at all, senders straight into the receivers (the harness's own ceiling). `cluster:N`: N nats-servers
+// (one JetStream cluster) and N Missive node processes configured like the embedded node, senders spread over the
+// nodes; the scenario's faults (kill -9, restart) are carried out on it. Never changes the scenario.
+import { appendFileSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { join, resolve } from "node:path"
+import { join } from "node:path"
 import { stringify } from "yaml"
 import { hashPassword, parse as parseConfig } from "../../nodes/src/config/Config.js"
 import { start as startNode, type RunningNode } from "../../nodes/src/Node.js"
 import { makeLogger, silent } from "../../nodes/src/runtime/Log.js"
 import { systemClock } from "../../nodes/src/runtime/Clock.js"
+import * as Cluster from "./Cluster.js"
 import type * as Scenario from "./Scenario.js"
 import type { World } from "./World.js"
 
@@ -37,15 +39,13 @@ export const parseSpec = (text: string): Spec | string => {
 export const describeSpec = (s: Spec): string =>
   s.kind === "smtp" ? `smtp://${s.host}:${s.port}` : s.kind === "cluster" ? `cluster:${s.nodes}` : s.kind === "custom" ? s.name : s.kind
 
-/** Whether the cluster launcher exists; until it does, cluster targets are refused with this text. */
-export const clusterUnavailable = (): string | undefined =>
-  existsSync(resolve(import.meta.dirname, "../../nodes/src/cluster/Launcher.ts"))
-    ? "the cluster launcher in nodes/src/cluster is not wired into the simulation harness yet"
-    : "cluster targets are not available yet (nodes/src/cluster has no launcher)"
-
 export interface Running {
   /** Where senders submit; undefined for `direct`. */
   readonly endpoint: { readonly host: string; readonly port: number } | undefined
+  /** Every node's endpoint when the target has several (cluster); sender connection k uses endpoints[k mod n]. */
+  readonly endpoints?: ReadonlyArray<{ readonly host: string; readonly port: number }> | undefined
+  /** Node faults (cluster only); nodes are numbered from 1. */
+  readonly faults?: { kill(node: number): Promise<void>; restart(node: number): Promise<void>; readonly nodes: number } | undefined
   /** The in-process node (embedded only). */
   readonly node?: RunningNode | undefined
   /** CPU time the target used so far, ms, when it runs in other processes (in-process targets are in `cpuMs` of the report). */
@@ -81,11 +81,17 @@ export const embeddedConfig = async (s: Scenario.Scenario, world: World, dataDir
   store: { min_free_space: "10MB" }
 }, s.node)
 
+/** The base configuration of every node of a `cluster:N` target (the launcher adds node_id, data_dir, listeners, NATS). */
+export const clusterConfig = async (s: Scenario.Scenario, world: World): Promise<Record<string, unknown>> => {
+  const { node_id: _id, data_dir: _dir, listeners: _l, ...rest } = await embeddedConfig(s, world, "")
+  return deepMerge({ ...rest, cluster: { lease: "3s" } }, s.node)
+}
+
 export const start = async (spec: Spec, s: Scenario.Scenario, world: World, opts: { logFile?: string | undefined } = {}): Promise<Running> => {
   if (spec.kind === "custom") return spec.start(world)
   if (spec.kind === "direct") return { endpoint: undefined, stop: async () => undefined }
   if (spec.kind === "smtp") return { endpoint: { host: spec.host, port: spec.port }, stop: async () => undefined }
-  if (spec.kind === "cluster") throw new TargetError(clusterUnavailable() ?? "cluster targets are not available yet")
+  if (spec.kind === "cluster") return startCluster(spec.nodes, s, world)
   const dir = mkdtempSync(join(tmpdir(), "missive-sim-"))
   const raw = await embeddedConfig(s, world, dir)
   const parsed = parseConfig(stringify(raw), "embedded node configuration")
@@ -102,5 +108,26 @@ export const start = async (spec: Spec, s: Scenario.Scenario, world: World, opts
       await node.stop(5_000)
       rmSync(dir, { recursive: true, force: true })
     }
+  }
+}
+
+const startCluster = async (n: number, s: Scenario.Scenario, world: World): Promise<Running> => {
+  const bad = s.faults.find((f) => f.kill_node > n)
+  if (bad) throw new TargetError(`scenario ${s.name} kills node ${bad.kill_node}, but the target has ${n} node(s)`)
+  const base = await clusterConfig(s, world)
+  const parsed = parseConfig(stringify({ ...base, node_id: "check", data_dir: "/nonexistent", cluster: { ...(base["cluster"] as object), nats: ["nats://127.0.0.1:4222"] } }), "cluster node configuration")
+  if (!parsed.ok) throw new TargetError(`the scenario's node configuration is invalid:\n${parsed.errors.map((e) => `  ${e}`).join("\n")}`)
+  let cluster: Cluster.SimCluster
+  try {
+    cluster = await Cluster.start({ nodes: n, base })
+  } catch (e) {
+    throw new TargetError(`cannot start a ${n}-node cluster: ${(e as Error).message}`)
+  }
+  const endpoints = cluster.nodes.map((x) => ({ host: "127.0.0.1", port: x.smtp }))
+  return {
+    endpoint: endpoints[0], endpoints,
+    faults: { kill: cluster.kill, restart: cluster.restart, nodes: n },
+    cpuMs: cluster.cpuMs,
+    stop: cluster.stop
   }
 }

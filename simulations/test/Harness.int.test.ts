@@ -5,6 +5,7 @@ import { resolve } from "node:path"
 import { SMTPServer } from "smtp-server"
 import { describe, expect, it } from "vitest"
 import { Dns, Html, Run, Scenario, World } from "../src/index.js"
+import * as Client from "../src/Client.js"
 import { startClock } from "../src/Time.js"
 
 const ROOT = resolve(import.meta.dirname, "../..")
@@ -53,6 +54,34 @@ describe("simulation harness", () => {
     }
   })
 
+  it("the senders' lean client: pipelined envelope, dot-stuffing, partial and total refusals, reuse after a refusal", async () => {
+    const bodies: Array<string> = []
+    const server = new SMTPServer({ authOptional: true, disabledCommands: ["AUTH"], hideSTARTTLS: true, logger: false, disableReverseLookup: true,
+      onRcptTo: (a, _s, cb) => (a.address.startsWith("no") ? cb(Object.assign(new Error("5.1.1 no"), { responseCode: 550 })) : cb()),
+      onData: (stream, _s, cb) => {
+        const chunks: Array<Buffer> = []
+        stream.on("data", (c: Buffer) => chunks.push(c))
+        stream.on("end", () => { bodies.push(Buffer.concat(chunks).toString()); cb(null, "2.0.0 ok") })
+      } })
+    await new Promise<void>((done) => server.listen(0, "127.0.0.1", () => done()))
+    const port = (server.server.address() as { port: number }).port
+    try {
+      const c = await Client.open({ host: "127.0.0.1", port, helo: "t.sim", timeoutMs: 5_000 })
+      const part = (t: string) => Buffer.from(t)
+      const a = await c.send("s@s.sim", ["a@a.sim", "no1@a.sim"], [part("Subject: x\r\n\r\n"), part(".dot\r\nmid\r\n..two")])
+      expect(a.accepted).toEqual(["a@a.sim"])
+      expect(a.rejected).toEqual([{ rcpt: "no1@a.sim", code: 550 }])
+      await expect(c.send("s@s.sim", ["no2@a.sim"], [part("x\r\n")])).rejects.toMatchObject({ responseCode: 550 })
+      const b = await c.send("s@s.sim", ["b@a.sim"], [part("y\r\n")])
+      expect(b.accepted).toEqual(["b@a.sim"])
+      expect(bodies).toEqual(["Subject: x\r\n\r\n.dot\r\nmid\r\n..two\r\n", "y\r\n"])
+      c.close()
+      await expect(Client.open({ host: "127.0.0.1", port: 1, helo: "t.sim", timeoutMs: 1_000 })).rejects.toMatchObject({ responseCode: undefined, stage: "connect" })
+    } finally {
+      await new Promise<void>((done) => server.close(() => done()))
+    }
+  })
+
   it("the world answers MX and A for its domains on loopback", async () => {
     const world = await World.start(scenario(small), startClock())
     try {
@@ -68,16 +97,19 @@ describe("simulation harness", () => {
     expect(Dns.nullMx.mx?.[0]?.exchange).toBe(".")
   })
 
-  it("missive sim: check reports key paths, cluster targets are refused with exit 2", () => {
+  it("missive sim: check reports key paths, bad targets and cluster-only scenarios are refused with exit 2", () => {
     const cli = (...args: Array<string>) => spawnSync(process.execPath, [resolve(ROOT, "bin/missive.mjs"), "sim", ...args], { cwd: ROOT, encoding: "utf8" })
     const bad = cli("check", resolve(ROOT, "package.json"))
     expect(bad.status).toBe(1)
     expect(bad.stderr).toMatch(/package.json:1:1: destinations: required key is missing\n/)
     expect(bad.stderr).toMatch(/package.json:3:3: version: unknown key/)
     expect(cli("check", "steady").stdout).toBe("steady: OK\n")
-    const cluster = cli("run", "steady", "--target", "cluster:3")
-    expect(cluster.status).toBe(2)
-    expect(cluster.stderr).toMatch(/cluster/)
+    const zero = cli("run", "steady", "--target", "cluster:0")
+    expect(zero.status).toBe(2)
+    expect(zero.stderr).toMatch(/cluster:N needs N of at least 1/)
+    const embedded = cli("run", "node-killed", "--target", "embedded")
+    expect(embedded.status).toBe(2)
+    expect(embedded.stderr).toMatch(/needs a cluster target/)
     expect(cli("list").stdout).toMatch(/^node-killed\s+\[needs --target cluster:N\]/m)
   })
 })

@@ -38,7 +38,7 @@ describe("Scenario", () => {
   })
 
   it("checks rules across keys", () => {
-    const r = Scenario.parse("name: t\nsenders: { loop: closed, domains: [a.sim] }\ndestinations:\n  - domain: a.sim\nfaults: [{ at: 1s, kill_node: 0 }]\n")
+    const r = Scenario.parse("name: t\nsenders: { loop: closed, domains: [a.sim] }\ndestinations:\n  - domain: a.sim\nfaults: [{ at: 1s, kill_node: 1 }]\n")
     expect(!r.ok && r.errors).toEqual([
       `senders.messages: required when senders.loop is "closed"`,
       "senders.domains[0]: a.sim is also a destination; sender domains must be their own",

@@ -7,9 +7,11 @@ import { dirname, resolve } from "node:path"
 export const HELP = `  missive sim run SCENARIO [--target embedded|direct|cluster:N|smtp://HOST:PORT] [--seed N]
                    [--scale X] [--duration D] [--report FILE] [--json]
                                            run a load-test scenario (a file, or the name of a bundled one) against a
-                                           target (default embedded: an in-process node); progress on stderr, a summary
-                                           table and an HTML report (default ./sim-reports/NAME-seedN.html); exits 1
-                                           when an accepted message was neither delivered nor bounced
+                                           target (default embedded: an in-process node; cluster:N starts N NATS
+                                           servers and N node processes and carries out the scenario's faults);
+                                           progress on stderr, a summary table and an HTML report (default
+                                           ./sim-reports/NAME-seedN.html); exits 1 when an accepted message was
+                                           neither delivered nor bounced
   missive sim list                         the bundled scenarios
   missive sim check FILE                   validate a scenario; prints each problem with its key path
 `
@@ -68,10 +70,6 @@ export const sim = async (argv: ReadonlyArray<string>): Promise<number> => {
   if (!file || more.length > 0) return usage("usage: missive sim run SCENARIO [--target …] [--seed N]")
   const spec = Target.parseSpec(String(a.flags.get("target") ?? "embedded"))
   if (typeof spec === "string") return usage(spec)
-  if (spec.kind === "cluster") {
-    process.stderr.write(`missive: ${Target.clusterUnavailable()}\n`)
-    return 2
-  }
   const num = (name: string, ok: (n: number) => boolean): number | undefined | string => {
     const v = a.flags.get(name)
     if (v === undefined) return undefined
