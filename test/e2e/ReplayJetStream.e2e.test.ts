@@ -1,0 +1,76 @@
+// Incident replay reads a cluster's JetStream log through the same EventStore port as the embedded SQLite log:
+// a node on one nats-server records a delivery and a deferral; `missive replay` then reads them back from NATS.
+import { execFile } from "node:child_process"
+import { join } from "node:path"
+import { promisify } from "node:util"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { startCapture, type CaptureServer } from "../src/CaptureServer.js"
+import { freePort, rawMessage, ROOT, send, spawnNode, tempDir, testConfig, waitFor, writeConfig, type ChildNode } from "../src/Harness.js"
+import { startNatsServer, type NatsServer } from "../src/Nats.js"
+
+const run = promisify(execFile)
+const missive = async (...args: Array<string>) => {
+  try {
+    const r = await run(process.execPath, [join(ROOT, "bin/missive.mjs"), ...args], { cwd: ROOT })
+    return { code: 0, stdout: r.stdout, stderr: r.stderr }
+  } catch (e) {
+    const x = e as { code: number; stdout: string; stderr: string }
+    return { code: x.code, stdout: x.stdout, stderr: x.stderr }
+  }
+}
+
+describe("replay on the JetStream log", () => {
+  const dir = tempDir("missive-replay-js-")
+  let nats: NatsServer
+  let ok: CaptureServer
+  let busy: CaptureServer
+  let node: ChildNode | undefined
+  let config = ""
+  let port = 0
+
+  beforeAll(async () => {
+    nats = await startNatsServer()
+    ok = await startCapture()
+    busy = await startCapture({ onRcpt: () => ({ code: 451, text: "4.2.1 Mailbox busy" }) })
+    port = await freePort()
+    config = writeConfig(dir.path, testConfig(join(dir.path, "data"), {
+      listeners: { smtp: { host: "127.0.0.1", port }, submission: { enabled: false } },
+      routes: { "ok.test": `127.0.0.1:${ok.port}`, "busy.test": `127.0.0.1:${busy.port}` },
+      relay: { relay_domains: ["ok.test", "busy.test"] },
+      retry: { initial: "1h", max: "2h", lifetime: "5d" },
+      cluster: { nats: [nats.url] }
+    }))
+    node = await spawnNode(config)
+  }, 120_000)
+  afterAll(async () => {
+    await node?.stop()
+    await Promise.all([ok?.close(), busy?.close()])
+    await nats?.dispose()
+    dir.remove()
+  })
+
+  it("shows a timeline, the queue at a moment and a report, read from NATS", async () => {
+    const delivered = await send(port, { from: "a@sender.test", to: ["x@ok.test"] }, rawMessage({ from: "a@sender.test", to: "x@ok.test", subject: "js ok" }))
+    const deferred = await send(port, { from: "a@sender.test", to: ["y@busy.test"] }, rawMessage({ from: "a@sender.test", to: "y@busy.test", subject: "js busy" }))
+    expect(delivered.ok, delivered.response).toBe(true)
+    expect(deferred.ok, deferred.response).toBe(true)
+    await waitFor("delivery", () => ok.messages.length === 1)
+    const timeline = await waitFor("deferral in the JetStream timeline", async () => {
+      const r = await missive("replay", "timeline", deferred.id!, "--config", config)
+      return r.stdout.includes("AttemptDeferred") ? r : undefined
+    }, 30_000)
+    expect(timeline.stdout).toMatch(/451 4\.2\.1 Mailbox busy/)
+    expect(timeline.stdout).toMatch(/route:127\.0\.0\.1/)
+    const json = JSON.parse((await missive("replay", "timeline", delivered.id!, "--config", config, "--json")).stdout)
+    expect(JSON.stringify(json)).toContain("RecipientDelivered")
+    const queue = await missive("replay", "queue", "--at", "now", "--config", config)
+    expect(queue.code, queue.stderr).toBe(0)
+    expect(queue.stdout).toContain(deferred.id!)
+    expect(queue.stdout).not.toContain(delivered.id!)
+    const report = await missive("replay", "report", "--from", "-1h", "--to", "now", "--config", config, "--json")
+    expect(report.code, report.stderr).toBe(0)
+    const text = report.stdout
+    expect(text).toContain("busy.test")
+    expect(text).toContain("ok.test")
+  }, 120_000)
+})
