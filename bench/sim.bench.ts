@@ -72,6 +72,13 @@ export const run = async (): Promise<string> => {
   const embedded = await Run.run({ scenario: scenario(N), target: { kind: "embedded" } })
   const mTotal = (embedded.cpuMs ?? 0) / Math.max(1, embedded.counts.accepted)
   rows.push({ name: "Missive, embedded node (in the harness's process)", r: embedded, cpuPerMsg: `${mTotal.toFixed(2)} total, ≈${(mTotal - harnessCpu).toFixed(2)} node` })
+  try {
+    // The 3-node cluster on a 3-server NATS JetStream cluster (R3): every acknowledged message is on a quorum.
+    const cluster = await Run.run({ scenario: scenario(N), target: { kind: "cluster", nodes: 3 } })
+    rows.push({ name: "Missive, 3-node cluster (NATS JetStream R3)", r: cluster, cpuPerMsg: cluster.targetCpuMs === undefined ? "–" : `${(cluster.targetCpuMs / Math.max(1, cluster.counts.accepted)).toFixed(2)} nodes` })
+  } catch (e) {
+    notes.push(`Cluster not measured: ${(e as Error).message.split("\n")[0]}`)
+  }
   const why = Postfix.available()
   let postfix: Report.Report | undefined
   if (why) notes.push(`Postfix not measured: ${why}.`)
