@@ -26,6 +26,11 @@ export interface JetStreamWorkOptions {
   readonly partitionLeaseMs?: number
   /** How many partitions this instance should schedule (the cluster's fair share); default all. */
   readonly share?: () => number
+  /**
+   * Only entries claimable within this horizon (max(due, lease end) ≤ now + horizon) are kept in memory; later ones
+   * stay in JetStream KV and are picked up by a rescan of the partition every horizon/2. Default 10 minutes.
+   */
+  readonly horizonMs?: number
   /** Read-only view (the CLI): schedules no partition, renews nothing; use listAll. */
   readonly observe?: boolean
   readonly log?: (level: "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>) => void
@@ -38,6 +43,10 @@ export interface JetStreamWork extends Work {
   held(): number
   /** Partitions this instance schedules. */
   partitions(): ReadonlyArray<number>
+  /** Entries of the due-time index held in memory (the near-due ones of the owned partitions). */
+  inMemory(): number
+  /** Entries seen beyond the horizon since the last rescan (left in KV; an update of one counts again). */
+  beyondHorizon(): number
   /** Every item of the index, whoever schedules it (reads the whole bucket: for the CLI, not the hot path). */
   listAll(limit: number): Promise<ReadonlyArray<WorkItem & { owner: string | null; until: number }>>
 }
@@ -79,8 +88,12 @@ export const open = async (o: JetStreamWorkOptions): Promise<JetStreamWork> => {
   const keyOf = (id: string) => `${prefixOf(partOf(id))}.${encodeId(id)}`
   const idOfKey = (key: string) => decodeId(key.slice(key.indexOf(".") + 1))
 
-  /** Partitions this instance schedules: their index in memory, and the lease revision (0 = static ownership). */
-  const owned = new Map<number, { rev: number; index: Map<string, Entry>; stop: () => void }>()
+  const horizonMs = o.horizonMs ?? 10 * 60_000
+  /** Entries further out than this stay in KV only (rescanned every horizon/2). */
+  let horizonEnd = now() + horizonMs
+  const near = (e: Entry) => Math.max(e.dueAt, e.until) <= horizonEnd
+  /** Partitions this instance schedules: their near-due index in memory, and the lease revision (0 = static ownership). */
+  const owned = new Map<number, { rev: number; index: Map<string, Entry>; stop: () => void; far: number }>()
   /** Leases this instance holds on messages. */
   const held = new Map<string, Entry & { owner: string }>()
   /** Messages whose lease this instance lost to a takeover; its writes to them are refused until it claims them again. */
@@ -96,7 +109,7 @@ export const open = async (o: JetStreamWorkOptions): Promise<JetStreamWork> => {
   const note = (id: string, e: Entry | undefined) => {
     const idx = indexOf(id)
     if (!idx) return
-    if (e) idx.set(id, e)
+    if (e && near(e)) idx.set(id, e)
     else idx.delete(id)
   }
   const put = async (id: string, v: Value, rev: number): Promise<number> =>
@@ -108,6 +121,10 @@ export const open = async (o: JetStreamWorkOptions): Promise<JetStreamWork> => {
     return { dueAt: v.d, owner: v.o, until: v.u, rev: e.revision }
   }
 
+  /**
+   * Follows a partition's keys: the watch replays every current key (the scan) then follows changes; only near-due
+   * entries are kept, far ones are counted and left in KV.
+   */
   const watchPartition = async (p: number): Promise<() => void> => {
     const w = await kv.watch({ key: `${prefixOf(p)}.>` })
     void (async () => {
@@ -120,7 +137,9 @@ export const open = async (o: JetStreamWorkOptions): Promise<JetStreamWork> => {
         if (e.operation !== "PUT") part.index.delete(id)
         else {
           const v = e.json<Value>()
-          part.index.set(id, { dueAt: v.d, owner: v.o, until: v.u, rev: e.revision })
+          const entry = { dueAt: v.d, owner: v.o, until: v.u, rev: e.revision }
+          if (near(entry)) part.index.set(id, entry)
+          else { part.index.delete(id); part.far += 1 }
         }
       }
     })().catch((e) => log("warn", "work watch ended", { partition: p, error: String(e) }))
@@ -128,9 +147,21 @@ export const open = async (o: JetStreamWorkOptions): Promise<JetStreamWork> => {
   }
 
   const own = async (p: number, rev: number) => {
-    const entry = { rev, index: new Map<string, Entry>(), stop: () => {} }
+    const entry = { rev, index: new Map<string, Entry>(), stop: () => {}, far: 0 }
     owned.set(p, entry)
     entry.stop = await watchPartition(p)
+  }
+  /** Moves the horizon on and rescans every owned partition (a fresh watch replays its keys; far ones are skipped). */
+  const rescan = async () => {
+    if (closed || o.observe) return
+    horizonEnd = now() + horizonMs
+    for (const [p, part] of [...owned]) {
+      if (owned.get(p) !== part) continue
+      const old = part.stop
+      part.far = 0
+      part.stop = await watchPartition(p)
+      old()
+    }
   }
   const drop = (p: number) => {
     const part = owned.get(p)
@@ -210,6 +241,7 @@ export const open = async (o: JetStreamWorkOptions): Promise<JetStreamWork> => {
   else await runTick()
   const timers: Array<NodeJS.Timeout> = []
   if (leaseMs !== undefined && !o.observe) timers.push(setInterval(() => void runTick().catch(() => {}), Math.max(200, leaseMs / 3)))
+  timers.push(setInterval(() => void rescan().catch((e) => log("warn", "work rescan failed", { error: String(e) })), Math.min(2 ** 31 - 1, Math.max(1000, horizonMs / 2))))
   if (o.renewMs !== undefined) timers.push(setInterval(() => void renew().catch(() => {}), Math.max(100, o.renewMs / 6)))
 
   /**
@@ -325,12 +357,16 @@ export const open = async (o: JetStreamWorkOptions): Promise<JetStreamWork> => {
     },
     nextDue: async () => {
       let min: number | undefined
-      for (const part of owned.values())
+      let far = false
+      for (const part of owned.values()) {
+        if (part.far > 0) far = true
         for (const e of part.index.values()) {
           const t = Math.max(e.dueAt, e.until)
           if (min === undefined || t < min) min = t
         }
-      return min
+      }
+      // Entries beyond the horizon come into memory at the next rescan, at the latest at the horizon's end.
+      return min ?? (far ? horizonEnd : undefined)
     },
     count: async () => {
       try {
@@ -339,6 +375,7 @@ export const open = async (o: JetStreamWorkOptions): Promise<JetStreamWork> => {
         throw unavailable("work count failed", e)
       }
     },
+    /** The near-due part of the partitions this instance schedules (listAll reads everything). */
     list: async (limit) => {
       const all: Array<WorkItem> = []
       for (const part of owned.values()) for (const [id, e] of part.index) all.push({ id, dueAt: e.dueAt })
@@ -362,6 +399,8 @@ export const open = async (o: JetStreamWorkOptions): Promise<JetStreamWork> => {
     },
     held: () => held.size,
     partitions: () => [...owned.keys()].sort((a, b) => a - b),
+    inMemory: () => [...owned.values()].reduce((n, p) => n + p.index.size, 0),
+    beyondHorizon: () => [...owned.values()].reduce((n, p) => n + p.far, 0),
     close: async () => {
       if (closed) return
       closed = true

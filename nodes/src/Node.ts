@@ -105,7 +105,9 @@ const program = (config: Config, opts: NodeOptions) => Effect.gen(function* () {
     Effect.sync(() => makeDeliverer(config)),
     (dl) => Effect.promise(() => dl.close())
   )
-  const limiter = Limiter.make({ perDestination: config.delivery.concurrency_per_destination, total: config.delivery.max_connections })
+  const localLimiter = Limiter.make({ perDestination: config.delivery.concurrency_per_destination, total: config.delivery.max_connections })
+  // Cluster mode: a delivery also holds one of the destination's cluster-wide slots (nodes/src/cluster/Slots.ts).
+  const limiter = cluster ? cluster.limiter(localLimiter) : localLimiter
   const host = Host.make({
     events: store.events, bodies: store.bodies, work: store.work, clock, random, ids, log, node: config.node_id, hostname: config.hostname,
     policyHash, retry: policyOf(config), router, deliverer: cluster ? Fence.deliverer(deliverer, cluster.work, log, cluster.fenced) : deliverer,

@@ -13,9 +13,12 @@ import { connectTo } from "../cluster/Runtime.js"
 import * as Service from "../cluster/Service.js"
 import { systemClock } from "../runtime/Clock.js"
 
-export const HELP = `  missive cluster up [--nodes N] [--dir DIR] [--nats-port P] [--smtp-port P] [--config FILE]
+export const HELP = `  missive cluster up [--nodes N] [--dir DIR] [--nats-port P] [--smtp-port P] [--submission-port P]
+                     [--base-port P] [--config FILE]
                                            start an N-server NATS JetStream cluster and N nodes on consecutive
-                                           ports (defaults: 3, ./data/cluster, 4222, 2525); Ctrl-C stops all
+                                           ports (defaults: 3, ./data/cluster, NATS 4222 (routes 5222), SMTP 2525,
+                                           submission 2625); --base-port P puts NATS on P, routes on P+10,
+                                           SMTP on P+20, submission on P+30; Ctrl-C stops all
   missive cluster status [--nats URLS | --config FILE] [--json]
                                            nodes (alive, since, load, messages owned), NATS servers, streams
                                            and their replication
@@ -58,11 +61,11 @@ export const status = async (config: Config, json: boolean, out: (s: string) => 
     const now = systemClock.now()
     const [answers, beats] = await Promise.all([Service.gather(nc, c.prefix), Membership.read(nc, c.prefix).catch(() => [])])
     const jsm = await jetstreamManager(nc)
-    const streams: Array<{ name: string; messages: number; bytes: number; leader: string | undefined; replicas: Array<{ name: string; current: boolean; lag: number | undefined }> }> = []
+    const streams: Array<{ name: string; messages: number; bytes: number; configured: number; leader: string | undefined; replicas: Array<{ name: string; current: boolean; lag: number | undefined }> }> = []
     for await (const si of jsm.streams.list()) {
       if (!si.config.name.toLowerCase().includes(c.prefix.toLowerCase())) continue
       streams.push({
-        name: si.config.name, messages: si.state.messages, bytes: si.state.bytes, leader: si.cluster?.leader,
+        name: si.config.name, messages: si.state.messages, bytes: si.state.bytes, configured: si.config.num_replicas, leader: si.cluster?.leader,
         replicas: (si.cluster?.replicas ?? []).map((r) => ({ name: r.name, current: r.current, lag: r.lag }))
       })
     }
@@ -82,8 +85,8 @@ export const status = async (config: Config, json: boolean, out: (s: string) => 
     lines.push("", "Streams:")
     for (const s of streams) {
       const reps = s.replicas.map((r) => `${r.name}${r.current ? "" : " (behind" + (r.lag ? ` ${r.lag}` : "") + ")"}`).join(", ")
-      const healthy = s.replicas.every((r) => r.current)
-      lines.push(`  ${s.name.padEnd(22)} ${String(s.messages).padStart(8)} msgs  leader ${s.leader ?? "-"}  replicas ${reps || "-"}  ${healthy ? "ok" : "DEGRADED"}`)
+      const healthy = s.replicas.every((r) => r.current) && s.replicas.length === s.configured - 1 && s.leader !== undefined
+      lines.push(`  ${s.name.padEnd(22)} ${String(s.messages).padStart(8)} msgs  R${s.configured}  leader ${s.leader ?? "-"}  replicas ${reps || "-"}  ${healthy ? "ok" : "DEGRADED"}`)
     }
     out(lines.join("\n"))
     return 0
@@ -135,10 +138,13 @@ export const cluster = async (argv: ReadonlyArray<string>, loadConfig: (path: st
     const file = flag(argv, "config")
     const base = file ? ((parseYaml(readFileSync(file, "utf8")) ?? {}) as Record<string, unknown>) : {}
     if (file) loadConfig(file)
-    const smtpPort = intFlag(argv, "smtp-port", 2525, 1, 65000)
+    const basePort = flag(argv, "base-port") === undefined ? undefined : intFlag(argv, "base-port", 0, 1, 65000)
+    const natsPort = intFlag(argv, "nats-port", basePort ?? 4222, 1, 65000)
+    const smtpPort = intFlag(argv, "smtp-port", basePort === undefined ? 2525 : basePort + 20, 1, 65000)
     const launched = await Launcher.up({
       nodes: intFlag(argv, "nodes", 3, 1, 9), dir: flag(argv, "dir") ?? "./data/cluster",
-      natsPort: intFlag(argv, "nats-port", 4222, 1, 60000), smtpPort, submissionPort: intFlag(argv, "submission-port", smtpPort + 100, 1, 65000),
+      natsPort, routePort: basePort === undefined ? natsPort + 1000 : basePort + 10, smtpPort,
+      submissionPort: intFlag(argv, "submission-port", basePort === undefined ? smtpPort + 100 : basePort + 30, 1, 65000),
       base, missive: resolve(import.meta.dirname, "../../../bin/missive.mjs"), out
     })
     out(`missive cluster: status with "missive cluster status --nats ${launched.nats.join(",")}"; Ctrl-C stops all`)

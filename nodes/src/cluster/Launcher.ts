@@ -10,8 +10,10 @@ import { stringify } from "yaml"
 export interface LaunchOptions {
   readonly nodes: number
   readonly dir: string
-  /** First NATS client port; routes use natsPort + 1000 + k. */
+  /** First NATS client port. */
   readonly natsPort: number
+  /** First NATS route (cluster) port; default natsPort + 1000. */
+  readonly routePort?: number
   /** First SMTP port; submission ports start at submissionPort. */
   readonly smtpPort: number
   readonly submissionPort: number
@@ -54,11 +56,16 @@ export const up = async (o: LaunchOptions): Promise<Launched> => {
   const servers: Array<ChildProcess> = []
   const nodes: Array<ChildProcess> = []
   const urls = Array.from({ length: o.nodes }, (_, k) => `nats://127.0.0.1:${o.natsPort + k}`)
-  const routes = Array.from({ length: o.nodes }, (_, k) => o.natsPort + 1000 + k)
-  const stop = async () => {
+  const routes = Array.from({ length: o.nodes }, (_, k) => (o.routePort ?? o.natsPort + 1000) + k)
+  let stopping: Promise<void> | undefined
+  const stop = () => (stopping ??= (async () => {
     await Promise.all(nodes.map((p) => stopProc(p, 15_000)))
     await Promise.all(servers.map((p) => stopProc(p, 10_000)))
-  }
+    process.off("exit", killAll)
+  })())
+  // Last resort if this process dies of an exception: no nats-server (detached, see below) or node left behind.
+  const killAll = () => { for (const p of [...nodes, ...servers]) if (p.exitCode === null && p.signalCode === null) try { p.kill("SIGKILL") } catch { /* gone */ } }
+  process.on("exit", killAll)
   try {
     for (let k = 0; k < o.nodes; k++) {
       const sdir = join(dir, `nats-${k + 1}`)
@@ -69,7 +76,9 @@ export const up = async (o: LaunchOptions): Promise<Launched> => {
         `jetstream { store_dir: "${join(sdir, "js")}" }`,
         ...(o.nodes > 1 ? [`cluster { name: missive, listen: 127.0.0.1:${routes[k]}, routes: [${routes.filter((_, j) => j !== k).map((p) => `nats-route://127.0.0.1:${p}`).join(", ")}] }`] : [])
       ].join("\n"))
-      const p = spawn("nats-server", ["-c", conf], { stdio: ["ignore", "ignore", "inherit"] })
+      // Its own process group: a Ctrl-C at the terminal must not stop NATS under nodes that are still draining;
+      // stop() ends the servers after the nodes.
+      const p = spawn("nats-server", ["-c", conf], { stdio: ["ignore", "ignore", "inherit"], detached: true })
       servers.push(p)
     }
     await Promise.all(servers.map((p, k) => waitPort(o.natsPort + k, 15_000, p)))

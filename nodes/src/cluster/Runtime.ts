@@ -10,6 +10,8 @@ import type { Logger } from "../runtime/Log.js"
 import * as Fence from "./Fence.js"
 import * as Membership from "./Membership.js"
 import * as Service from "./Service.js"
+import * as Slots from "./Slots.js"
+import type { Limiter } from "../scheduler/Limiter.js"
 
 export interface ClusterRuntime {
   readonly nc: NatsConnection
@@ -18,6 +20,10 @@ export interface ClusterRuntime {
   readonly work: JetStreamWork.JetStreamWork
   readonly fenced: Fence.FenceCounters
   readonly replicas: number
+  /** Cluster-wide per-destination slots (`delivery.concurrency_per_destination` holds across all nodes). */
+  readonly slots: Slots.Slots
+  /** The node's local limiter wrapped so that a delivery also holds a cluster-wide slot of its destination. */
+  limiter(local: Limiter): Limiter
   /** Starts heartbeats and the status service once the node knows its ports and load. */
   announce(info: { ports: Readonly<Record<string, number>>; active: () => number }): Promise<void>
   /** Live nodes as this node sees them. */
@@ -55,17 +61,22 @@ export const open = async (config: Config, clock: Clock, log: Logger): Promise<C
       const n = membership?.alive().length ?? 1
       return Math.ceil(c.partitions / Math.max(1, n))
     }
-    const [events, bodies, work] = await Promise.all([
+    const [events, bodies, work, slots] = await Promise.all([
       retrying(log, "event stream", () => JetStreamEventStore.open({ nc, prefix: c.prefix, replicas })),
       retrying(log, "body store", () => JetStreamBodyStore.open({ nc, prefix: c.prefix, replicas })),
       retrying(log, "work index", () => JetStreamWork.open({
         nc, prefix: c.prefix, replicas, partitions: c.partitions, instance: config.node_id, now: () => clock.now(),
         renewMs: c.lease, partitionLeaseMs: c.lease, share, log
+      })),
+      retrying(log, "destination slots", () => Slots.open({
+        nc, prefix: c.prefix, replicas, node: config.node_id, limit: config.delivery.concurrency_per_destination, leaseMs: c.lease,
+        idleMs: config.delivery.reuse_connections ? 5_000 : 0, now: () => clock.now()
       }))
     ])
     const fenced: Fence.FenceCounters = { appends: 0, deliveries: 0 }
     return {
-      nc, bodies, work, fenced, replicas,
+      nc, bodies, work, fenced, replicas, slots,
+      limiter: (local) => Slots.limiter(local, slots),
       events: Fence.events(events, work, log, fenced),
       announce: async ({ ports, active }) => {
         membership = await retrying(log, "membership", () => Membership.open({
@@ -81,6 +92,7 @@ export const open = async (config: Config, clock: Clock, log: Logger): Promise<C
       close: async () => {
         service?.close()
         await membership?.close().catch(() => {})
+        await slots.close().catch(() => {})
         await work.close().catch(() => {})
         await Promise.all([events.close(), bodies.close()]).catch(() => {})
         await nc.drain().catch(() => nc.close())

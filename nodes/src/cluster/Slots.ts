@@ -1,0 +1,138 @@
+// Cluster-wide per-destination concurrency: a counting semaphore per destination in a replicated KV bucket. A
+// destination with limit N has N slot keys `s.<destination>.<k>`; a node takes a slot by creating the key (or by a
+// compare-and-set over an expired holder), renews what it holds every lease/3, and a kill -9'd node's slots expire
+// with its lease. A delivery runs only while its node holds a slot for the destination, so deliveries — and the
+// connections they open — to one destination never exceed N across the cluster.
+//
+// Connection reuse: the SMTP pool keeps a connection open for `idleMs` after its last message, so a node keeps its
+// slots for a destination until it has had no delivery there for idleMs + a margin (by then the pool has closed
+// every connection to it), and reuses them meanwhile. A node therefore never has more connections open to a
+// destination than slots held. Must not decide anything about a message.
+import { Kvm, type KV } from "@nats-io/kv"
+import type { NatsConnection } from "@nats-io/transport-node"
+import type { Limiter } from "../scheduler/Limiter.js"
+
+export interface Slots {
+  /** Waits for a slot of `key`; resolves to its release. */
+  acquire(key: string): Promise<() => void>
+  /** Slots this node holds now, per destination. */
+  held(): ReadonlyMap<string, number>
+  close(): Promise<void>
+}
+
+interface Slot { readonly k: number; rev: number; busy: boolean }
+interface Lane { readonly slots: Array<Slot>; lastUsed: number; running: number }
+
+export const bucketName = (prefix: string) => `${prefix}_slots`
+
+export const open = async (o: {
+  nc: NatsConnection; prefix: string; replicas: number; node: string; limit: number; leaseMs: number; idleMs: number; now?: () => number
+}): Promise<Slots> => {
+  const now = o.now ?? (() => Date.now())
+  const kv: KV = await new Kvm(o.nc).create(bucketName(o.prefix), { history: 1, replicas: o.replicas })
+  const enc = new TextEncoder()
+  const lanes = new Map<string, Lane>()
+  const keyOf = (dest: string, k: number) => `s.${Buffer.from(dest).toString("base64url") || "_"}.${k}`
+  const value = () => enc.encode(JSON.stringify({ o: o.node, u: now() + o.leaseMs }))
+  let closed = false
+
+  /** Tries to take one more slot of `dest` in the KV; undefined when all N are held by live holders. */
+  const take = async (dest: string, lane: Lane): Promise<Slot | undefined> => {
+    const mine = new Set(lane.slots.map((s) => s.k))
+    const start = Math.floor(Math.random() * o.limit)
+    for (let i = 0; i < o.limit; i++) {
+      const k = (start + i) % o.limit
+      if (mine.has(k)) continue
+      try {
+        const e = await kv.get(keyOf(dest, k))
+        let rev: number
+        if (!e || e.operation !== "PUT") rev = await kv.create(keyOf(dest, k), value())
+        else {
+          const v = e.json<{ o: string; u: number }>()
+          if (v.u > now()) continue
+          rev = await kv.update(keyOf(dest, k), value(), e.revision)
+        }
+        const s: Slot = { k, rev, busy: true }
+        lane.slots.push(s)
+        return s
+      } catch { /* someone else took it first: try the next */ }
+    }
+    return undefined
+  }
+
+  const acquire = async (dest: string): Promise<() => void> => {
+    for (let wait = 20; ; wait = Math.min(500, wait * 2)) {
+      if (closed) throw new Error("cluster slots closed")
+      let lane = lanes.get(dest)
+      if (!lane) lanes.set(dest, (lane = { slots: [], lastUsed: now(), running: 0 }))
+      const l = lane
+      const s = l.slots.find((x) => !x.busy) ?? (l.slots.length < o.limit ? await take(dest, l) : undefined)
+      if (s) {
+        s.busy = true
+        l.running += 1
+        let done = false
+        return () => {
+          if (done) return
+          done = true
+          s.busy = false
+          l.running -= 1
+          l.lastUsed = now()
+        }
+      }
+      await new Promise((r) => setTimeout(r, wait + Math.random() * wait))
+    }
+  }
+
+  const give = async (dest: string, lane: Lane) => {
+    lanes.delete(dest)
+    await Promise.all(lane.slots.map((s) => kv.delete(keyOf(dest, s.k), { previousSeq: s.rev }).catch(() => {})))
+  }
+
+  let ticking = false
+  const tick = async () => {
+    if (ticking || closed) return
+    ticking = true
+    try {
+      const t = now()
+      for (const [dest, lane] of [...lanes]) {
+        if (lane.running === 0 && t - lane.lastUsed > o.idleMs + 1000) { await give(dest, lane); continue }
+        await Promise.all(lane.slots.map(async (s) => {
+          try {
+            s.rev = await kv.update(keyOf(dest, s.k), value(), s.rev)
+          } catch {
+            // Lost (this node was paused past its lease and a peer took it): stop using it once it is free.
+            const i = lane.slots.indexOf(s)
+            if (i >= 0) lane.slots.splice(i, 1)
+          }
+        }))
+      }
+    } finally {
+      ticking = false
+    }
+  }
+  const timer = setInterval(() => void tick().catch(() => {}), Math.max(100, Math.min(o.leaseMs / 3, 1000)))
+
+  return {
+    acquire,
+    held: () => new Map([...lanes].map(([d, l]) => [d, l.slots.length])),
+    close: async () => {
+      closed = true
+      clearInterval(timer)
+      await Promise.all([...lanes].map(([d, l]) => give(d, l)))
+    }
+  }
+}
+
+/** The node's limiter with the cluster-wide slot taken inside the local lane (local FIFO and totals unchanged). */
+export const limiter = (local: Limiter, slots: Slots): Limiter => ({
+  run: (key, task) => local.run(key, async () => {
+    const release = await slots.acquire(key)
+    try {
+      return await task()
+    } finally {
+      release()
+    }
+  }),
+  running: () => local.running(),
+  waiting: () => local.waiting()
+})
