@@ -12,19 +12,10 @@ import * as Membership from "../cluster/Membership.js"
 import { connectTo } from "../cluster/Runtime.js"
 import * as Service from "../cluster/Service.js"
 import { systemClock } from "../runtime/Clock.js"
+import { ClusterUsageError, natsFlag, withNats } from "./Help.js"
+export { CLUSTER_HELP as HELP, ClusterUsageError, natsFlag, withNats } from "./Help.js"
 
-export const HELP = `  missive cluster up [--nodes N] [--dir DIR] [--nats-port P] [--smtp-port P] [--submission-port P]
-                     [--base-port P] [--config FILE]
-                                           start an N-server NATS JetStream cluster and N nodes on consecutive
-                                           ports (defaults: 3, ./data/cluster, NATS 4222 (routes 5222), SMTP 2525,
-                                           submission 2625); --base-port P puts NATS on P, routes on P+10,
-                                           SMTP on P+20, submission on P+30; Ctrl-C stops all
-  missive cluster status [--nats URLS | --config FILE] [--json]
-                                           nodes (alive, since, load, messages owned), NATS servers, streams
-                                           and their replication
-`
 
-export class ClusterUsageError extends Error {}
 
 const flag = (argv: ReadonlyArray<string>, name: string): string | undefined => {
   const i = argv.findIndex((a) => a === `--${name}` || a.startsWith(`--${name}=`))
@@ -43,13 +34,6 @@ const intFlag = (argv: ReadonlyArray<string>, name: string, dflt: number, min: n
   if (!Number.isInteger(n) || n < min || n > max) throw new ClusterUsageError(`--${name}: expected an integer from ${min} to ${max}, got ${v}`)
   return n
 }
-
-/** `--nats nats://a:1,nats://b:2` as a list; undefined when not given. */
-export const natsFlag = (v: string | true | undefined): ReadonlyArray<string> | undefined =>
-  typeof v === "string" ? v.split(",").map((s) => s.trim()).filter((s) => s !== "").map((s) => (s.includes("://") ? s : `nats://${s}`)) : undefined
-
-export const withNats = (config: Config, nats: ReadonlyArray<string> | undefined): Config =>
-  nats === undefined ? config : { ...config, cluster: { ...config.cluster, nats } }
 
 const age = (ms: number) => QueueView.formatAge(ms)
 

@@ -16,22 +16,8 @@ import * as Timeline from "../replay/Timeline.js"
 import * as WhatIf from "../replay/WhatIf.js"
 import { QueueView } from "@missive/events"
 import { systemClock } from "../runtime/Clock.js"
+export { REPLAY_HELP as HELP } from "./Help.js"
 
-export const HELP = `  missive replay timeline ID [--json]     every event of one message: time, node, policy, routes and DNS answers,
-                                           each attempt with its host and full reply, delays, relative times
-  missive replay report --from T --to T [--domain D] [--html FILE] [--json]
-                                           per destination: messages, attempts, outcomes, reply codes, latency
-                                           percentiles, queue depth over time; --html writes a self-contained page
-  missive replay queue --at T [--json]     the queue as it stood at T (the columns of "queue list"), from the log
-  missive replay what-if --from T --to T --config ALT.yaml [--seed N] [--json]
-                                           recorded arrivals and remote replies through the decider under ALT's
-                                           retry, lifetime and concurrency, on a virtual clock; recorded vs alternative
-  missive replay inject --from T --to T --target smtp://HOST:PORT [--speed 10] [--synthetic-bodies]
-                                           re-send the recorded traffic with its timing (scaled) to an SMTP target
-    Replay options: --config FILE (its data_dir, or its cluster.nats JetStream log; for what-if it is also the
-    alternative policy), --data DIR (a data directory's SQLite log, overrides --config's), T = ISO 8601 time,
-    "now", or relative ("-2h", "-1d30m"); a progress bar shows on stderr when it is a terminal
-`
 
 class Usage extends Error {}
 

@@ -1,17 +1,17 @@
 // The `missive` command line: start a node, check a configuration, look at the queue.
 // Bad arguments and bad configuration get a precise message and exit code 2; nothing here touches accepted mail.
-import { EventStore, QueueView, SqliteStore } from "@missive/events"
-import { Message } from "@missive/core"
+import type { QueueView } from "@missive/events"
 import { existsSync } from "node:fs"
 import { join, resolve } from "node:path"
-import { hashPassword, load, type Config } from "../config/Config.js"
-import { start } from "../Node.js"
-import { request } from "../admin/Admin.js"
 import { userInfo } from "node:os"
-import { HELP as REPLAY_HELP, replay } from "./Replay.js"
+import type { Config } from "../config/Config.js"
 import { systemClock } from "../runtime/Clock.js"
+import { CLUSTER_HELP as ClusterHelp, ClusterUsageError, natsFlag, REPLAY_HELP, withNats } from "./Help.js"
 import { HELP as SimHelp, sim } from "./Sim.js"
-import { ClusterUsageError, HELP as ClusterHelp, cluster, natsFlag, queue as clusterQueue, withNats } from "./Cluster.js"
+
+// Command modules load on demand: `missive help` or `config check` need neither the node, nor replay, nor NATS.
+const events = () => import("@missive/events")
+const configModule = () => import("../config/Config.js")
 
 const HELP = `missive — an event-sourced mail transfer agent
 
@@ -63,9 +63,9 @@ const parseArgs = (argv: ReadonlyArray<string>, known: Record<string, "value" | 
   return { positional, flags }
 }
 
-const loadConfig = (path: string | true | undefined): Config => {
+const loadConfig = async (path: string | true | undefined): Promise<Config> => {
   const file = typeof path === "string" ? path : undefined
-  const r = load(file)
+  const r = (await configModule()).load(file)
   if (!r.ok) {
     process.stderr.write(`missive: invalid configuration${file ? ` in ${file}` : ""}:\n${r.errors.map((e) => `  ${e}`).join("\n")}\n`)
     process.exit(2)
@@ -73,21 +73,21 @@ const loadConfig = (path: string | true | undefined): Config => {
   return r.config
 }
 
-const openStore = (config: Config) => {
+const openStore = async (config: Config) => {
   const path = join(resolve(config.data_dir), "missive.db")
   if (!existsSync(path)) {
     process.stderr.write(`missive: no queue at ${path} (has a node run with this data_dir?)\n`)
     process.exit(1)
   }
-  return SqliteStore.open({ path, readonly: true })
+  return (await events()).SqliteStore.open({ path, readonly: true })
 }
 
 const commands: Record<string, (argv: ReadonlyArray<string>) => Promise<number>> = {
   start: async (argv) => {
     const a = parseArgs(argv, { config: "value", nats: "value" })
     if (a.positional.length > 0) throw new UsageError(`start takes no arguments (got ${a.positional.join(" ")})`)
-    const config = withNats(loadConfig(a.flags.get("config")), natsFlag(a.flags.get("nats")))
-    const node = await start(config)
+    const config = withNats(await loadConfig(a.flags.get("config")), natsFlag(a.flags.get("nats")))
+    const node = await (await import("../Node.js")).start(config)
     process.stderr.write(`missive: node ${config.node_id} listening on ${Object.entries(node.ports).map(([n, p]) => `${n} ${p}`).join(", ")}; data in ${node.dataDir}\n`)
     await new Promise<void>((done) => {
       const stop = (sig: string) => {
@@ -103,7 +103,7 @@ const commands: Record<string, (argv: ReadonlyArray<string>) => Promise<number>>
     const a = parseArgs(argv, {})
     const [sub, file, ...rest] = a.positional
     if (sub !== "check" || !file || rest.length > 0) throw new UsageError("usage: missive config check FILE")
-    const r = load(file)
+    const r = (await configModule()).load(file)
     if (r.ok) {
       process.stdout.write(`${file}: OK\n`)
       return 0
@@ -114,13 +114,15 @@ const commands: Record<string, (argv: ReadonlyArray<string>) => Promise<number>>
   queue: async (argv) => {
     const a = parseArgs(argv, { config: "value", json: "bool", nats: "value", by: "value" })
     const [sub, ...rest] = a.positional
-    const config = withNats(loadConfig(a.flags.get("config")), natsFlag(a.flags.get("nats")))
+    const config = withNats(await loadConfig(a.flags.get("config")), natsFlag(a.flags.get("nats")))
     const json = a.flags.has("json")
     if (config.cluster.nats.length > 0 && ((sub === "list" && rest.length === 0) || (sub === "show" && rest.length === 1)))
-      return clusterQueue(config, sub, rest, json, (s) => void process.stdout.write(`${s}\n`), (s) => void process.stderr.write(`${s}\n`))
+      return (await import("./Cluster.js")).queue(config, sub, rest, json, (s) => void process.stdout.write(`${s}\n`), (s) => void process.stderr.write(`${s}\n`))
     if (sub === "list") {
       if (rest.length > 0) throw new UsageError("usage: missive queue list [--config FILE] [--json]")
-      const store = openStore(config)
+      const store = await openStore(config)
+      const { EventStore, QueueView } = await events()
+      const { Message } = await import("@missive/core")
       const now = systemClock.now()
       const rows: Array<QueueView.QueueRow> = []
       for (const item of await store.work.list(100_000)) {
@@ -136,21 +138,22 @@ const commands: Record<string, (argv: ReadonlyArray<string>) => Promise<number>>
     if (sub === "show") {
       const [id, ...more] = rest
       if (!id || more.length > 0) throw new UsageError("usage: missive queue show ID [--config FILE] [--json]")
-      const store = openStore(config)
-      const events = await store.events.read(EventStore.streamOf(id))
+      const store = await openStore(config)
+      const { EventStore, QueueView } = await events()
+      const stored = await store.events.read(EventStore.streamOf(id))
       await store.close()
-      if (events.length === 0) {
+      if (stored.length === 0) {
         process.stderr.write(`missive: no message ${id}\n`)
         return 1
       }
-      const tl = QueueView.timeline(events)
+      const tl = QueueView.timeline(stored)
       process.stdout.write(json ? `${JSON.stringify(tl.map(({ event, ...t }) => ({ ...t, event })), null, 2)}\n` : `${QueueView.formatTimeline(tl)}\n`)
       return 0
     }
     if (sub === "hold" || sub === "release" || sub === "retry" || sub === "delete" || sub === "bounce") {
       const [id, ...more] = rest
       if (!id || more.length > 0) throw new UsageError(`usage: missive queue ${sub} ID [--config FILE]`)
-      const r = await request(resolve(config.data_dir), { op: sub, id, by: String(a.flags.get("by") ?? `${userInfo().username}@cli`) })
+      const r = await (await import("../admin/Admin.js")).request(resolve(config.data_dir), { op: sub, id, by: String(a.flags.get("by") ?? `${userInfo().username}@cli`) })
       if (!r.ok) {
         process.stderr.write(`missive: ${sub} ${id}: ${r.error}\n`)
         return 1
@@ -160,9 +163,22 @@ const commands: Record<string, (argv: ReadonlyArray<string>) => Promise<number>>
     }
     throw new UsageError("usage: missive queue list|show|hold|release|retry|delete|bounce …")
   },
-  replay: (argv) => replay(argv),
+  replay: async (argv) => (await import("./Replay.js")).replay(argv),
   sim: (argv) => sim(argv),
-  cluster: (argv) => cluster(argv, (p) => loadConfig(p)),
+  cluster: async (argv) => {
+    // cluster's own config loading is synchronous: load the module first, then hand it a synchronous loader.
+    const { load } = await configModule()
+    const { cluster } = await import("./Cluster.js")
+    return cluster(argv, (p) => {
+      const file = typeof p === "string" ? p : undefined
+      const r = load(file)
+      if (!r.ok) {
+        process.stderr.write(`missive: invalid configuration${file ? ` in ${file}` : ""}:\n${r.errors.map((e) => `  ${e}`).join("\n")}\n`)
+        process.exit(2)
+      }
+      return r.config
+    })
+  },
   auth: async (argv) => {
     const a = parseArgs(argv, {})
     const [sub, plain, ...rest] = a.positional
@@ -174,7 +190,7 @@ const commands: Record<string, (argv: ReadonlyArray<string>) => Promise<number>>
       password = Buffer.concat(chunks).toString("utf8").replace(/\r?\n$/, "")
     }
     if (!password) throw new UsageError("empty password")
-    process.stdout.write(`${await hashPassword(password)}\n`)
+    process.stdout.write(`${await (await configModule()).hashPassword(password)}\n`)
     return 0
   },
   help: async () => {

@@ -1,0 +1,40 @@
+// Help texts and the small helpers the CLI's entry needs before it knows which command runs. Kept apart from the
+// command modules so that `missive help`, `config check` and `queue` do not load replay, NATS or the node.
+import type { Config } from "../config/Config.js"
+
+export const REPLAY_HELP = `  missive replay timeline ID [--json]     every event of one message: time, node, policy, routes and DNS answers,
+                                           each attempt with its host and full reply, delays, relative times
+  missive replay report --from T --to T [--domain D] [--html FILE] [--json]
+                                           per destination: messages, attempts, outcomes, reply codes, latency
+                                           percentiles, queue depth over time; --html writes a self-contained page
+  missive replay queue --at T [--json]     the queue as it stood at T (the columns of "queue list"), from the log
+  missive replay what-if --from T --to T --config ALT.yaml [--seed N] [--json]
+                                           recorded arrivals and remote replies through the decider under ALT's
+                                           retry, lifetime and concurrency, on a virtual clock; recorded vs alternative
+  missive replay inject --from T --to T --target smtp://HOST:PORT [--speed 10] [--synthetic-bodies]
+                                           re-send the recorded traffic with its timing (scaled) to an SMTP target
+    Replay options: --config FILE (its data_dir, or its cluster.nats JetStream log; for what-if it is also the
+    alternative policy), --data DIR (a data directory's SQLite log, overrides --config's), T = ISO 8601 time,
+    "now", or relative ("-2h", "-1d30m"); a progress bar shows on stderr when it is a terminal
+`
+
+export const CLUSTER_HELP = `  missive cluster up [--nodes N] [--dir DIR] [--nats-port P] [--smtp-port P] [--submission-port P]
+                     [--base-port P] [--config FILE]
+                                           start an N-server NATS JetStream cluster and N nodes on consecutive
+                                           ports (defaults: 3, ./data/cluster, NATS 4222 (routes 5222), SMTP 2525,
+                                           submission 2625); --base-port P puts NATS on P, routes on P+10,
+                                           SMTP on P+20, submission on P+30; Ctrl-C stops all
+  missive cluster status [--nats URLS | --config FILE] [--json]
+                                           nodes (alive, since, load, messages owned), NATS servers, streams
+                                           and their replication
+`
+
+export class ClusterUsageError extends Error {}
+
+/** `--nats nats://a:1,nats://b:2` as a list; undefined when not given. */
+export const natsFlag = (v: string | true | undefined): ReadonlyArray<string> | undefined =>
+  typeof v === "string" ? v.split(",").map((s) => s.trim()).filter((s) => s !== "").map((s) => (s.includes("://") ? s : `nats://${s}`)) : undefined
+
+export const withNats = (config: Config, nats: ReadonlyArray<string> | undefined): Config =>
+  nats === undefined ? config : { ...config, cluster: { ...config.cluster, nats } }
+
