@@ -26,7 +26,26 @@ export interface DsnInput {
 
 const CRLF = "\r\n"
 
-const rfc5322Date = (ms: number): string => new Date(ms).toUTCString().replace("GMT", "+0000")
+const DAYS = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"] // 1970-01-01 was a Thursday
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+const two = (n: number): string => (n < 10 ? `0${n}` : String(n))
+
+/** RFC 5322 date in UTC from epoch milliseconds, by calendar arithmetic (Hinnant's civil_from_days): no Date object. */
+export const rfc5322Date = (ms: number): string => {
+  const days = Math.floor(ms / 86_400_000)
+  const secs = Math.floor((ms - days * 86_400_000) / 1000)
+  const z = days + 719_468
+  const era = Math.floor(z / 146_097)
+  const doe = z - era * 146_097
+  const yoe = Math.floor((doe - Math.floor(doe / 1460) + Math.floor(doe / 36_524) - Math.floor(doe / 146_096)) / 365)
+  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100))
+  const mp = Math.floor((5 * doy + 2) / 153)
+  const day = doy - Math.floor((153 * mp + 2) / 5) + 1
+  const month = mp < 10 ? mp + 3 : mp - 9
+  const year = yoe + era * 400 + (month <= 2 ? 1 : 0)
+  const weekday = DAYS[((days % 7) + 7) % 7]
+  return `${weekday}, ${two(day)} ${MONTHS[month - 1]} ${year} ${two(Math.floor(secs / 3600))}:${two(Math.floor((secs % 3600) / 60))}:${two(secs % 60)} +0000`
+}
 
 const statusOf = (r: Reply, action: FailedRecipient["action"]): string =>
   r.enhanced && /^[245]\.\d{1,3}\.\d{1,3}$/.test(r.enhanced) ? r.enhanced : action === "delayed" ? "4.0.0" : r.code >= 500 ? "5.0.0" : "4.4.7"

@@ -1,7 +1,7 @@
 // RFC 3464 delivery status notifications: structure of the multipart/report, per-recipient fields, CRLF line ends.
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import { build, type DsnInput } from "../src/Dsn.js"
+import { build, rfc5322Date, type DsnInput } from "../src/Dsn.js"
 
 const T0 = Date.UTC(2023, 10, 14, 22, 13, 20)
 
@@ -139,5 +139,15 @@ describe("DSN", () => {
 
   it("is a pure function of its input", () => {
     expect(build(input)).toBe(dsn)
+  })
+})
+
+describe("rfc5322Date", () => {
+  it("formats any instant exactly as Date's UTC string does, without reading the clock", () => {
+    fc.assert(fc.property(fc.integer({ min: -2_000_000_000_000, max: 8_000_000_000_000 }), (ms) => {
+      expect(rfc5322Date(ms)).toBe(new Date(ms).toUTCString().replace("GMT", "+0000"))
+    }), { numRuns: 5000 })
+    expect(rfc5322Date(Date.UTC(2026, 10, 28, 13, 30, 5))).toBe("Sat, 28 Nov 2026 13:30:05 +0000")
+    expect(rfc5322Date(Date.UTC(2024, 1, 29, 0, 0, 0))).toBe("Thu, 29 Feb 2024 00:00:00 +0000")
   })
 })

@@ -1,5 +1,6 @@
 // Header work at intake: the trace header (Received:) and a Message-ID: when missing.
 // Operates on raw bytes; must not re-encode or reflow anything else in the message.
+import { Dsn } from "@missive/core"
 
 export const headerEnd = (body: Buffer): number => {
   const i = body.indexOf("\r\n\r\n")
@@ -9,7 +10,7 @@ export const headerEnd = (body: Buffer): number => {
 /** The header section (without the blank line). */
 export const headerSection = (body: Buffer): string => body.subarray(0, headerEnd(body)).toString("utf8")
 
-const rfc5322Date = (ms: number): string => new Date(ms).toUTCString().replace("GMT", "+0000")
+const rfc5322Date = Dsn.rfc5322Date
 
 export interface TraceInfo {
   readonly id: string
