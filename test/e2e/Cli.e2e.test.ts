@@ -1,22 +1,10 @@
 // The `missive` command as a user runs it: config check errors, queue list and queue show against a real node.
-import { execFile } from "node:child_process"
 import { writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { promisify } from "node:util"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startCapture, type CaptureServer } from "../src/CaptureServer.js"
-import { freePort, rawMessage, ROOT, send, spawnNode, tempDir, testConfig, waitFor, writeConfig, type ChildNode } from "../src/Harness.js"
+import { freePort, rawMessage, ROOT, send, spawnNode, tempDir, testConfig, waitFor, writeConfig, type ChildNode, missive } from "../src/Harness.js"
 
-const run = promisify(execFile)
-const missive = async (...args: Array<string>) => {
-  try {
-    const r = await run(process.execPath, [join(ROOT, "bin/missive.mjs"), ...args], { cwd: ROOT })
-    return { code: 0, stdout: r.stdout, stderr: r.stderr }
-  } catch (e) {
-    const x = e as { code: number; stdout: string; stderr: string }
-    return { code: x.code, stdout: x.stdout, stderr: x.stderr }
-  }
-}
 
 describe("missive CLI", () => {
   let down: CaptureServer

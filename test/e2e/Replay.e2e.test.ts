@@ -3,28 +3,16 @@
 // commands (timeline, queue --at, report --html, what-if, inject) run as a user runs them.
 import { Message } from "@missive/core"
 import { EventStore } from "@missive/events"
-import { execFile } from "node:child_process"
 import { existsSync, mkdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
-import { promisify } from "node:util"
 import { stringify } from "yaml"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { parse } from "../../nodes/src/config/Config.js"
 import { start, type RunningNode } from "../../nodes/src/Node.js"
 import { silent } from "../../nodes/src/runtime/Log.js"
 import { startCapture, type CaptureServer } from "../src/CaptureServer.js"
-import { rawMessage, ROOT, send, tempDir, testConfig, waitFor, writeConfig } from "../src/Harness.js"
+import { rawMessage, ROOT, send, tempDir, testConfig, waitFor, writeConfig, missive } from "../src/Harness.js"
 
-const run = promisify(execFile)
-const missive = async (...args: Array<string>) => {
-  try {
-    const r = await run(process.execPath, [join(ROOT, "bin/missive.mjs"), ...args], { cwd: ROOT, maxBuffer: 64 << 20 })
-    return { code: 0, stdout: r.stdout, stderr: r.stderr }
-  } catch (e) {
-    const x = e as { code: number; stdout: string; stderr: string }
-    return { code: x.code, stdout: x.stdout, stderr: x.stderr }
-  }
-}
 
 describe("replay of a real node's log", () => {
   const dir = tempDir("missive-replay-")

@@ -1,23 +1,11 @@
 // Incident replay reads a cluster's JetStream log through the same EventStore port as the embedded SQLite log:
 // a node on one nats-server records a delivery and a deferral; `missive replay` then reads them back from NATS.
-import { execFile } from "node:child_process"
 import { join } from "node:path"
-import { promisify } from "node:util"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startCapture, type CaptureServer } from "../src/CaptureServer.js"
-import { freePort, rawMessage, ROOT, send, spawnNode, tempDir, testConfig, waitFor, writeConfig, type ChildNode } from "../src/Harness.js"
+import { freePort, rawMessage, ROOT, send, spawnNode, tempDir, testConfig, waitFor, writeConfig, type ChildNode, missive } from "../src/Harness.js"
 import { startNatsServer, type NatsServer } from "../src/Nats.js"
 
-const run = promisify(execFile)
-const missive = async (...args: Array<string>) => {
-  try {
-    const r = await run(process.execPath, [join(ROOT, "bin/missive.mjs"), ...args], { cwd: ROOT })
-    return { code: 0, stdout: r.stdout, stderr: r.stderr }
-  } catch (e) {
-    const x = e as { code: number; stdout: string; stderr: string }
-    return { code: x.code, stdout: x.stdout, stderr: x.stderr }
-  }
-}
 
 describe("replay on the JetStream log", () => {
   const dir = tempDir("missive-replay-js-")

@@ -1,6 +1,7 @@
 // Test harness for end-to-end tests: temp configurations, a node in-process or as a real child process
 // (for kill -9), free loopback ports, and a nodemailer client. Loopback only.
-import { spawn, type ChildProcess } from "node:child_process"
+import { execFile, spawn, type ChildProcess } from "node:child_process"
+import { promisify } from "node:util"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
@@ -127,3 +128,16 @@ export const rawMessage = (o: { from: string; to: string; subject: string; body?
     `From: <${o.from}>`, `To: <${o.to}>`, `Subject: ${o.subject}`, `Message-ID: <${o.subject.replace(/\W/g, "")}.${Math.random().toString(36).slice(2)}@client.test>`,
     ...Object.entries(o.headers ?? {}).map(([k, v]) => `${k}: ${v}`), ``, o.body ?? "Hello.\r\nSecond line.\r\n"
   ].join("\r\n")
+
+const execFileP = promisify(execFile)
+
+/** Runs the `missive` command as a user would (from the repository root); never throws, gives the exit code. */
+export const missive = async (...args: Array<string>): Promise<{ code: number; stdout: string; stderr: string }> => {
+  try {
+    const r = await execFileP(process.execPath, [join(ROOT, "bin/missive.mjs"), ...args], { cwd: ROOT, maxBuffer: 64 << 20 })
+    return { code: 0, stdout: r.stdout, stderr: r.stderr }
+  } catch (e) {
+    const x = e as { code: number; stdout: string; stderr: string }
+    return { code: x.code, stdout: x.stdout, stderr: x.stderr }
+  }
+}

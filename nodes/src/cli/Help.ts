@@ -38,3 +38,26 @@ export const natsFlag = (v: string | true | undefined): ReadonlyArray<string> | 
 export const withNats = (config: Config, nats: ReadonlyArray<string> | undefined): Config =>
   nats === undefined ? config : { ...config, cluster: { ...config.cluster, nats } }
 
+
+export interface Flags {
+  readonly positional: Array<string>
+  readonly flags: Map<string, string | true>
+}
+
+/** The one option parser of every command: `--name value`, `--name=value`, boolean `--name`; a string is the error. */
+export const parseFlags = (argv: ReadonlyArray<string>, known: Readonly<Record<string, "value" | "bool">>): Flags | string => {
+  const positional: Array<string> = []
+  const flags = new Map<string, string | true>()
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!
+    if (!a.startsWith("--")) { positional.push(a); continue }
+    const [name, inline] = a.slice(2).split("=", 2) as [string, string | undefined]
+    const kind = known[name]
+    if (!kind) return `unknown option --${name}`
+    if (kind === "bool") { flags.set(name, true); continue }
+    const v = inline ?? argv[++i]
+    if (v === undefined || (v.startsWith("--") && v.length > 2)) return `option --${name} needs a value`
+    flags.set(name, v)
+  }
+  return { positional, flags }
+}

@@ -17,6 +17,7 @@ import * as WhatIf from "../replay/WhatIf.js"
 import { QueueView } from "@missive/events"
 import { systemClock } from "../runtime/Clock.js"
 export { REPLAY_HELP as HELP } from "./Help.js"
+import { parseFlags } from "./Help.js"
 
 
 class Usage extends Error {}
@@ -27,21 +28,9 @@ const OPTIONS: Record<string, "value" | "bool"> = {
 }
 
 const parse = (argv: ReadonlyArray<string>) => {
-  const positional: Array<string> = []
-  const flags = new Map<string, string | true>()
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!
-    if (!a.startsWith("--")) { positional.push(a); continue }
-    const [name, inline] = a.slice(2).split("=", 2) as [string, string | undefined]
-    const kind = OPTIONS[name]
-    if (!kind) throw new Usage(`unknown option --${name}`)
-    if (kind === "bool") flags.set(name, true)
-    else {
-      const v = inline ?? argv[++i]
-      if (v === undefined || (v.startsWith("--") && v.length > 2)) throw new Usage(`option --${name} needs a value`)
-      flags.set(name, v)
-    }
-  }
+  const r = parseFlags(argv, OPTIONS)
+  if (typeof r === "string") throw new Usage(r)
+  const { positional, flags } = r
   const str = (k: string) => { const v = flags.get(k); return typeof v === "string" ? v : undefined }
   return { positional, flags, str }
 }

@@ -1,6 +1,7 @@
 // `missive sim run|list|check`: load tests against simulated senders, receivers and DNS (package @missive/simulations,
 // imported lazily: simulations imports the node, so a static import here would be a cycle).
 // Exit codes: 0 run passed (nothing lost), 1 a run lost mail or a check found problems, 2 bad usage or unavailable target.
+import { parseFlags } from "./Help.js"
 import { mkdirSync, writeFileSync } from "node:fs"
 import { dirname, resolve } from "node:path"
 
@@ -19,25 +20,6 @@ export const HELP = `  missive sim run SCENARIO [--target embedded|direct|cluste
 const usage = (text: string): number => {
   process.stderr.write(`missive: ${text}\nRun "missive help" for usage.\n`)
   return 2
-}
-
-interface Flags { positional: Array<string>; flags: Map<string, string | true> }
-
-const parseFlags = (argv: ReadonlyArray<string>, known: Record<string, "value" | "bool">): Flags | string => {
-  const positional: Array<string> = []
-  const flags = new Map<string, string | true>()
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!
-    if (!a.startsWith("--")) { positional.push(a); continue }
-    const [name, inline] = a.slice(2).split("=", 2) as [string, string | undefined]
-    const kind = known[name]
-    if (!kind) return `unknown option --${name}`
-    if (kind === "bool") { flags.set(name, true); continue }
-    const v = inline ?? argv[++i]
-    if (v === undefined || v.startsWith("--")) return `option --${name} needs a value`
-    flags.set(name, v)
-  }
-  return { positional, flags }
 }
 
 const formatProgress = (p: { at: number; phase: string; total: number; sent: number; accepted: number; delivered: number; deferred: number; bounced: number; queued: number; rate: number }): string =>

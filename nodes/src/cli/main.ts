@@ -6,7 +6,7 @@ import { join, resolve } from "node:path"
 import { userInfo } from "node:os"
 import type { Config } from "../config/Config.js"
 import { systemClock } from "../runtime/Clock.js"
-import { CLUSTER_HELP as ClusterHelp, ClusterUsageError, natsFlag, REPLAY_HELP, withNats } from "./Help.js"
+import { CLUSTER_HELP as ClusterHelp, ClusterUsageError, natsFlag, parseFlags, REPLAY_HELP, withNats } from "./Help.js"
 import { HELP as SimHelp, sim } from "./Sim.js"
 
 // Command modules load on demand: `missive help` or `config check` need neither the node, nor replay, nor NATS.
@@ -44,23 +44,9 @@ interface Args {
 }
 
 const parseArgs = (argv: ReadonlyArray<string>, known: Record<string, "value" | "bool">): Args => {
-  const positional: Array<string> = []
-  const flags = new Map<string, string | true>()
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!
-    if (a.startsWith("--")) {
-      const [name, inline] = a.slice(2).split("=", 2) as [string, string | undefined]
-      const kind = known[name]
-      if (!kind) throw new UsageError(`unknown option --${name}`)
-      if (kind === "bool") flags.set(name, true)
-      else {
-        const v = inline ?? argv[++i]
-        if (v === undefined || v.startsWith("--")) throw new UsageError(`option --${name} needs a value`)
-        flags.set(name, v)
-      }
-    } else positional.push(a)
-  }
-  return { positional, flags }
+  const r = parseFlags(argv, known)
+  if (typeof r === "string") throw new UsageError(r)
+  return r
 }
 
 const loadConfig = async (path: string | true | undefined): Promise<Config> => {
