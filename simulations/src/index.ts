@@ -1,9 +1,11 @@
-// The public door of @missive/simulations: scenarios, the simulated world (DNS, receivers, senders), runs and reports.
+// The public door of @missive/simulations: everything that replays traffic. Synthetic: scenarios, the simulated world
+// (DNS, receivers, senders), runs and reports. Recorded: `Replay` (incident replay of a node's log, what-if, inject).
 export * as Dns from "./Dns.js"
 export * as Html from "./Html.js"
 export * as Ledger from "./Ledger.js"
 export * as Random from "./Random.js"
 export * as Receiver from "./Receiver.js"
+export * as Replay from "./replay/index.js"
 export * as Report from "./Report.js"
 export * as Run from "./Run.js"
 export * as Scenario from "./Scenario.js"

@@ -4,7 +4,7 @@
 // DSNs the node generated itself are not traffic and are not re-sent.
 import type { BodyStore } from "@missive/events"
 import nodemailer from "nodemailer"
-import type { Clock } from "../runtime/Clock.js"
+import type { Clock } from "@missive/node"
 import { positionAt, scan, SLACK_MS, type Store } from "./Log.js"
 
 export interface InjectOptions {
@@ -17,7 +17,7 @@ export interface InjectOptions {
   readonly syntheticBodies: boolean
   /** Messages in flight at once. */
   readonly concurrency?: number
-  readonly clock: Clock
+  readonly clock: Clock.Clock
   readonly sleep?: (ms: number) => Promise<void>
   readonly onProgress?: (done: number, total: number) => void
 }

@@ -5,7 +5,7 @@
 import { Message, Reply, Route, type Policy } from "@missive/core"
 import { EventStore } from "@missive/events"
 import * as E from "fp-ts/lib/Either.js"
-import { seededRandom } from "../runtime/Clock.js"
+import { Clock } from "@missive/node"
 import { positionAt, scan, SLACK_MS, type Store } from "./Log.js"
 import { percentiles, type Percentiles } from "./Report.js"
 import { formatDuration, iso } from "./Time.js"
@@ -183,7 +183,7 @@ export interface SimResult {
 
 /** Runs the recorded arrivals under `alt` on a virtual clock, up to the recording's horizon. */
 export const simulate = (rec: Recording, alt: AltPolicy, opts: { seed?: number; node?: string; onEvents?: (id: string, events: ReadonlyArray<Message.Event>) => void } = {}): SimResult => {
-  const random = seededRandom(opts.seed ?? 1)
+  const random = Clock.seededRandom(opts.seed ?? 1)
   const node = opts.node ?? "what-if"
   const heap = new Heap()
   let seq = 0

@@ -5,7 +5,7 @@ import { BodyStore, EventStore } from "@missive/events"
 import { describe, expect, it } from "vitest"
 import { startCapture } from "../../test/src/CaptureServer.js"
 import * as Inject from "../src/replay/Inject.js"
-import { manualClock } from "../src/runtime/Clock.js"
+import { Clock } from "@missive/node"
 
 const received = (id: string, at: number, o: { digest: string; size: number; dsnOf?: string; rcpts?: Array<string> }): Message.Event => ({
   v: 1, at, node: "n", policy: "p", type: "MessageReceived", id, sender: o.dsnOf ? "" : `s-${id}@x.test`, recipients: o.rcpts ?? [`r-${id}@y.test`],
@@ -23,7 +23,7 @@ describe("replay inject", () => {
       await events.append("message-A", 0, [received("A", 10_000, { digest, size: kept.length })])
       await events.append("message-B", 0, [received("B", 70_000, { digest: "sha256:gone", size: 5000, rcpts: ["p@y.test", "q@y.test"] })])
       await events.append("message-C", 0, [received("C", 80_000, { digest: "sha256:gone2", size: 900, dsnOf: "A" })])
-      const clock = manualClock(1_000_000)
+      const clock = Clock.manualClock(1_000_000)
       const slept: Array<number> = []
       const sleep = async (ms: number) => { slept.push(ms); clock.advance(ms) }
       const r = await Inject.inject(events, bodies, { from: 0, to: 100_000, host: "127.0.0.1", port: target.port, speed: 10, syntheticBodies: false, clock, sleep, concurrency: 1 })

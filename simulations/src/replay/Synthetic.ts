@@ -2,7 +2,7 @@
 // popularity, outages that answer 4xx, unknown users that answer 5xx) run through the what-if simulator, whose
 // decider output is a realistic log. Deterministic for a seed; reads no clock.
 import type { Message, Reply } from "@missive/core"
-import { seededRandom } from "../runtime/Clock.js"
+import { Clock } from "@missive/node"
 import { simulate, type AltPolicy, type Recording } from "./WhatIf.js"
 
 export interface WorldOptions {
@@ -25,7 +25,7 @@ const BUSY: Reply.Reply = { code: 421, enhanced: "4.3.2", text: "Service not ava
 const UNKNOWN: Reply.Reply = { code: 550, enhanced: "5.1.1", text: "User unknown" }
 
 export const world = (o: WorldOptions): Recording => {
-  const rnd = seededRandom(o.seed ?? 7)
+  const rnd = Clock.seededRandom(o.seed ?? 7)
   const domains = Array.from({ length: o.domains }, (_, i) => `d${i}.example`)
   // Zipf-like popularity: domain i has weight 1/(i+1).
   const weights = domains.map((_, i) => 1 / (i + 1))
