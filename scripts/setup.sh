@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Installs what Missive needs beyond `npm ci`, on Debian bookworm (or later), and prints the environment to use it:
+#
+#   - Node.js $NODE_VERSION from the npm registry package `node-linux-<arch>` into a private prefix
+#     ($MISSIVE_TOOLCHAIN, default <repo>/.toolchain/node-<version>; nothing system-wide, no root needed);
+#   - nats-server >= 2.10.23 (the first with `jetstream { sync_interval: always }`) when it is missing or older:
+#     Debian's candidate if it is recent enough, else trixie's, pinned so that nothing else comes from trixie;
+#   - swaks and Postfix's smtp-source/smtp-sink (tests and benchmarks), and Postfix's daemon stopped.
+#
+# Usage:   eval "$(bash scripts/setup.sh)"            # everything (apt-get needs root, or sudo)
+#          eval "$(bash scripts/setup.sh --node-only)" # only the private Node.js; no apt-get, no root
+# Progress goes to stderr; stdout is only the `export` lines (PATH with Node's bin first, npm_config_nodedir so that
+# node-gyp builds better-sqlite3 against this Node's headers, not the machine's).
+set -euo pipefail
+
+NODE_VERSION=24.22.3
+NATS_MIN=2.10.23
+repo=$(cd "$(dirname "$0")/.." && pwd)
+say() { echo "setup: $*" >&2; }
+die() { echo "setup: $*" >&2; exit 1; }
+
+node_only=false
+for a in "$@"; do
+  case "$a" in
+    --node-only) node_only=true ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 0 ;;
+    *) die "unknown option $a (see --help)" ;;
+  esac
+done
+
+# ---- Node.js from the npm registry ------------------------------------------------------------------------------
+case "$(uname -m)" in
+  x86_64|amd64) arch=x64 ;;
+  aarch64|arm64) arch=arm64 ;;
+  *) die "no node-linux package for $(uname -m)" ;;
+esac
+prefix=${MISSIVE_TOOLCHAIN:-$repo/.toolchain}/node-$NODE_VERSION
+if [ "$("$prefix/bin/node" --version 2>/dev/null || true)" = "v$NODE_VERSION" ]; then
+  say "node $NODE_VERSION already in $prefix"
+else
+  say "installing node $NODE_VERSION (npm package node-linux-$arch) into $prefix"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  if command -v npm >/dev/null 2>&1; then
+    # npm pack: the registry, proxy and auth of the machine's npm configuration, and the integrity check.
+    (cd "$tmp" && npm pack --silent "node-linux-$arch@$NODE_VERSION" >/dev/null)
+  else
+    registry=${npm_config_registry:-https://registry.npmjs.org/}
+    curl -fsSL "${registry%/}/node-linux-$arch/-/node-linux-$arch-$NODE_VERSION.tgz" -o "$tmp/node-linux-$arch-$NODE_VERSION.tgz"
+  fi
+  mkdir -p "$tmp/x"
+  tar -xzf "$tmp/node-linux-$arch-$NODE_VERSION.tgz" -C "$tmp/x"
+  [ "$("$tmp/x/package/bin/node" --version)" = "v$NODE_VERSION" ] || die "the package's bin/node is not v$NODE_VERSION"
+  [ -f "$tmp/x/package/include/node/node.h" ] || die "the package has no include/node headers (node-gyp needs them)"
+  rm -rf "$prefix"
+  mkdir -p "$(dirname "$prefix")"
+  mv "$tmp/x/package" "$prefix"
+fi
+export PATH="$prefix/bin:$PATH" npm_config_nodedir="$prefix"
+# The package has no npm: the machine's npm runs under this node (its `#!/usr/bin/env node`). Without one, npm
+# itself from the registry, into the same prefix.
+if ! command -v npm >/dev/null 2>&1; then
+  say "no npm on the machine: installing npm 11 into $prefix"
+  registry=${npm_config_registry:-https://registry.npmjs.org/}
+  ver=11.21.2
+  mkdir -p "$prefix/lib/node_modules/npm"
+  curl -fsSL "${registry%/}/npm/-/npm-$ver.tgz" | tar -xz -C "$prefix/lib/node_modules/npm" --strip-components=1
+  ln -sf ../lib/node_modules/npm/bin/npm-cli.js "$prefix/bin/npm"
+  ln -sf ../lib/node_modules/npm/bin/npx-cli.js "$prefix/bin/npx"
+fi
+
+# ---- Debian packages --------------------------------------------------------------------------------------------
+nats_version() { nats-server --version 2>/dev/null | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -1 || true; }
+version_ge() { [ -n "$1" ] && dpkg --compare-versions "$1" ge "$2"; }
+
+if ! $node_only; then
+  command -v apt-get >/dev/null 2>&1 || die "no apt-get: install nats-server >= $NATS_MIN, swaks and postfix yourself, or use --node-only"
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null 2>&1 || die "apt-get needs root: run as root, install sudo, or use --node-only"
+    sudo=sudo
+  fi
+  apt() { $sudo env DEBIAN_FRONTEND=noninteractive apt-get "$@"; }
+  need=()
+  command -v swaks >/dev/null 2>&1 || need+=(swaks)
+  command -v smtp-source >/dev/null 2>&1 || need+=(postfix)
+  have=$(nats_version)
+  nats=false
+  version_ge "$have" "$NATS_MIN" || nats=true
+  if $nats || [ ${#need[@]} -gt 0 ]; then
+    apt update -qq
+    if $nats; then
+      candidate=$(apt-cache policy nats-server | awk '/Candidate:/ {print $2}')
+      if ! version_ge "${candidate%%-*}" "$NATS_MIN"; then
+        # Not in this release (bookworm has 2.9): trixie's, and only it. trixie at priority 100 (below the release's
+        # 500) so nothing else upgrades; nats-server at 990 so it comes from trixie.
+        say "nats-server ${have:-missing}, Debian's candidate ${candidate:-none} < $NATS_MIN: adding trixie, pinned to nats-server"
+        if ! grep -rqs 'trixie' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+          printf '%s\n' 'Types: deb' 'URIs: http://deb.debian.org/debian' 'Suites: trixie' 'Components: main' \
+            'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' | $sudo tee /etc/apt/sources.list.d/trixie.sources >/dev/null
+        fi
+        printf '%s\n' 'Package: *' 'Pin: release n=trixie' 'Pin-Priority: 100' '' \
+          'Package: nats-server' 'Pin: release n=trixie' 'Pin-Priority: 990' | $sudo tee /etc/apt/preferences.d/missive-nats >/dev/null
+        apt update -qq
+      fi
+      need+=(nats-server)
+    fi
+    say "installing ${need[*]}"
+    apt install -y -qq "${need[@]}" >/dev/null
+  fi
+  got=$(nats_version)
+  version_ge "$got" "$NATS_MIN" || die "nats-server ${got:-missing} after install; Missive's cluster needs >= $NATS_MIN"
+  # Debian's postfix package starts a daemon on port 25; the tests do not need it.
+  command -v postfix >/dev/null 2>&1 && { $sudo postfix stop >/dev/null 2>&1 || true; }
+  say "nats-server $got, swaks, smtp-source: ok"
+fi
+
+say "node $(node --version) ($(command -v node)), npm $(npm --version)"
+printf 'export PATH=%q\nexport npm_config_nodedir=%q\n' "$PATH" "$prefix"
