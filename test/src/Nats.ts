@@ -15,6 +15,8 @@ export interface NatsServer {
   readonly url: string
   readonly port: number
   readonly pid: () => number | undefined
+  /** The monitoring endpoint ("http://127.0.0.1:PORT", e.g. for /jsz, /varz); a new port after each restart. */
+  readonly monitor: () => string | undefined
   readonly running: () => boolean
   stop(): Promise<void>
   kill(): Promise<void>
@@ -71,6 +73,7 @@ interface Spec {
 const configOf = (s: Spec): string => [
   `server_name: ${s.name}`,
   `listen: 127.0.0.1:${s.port}`,
+  `http: "127.0.0.1:-1"`,
   `ports_file_dir: "${join(s.dir, "ports")}"`,
   `jetstream { store_dir: "${join(s.dir, "js")}", max_file_store: 2G, max_memory_store: 256M }`,
   ...(s.cluster ? [
@@ -78,7 +81,7 @@ const configOf = (s: Spec): string => [
   ] : [])
 ].join("\n")
 
-const launch = async (spec: Spec): Promise<{ proc: ChildProcess; port: number; exited: Promise<void> }> => {
+const launch = async (spec: Spec): Promise<{ proc: ChildProcess; port: number; monitor: string | undefined; exited: Promise<void> }> => {
   const portsDir = join(spec.dir, "ports")
   rmSync(portsDir, { recursive: true, force: true })
   mkdirSync(portsDir, { recursive: true })
@@ -96,9 +99,9 @@ const launch = async (spec: Spec): Promise<{ proc: ChildProcess; port: number; e
     const file = existsSync(portsDir) ? readdirSync(portsDir).find((f) => f.endsWith(".ports")) : undefined
     if (file) {
       try {
-        const ports = JSON.parse(readFileSync(join(portsDir, file), "utf8")) as { nats: Array<string> }
+        const ports = JSON.parse(readFileSync(join(portsDir, file), "utf8")) as { nats: Array<string>; monitoring?: Array<string> }
         const port = Number(new URL(ports.nats[0]!.replace(/^nats:/, "http:")).port)
-        return { proc, port, exited }
+        return { proc, port, monitor: ports.monitoring?.[0], exited }
       } catch { /* partially written: read again */ }
     }
     if (Date.now() > deadline) { proc.kill("SIGKILL"); throw new Error(`nats-server ${spec.name} wrote no ports file:\n${err}`) }
@@ -121,6 +124,7 @@ const serverOf = async (spec: Spec): Promise<NatsServer> => {
     port: spec.port,
     url: `nats://127.0.0.1:${spec.port}`,
     pid: () => (alive ? cur.proc.pid : undefined),
+    monitor: () => (alive ? cur.monitor : undefined),
     running: () => alive,
     stop: () => signal("SIGTERM"),
     kill: () => signal("SIGKILL"),
