@@ -1,7 +1,8 @@
 // Real nats-server processes for tests: one JetStream server, or a 3-server JetStream cluster, each with a temp
-// store_dir, `port: -1` and a ports file (as nats.js's own test launcher does). Never a mock. Loopback only.
+// store_dir, `port: -1` and a ports file (as nats.js's own test launcher does), and synced JetStream writes
+// (`sync_interval: always`, checked on each server's /varz at start). Never a mock. Loopback only.
 // stop() is SIGTERM and wait, kill() is SIGKILL, restart() starts the same server again on the same ports and store.
-import { spawn, type ChildProcess } from "node:child_process"
+import { execFileSync, spawn, type ChildProcess } from "node:child_process"
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
@@ -75,11 +76,52 @@ const configOf = (s: Spec): string => [
   `listen: 127.0.0.1:${s.port}`,
   `http: "127.0.0.1:-1"`,
   `ports_file_dir: "${join(s.dir, "ports")}"`,
-  `jetstream { store_dir: "${join(s.dir, "js")}", max_file_store: 2G, max_memory_store: 256M }`,
+  `jetstream { store_dir: "${join(s.dir, "js")}", max_file_store: 2G, max_memory_store: 256M, sync_interval: always }`,
   ...(s.cluster ? [
     `cluster { name: ${s.cluster.name}, listen: 127.0.0.1:${s.cluster.port}, routes: [${s.cluster.routes.map((p) => `nats-route://127.0.0.1:${p}`).join(", ")}] }`
   ] : [])
 ].join("\n")
+
+/** The first nats-server with `jetstream { sync_interval: always }` (an fsync per JetStream write). */
+export const SYNC_ALWAYS_SINCE = "2.10.23"
+
+const versionAtLeast = (v: string, min: string): boolean => {
+  const a = v.split(/[.-]/).map((x) => Number.parseInt(x, 10) || 0)
+  const b = min.split(".").map(Number)
+  for (let i = 0; i < b.length; i++) if ((a[i] ?? 0) !== b[i]) return (a[i] ?? 0) > b[i]!
+  return true
+}
+
+/**
+ * Every test server runs with synced JetStream writes: checked on the server itself (its /varz: `version` and
+ * `jetstream.config.sync_always`), not on the file we wrote, so a too-old nats-server on the PATH or a config the
+ * server ignored fails here with what to do instead of as a flaky durability test.
+ */
+export const checkSynced = async (name: string, monitor: string | undefined): Promise<void> => {
+  if (!monitor) throw new Error(`nats-server ${name}: no monitoring endpoint in its ports file (config has http: …)`)
+  const varz = await (await fetch(`${monitor}/varz`)).json() as { version?: string; jetstream?: { config?: { sync_always?: boolean } } }
+  const v = varz.version ?? "?"
+  if (!versionAtLeast(v, SYNC_ALWAYS_SINCE))
+    throw new Error(`nats-server ${name} is ${v}: Missive's tests need nats-server >= ${SYNC_ALWAYS_SINCE} (jetstream sync_interval: always, an fsync per write); scripts/setup.sh installs it`)
+  if (varz.jetstream?.config?.sync_always !== true)
+    throw new Error(`nats-server ${name} (${v}) reports jetstream.config.sync_always = ${String(varz.jetstream?.config?.sync_always ?? "absent")} at ${monitor}/varz: its JetStream writes are not synced (the config needs jetstream { sync_interval: always })`)
+}
+
+let binaryChecked = false
+/** Before the first start: an older nats-server would only say "unknown field" about the config. */
+const checkBinary = (): void => {
+  if (binaryChecked) return
+  let out: string
+  try {
+    out = execFileSync("nats-server", ["--version"], { encoding: "utf8" })
+  } catch (e) {
+    throw new Error(`no nats-server on the PATH (${(e as Error).message}); Missive's tests need nats-server >= ${SYNC_ALWAYS_SINCE}: scripts/setup.sh installs it`)
+  }
+  const v = out.match(/\d+\.\d+\.\d+/)?.[0] ?? out.trim()
+  if (!versionAtLeast(v, SYNC_ALWAYS_SINCE))
+    throw new Error(`nats-server on the PATH is ${v}: Missive's tests need nats-server >= ${SYNC_ALWAYS_SINCE} (jetstream sync_interval: always, an fsync per write); scripts/setup.sh installs it`)
+  binaryChecked = true
+}
 
 const launch = async (spec: Spec): Promise<{ proc: ChildProcess; port: number; monitor: string | undefined; exited: Promise<void> }> => {
   const portsDir = join(spec.dir, "ports")
@@ -87,6 +129,7 @@ const launch = async (spec: Spec): Promise<{ proc: ChildProcess; port: number; m
   mkdirSync(portsDir, { recursive: true })
   const conf = join(spec.dir, "server.conf")
   writeFileSync(conf, configOf(spec))
+  checkBinary()
   const proc = spawn("nats-server", ["-c", conf], { stdio: ["ignore", "ignore", "pipe"] })
   let err = ""
   proc.stderr!.on("data", (b: Buffer) => { err = (err + b.toString()).slice(-4000) })
@@ -94,6 +137,7 @@ const launch = async (spec: Spec): Promise<{ proc: ChildProcess; port: number; m
   let dead = false
   void exited.then(() => { dead = true })
   const deadline = Date.now() + 15_000
+  let parsed: { port: number; monitor: string | undefined } | undefined
   for (;;) {
     if (dead) throw new Error(`nats-server ${spec.name} exited at start:\n${err}`)
     const file = existsSync(portsDir) ? readdirSync(portsDir).find((f) => f.endsWith(".ports")) : undefined
@@ -101,8 +145,17 @@ const launch = async (spec: Spec): Promise<{ proc: ChildProcess; port: number; m
       try {
         const ports = JSON.parse(readFileSync(join(portsDir, file), "utf8")) as { nats: Array<string>; monitoring?: Array<string> }
         const port = Number(new URL(ports.nats[0]!.replace(/^nats:/, "http:")).port)
-        return { proc, port, monitor: ports.monitoring?.[0], exited }
+        parsed = { port, monitor: ports.monitoring?.[0] }
       } catch { /* partially written: read again */ }
+    }
+    if (parsed) {
+      try {
+        await checkSynced(spec.name, parsed.monitor)
+      } catch (e) {
+        proc.kill("SIGKILL")
+        throw e
+      }
+      return { proc, ...parsed, exited }
     }
     if (Date.now() > deadline) { proc.kill("SIGKILL"); throw new Error(`nats-server ${spec.name} wrote no ports file:\n${err}`) }
     await new Promise((r) => setTimeout(r, 25))
