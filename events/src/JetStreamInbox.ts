@@ -1,0 +1,236 @@
+// The cluster's accept commit: a message accepted by intake is ONE JetStream publish — its first events
+// (`MessageReceived`) and its body in one stream message, the "carrier" — to one of S work-queue streams (shards,
+// `<PREFIX>_INBOX_<k>`, R3). A replica quorum has it (fsync'd with `sync_interval: always`) before the ack, so the
+// ack is the commit point of a `250`; nothing else is written at intake, so a `451` leaves nothing that lives on.
+// The carrier stays until the message completes (the driver acks it, which removes it: work-queue retention), so
+// it is at once the message's work entry and its body. Wake tokens (`<p>.wake.<k>.<id>`, no body) ask for a drive
+// of a message whose carrier waits elsewhere. Must not decide or schedule: nodes/src/scheduler drives the shards'
+// consumer; this module only stores, finds and removes.
+import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node"
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream"
+import type { Message } from "@missive/core"
+import { decodeTrusted, encode } from "./Codec.js"
+import { StoreUnavailable } from "./StoreError.js"
+
+export interface InboxOptions {
+  readonly nc: NatsConnection
+  readonly prefix?: string
+  readonly replicas?: number
+  /** Number of shards (streams); an accept tries the next shard when one does not answer. */
+  readonly shards?: number
+  /** The consumer's AckWait: how long a driver holds a message without an in-progress ack (the lease). */
+  readonly ackWaitMs?: number
+  /** Publish ack timeout per shard, ms. */
+  readonly timeoutMs?: number
+  /** Bodies above this size go to the object store first; the carrier then holds only the digest. */
+  readonly inlineMax?: number
+}
+
+/** What a carrier holds: the message's first events and, for bodies up to `inlineMax`, the body. */
+export interface Carrier {
+  readonly id: string
+  readonly events: ReadonlyArray<Message.Event>
+  /** Undefined when the body lives in the object store (large bodies). */
+  readonly body: Buffer | undefined
+}
+
+/** A stored entry of a shard, for views (`queue list`) and for removal by sequence. */
+export interface Entry {
+  readonly shard: number
+  readonly seq: number
+  readonly kind: "carrier" | "wake"
+  readonly id: string
+  /** When the message was accepted (carriers) or the wake was asked for. */
+  readonly at: number
+}
+
+export interface Inbox {
+  readonly shards: number
+  readonly streams: ReadonlyArray<string>
+  /** The consumer's name in every shard. */
+  readonly consumer: string
+  readonly ackWaitMs: number
+  /** The accept commit: resolves once a shard's quorum has the carrier; rejects with StoreUnavailable otherwise. */
+  commit(id: string, events: ReadonlyArray<Message.Event>, body: Buffer | undefined): Promise<{ shard: number; seq: number }>
+  /** Asks for a drive of `id` at `dueAt` (a node drives it when the token is delivered; the token is not its body). */
+  wake(id: string, dueAt: number): Promise<void>
+  /** The carrier of `id`, wherever it is (null when none: completed or never committed). */
+  find(id: string): Promise<(Carrier & { shard: number; seq: number }) | null>
+  /** Removes a stored entry (a carrier held by no one here, when its message completed on another token). */
+  remove(shard: number, seq: number): Promise<void>
+  /** Every entry of every shard, oldest first (reads the streams: for the CLI and tests, not the hot path). */
+  list(limit: number): Promise<ReadonlyArray<Entry>>
+  count(): Promise<number>
+  close(): Promise<void>
+}
+
+export const KIND = "Missive-Kind"
+export const ID = "Missive-Id"
+export const AT = "Missive-At"
+export const DUE = "Missive-Due"
+
+export const streamNames = (prefix: string, shards: number): Array<string> =>
+  Array.from({ length: shards }, (_, k) => `${prefix.toUpperCase().replace(/[^A-Z0-9_-]/g, "_")}_INBOX_${k}`)
+
+const tokenOf = (id: string): string => (/^[A-Za-z0-9_-]+$/.test(id) ? id : `~${Buffer.from(id).toString("base64url")}`)
+const fnv1a = (s: string): number => {
+  let h = 0x811c9dc5
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0
+  return h
+}
+const isNotFound = (e: unknown): boolean =>
+  (e as { code?: number })?.code === 10037 || /no message found|not found/i.test(String((e as Error)?.message ?? e))
+const unavailable = (what: string, e: unknown) => new StoreUnavailable(`${what}: ${String((e as Error)?.message ?? e)}`)
+
+/** Carrier payload: 4-byte big-endian length of the events' JSON, the JSON, then the body bytes (if inline). */
+export const encodeCarrier = (events: ReadonlyArray<Message.Event>, body: Buffer | undefined): Uint8Array => {
+  const json = Buffer.from(`[${events.map(encode).join(",")}]`)
+  const out = Buffer.allocUnsafe(4 + json.length + (body?.length ?? 0))
+  out.writeUInt32BE(json.length, 0)
+  json.copy(out, 4)
+  body?.copy(out, 4 + json.length)
+  return out
+}
+
+export const decodeCarrier = (id: string, data: Uint8Array, inline: boolean): Carrier => {
+  const b = Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+  const n = b.readUInt32BE(0)
+  const raw = JSON.parse(b.subarray(4, 4 + n).toString()) as Array<unknown>
+  const events = raw.map((r) => decodeTrusted(JSON.stringify(r)))
+  // The body is copied out: the NATS buffer may be reused.
+  return { id, events, body: inline ? Buffer.from(b.subarray(4 + n)) : undefined }
+}
+
+export const open = async (o: InboxOptions): Promise<Inbox> => {
+  const prefix = o.prefix ?? "missive"
+  const shards = Math.max(1, o.shards ?? 1)
+  const ackWaitMs = o.ackWaitMs ?? 5_000
+  const inlineMax = o.inlineMax ?? 512 * 1024
+  const jsm: JetStreamManager = await jetstreamManager(o.nc)
+  const js: JetStreamClient = jetstream(o.nc, { timeout: o.timeoutMs ?? 3_000 })
+  const names = streamNames(prefix, shards)
+  const consumer = "drive"
+  const carrierSubject = (k: number, id: string) => `${prefix}.in.${k}.${tokenOf(id)}`
+  const wakeSubject = (k: number, id: string) => `${prefix}.wake.${k}.${tokenOf(id)}`
+
+  for (let k = 0; k < shards; k++) {
+    const name = names[k]!
+    const subjects = [`${prefix}.in.${k}.*`, `${prefix}.wake.${k}.*`]
+    try {
+      await jsm.streams.info(name)
+    } catch {
+      await jsm.streams.add({
+        name, subjects, retention: RetentionPolicy.Workqueue, num_replicas: o.replicas ?? 1, allow_direct: true,
+        duplicate_window: 120_000_000_000, max_msg_size: -1
+      }).catch((e) => { if (!/already in use|exists/i.test(String(e))) throw e })
+    }
+    try {
+      await jsm.consumers.info(name, consumer)
+    } catch {
+      await jsm.consumers.add(name, {
+        durable_name: consumer, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All,
+        ack_wait: ackWaitMs * 1_000_000, max_deliver: -1, max_ack_pending: 1_000_000, max_waiting: 4096
+      }).catch((e) => { if (!/already in use|exists/i.test(String(e))) throw e })
+    }
+  }
+
+  const commit: Inbox["commit"] = async (id, events, body) => {
+    const inline = body !== undefined && body.length <= inlineMax
+    const data = encodeCarrier(events, inline ? body : undefined)
+    const at = events[0]?.at ?? 0
+    // The shard is the id's hash (so a retried commit of the same id, e.g. a DSN, is deduplicated by Nats-Msg-Id);
+    // a shard whose leader does not answer in time is skipped for the next one, so losing a minority of servers
+    // (and the leaders they held) does not stop intake.
+    const first = fnv1a(id) % shards
+    let last: unknown
+    for (let i = 0; i < shards; i++) {
+      const k = (first + i) % shards
+      const h = natsHeaders()
+      h.set(KIND, inline ? "carrier" : "carrier-ref")
+      h.set(ID, id)
+      h.set(AT, String(at))
+      try {
+        const ack = await js.publish(carrierSubject(k, id), data, { headers: h, msgID: `in:${tokenOf(id)}` })
+        return { shard: k, seq: ack.seq }
+      } catch (e) {
+        last = e
+      }
+    }
+    throw unavailable("accept commit failed on every shard", last)
+  }
+
+  const wake: Inbox["wake"] = async (id, dueAt) => {
+    const first = fnv1a(id) % shards
+    let last: unknown
+    for (let i = 0; i < shards; i++) {
+      const k = (first + i) % shards
+      const h = natsHeaders()
+      h.set(KIND, "wake")
+      h.set(ID, id)
+      h.set(DUE, String(dueAt))
+      h.set(AT, String(dueAt))
+      try {
+        await js.publish(wakeSubject(k, id), new Uint8Array(0), { headers: h })
+        return
+      } catch (e) {
+        last = e
+      }
+    }
+    throw unavailable("wake failed on every shard", last)
+  }
+
+  const find: Inbox["find"] = async (id) => {
+    const found = await Promise.all(names.map(async (name, k) => {
+      try {
+        const m = await jsm.streams.getMessage(name, { last_by_subj: carrierSubject(k, id) })
+        return m ? { k, m } : null
+      } catch (e) {
+        if (isNotFound(e)) return null
+        throw unavailable("inbox read failed", e)
+      }
+    }))
+    const hit = found.find((x): x is { k: number; m: StoredMsg } => x !== null)
+    if (!hit) return null
+    const inline = hit.m.header?.get(KIND) === "carrier"
+    return { ...decodeCarrier(id, hit.m.data, inline), shard: hit.k, seq: hit.m.seq }
+  }
+
+  const remove: Inbox["remove"] = async (shard, seq) => {
+    try {
+      await jsm.streams.deleteMessage(names[shard]!, seq, false)
+    } catch (e) {
+      if (isNotFound(e) || /no message|sequence/i.test(String(e))) return
+      throw unavailable("inbox remove failed", e)
+    }
+  }
+
+  const list: Inbox["list"] = async (limit) => {
+    const out: Array<Entry> = []
+    for (let k = 0; k < shards; k++) {
+      const info = await jsm.streams.info(names[k]!).catch((e) => { throw unavailable("inbox read failed", e) })
+      if (info.state.messages === 0) continue
+      for (let seq = info.state.first_seq; seq <= info.state.last_seq && out.length < limit; ) {
+        let m: StoredMsg | null
+        try {
+          m = await jsm.streams.getMessage(names[k]!, { seq, next_by_subj: `${prefix}.*.${k}.*` } as unknown as { seq: number })
+        } catch (e) {
+          if (isNotFound(e)) break
+          throw unavailable("inbox read failed", e)
+        }
+        if (!m) break
+        const kind = m.header?.get(KIND) === "wake" ? "wake" : "carrier"
+        out.push({ shard: k, seq: m.seq, kind, id: m.header?.get(ID) ?? "", at: Number(m.header?.get(AT) ?? 0) })
+        seq = m.seq + 1
+      }
+    }
+    return out.sort((a, b) => a.at - b.at).slice(0, limit)
+  }
+
+  const count: Inbox["count"] = async () => {
+    let n = 0
+    for (const name of names) n += (await jsm.streams.info(name).catch((e) => { throw unavailable("inbox read failed", e) })).state.messages
+    return n
+  }
+
+  return { shards, streams: names, consumer, ackWaitMs, commit, wake, find, remove, list, count, close: async () => {} }
+}
