@@ -6,7 +6,8 @@ import { BodyNotFound } from "./StoreError.js"
 export interface BodyStore {
   /** Stores bytes under their digest; a caller that already computed the digest passes it (it is not checked). */
   put(bytes: Buffer, digest?: string): Promise<string>
-  get(digest: string): Promise<Buffer>
+  /** `id` is the message the body belongs to: a store that files bodies by message finds it by that; others ignore it. */
+  get(digest: string, id?: string): Promise<Buffer>
   delete(digest: string): Promise<void>
   close(): Promise<void>
 }

@@ -1,9 +1,15 @@
 // The Work port: the due-time index of messages that have work, with leases so that one driver holds a message.
 // A deferred message costs one row here, not a live actor. Must not decide what happens to a message.
+import type { Message } from "@missive/core"
 
 export interface WorkItem {
   readonly id: string
   readonly dueAt: number
+  /**
+   * A message's first events that are not in the log yet, with its body (cluster intake publishes them with the
+   * work entry): the first driver appends them together with its first decision.
+   */
+  readonly carried?: { readonly events: ReadonlyArray<Message.Event>; readonly body: Buffer } | undefined
 }
 
 export interface Work {

@@ -1,0 +1,214 @@
+// Drives one message once: takes its state (fresh from intake, carried with its work entry, or read from its
+// stream), follows core's drive plan (route, attempt through the limiter and the deliverer, report, expire, finish)
+// and writes through the command handler. Decides nothing itself; an empty read is reported, never acted on.
+import { Drive, Message, Reply, Route, type Policy } from "@missive/core"
+import { EventStore, type BodyStore, type Work } from "@missive/events"
+import * as E from "fp-ts/lib/Either.js"
+import { dsnFor } from "../bounce/Bounce.js"
+import type { Clock, Random } from "../runtime/Clock.js"
+import type { Logger } from "../runtime/Log.js"
+import * as Commands from "./Commands.js"
+import type { Limiter } from "./Limiter.js"
+
+export type RouteOutcome =
+  | { readonly ok: Route.RouteDecision }
+  | { readonly temporary: Reply.Reply; readonly dns: ReadonlyArray<Route.DnsEvidence> }
+
+export interface Router {
+  route(rcpt: string): Promise<RouteOutcome>
+}
+
+export interface Deliverer {
+  deliver(destination: Route.Destination, envelope: { from: string; to: ReadonlyArray<string> }, body: Buffer, id: string):
+    Promise<{ host: string; results: ReadonlyArray<Message.AttemptResult> }>
+}
+
+export interface Injector {
+  accept(m: { id: string; sender: string; recipients: ReadonlyArray<string>; body: Buffer; dsnOf: string; client: Message.Client }): Promise<Reply.Reply>
+}
+
+/** Events not yet in the log, and the body, handed over with a work entry (cluster intake). */
+export interface Carried {
+  readonly events: ReadonlyArray<Message.Event>
+  readonly body: Buffer
+}
+
+export interface DriverDeps {
+  readonly events: EventStore.EventStore
+  readonly bodies: BodyStore.BodyStore
+  readonly work: Work.Work
+  readonly commands: Commands.Commands
+  readonly clock: Clock
+  readonly random: Random
+  readonly ids: { next(): string }
+  readonly log: Logger
+  readonly node: string
+  readonly hostname: string
+  readonly policyHash: string
+  readonly retry: Policy.RetryPolicy
+  readonly router: Router
+  readonly deliverer: Deliverer
+  readonly limiter: Limiter
+  readonly injector: () => Injector | undefined
+  readonly onState?: ((id: string, state: Message.State) => void) | undefined
+}
+
+/** "empty": the stream read back empty and nothing was carried; the caller retries later and keeps the work entry. */
+export type Driven = "driven" | "empty"
+
+export interface Driver {
+  driveOnce(id: string, start?: { fresh?: Message.State | undefined; carried?: Carried | undefined }): Promise<Driven>
+  /** Clean-up of a completed message: its DSN (once), its work entry, its body. */
+  finish(s: Message.State & { status: "completed" }): Promise<void>
+  /** Keeps a body in memory while its message is driven (intake's hand-off). */
+  remember(id: string, body: Buffer): void
+  forget(id: string): void
+}
+
+/** Plan steps one drive may take before it hands the message back to the index. */
+const MAX_STEPS = 8
+
+export const make = (d: DriverDeps): Driver => {
+  const bodyCache = new Map<string, Buffer>()
+  const ctx = (): Message.Ctx => ({ at: d.clock.now(), node: d.node, policy: d.policyHash })
+  const bodyOf = async (id: string, digest: string): Promise<Buffer> => bodyCache.get(id) ?? d.bodies.get(digest, id)
+
+  /** Sends the DSN the log says is due, once; idempotent through the DSN's own id. */
+  const ensureBounce = async (s: Message.Live): Promise<void> => {
+    const bounceId = s.bounceId
+    const inject = d.injector()
+    if (!bounceId || !inject) return
+    if ((await d.events.read(EventStore.streamOf(bounceId))).length > 0) return
+    const body = await bodyOf(s.id, s.digest).catch(() => undefined)
+    const dsn = dsnFor({ ...s, bounceId }, body, d.hostname, d.clock.now())
+    const reply = await inject.accept({ ...dsn, client: { ip: "127.0.0.1", helo: d.hostname, tls: false } })
+    if (Reply.classify(reply) !== "success") throw new Error(`DSN ${bounceId} not queued: ${Reply.format(reply)}`)
+    d.log("info", "bounce queued", { id: s.id, dsn: bounceId, to: s.sender, rcpts: dsn.failed })
+  }
+
+  const finished = (s: Message.State & { status: "completed" }) => {
+    bodyCache.delete(s.id)
+    d.log("info", "completed", { id: s.id, delivered: s.recipients.filter((r) => r.status === "delivered").length,
+      bounced: s.recipients.filter((r) => r.status === "bounced").length, expired: s.recipients.filter((r) => r.status === "expired").length, deleted: s.deleted })
+  }
+
+  const finish = async (s: Message.State & { status: "completed" }) => {
+    await ensureBounce(s)
+    await Promise.all([d.work.complete(s.id), d.bodies.delete(s.digest)])
+    finished(s)
+  }
+
+  /** Routes the due recipients; a temporary DNS failure becomes a route with no hops, reported below as a 4xx. */
+  const routeAll = async (due: ReadonlyArray<Message.Recipient>) => {
+    const temporary = new Map<string, Reply.Reply>()
+    const routes = await Promise.all(due.map(async (r): Promise<Route.RouteDecision> => {
+      const o = await d.router.route(r.address)
+      if ("ok" in o) return o.ok
+      temporary.set(r.address, o.temporary)
+      return { rcpt: r.address, destination: { kind: "smtp", key: `mx:${Route.domainOf(r.address)}`, hops: [], via: "mx" }, dns: o.dns }
+    }))
+    return { routes, temporary }
+  }
+
+  const driveOnce = async (id: string, start: { fresh?: Message.State | undefined; carried?: Carried | undefined } = {}): Promise<Driven> => {
+    let state = start.fresh ?? (await d.commands.load(id))
+    let carried = state.status === "empty" ? start.carried?.events : undefined
+    if (state.status === "empty" && !carried) return "empty"
+    if (carried && start.carried) bodyCache.set(id, start.carried.body)
+    const view = (): Message.State => (carried ? Message.fold(carried, state) : state)
+    const write = async <A>(decide: Commands.Decider<A>, opts: Commands.HandleOptions = {}) => {
+      const h = await d.commands.handle(id, decide, { known: state, carried, ...opts })
+      state = h.state
+      carried = undefined
+      d.onState?.(id, state)
+      return h
+    }
+
+    for (let step = 0; step < MAX_STEPS; step++) {
+      const plan = Drive.next(view(), d.clock.now(), d.retry)
+      switch (plan.kind) {
+        case "none":
+          return "empty"
+        case "finish":
+          await finish(view() as Message.State & { status: "completed" })
+          return "driven"
+        case "park":
+        case "wait":
+          await d.work.schedule(id, plan.until)
+          return "driven"
+        case "expire":
+          await write(Commands.command(Drive.expireCommand(ctx(), d.retry, d.ids.next())))
+          continue
+        case "route": {
+          const now = d.clock.now()
+          const { routes, temporary } = await routeAll(plan.due)
+          const c = ctx(), dsnId = d.ids.next()
+          const begun = await write((s) => {
+            const r = Drive.begin(s, now, routes, c, dsnId)
+            return E.isLeft(r) ? r : E.right({ events: r.right.events, value: r.right.attempts })
+          })
+          if (begun.value.length > 0 && (await attempt(id, begun.value, temporary, () => state, (s) => void (state = s)))) {
+            finished(state as Message.State & { status: "completed" })
+            return "driven"
+          }
+          continue
+        }
+      }
+    }
+    // A plan that keeps finding work due now goes back to the index rather than looping here.
+    await d.work.schedule(id, d.clock.now())
+    return "driven"
+  }
+
+  /**
+   * Runs the attempts in parallel (one per destination, each through its limiter); their reports are appended one
+   * after another. True when a report completed the message and its clean-up shared the report's commit.
+   */
+  const attempt = async (id: string, attempts: ReadonlyArray<Drive.Attempt>, temporary: ReadonlyMap<string, Reply.Reply>,
+    get: () => Message.State, set: (s: Message.State) => void): Promise<boolean> => {
+    let chain: Promise<void> = Promise.resolve()
+    let cleaned = false
+    await Promise.all(attempts.map(async (a) => {
+      const live = get() as Message.Live
+      let outcome: { host: string; results: ReadonlyArray<Message.AttemptResult> }
+      if (a.destination.kind === "smtp" && a.destination.hops.length === 0) {
+        outcome = { host: "dns", results: a.rcpts.map((rcpt) => ({ rcpt, reply: temporary.get(rcpt) ?? Reply.Replies.dnsTempFail })) }
+      } else {
+        const body = await bodyOf(id, live.digest)
+        outcome = await d.limiter.run(a.destination.key, () =>
+          d.deliverer.deliver(a.destination, { from: live.sender, to: a.rcpts }, body, id).catch((e: unknown) => ({
+            host: "unknown", results: a.rcpts.map((rcpt) => ({ rcpt, reply: Reply.Replies.connectFailed(String((e as Error)?.message ?? e)) }))
+          })))
+      }
+      const report = chain.then(async () => {
+        const command = Drive.reportCommand(ctx(), a, outcome, d.retry, d.random.next(), d.ids.next())
+        let quiet = false
+        const h = await d.commands.handle(id, Commands.command(command), {
+          known: get(),
+          // A report that completes the message without a DSN commits together with the clean-up: one fsync.
+          alongside: (_after, events) => {
+            quiet = Drive.completesQuietly(events)
+            return quiet ? [d.work.complete(id), d.bodies.delete(live.digest)] : []
+          },
+          // The message must stay in the index whatever failed; a re-drive reads the log and carries on.
+          repair: () => d.work.schedule(id, d.clock.now()).catch(() => {})
+        })
+        if (quiet) cleaned = true
+        set(h.state)
+        d.onState?.(id, h.state)
+        for (const res of outcome.results)
+          d.log("info", "attempt", { id, rcpt: res.rcpt, host: outcome.host, code: res.reply.code, reply: Reply.format(res.reply), attempt: a.attempt })
+      })
+      chain = report.catch(() => {})
+      await report
+    }))
+    return cleaned && get().status === "completed"
+  }
+
+  return {
+    driveOnce,
+    finish,
+    remember: (id, body) => void bodyCache.set(id, body),
+    forget: (id) => void bodyCache.delete(id)
+  }
+}
