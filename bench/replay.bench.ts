@@ -6,10 +6,11 @@ import { EventStore, Projection, SqliteStore } from "@missive/events"
 import { mkdtempSync, rmSync, statSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { queueAt } from "../simulations/src/replay/QueueAt.js"
-import { generate, livePolicy, world } from "../simulations/src/replay/Synthetic.js"
-import * as Timeline from "../simulations/src/replay/Timeline.js"
-import * as WhatIf from "../simulations/src/replay/WhatIf.js"
+import { Replay } from "@missive/simulations"
+
+const { Timeline, WhatIf } = Replay
+const { queueAt } = Replay.QueueAt
+const { generate, livePolicy, world } = Replay.Synthetic
 
 const EVENTS = Number(process.env["REPLAY_BENCH_EVENTS"] ?? 1_000_000)
 const START = Date.UTC(2026, 4, 1)

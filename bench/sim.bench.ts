@@ -7,7 +7,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { stringify } from "yaml"
 import { freePort, ROOT } from "../test/src/Harness.js"
-import { Run, Scenario, Target as Targets, type Report, type Target } from "../simulations/src/index.js"
+import { Run, Scenario, Target as Targets, type Report, type Target } from "@missive/simulations"
 import { cpuMs, startChild } from "./lib/Proc.js"
 import * as Postfix from "./Postfix.js"
 

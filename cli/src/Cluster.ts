@@ -6,14 +6,13 @@ import { jetstreamManager } from "@nats-io/jetstream"
 import { readFileSync } from "node:fs"
 import { resolve } from "node:path"
 import { parse as parseYaml } from "yaml"
-import type { Config } from "../config/Config.js"
-import * as Launcher from "../cluster/Launcher.js"
-import * as Membership from "../cluster/Membership.js"
-import { connectTo } from "../cluster/Runtime.js"
-import * as Service from "../cluster/Service.js"
-import { systemClock } from "../runtime/Clock.js"
+import { Clock, ClusterRuntime, Launcher, Membership, Service, type Config as Configuration } from "@missive/node"
 import { ClusterUsageError, natsFlag, withNats } from "./Help.js"
 export { CLUSTER_HELP as HELP, ClusterUsageError, natsFlag, withNats } from "./Help.js"
+
+type Config = Configuration.Config
+const { connectTo } = ClusterRuntime
+const { systemClock } = Clock
 
 
 

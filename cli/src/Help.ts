@@ -1,6 +1,20 @@
 // Help texts and the small helpers the CLI's entry needs before it knows which command runs. Kept apart from the
 // command modules so that `missive help`, `config check` and `queue` do not load replay, NATS or the node.
-import type { Config } from "../config/Config.js"
+import type { Config as Configuration } from "@missive/node"
+
+type Config = Configuration.Config
+
+export const SIM_HELP = `  missive sim run SCENARIO [--target embedded|direct|cluster:N|smtp://HOST:PORT] [--seed N]
+                   [--scale X] [--duration D] [--report FILE] [--json]
+                                           run a load-test scenario (a file, or the name of a bundled one) against a
+                                           target (default embedded: an in-process node; cluster:N starts N NATS
+                                           servers and N node processes and carries out the scenario's faults);
+                                           progress on stderr, a summary table and an HTML report (default
+                                           ./sim-reports/NAME-seedN.html); exits 1 when an accepted message was
+                                           neither delivered nor bounced
+  missive sim list                         the bundled scenarios
+  missive sim check FILE                   validate a scenario; prints each problem with its key path
+`
 
 export const REPLAY_HELP = `  missive replay timeline ID [--json]     every event of one message: time, node, policy, routes and DNS answers,
                                            each attempt with its host and full reply, delays, relative times

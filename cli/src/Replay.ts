@@ -4,20 +4,24 @@
 import { SqliteStore, type BodyStore, type EventStore } from "@missive/events"
 import { existsSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
-import { load, type Config } from "../config/Config.js"
-import { policyHashOf } from "../Node.js"
-import * as Html from "../../../simulations/src/replay/Html.js"
-import * as Inject from "../../../simulations/src/replay/Inject.js"
-import * as Progress from "../../../simulations/src/replay/Progress.js"
-import { queueAt } from "../../../simulations/src/replay/QueueAt.js"
-import * as Report from "../../../simulations/src/replay/Report.js"
-import { expected as timeExpected, iso, parseTime } from "../../../simulations/src/replay/Time.js"
-import * as Timeline from "../../../simulations/src/replay/Timeline.js"
-import * as WhatIf from "../../../simulations/src/replay/WhatIf.js"
 import { QueueView } from "@missive/events"
-import { systemClock } from "../runtime/Clock.js"
+import { Clock, ClusterRuntime, Config as Configuration, Node } from "@missive/node"
+import { Replay } from "@missive/simulations"
 export { REPLAY_HELP as HELP } from "./Help.js"
 import { parseFlags } from "./Help.js"
+
+import Html = Replay.Html
+import Inject = Replay.Inject
+import Progress = Replay.Progress
+import Report = Replay.Report
+import Timeline = Replay.Timeline
+import WhatIf = Replay.WhatIf
+type Config = Configuration.Config
+const { load } = Configuration
+const { policyHashOf } = Node
+const { systemClock } = Clock
+const { queueAt } = Replay.QueueAt
+const { expected: timeExpected, iso, parseTime } = Replay.Time
 
 
 class Usage extends Error {}
@@ -51,7 +55,7 @@ interface Log {
 const openLog = async (config: Config, dataDir: string | undefined): Promise<Log> => {
   if (dataDir === undefined && config.cluster.nats.length > 0) {
     const { JetStreamBodyStore, JetStreamEventStore } = await import("@missive/events")
-    const Cluster = await import("../cluster/Runtime.js")
+    const Cluster = ClusterRuntime
     const nc = await Cluster.connectTo(config.cluster, `missive-replay-${config.node_id}`)
     const replicas = Cluster.replicasOf(config.cluster)
     const events = await JetStreamEventStore.open({ nc, prefix: config.cluster.prefix, replicas })

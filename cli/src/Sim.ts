@@ -1,21 +1,13 @@
-// `missive sim run|list|check`: load tests against simulated senders, receivers and DNS (package @missive/simulations,
-// imported lazily: simulations imports the node, so a static import here would be a cycle).
+// `missive sim run|list|check`: load tests against simulated senders, receivers and DNS (package @missive/simulations).
+// Parses arguments and prints; the runs, reports and targets are the simulations package's.
 // Exit codes: 0 run passed (nothing lost), 1 a run lost mail or a check found problems, 2 bad usage or unavailable target.
+import { Duration } from "@missive/node"
+import { Html, Report, Run, Scenario, Target } from "@missive/simulations"
 import { parseFlags } from "./Help.js"
 import { mkdirSync, writeFileSync } from "node:fs"
 import { dirname, resolve } from "node:path"
 
-export const HELP = `  missive sim run SCENARIO [--target embedded|direct|cluster:N|smtp://HOST:PORT] [--seed N]
-                   [--scale X] [--duration D] [--report FILE] [--json]
-                                           run a load-test scenario (a file, or the name of a bundled one) against a
-                                           target (default embedded: an in-process node; cluster:N starts N NATS
-                                           servers and N node processes and carries out the scenario's faults);
-                                           progress on stderr, a summary table and an HTML report (default
-                                           ./sim-reports/NAME-seedN.html); exits 1 when an accepted message was
-                                           neither delivered nor bounced
-  missive sim list                         the bundled scenarios
-  missive sim check FILE                   validate a scenario; prints each problem with its key path
-`
+export { SIM_HELP as HELP } from "./Help.js"
 
 const usage = (text: string): number => {
   process.stderr.write(`missive: ${text}\nRun "missive help" for usage.\n`)
@@ -26,7 +18,6 @@ const formatProgress = (p: { at: number; phase: string; total: number; sent: num
   `${(p.at / 1000).toFixed(1)}s ${p.phase}: sent ${p.sent}/${p.total} accepted ${p.accepted} delivered ${p.delivered} deferred ${p.deferred} bounced ${p.bounced} in flight ${p.queued} ${p.rate.toFixed(1)} msgs/s`
 
 export const sim = async (argv: ReadonlyArray<string>): Promise<number> => {
-  const { Scenario, Run, Report, Html, Target } = await import("@missive/simulations")
   const [sub, ...rest] = argv
   if (sub === "list") {
     if (rest.length > 0) return usage("usage: missive sim list")
@@ -62,7 +53,7 @@ export const sim = async (argv: ReadonlyArray<string>): Promise<number> => {
   const scale = num("scale", (n) => n > 0)
   if (typeof seed === "string") return usage(seed)
   if (typeof scale === "string") return usage(scale)
-  const { parse: parseDuration } = await import("../config/Duration.js")
+  const parseDuration = Duration.parse
   const durationText = a.flags.get("duration")
   const duration = durationText === undefined ? undefined : parseDuration(String(durationText))
   if (durationText !== undefined && (duration === undefined || duration <= 0)) return usage(`option --duration: expected a duration such as "30s", got ${JSON.stringify(durationText)}`)

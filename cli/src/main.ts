@@ -4,14 +4,14 @@ import type { QueueView } from "@missive/events"
 import { existsSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { userInfo } from "node:os"
-import type { Config } from "../config/Config.js"
-import { systemClock } from "../runtime/Clock.js"
-import { CLUSTER_HELP as ClusterHelp, ClusterUsageError, natsFlag, parseFlags, REPLAY_HELP, withNats } from "./Help.js"
-import { HELP as SimHelp, sim } from "./Sim.js"
+import type { Config as Configuration } from "@missive/node"
+import { CLUSTER_HELP as ClusterHelp, ClusterUsageError, natsFlag, parseFlags, REPLAY_HELP, SIM_HELP as SimHelp, withNats } from "./Help.js"
 
 // Command modules load on demand: `missive help` or `config check` need neither the node, nor replay, nor NATS.
+type Config = Configuration.Config
 const events = () => import("@missive/events")
-const configModule = () => import("../config/Config.js")
+const node = () => import("@missive/node")
+const configModule = async () => (await node()).Config
 
 const HELP = `missive — an event-sourced mail transfer agent
 
@@ -73,17 +73,7 @@ const commands: Record<string, (argv: ReadonlyArray<string>) => Promise<number>>
     const a = parseArgs(argv, { config: "value", nats: "value" })
     if (a.positional.length > 0) throw new UsageError(`start takes no arguments (got ${a.positional.join(" ")})`)
     const config = withNats(await loadConfig(a.flags.get("config")), natsFlag(a.flags.get("nats")))
-    const node = await (await import("../Node.js")).start(config)
-    process.stderr.write(`missive: node ${config.node_id} listening on ${Object.entries(node.ports).map(([n, p]) => `${n} ${p}`).join(", ")}; data in ${node.dataDir}\n`)
-    await new Promise<void>((done) => {
-      const stop = (sig: string) => {
-        process.stderr.write(`missive: ${sig}: stopping (finishing deliveries in progress)\n`)
-        node.stop(10_000).then(done, (e) => { process.stderr.write(`missive: stop failed: ${String(e)}\n`); done() })
-      }
-      process.once("SIGINT", () => stop("SIGINT"))
-      process.once("SIGTERM", () => stop("SIGTERM"))
-    })
-    return 0
+    return (await node()).Serve.serve(config)
   },
   config: async (argv) => {
     const a = parseArgs(argv, {})
@@ -109,7 +99,7 @@ const commands: Record<string, (argv: ReadonlyArray<string>) => Promise<number>>
       const store = await openStore(config)
       const { EventStore, QueueView } = await events()
       const { Message } = await import("@missive/core")
-      const now = systemClock.now()
+      const now = (await node()).Clock.systemClock.now()
       const rows: Array<QueueView.QueueRow> = []
       for (const item of await store.work.list(100_000)) {
         const state = Message.fold((await store.events.read(EventStore.streamOf(item.id))).map((e) => e.event))
@@ -139,7 +129,7 @@ const commands: Record<string, (argv: ReadonlyArray<string>) => Promise<number>>
     if (sub === "hold" || sub === "release" || sub === "retry" || sub === "delete" || sub === "bounce") {
       const [id, ...more] = rest
       if (!id || more.length > 0) throw new UsageError(`usage: missive queue ${sub} ID [--config FILE]`)
-      const r = await (await import("../admin/Admin.js")).request(resolve(config.data_dir), { op: sub, id, by: String(a.flags.get("by") ?? `${userInfo().username}@cli`) })
+      const r = await (await node()).Admin.request(resolve(config.data_dir), { op: sub, id, by: String(a.flags.get("by") ?? `${userInfo().username}@cli`) })
       if (!r.ok) {
         process.stderr.write(`missive: ${sub} ${id}: ${r.error}\n`)
         return 1
@@ -150,7 +140,7 @@ const commands: Record<string, (argv: ReadonlyArray<string>) => Promise<number>>
     throw new UsageError("usage: missive queue list|show|hold|release|retry|delete|bounce …")
   },
   replay: async (argv) => (await import("./Replay.js")).replay(argv),
-  sim: (argv) => sim(argv),
+  sim: async (argv) => (await import("./Sim.js")).sim(argv),
   cluster: async (argv) => {
     // cluster's own config loading is synchronous: load the module first, then hand it a synchronous loader.
     const { load } = await configModule()

@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-// A Missive node for the simulation's cluster target: `missive start …` with its output (JSON log lines and notices)
-// appended to $MISSIVE_SIM_NODE_LOG instead of the harness's terminal, and the log level from $MISSIVE_LOG_LEVEL.
-// Handed to nodes/src/cluster/Launcher.ts as its `missive` script, so the launcher itself stays unchanged.
+// A Missive node for the simulation's cluster target, started through the node package's own door
+// (`@missive/node` `Serve.serveArgs`, never the CLI: simulations sit below it), with its output (JSON log lines and
+// notices) appended to $MISSIVE_SIM_NODE_LOG instead of the harness's terminal. Handed to the cluster launcher
+// (`Launcher.up`) as its `missive` script, which runs it as `sim-node.mjs start --config FILE`.
 import { createWriteStream } from "node:fs"
-import { resolve } from "node:path"
+import { register } from "tsx/esm/api"
 
 const file = process.env["MISSIVE_SIM_NODE_LOG"]
 if (file) {
@@ -12,5 +13,6 @@ if (file) {
   process.stdout.write = write
   process.stderr.write = write
 }
-process.argv.splice(1, 1, resolve(import.meta.dirname, "../../bin/missive.mjs"))
-await import("../../bin/missive.mjs")
+register()
+const { Serve } = await import("@missive/node")
+process.exit(await Serve.serveArgs(process.argv.slice(2)))

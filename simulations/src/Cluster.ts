@@ -1,5 +1,5 @@
 // The `cluster:N` target's processes: N nats-servers as one JetStream cluster and N Missive node processes, started by
-// the cluster launcher (nodes/src/cluster/Launcher.ts, used as is) in a temp directory on free loopback ports, plus
+// the cluster launcher (`Launcher.up` of @missive/node, used as is) in a temp directory on free loopback ports, plus
 // what a simulation needs on top of it: each node's SMTP endpoint, kill -9 and restart of one node (a fault), the CPU
 // time of every process, and quiet output (node and NATS logs go to files in the run's directory, not the terminal).
 import { spawn, type ChildProcess } from "node:child_process"
@@ -7,7 +7,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { createServer, connect as netConnect } from "node:net"
 import { tmpdir } from "node:os"
 import { delimiter, join, resolve } from "node:path"
-import * as Launcher from "../../nodes/src/cluster/Launcher.js"
+import { Launcher } from "@missive/node"
 
 const BIN = resolve(import.meta.dirname, "../bin")
 const NODE_SCRIPT = join(BIN, "sim-node.mjs")

@@ -6,9 +6,7 @@ import { readFileSync, readdirSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { Effect, Result as EffectResult, Schema, SchemaAST, SchemaTransformation } from "effect"
 import { LineCounter, parseDocument } from "yaml"
-import * as Duration from "../../nodes/src/config/Duration.js"
-import * as Problems from "../../nodes/src/config/Problems.js"
-import * as Size from "../../nodes/src/config/Size.js"
+import { Duration, Problems, Size } from "@missive/node"
 
 // ---------------------------------------------------------------------------------------------
 // Values (the same "expected <what>, got <input>" shape as the node's configuration).

@@ -8,10 +8,7 @@ import { appendFileSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { stringify } from "yaml"
-import { hashPassword, parse as parseConfig } from "../../nodes/src/config/Config.js"
-import { start as startNode, type RunningNode } from "../../nodes/src/Node.js"
-import { makeLogger, silent } from "../../nodes/src/runtime/Log.js"
-import { systemClock } from "../../nodes/src/runtime/Clock.js"
+import { Clock, Config, Log, Node } from "@missive/node"
 import * as Cluster from "./Cluster.js"
 import type * as Scenario from "./Scenario.js"
 import type { World } from "./World.js"
@@ -47,7 +44,7 @@ export interface Running {
   /** Node faults (cluster only); nodes are numbered from 1. */
   readonly faults?: { kill(node: number): Promise<void>; restart(node: number): Promise<void>; readonly nodes: number } | undefined
   /** The in-process node (embedded only). */
-  readonly node?: RunningNode | undefined
+  readonly node?: Node.RunningNode | undefined
   /** CPU time the target used so far, ms, when it runs in other processes (in-process targets are in `cpuMs` of the report). */
   cpuMs?(): number
   stop(): Promise<void>
@@ -72,7 +69,7 @@ export const embeddedConfig = async (s: Scenario.Scenario, world: World, dataDir
   relay: { local_domains: ["missive.sim"], trusted_networks: s.senders.auth ? [] : ["127.0.0.0/8"] },
   auth: {
     require_tls: s.senders.tls,
-    users: s.senders.auth ? [{ name: s.senders.auth.user, password: await hashPassword(s.senders.auth.password) }] : []
+    users: s.senders.auth ? [{ name: s.senders.auth.user, password: await Config.hashPassword(s.senders.auth.password) }] : []
   },
   limits: { max_connections: Math.max(100, s.senders.connections * 2), max_connections_per_ip: Math.max(50, s.senders.connections * 2), max_message_size: "12MB" },
   dns: { servers: [world.dns.server], timeout: "2s" },
@@ -94,13 +91,13 @@ export const start = async (spec: Spec, s: Scenario.Scenario, world: World, opts
   if (spec.kind === "cluster") return startCluster(spec.nodes, s, world)
   const dir = mkdtempSync(join(tmpdir(), "missive-sim-"))
   const raw = await embeddedConfig(s, world, dir)
-  const parsed = parseConfig(stringify(raw), "embedded node configuration")
+  const parsed = Config.parse(stringify(raw), "embedded node configuration")
   if (!parsed.ok) {
     rmSync(dir, { recursive: true, force: true })
     throw new TargetError(`the scenario's node configuration is invalid:\n${parsed.errors.map((e) => `  ${e}`).join("\n")}`)
   }
-  const log = opts.logFile ? makeLogger(systemClock, { write: (line) => appendFileSync(opts.logFile!, line + "\n") }) : silent
-  const node = await startNode(parsed.config, { log, pollMs: 100 })
+  const log = opts.logFile ? Log.makeLogger(Clock.systemClock, { write: (line) => appendFileSync(opts.logFile!, line + "\n") }) : Log.silent
+  const node = await Node.start(parsed.config, { log, pollMs: 100 })
   return {
     endpoint: { host: "127.0.0.1", port: node.ports["smtp"]! },
     node,
@@ -115,7 +112,7 @@ const startCluster = async (n: number, s: Scenario.Scenario, world: World): Prom
   const bad = s.faults.find((f) => f.kill_node > n)
   if (bad) throw new TargetError(`scenario ${s.name} kills node ${bad.kill_node}, but the target has ${n} node(s)`)
   const base = await clusterConfig(s, world)
-  const parsed = parseConfig(stringify({ ...base, node_id: "check", data_dir: "/nonexistent", cluster: { ...(base["cluster"] as object), nats: ["nats://127.0.0.1:4222"] } }), "cluster node configuration")
+  const parsed = Config.parse(stringify({ ...base, node_id: "check", data_dir: "/nonexistent", cluster: { ...(base["cluster"] as object), nats: ["nats://127.0.0.1:4222"] } }), "cluster node configuration")
   if (!parsed.ok) throw new TargetError(`the scenario's node configuration is invalid:\n${parsed.errors.map((e) => `  ${e}`).join("\n")}`)
   let cluster: Cluster.SimCluster
   try {

@@ -74,7 +74,7 @@ describe("cluster faults", () => {
       const { JetStreamWork } = await import("@missive/events")
       const w = await JetStreamWork.open({ nc, prefix: "missive", observe: true })
       console.log("now", Date.now() - pausedAt, JSON.stringify((await w.listAll(100)).map((x) => ({ ...x, dueAt: x.dueAt - pausedAt, until: x.until - pausedAt }))))
-      const { gather } = await import("../../nodes/src/cluster/Service.js")
+      const { gather } = (await import("@missive/node")).Service
       console.log(JSON.stringify(await gather(nc, "missive")))
       throw e
     })

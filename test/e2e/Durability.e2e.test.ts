@@ -1,10 +1,10 @@
 // The durability contract at the edges: with too little free disk the node answers 452 and stores nothing.
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { rawMessage, send, startNode, tempDir, testConfig } from "../src/Harness.js"
-import type { RunningNode } from "../../nodes/src/Node.js"
+import type { Node } from "@missive/node"
 
 describe("store limits", () => {
-  let node: RunningNode
+  let node: Node.RunningNode
   const dir = tempDir()
   beforeAll(async () => {
     node = await startNode(testConfig(dir.path, { store: { min_free_space: "1000TB" } }))

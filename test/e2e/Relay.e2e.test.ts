@@ -3,8 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startCapture, type CaptureServer } from "../src/CaptureServer.js"
 import { nullMx, startDnsServer, type DnsServer } from "../src/DnsServer.js"
 import { rawMessage, send, startNode, tempDir, testConfig, waitFor } from "../src/Harness.js"
-import type { RunningNode } from "../../nodes/src/Node.js"
-import { hashPassword } from "../../nodes/src/config/Config.js"
+import { Config, type Node } from "@missive/node"
 import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 
@@ -12,7 +11,7 @@ describe("relay through a single node", () => {
   let dest: CaptureServer
   let senderMx: CaptureServer
   let dns: DnsServer
-  let node: RunningNode
+  let node: Node.RunningNode
   const dir = tempDir()
 
   beforeAll(async () => {
@@ -34,7 +33,7 @@ describe("relay through a single node", () => {
       delivery: { port: dest.port },
       routes: { "routed.test": `127.0.0.1:${dest.port}`, "sender.test": `127.0.0.1:${senderMx.port}` },
       relay: { local_domains: ["missive.test"], trusted_networks: [] },
-      auth: { require_tls: true, users: [{ name: "alice", password: await hashPassword("s3cret") }] }
+      auth: { require_tls: true, users: [{ name: "alice", password: await Config.hashPassword("s3cret") }] }
     }))
   })
   afterAll(async () => {

@@ -7,9 +7,7 @@ import { existsSync, mkdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { stringify } from "yaml"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { parse } from "../../nodes/src/config/Config.js"
-import { start, type RunningNode } from "../../nodes/src/Node.js"
-import { silent } from "../../nodes/src/runtime/Log.js"
+import { Config, Log, Node } from "@missive/node"
 import { startCapture, type CaptureServer } from "../src/CaptureServer.js"
 import { rawMessage, ROOT, send, tempDir, testConfig, waitFor, writeConfig, missive } from "../src/Harness.js"
 
@@ -17,7 +15,7 @@ import { rawMessage, ROOT, send, tempDir, testConfig, waitFor, writeConfig, miss
 describe("replay of a real node's log", () => {
   const dir = tempDir("missive-replay-")
   let flaky: CaptureServer, picky: CaptureServer, down: CaptureServer, senderMx: CaptureServer, target: CaptureServer
-  let node: RunningNode
+  let node: Node.RunningNode
   let configPath = ""
   const observed = new Map<string, Message.State>()
   const tries = new Map<string, number>()
@@ -42,9 +40,9 @@ describe("replay of a real node's log", () => {
       retry: { initial: "300ms", max: "1s", multiplier: 2, jitter: 0, lifetime: "3s" }
     })
     configPath = writeConfig(dir.path, config)
-    const parsed = parse(stringify(config), "test")
+    const parsed = Config.parse(stringify(config), "test")
     if (!parsed.ok) throw new Error(parsed.errors.join("\n"))
-    node = await start(parsed.config, { log: silent, pollMs: 100, onState: (id, s) => void observed.set(id, s) })
+    node = await Node.start(parsed.config, { log: Log.silent, pollMs: 100, onState: (id, s) => void observed.set(id, s) })
     const port = node.ports["smtp"]!
     const mail = async (name: string, from: string, to: Array<string>) => {
       const r = await send(port, { from, to }, rawMessage({ from, to: to[0]!, subject: name }))

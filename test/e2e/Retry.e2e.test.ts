@@ -2,13 +2,13 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startCapture, type CaptureServer } from "../src/CaptureServer.js"
 import { rawMessage, send, startNode, tempDir, testConfig, waitFor } from "../src/Harness.js"
-import type { RunningNode } from "../../nodes/src/Node.js"
+import type { Node } from "@missive/node"
 
 describe("retries and expiry", () => {
   let flaky: CaptureServer
   let down: CaptureServer
   let senderMx: CaptureServer
-  let node: RunningNode
+  let node: Node.RunningNode
   const dir = tempDir()
   const attemptsByMessage = new Map<string, number>()
 

@@ -8,9 +8,7 @@ import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import nodemailer from "nodemailer"
 import { stringify } from "yaml"
-import { parse } from "../../nodes/src/config/Config.js"
-import { start, type RunningNode } from "../../nodes/src/Node.js"
-import { silent } from "../../nodes/src/runtime/Log.js"
+import { Config, Log, Node } from "@missive/node"
 
 export const ROOT = resolve(import.meta.dirname, "../..")
 
@@ -55,10 +53,10 @@ export const writeConfig = (dir: string, config: Record<string, unknown>): strin
   return path
 }
 
-export const startNode = async (config: Record<string, unknown>, opts: { pollMs?: number } = {}): Promise<RunningNode> => {
-  const r = parse(stringify(config), "test")
+export const startNode = async (config: Record<string, unknown>, opts: { pollMs?: number } = {}): Promise<Node.RunningNode> => {
+  const r = Config.parse(stringify(config), "test")
   if (!r.ok) throw new Error(`bad test config:\n${r.errors.join("\n")}`)
-  return start(r.config, { log: process.env["MISSIVE_TEST_LOG"] ? undefined : silent, pollMs: opts.pollMs ?? 100 })
+  return Node.start(r.config, { log: process.env["MISSIVE_TEST_LOG"] ? undefined : Log.silent, pollMs: opts.pollMs ?? 100 })
 }
 
 export interface ChildNode {

@@ -1,0 +1,132 @@
+// The cluster scheduler on a real nats-server: the inbox's accept commit reaches a node through the shared consumer
+// with its events and body; completion removes the carrier; a deferral comes back after its NAK delay; a node that
+// stops acking loses the message to a peer after AckWait; a wake token reaches a node for a carrier held nowhere.
+import type { Message } from "@missive/core"
+import { JetStreamInbox } from "@missive/events"
+import { connect, type NatsConnection } from "@nats-io/transport-node"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { startNatsServer, type NatsServer } from "../../test/src/Nats.js"
+import * as ClusterWork from "../src/scheduler/ClusterWork.js"
+
+let server: NatsServer
+let nc: NatsConnection
+let n = 0
+beforeAll(async () => {
+  server = await startNatsServer()
+  nc = await connect({ servers: server.url })
+})
+afterAll(async () => {
+  await nc?.close()
+  await server?.dispose()
+})
+
+const received = (id: string, at: number): Message.Event => ({
+  type: "MessageReceived", v: 1, at, node: "n1", policy: "p", id, sender: "a@example.org", recipients: ["b@example.net"],
+  size: 5, digest: "sha256:x", client: { ip: "127.0.0.1", helo: "h", tls: false }
+} as unknown as Message.Event)
+
+const until = async <T>(f: () => Promise<T | undefined>, ms = 10_000): Promise<T> => {
+  const end = Date.now() + ms
+  for (;;) {
+    const v = await f()
+    if (v !== undefined) return v
+    if (Date.now() > end) throw new Error("timed out")
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+const setup = async (ackWaitMs = 1000) => {
+  const inbox = await JetStreamInbox.open({ nc, prefix: `cw${++n}`, shards: 2, ackWaitMs })
+  const node = (name: string) => ClusterWork.open({ nc, inbox, now: () => Date.now(), fetchBody: async () => Buffer.from("large"), log: () => {} })
+  return { inbox, node, name: n }
+}
+
+const claimOne = async (w: ClusterWork.ClusterWork, ms = 10_000) =>
+  until(async () => (await w.claim(Date.now(), 10, "n", 0))[0], ms)
+
+describe("cluster work on the inbox consumer", () => {
+  it("hands a committed message to a node with its events and body; completion removes the carrier", async () => {
+    const { inbox, node } = await setup()
+    const w = await node("a")
+    try {
+      await inbox.commit("m1", [received("m1", 1)], Buffer.from("hello"))
+      expect(await inbox.count()).toBe(1)
+      const item = await claimOne(w)
+      expect(item.id).toBe("m1")
+      expect(item.carried?.events[0]?.type).toBe("MessageReceived")
+      expect(item.carried?.body.toString()).toBe("hello")
+      expect(w.holds("m1")).toBe(true)
+      await w.complete("m1")
+      await until(async () => ((await inbox.count()) === 0 ? true : undefined))
+      expect(w.holds("m1")).toBe(false)
+    } finally {
+      await w.close()
+    }
+  })
+
+  it("brings a deferred message back after its delay, not before", async () => {
+    const { inbox, node } = await setup()
+    const w = await node("a")
+    try {
+      await inbox.commit("m2", [received("m2", 1)], Buffer.from("x"))
+      await claimOne(w)
+      const t0 = Date.now()
+      await w.schedule("m2", t0 + 800)
+      expect(w.holds("m2")).toBe(false)
+      const again = await claimOne(w)
+      expect(again.id).toBe("m2")
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(700)
+      await w.complete("m2")
+    } finally {
+      await w.close()
+    }
+  })
+
+  it("gives a message held by a node that stopped acking to a peer after AckWait", async () => {
+    const { inbox, node } = await setup(1000)
+    const a = await node("a")
+    const b = await node("b")
+    try {
+      // Only a pulls at first.
+      await inbox.commit("m3", [received("m3", 1)], Buffer.from("x"))
+      await claimOne(a)
+      await a.close() // dies without acking: no in-progress acks any more
+      const t0 = Date.now()
+      const item = await claimOne(b)
+      expect(item.id).toBe("m3")
+      expect(item.carried?.body.toString()).toBe("x")
+      expect(Date.now() - t0).toBeLessThan(5_000)
+      await b.complete("m3")
+      await until(async () => ((await inbox.count()) === 0 ? true : undefined))
+    } finally {
+      await b.close()
+    }
+  })
+
+  it("keeps a slow drive's lease with in-progress acks; a wake token reaches a node for a carrier held elsewhere", async () => {
+    const { inbox, node } = await setup(1000)
+    const a = await node("a")
+    const b = await node("b")
+    try {
+      await inbox.commit("m4", [received("m4", 1)], Buffer.from("x"))
+      const first = await Promise.race([claimOne(a).then((i) => ({ w: a, o: b, i })), claimOne(b).then((i) => ({ w: b, o: a, i }))])
+      // Held for three AckWaits: the in-progress acks keep it; the other node never sees it.
+      await new Promise((r) => setTimeout(r, 3000))
+      expect(first.w.holds("m4")).toBe(true)
+      expect((await first.o.claim(Date.now(), 10, "n", 0)).length).toBe(0)
+      // Deferred far out, then woken by an operator on the other node: the wake token comes to someone now.
+      await first.w.schedule("m4", Date.now() + 3_600_000)
+      await first.o.schedule("m4", Date.now())
+      const woken = await Promise.race([claimOne(a), claimOne(b)])
+      expect(woken.id).toBe("m4")
+      expect(woken.carried).toBeUndefined()
+      // Completing through the wake token removes the carrier that waits with its long delay.
+      const holder = a.holds("m4") ? a : b
+      await holder.complete("m4")
+      await until(async () => ((await inbox.count()) === 0 ? true : undefined))
+    } finally {
+      await a.close()
+      await b.close()
+    }
+  })
+})
