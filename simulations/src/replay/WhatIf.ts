@@ -2,7 +2,8 @@
 // (which reply it gave when, and how long an attempt took) through the pure decider under a virtual clock with an
 // alternative policy (retry schedule, lifetime, per-destination and total concurrency), and compares the outcome
 // with what was recorded. Deterministic: seeded jitter, ordered event queue, no clock and no I/O beyond reading the log.
-import { Message, Reply, Route, type Policy } from "@missive/core"
+// Each message follows core's drive plan (core/src/Drive.ts), the node's own: what-if cannot drift from the node.
+import { Drive, Message, Reply, Route, type Policy } from "@missive/core"
 import { EventStore } from "@missive/events"
 import * as E from "fp-ts/lib/Either.js"
 import { Clock } from "@missive/node"
@@ -30,6 +31,22 @@ interface Sample {
   readonly durationMs: number
 }
 
+/** An operator command the log records (by whom, when), replayed at its time. */
+export interface Operation {
+  readonly id: string
+  readonly at: number
+  readonly op: "hold" | "release" | "retry" | "delete"
+  readonly by: string
+  readonly reason?: string | undefined
+}
+
+/** One recorded attempt of one message: who answered, how long it took, each recipient's reply. */
+export interface RecordedAttempt {
+  readonly host: string
+  readonly durationMs: number
+  readonly replies: ReadonlyMap<string, Reply.Reply>
+}
+
 /** What the log says: arrivals in the window, routes, destination behaviour, per-recipient permanent replies. */
 export interface Recording {
   readonly from: number
@@ -40,6 +57,10 @@ export interface Recording {
   readonly routes: ReadonlyMap<string, Route.RouteDecision>
   readonly behaviour: ReadonlyMap<string, ReadonlyArray<Sample>>
   readonly permanent: ReadonlyMap<string, Reply.Reply>
+  /** Every attempt of the window's messages, by message and attempt number (`replies: "message"` replays these). */
+  readonly attempts?: ReadonlyMap<string, RecordedAttempt> | undefined
+  /** Operator commands on the window's messages, in log order. */
+  readonly operations?: ReadonlyArray<Operation> | undefined
   readonly recorded: Outcome
   readonly policies: ReadonlyArray<string>
   readonly eventsRead: number
@@ -69,6 +90,8 @@ export const record = async (store: Store, o: { from: number; to: number; onProg
   const routes = new Map<string, Route.RouteDecision>()
   const behaviour = new Map<string, Array<Sample>>()
   const permanent = new Map<string, Reply.Reply>()
+  const recordedAttempts = new Map<string, { host: string; durationMs: number; replies: Map<string, Reply.Reply> }>()
+  const operations: Array<Operation> = []
   const policies = new Set<string>()
   const latencies: Array<number> = []
   const depthChanges: Array<[number, number]> = []
@@ -110,6 +133,17 @@ export const record = async (store: Store, o: { from: number; to: number; onProg
           for (const r of e.routes) if (!routes.has(key2(id, r.rcpt))) routes.set(key2(id, r.rcpt), r)
           break
         case "AttemptStarted": attempts += 1; break
+        case "AttemptSucceeded": case "AttemptDeferred": case "AttemptFailed": {
+          const k = key2(id, String(e.attempt))
+          const a = recordedAttempts.get(k) ?? { host: e.host, durationMs: Math.max(0, e.at - (started.get(id)?.get(e.attempt)?.at ?? e.at)), replies: new Map() }
+          for (const r of e.rcpts) a.replies.set(r, e.reply)
+          recordedAttempts.set(k, a)
+          break
+        }
+        case "MessageHeld": operations.push({ id, at: e.at, op: "hold", by: e.by, reason: e.reason }); break
+        case "MessageReleased": operations.push({ id, at: e.at, op: "release", by: e.by }); break
+        case "RetryRequested": operations.push({ id, at: e.at, op: "retry", by: e.by }); break
+        case "MessageDeleted": operations.push({ id, at: e.at, op: "delete", by: e.by }); break
         case "RecipientDelivered": delivered += 1; latencies.push(e.at - t.receivedAt); break
         case "RecipientBounced": bounced += 1; break
         case "RecipientExpired": expired += 1; break
@@ -120,7 +154,7 @@ export const record = async (store: Store, o: { from: number; to: number; onProg
   }
   for (const list of behaviour.values()) list.sort((a, b) => a.at - b.at)
   return {
-    from: o.from, to: o.to, horizon, arrivals, routes, behaviour, permanent, policies: [...policies], eventsRead,
+    from: o.from, to: o.to, horizon, arrivals, routes, behaviour, permanent, attempts: recordedAttempts, operations, policies: [...policies], eventsRead,
     recorded: { messages: arrivals.length, recipients, delivered, bounced, expired, queued: recipients - delivered - bounced - expired, attempts,
       latency: percentiles(latencies), peakQueue: peakOf(depthChanges) }
   }
@@ -181,8 +215,21 @@ export interface SimResult {
   readonly unknownDestinations: ReadonlyArray<string>
 }
 
-/** Runs the recorded arrivals under `alt` on a virtual clock, up to the recording's horizon. */
-export const simulate = (rec: Recording, alt: AltPolicy, opts: { seed?: number; node?: string; onEvents?: (id: string, events: ReadonlyArray<Message.Event>) => void } = {}): SimResult => {
+export interface SimOptions {
+  readonly seed?: number
+  readonly node?: string
+  /**
+   * Where an attempt's replies come from. "destination" (default): the reply the destination gave at that moment
+   * (its last recorded reply at or before it), the model for another policy. "message": the reply each recipient got
+   * on the same attempt of the same message (falling back to "destination" past the recording), the model for
+   * replaying the recorded policy exactly.
+   */
+  readonly replies?: "destination" | "message"
+  readonly onEvents?: (id: string, events: ReadonlyArray<Message.Event>) => void
+}
+
+/** Runs the recorded arrivals (and operator commands) under `alt` on a virtual clock, up to the recording's horizon. */
+export const simulate = (rec: Recording, alt: AltPolicy, opts: SimOptions = {}): SimResult => {
   const random = Clock.seededRandom(opts.seed ?? 1)
   const node = opts.node ?? "what-if"
   const heap = new Heap()
@@ -201,13 +248,12 @@ export const simulate = (rec: Recording, alt: AltPolicy, opts: { seed?: number; 
   let delivered = 0, bounced = 0, expired = 0, attempts = 0, active = 0, peak = 0
   const latencies: Array<number> = []
   const ctx = (): Message.Ctx => ({ at: now, node, policy: alt.hash })
+  const dsnId = () => `what-if-${++nextId}`
 
-  const apply = (id: string, c: Message.Command): boolean => {
-    const s = states.get(id)!
-    const r = Message.decide(c, s)
-    if (E.isLeft(r)) return false
-    let next = s
-    for (const e of r.right) {
+  /** The node's command handler without a store: decide on the current state, fold, count. No conflicts here. */
+  const commit = (id: string, events: ReadonlyArray<Message.Event>) => {
+    let next = states.get(id)!
+    for (const e of events) {
       next = Message.evolve(next, e)
       if (e.type === "AttemptStarted") attempts += 1
       else if (e.type === "RecipientDelivered") { delivered += 1; latencies.push(e.at - (next as Message.Live).receivedAt) }
@@ -216,7 +262,12 @@ export const simulate = (rec: Recording, alt: AltPolicy, opts: { seed?: number; 
       else if (e.type === "MessageCompleted") active -= 1
     }
     states.set(id, next)
-    opts.onEvents?.(id, r.right)
+    if (events.length > 0) opts.onEvents?.(id, events)
+  }
+  const apply = (id: string, c: Message.Command): boolean => {
+    const r = Message.decide(c, states.get(id)!)
+    if (E.isLeft(r)) return false
+    commit(id, r.right)
     return true
   }
 
@@ -251,50 +302,64 @@ export const simulate = (rec: Recording, alt: AltPolicy, opts: { seed?: number; 
     at(due, () => { if (scheduled.get(id) === due) { scheduled.delete(id); drive(id) } })
   }
 
-  const settle = (id: string) => {
-    const s = states.get(id)!
-    if (s.status !== "active" || (inFlight.get(id) ?? 0) > 0) return
-    scheduleDrive(id, Message.nextDue(s) ?? now)
-  }
-
-  const drive = (id: string) => {
-    const s = states.get(id)
-    if (!s || s.status !== "active" || s.held || (inFlight.get(id) ?? 0) > 0) return
-    const due = Message.dueRecipients(s, now)
-    if (due.length === 0) return settle(id)
-    const routes = due.map((r): Route.RouteDecision => rec.routes.get(key2(id, r.address)) ?? {
-      rcpt: r.address, destination: { kind: "smtp", key: `mx:${Route.domainOf(r.address)}`, hops: [{ host: Route.domainOf(r.address), port: 25, preference: 0 }], via: "mx" }
-    })
-    if (!apply(id, { type: "Route", ctx: ctx(), routes, dsnId: `what-if-${++nextId}` })) return
-    const after = states.get(id)!
-    if (after.status !== "active") return
-    const groups = new Map<string, Array<string>>()
-    for (const r of after.recipients) if (r.status === "routed" && r.destination) {
-      const g = groups.get(r.destination.key) ?? []
-      g.push(r.address)
-      groups.set(r.destination.key, g)
-    }
-    for (const [key, rcpts] of groups) {
-      if (!apply(id, { type: "StartAttempt", ctx: ctx(), rcpts, destination: key })) continue
-      const attempt = (states.get(id) as Message.Live).attempts
-      inFlight.set(id, (inFlight.get(id) ?? 0) + 1)
-      limited(key, (release) => {
-        const first = sampleAt(rec.behaviour.get(key), now)
-        at(now + (first?.durationMs ?? 0), () => {
-          const sample = sampleAt(rec.behaviour.get(key), now)
-          if (!sample) unknown.add(key)
-          const base: Reply.Reply = sample?.reply ?? { code: 250, enhanced: "2.0.0", text: "no recorded reply (assumed accepted)" }
-          const results = rcpts.map((rcpt) => {
-            const perm = rec.permanent.get(key2(id, rcpt))
-            return { rcpt, reply: perm && Reply.classify(base) !== "transient" ? perm : base }
-          })
-          apply(id, { type: "ReportAttempt", ctx: ctx(), attempt, host: sample?.host ?? "simulated", results, retry: alt.retry, jitter: random.next(), dsnId: `what-if-${++nextId}` })
-          inFlight.set(id, (inFlight.get(id) ?? 1) - 1)
-          release()
-          settle(id)
-        })
+  /** The reply and timing of one attempt: the recorded one of this message, or the destination's at that moment. */
+  const replyOf = (id: string, a: Drive.Attempt, t: number) => {
+    const key = a.destination.key
+    const mine = opts.replies === "message" ? rec.attempts?.get(key2(id, String(a.attempt))) : undefined
+    if (mine && a.rcpts.every((r) => mine.replies.has(r)))
+      return { durationMs: mine.durationMs, host: mine.host, results: a.rcpts.map((rcpt) => ({ rcpt, reply: mine.replies.get(rcpt)! })) }
+    const sample = sampleAt(rec.behaviour.get(key), t)
+    if (!sample) unknown.add(key)
+    const base: Reply.Reply = sample?.reply ?? { code: 250, enhanced: "2.0.0", text: "no recorded reply (assumed accepted)" }
+    return {
+      durationMs: sample?.durationMs ?? 0, host: sample?.host ?? "simulated",
+      results: a.rcpts.map((rcpt) => {
+        const perm = rec.permanent.get(key2(id, rcpt))
+        return { rcpt, reply: perm && Reply.classify(base) !== "transient" ? perm : base }
       })
     }
+  }
+
+  /** One drive, as the node's Driver runs it: follow the plan until it waits, parks or finishes. */
+  const drive = (id: string) => {
+    for (let step = 0; step < 8; step++) {
+      const s = states.get(id)
+      if (!s || (inFlight.get(id) ?? 0) > 0) return
+      const plan = Drive.next(s, now, alt.retry)
+      switch (plan.kind) {
+        case "none": case "finish": return
+        case "park": case "wait": return scheduleDrive(id, plan.until)
+        case "expire":
+          if (!apply(id, Drive.expireCommand(ctx(), alt.retry, dsnId()))) return
+          continue
+        case "route": {
+          const routes = plan.due.map((r): Route.RouteDecision => rec.routes.get(key2(id, r.address)) ?? {
+            rcpt: r.address, destination: { kind: "smtp", key: `mx:${Route.domainOf(r.address)}`, hops: [{ host: Route.domainOf(r.address), port: 25, preference: 0 }], via: "mx" }
+          })
+          const begun = Drive.begin(s, now, routes, ctx(), dsnId())
+          if (E.isLeft(begun)) return
+          commit(id, begun.right.events)
+          for (const a of begun.right.attempts) attempt(id, a)
+          if (begun.right.attempts.length > 0) return
+          continue
+        }
+      }
+    }
+    scheduleDrive(id, now)
+  }
+
+  const attempt = (id: string, a: Drive.Attempt) => {
+    inFlight.set(id, (inFlight.get(id) ?? 0) + 1)
+    limited(a.destination.key, (release) => {
+      const first = replyOf(id, a, now)
+      at(now + first.durationMs, () => {
+        const outcome = opts.replies === "message" ? first : replyOf(id, a, now)
+        apply(id, Drive.reportCommand(ctx(), a, outcome, alt.retry, random.next(), dsnId()))
+        inFlight.set(id, (inFlight.get(id) ?? 1) - 1)
+        release()
+        drive(id)
+      })
+    })
   }
 
   for (const a of rec.arrivals) at(a.event.at, () => {
@@ -304,6 +369,18 @@ export const simulate = (rec: Recording, alt: AltPolicy, opts: { seed?: number; 
     active += 1
     if (active > peak) peak = active
     drive(a.id)
+  })
+
+  // Operator commands at their recorded times, as the node's host runs them: decide, then follow the plan.
+  for (const o of rec.operations ?? []) at(o.at, () => {
+    if (!states.has(o.id)) return
+    const c = ctx()
+    const command: Message.Command =
+      o.op === "hold" ? { type: "Hold", ctx: c, by: o.by, reason: o.reason ?? "operator" }
+      : o.op === "release" ? { type: "Release", ctx: c, by: o.by }
+      : o.op === "retry" ? { type: "RetryNow", ctx: c, by: o.by }
+      : { type: "Delete", ctx: c, by: o.by }
+    if (apply(o.id, command)) drive(o.id)
   })
 
   for (;;) {
