@@ -13,7 +13,10 @@ import { jetstreamManager } from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
 import { stringify } from "yaml"
 import { startCapture } from "../test/src/CaptureServer.js"
-import { startNatsCluster, startNatsServer, type NatsCluster } from "../test/src/Nats.js"
+import { opsBetween, streams, workLeft, type Ops } from "../test/src/JetStreamState.js"
+import { startNatsCluster, startNatsServer, type NatsCluster, type NatsServer } from "../test/src/Nats.js"
+import { runLoad } from "./lib/Load.js"
+import * as Postfix from "./Postfix.js"
 import { JetStreamWork } from "@missive/events"
 import { Kvm } from "@nats-io/kv"
 import { startRelay } from "./relay.bench.js"
@@ -56,7 +59,7 @@ const startClusterNode = async (n: ClusterNode): Promise<void> => {
   n.child = await startChild(process.execPath, [join(ROOT, "bin/missive.mjs"), "start", "--config", n.config], (o) => o.includes("listening on"), { cwd: ROOT, timeoutMs: 90_000 })
 }
 
-const configNodes = async (dir: string, nats: ReadonlyArray<string>, sinkPort: number, slowPort: number): Promise<Array<ClusterNode>> => {
+const configNodes = async (dir: string, nats: ReadonlyArray<string>, sinkPort: number, slowPort: number, latPort: number): Promise<Array<ClusterNode>> => {
   const out: Array<ClusterNode> = []
   for (let k = 1; k <= 3; k++) {
     const port = await freePort()
@@ -67,8 +70,8 @@ const configNodes = async (dir: string, nats: ReadonlyArray<string>, sinkPort: n
     writeFileSync(config, stringify({
       hostname: helo, node_id: `node-${k}`, data_dir: dataDir,
       listeners: { smtp: { host: "127.0.0.1", port }, submission: { enabled: false } },
-      relay: { relay_domains: ["sink.test", "slow.test"] },
-      routes: { "sink.test": `127.0.0.1:${sinkPort}`, "slow.test": `127.0.0.1:${slowPort}` },
+      relay: { relay_domains: ["sink.test", "slow.test", "lat.test"] },
+      routes: { "sink.test": `127.0.0.1:${sinkPort}`, "slow.test": `127.0.0.1:${slowPort}`, "lat.test": `127.0.0.1:${latPort}` },
       limits: { max_connections: 1000, max_connections_per_ip: 1000 },
       delivery: { tls: "none", concurrency_per_destination: 20 },
       cluster: { nats: [...nats], lease: `${LEASE_MS}ms` }
@@ -78,7 +81,47 @@ const configNodes = async (dir: string, nats: ReadonlyArray<string>, sinkPort: n
   return out
 }
 
-interface Row { readonly name: string; readonly messages: number; readonly perSecond: number; readonly cpuPerMsg: number; readonly natsCpuPerMsg?: number; readonly perNode?: string }
+interface Row {
+  readonly name: string; readonly messages: number; readonly perSecond: number; readonly cpuPerMsg: number; readonly natsCpuPerMsg?: number; readonly perNode?: string
+  /** "." → 250 and 250 → at the sink, ms (raw-client runs only). */
+  readonly p99Accept?: number; readonly p50Accept?: number; readonly p99Delivered?: number; readonly p50Delivered?: number
+  readonly ops?: Ops
+}
+
+/** What the servers run with, from /varz: version and JetStream sync setting. */
+const serverSettings = async (servers: ReadonlyArray<NatsServer>): Promise<string> => {
+  const seen = new Set<string>()
+  for (const s of servers) {
+    try {
+      const v = (await (await fetch(`${s.monitor()}/varz`)).json()) as { version: string; jetstream?: { config?: { sync_interval?: number; sync_always?: boolean } } }
+      const c = v.jetstream?.config
+      seen.add(`nats-server ${v.version}, ${c?.sync_always ? "sync_interval: always (fsync on every write)" : `sync_interval ${c?.sync_interval !== undefined ? `${c.sync_interval / 1e9} s` : "default (2 min)"}`}`)
+    } catch { seen.add("nats-server (no /varz)") }
+  }
+  return [...seen].join("; ")
+}
+
+/** The same smtp-source load through a private Postfix instance relaying to the same smtp-sink (needs root). */
+const postfixRow = async (sink: Sink, messages: number): Promise<Row | string> => {
+  const why = Postfix.available()
+  if (why) return why
+  const port = await freePort()
+  const pf = Postfix.start({ port, routes: new Map([["sink.test", "127.0.0.1"]]), receiversPort: sink.port })
+  try {
+    const one = async (name: string, m: number): Promise<Row> => {
+      const before = sink.count()
+      const cpu0 = pf.cpuMs()
+      const t0 = performance.now()
+      await source(port, m)
+      const t1 = await waitUntil("postfix delivered", () => sink.count() >= before + m, 300_000)
+      return { name, messages: m, perSecond: (m * 1000) / (t1 - t0), cpuPerMsg: (pf.cpuMs() - cpu0) / m }
+    }
+    await one("warm-up", Math.max(60, Math.round(messages / 10)))
+    return await one("Postfix 3.7, 1 process tree (queue files, fsync), 4 KB", messages)
+  } finally {
+    pf.stop()
+  }
+}
 
 const source = (port: number, messages: number) =>
   exec("smtp-source", ["-s", "20", "-m", String(messages), "-l", "4096", "-f", "bench@src.test", "-t", "x@sink.test", "-M", "src.test", `127.0.0.1:${port}`], { maxBuffer: 1 << 24 })
@@ -150,7 +193,10 @@ export const run = async (): Promise<string> => {
   let failoverMsgs = 0
   let nats: NatsCluster | undefined
   let nodes: Array<ClusterNode> = []
+  let settings = ""
+  let postfix: Row | string = "not run"
   try {
+    postfix = await postfixRow(sink, n(3000))
     // ---- one embedded node --------------------------------------------------------------------
     {
       mkdirSync(join(dir, "embedded"), { recursive: true })
@@ -178,30 +224,55 @@ export const run = async (): Promise<string> => {
       // node-1's deliveries to slow.test hang (it holds them, accepted and undelivered); peers' are accepted.
       onData: (m) => (m.helo === "n1.missive.test" ? new Promise(() => {}) : undefined)
     })
-    nodes = await configNodes(dir, nats.urls, sink.port, slow.port)
+    // The latency sink: when each raw-client message (by recipient) reached it.
+    const arrived = new Map<string, number>()
+    const lat = await startCapture({ onData: (m) => { for (const r of m.to) arrived.set(r, performance.now()); return undefined } })
+    nodes = await configNodes(dir, nats.urls, sink.port, slow.port, lat.port)
     await Promise.all(nodes.map(startClusterNode))
+    settings = await serverSettings(nats.servers)
     const nc = await connect({ servers: [...nats.urls], maxReconnectAttempts: -1 })
-    const jsm = await jetstreamManager(nc)
-    const workLeft = async () => (await jsm.streams.info("KV_missive_work")).state.messages
+    await jetstreamManager(nc)
+    const drained = async () => (await workLeft(nc)).every((w) => w.left === 0)
     const natsCpu = () => nats!.servers.reduce((s, x) => s + cpuMs(x.pid()!), 0)
     try {
-      const runCluster = async (name: string, messages: number): Promise<Row> => {
+      // `raw`: the raw-socket client (20 sessions per node) to lat.test, with each message's 250 and sink arrival.
+      const runCluster = async (name: string, messages: number, raw = false): Promise<Row> => {
         const before = sink.count()
+        arrived.clear()
+        const accepted = new Map<string, number>()
+        const accept: Array<number> = []
         const cpu0 = nodes.map((x) => cpuMs(x.child!.proc.pid!))
         const ncpu0 = natsCpu()
+        const s0 = await streams(nc)
         const t0 = performance.now()
-        await Promise.all(nodes.map((x) => source(x.port, messages / 3)))
-        const t1 = await waitUntil("cluster delivered", () => sink.count() >= before + messages, 300_000)
-        await waitUntil("cluster work index empty", async () => (await workLeft()) === 0, 60_000)
+        let t1: number
+        if (raw) {
+          await Promise.all(nodes.map(async (x, k) => {
+            const r = await runLoad({ port: x.port, sessions: 20, messages: messages / 3, size: 4096, recipients: 1, from: "bench@src.test",
+              to: (i) => `n${k}.${i}@lat.test`, onReply: (i, code, at) => { if (code === "250") accepted.set(`n${k}.${i}@lat.test`, at) } })
+            accept.push(...r.latenciesMs)
+          }))
+          t1 = await waitUntil("cluster delivered (lat)", () => [...accepted.keys()].every((r) => arrived.has(r)), 300_000)
+        } else {
+          await Promise.all(nodes.map((x) => source(x.port, messages / 3)))
+          t1 = await waitUntil("cluster delivered", () => sink.count() >= before + messages, 300_000)
+        }
+        await waitUntil("cluster work drained", drained, 60_000)
+        await sleep(500) // the last completions' acks and deletes
+        const ops = opsBetween(s0, await streams(nc))
         const cpu = nodes.map((x, i) => cpuMs(x.child!.proc.pid!) - cpu0[i]!)
         const total = cpu.reduce((a, b) => a + b, 0)
+        const delivered = [...accepted].map(([r, at]) => arrived.get(r)! - at).sort((a, b) => a - b)
+        accept.sort((a, b) => a - b)
         return {
           name, messages, perSecond: (messages * 1000) / (t1 - t0), cpuPerMsg: total / messages,
-          natsCpuPerMsg: (natsCpu() - ncpu0) / messages, perNode: cpu.map((c) => (c / messages).toFixed(2)).join(" / ")
+          natsCpuPerMsg: (natsCpu() - ncpu0) / messages, perNode: cpu.map((c) => (c / messages).toFixed(2)).join(" / "), ops,
+          ...(raw ? { p50Accept: percentile(accept, 50), p99Accept: percentile(accept, 99), p50Delivered: percentile(delivered, 50), p99Delivered: percentile(delivered, 99) } : {})
         }
       }
       await runCluster("warm-up", n(300))
       rows.push(await runCluster("cluster, 3 nodes (JetStream R3), 4 KB", n(3000)))
+      rows.push(await runCluster("cluster, 3 nodes (JetStream R3), 4 KB, raw client", n(1500), true))
 
       // ---- failover ------------------------------------------------------------------------------
       const victim = nodes[0]!
@@ -232,6 +303,7 @@ export const run = async (): Promise<string> => {
       await nc.close()
       await Promise.all(nodes.map((x) => x.child?.stop()))
       await slow.close()
+      await lat.close()
     }
   } finally {
     await nats?.dispose()
@@ -242,18 +314,34 @@ export const run = async (): Promise<string> => {
   const sorted = [...failover].sort((a, b) => a - b)
   const f = (x: number | undefined, d = 1) => (x === undefined ? "–" : x.toFixed(d))
   const emb = rows.find((r) => r.name.startsWith("embedded"))!
+  const cl = rows.find((r) => r.ops !== undefined)
+  const clRaw = rows.find((r) => r.p99Accept !== undefined)
+  if (typeof postfix !== "string") rows.push(postfix)
+  const perMsg = (x: number, m: number) => (x / m).toFixed(2)
+  const opsTable = (r: Row) => [
+    `| stream | messages stored / msg | consumer acks / msg | consumer deliveries / msg |`,
+    `| --- | ---: | ---: | ---: |`,
+    ...r.ops!.byStream.map((s) => `| ${s.name} | ${perMsg(s.writes, r.messages)} | ${perMsg(s.acks, r.messages)} | ${perMsg(s.deliveries, r.messages)} |`),
+    `| **total** | **${perMsg(r.ops!.writes, r.messages)}** | **${perMsg(r.ops!.acks, r.messages)}** | |`
+  ].join("\n")
   return [
     `## Cluster relay throughput and failover (\`npm run bench -- cluster\`)`,
     ``,
     `Load: smtp-source, 20 sessions per node, one 4 KB message per session (split evenly over the 3 cluster nodes) → Missive → smtp-sink, loopback, 2 cores shared by everything, ${new Date().toISOString().slice(0, 10)}.`,
-    `Cluster: 3 Missive node processes on a 3-server nats-server 2.9 JetStream cluster, every stream and bucket R3, lease ${LEASE_MS / 1000} s; \`delivery.concurrency_per_destination: 20\` (per node for the embedded node, cluster-wide for the cluster).`,
+    `Cluster: 3 Missive node processes on a 3-server JetStream cluster (${settings}), every stream and bucket R3, lease ${LEASE_MS / 1000} s; \`delivery.concurrency_per_destination: 20\` (per node for the embedded node, cluster-wide for the cluster).`,
     `msgs/s is end to end (first connection → last message at the sink); CPU is user+system time from /proc/<pid>/stat per message: Missive nodes summed (per node in brackets), and the 3 nats-servers summed.`,
     ``,
-    `| run | messages | msgs/s | Missive CPU ms/msg | nats-server CPU ms/msg | total CPU ms/msg |`,
-    `| --- | ---: | ---: | ---: | ---: | ---: |`,
-    ...rows.map((r) => `| ${r.name} | ${r.messages} | ${f(r.perSecond, 0)} | ${f(r.cpuPerMsg, 2)}${r.perNode ? ` (${r.perNode})` : ""} | ${f(r.natsCpuPerMsg, 2)} | ${f(r.cpuPerMsg + (r.natsCpuPerMsg ?? 0), 2)} |`),
+    `The raw-client row uses bench/lib/Load.ts (20 sessions per node) to a capture sink: 250 is "." → 250 at the client; delivered is 250 → the message at the sink. JetStream ops are per delivered message: messages stored in each stream (last_seq delta: events, KV and object-store streams, any work stream; R3, so each is a replicated write) and acknowledgements by explicit-ack consumers (ack_floor delta).`,
     ``,
-    `The cluster does ${f(rows[1] ? rows[1].perSecond / emb.perSecond : undefined, 2)}× the embedded node's throughput on this 2-core machine; every append, body and work-index change there is a replicated JetStream write (R3 quorum ack) instead of one group-committed SQLite fsync.`,
+    `| run | messages | msgs/s | Missive CPU ms/msg | nats-server CPU ms/msg | total CPU ms/msg | 250 p50 / p99 ms | 250 → delivered p50 / p99 ms | JetStream writes + acks / msg |`,
+    `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |`,
+    ...rows.map((r) => `| ${r.name} | ${r.messages} | ${f(r.perSecond, 0)} | ${f(r.cpuPerMsg, 2)}${r.perNode ? ` (${r.perNode})` : ""} | ${f(r.natsCpuPerMsg, 2)} | ${f(r.cpuPerMsg + (r.natsCpuPerMsg ?? 0), 2)} | ${r.p99Accept !== undefined ? `${f(r.p50Accept, 1)} / ${f(r.p99Accept, 1)}` : "–"} | ${r.p99Delivered !== undefined ? `${f(r.p50Delivered, 0)} / ${f(r.p99Delivered, 0)}` : "–"} | ${r.ops ? `${perMsg(r.ops.writes, r.messages)} + ${perMsg(r.ops.acks, r.messages)}` : "–"} |`),
+    ``,
+    typeof postfix === "string" ? `Postfix side by side: not run (${postfix}).` : `Postfix: a private instance (Debian's 3.7), same smtp-source load and smtp-sink, same run; CPU is its master and all children.`,
+    ``,
+    ...(cl ? [`**JetStream operations per delivered message** (${cl.name}, ${cl.messages} messages):`, ``, opsTable(cl), ``] : []),
+    ...(clRaw ? [`Same, raw-client run (${clRaw.messages} messages): ${perMsg(clRaw.ops!.writes, clRaw.messages)} stored + ${perMsg(clRaw.ops!.acks, clRaw.messages)} acks per message.`, ``] : []),
+    `The cluster does ${f(cl ? cl.perSecond / emb.perSecond : undefined, 2)}× the embedded node's throughput on this 2-core machine; every append, body and work-index change there is a replicated JetStream write (R3 quorum ack) instead of one group-committed SQLite fsync.`,
     ``,
     `**Failover** (kill -9 of node-1 while it holds ${10} accepted messages whose deliveries hang at a slow receiver → first of those messages delivered by a peer), ${failover.length} runs, lease ${LEASE_MS / 1000} s:`,
     ``,

@@ -11,6 +11,8 @@ export interface LoadOptions {
   readonly recipients: number
   readonly from: string
   readonly to: (i: number, r: number) => string
+  /** Called with each message's final reply and when it came (performance.now()). */
+  readonly onReply?: (i: number, code: string, at: number) => void
 }
 
 export interface LoadResult {
@@ -89,7 +91,9 @@ export const runLoad = async (o: LoadOptions): Promise<LoadResult> => {
         }
         if (step === 3 + 1 + rcpts.length) {
           step = 99
-          latencies.push(performance.now() - dotAt)
+          const at = performance.now()
+          latencies.push(at - dotAt)
+          o.onReply?.(i, code, at)
           return finish(code === "250", code)
         }
       }
