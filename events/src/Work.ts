@@ -27,6 +27,13 @@ export interface Work {
   /** Items in due order, for views (`queue list`). */
   list(limit: number): Promise<ReadonlyArray<WorkItem>>
   close(): Promise<void>
+  /**
+   * False when complete() does not share the commit of an append queued beside it (cluster: an ack that removes the
+   * carrier); callers then complete only after the append succeeded. Undefined/true: SQLite's group commit.
+   */
+  readonly commitsWithLog?: boolean
+  /** Push-based stores call `f` when work becomes claimable, so the poller claims at once. */
+  onAvailable?(f: () => void): void
 }
 
 export const makeMemory = (): Work => {

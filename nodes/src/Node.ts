@@ -116,7 +116,7 @@ const program = (config: Config, opts: NodeOptions) => Effect.gen(function* () {
   })
   const intake = Intake.make({
     events: store.events, bodies: store.bodies, work: store.work, clock, ids, log, node: config.node_id, hostname: config.hostname,
-    policyHash, dataDir, minFreeBytes: config.store.min_free_space, leaseMs,
+    policyHash, dataDir, minFreeBytes: config.store.min_free_space, leaseMs, commit: cluster?.commit,
     onReceived: (id, state, body) => host.onReceived(id, state, body)
   })
   host.setInjector({ accept: (m) => intake.accept(m) })

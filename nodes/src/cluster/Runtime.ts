@@ -1,9 +1,12 @@
-// A node's cluster runtime: the NATS connection, the JetStream adapters of the three ports (event log, bodies,
-// work index with partition and message leases), membership heartbeats, the fences, and the node-to-node status
-// service. Node.ts acquires it instead of the SQLite store when `cluster.nats` is set. Must not decide anything
-// about a message; it only says who may drive it.
-import { JetStreamBodyStore, JetStreamEventStore, JetStreamWork, type BodyStore, type EventStore } from "@missive/events"
+// A node's cluster runtime: the NATS connection, the JetStream adapters of the ports (event log; the inbox shards,
+// which are the accept commit, the work entries and the bodies at once; the object store for large bodies), the
+// scheduler's consumer of the inbox, membership heartbeats, the fences, and the node-to-node status service.
+// Node.ts acquires it instead of the SQLite store when `cluster.nats` is set. Must not decide anything about a
+// message; it only says who may drive it.
+import type { Message } from "@missive/core"
+import { JetStreamBodyStore, JetStreamEventStore, JetStreamInbox, type BodyStore, type EventStore } from "@missive/events"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
+import * as ClusterWork from "../scheduler/ClusterWork.js"
 import type { Config } from "../config/Config.js"
 import type { Clock } from "../runtime/Clock.js"
 import type { Logger } from "../runtime/Log.js"
@@ -17,7 +20,10 @@ export interface ClusterRuntime {
   readonly nc: NatsConnection
   readonly events: EventStore.EventStore
   readonly bodies: BodyStore.BodyStore
-  readonly work: JetStreamWork.JetStreamWork
+  readonly work: ClusterWork.ClusterWork
+  readonly inbox: JetStreamInbox.Inbox
+  /** Intake's accept commit: one replicated publish of the first events and the body (large bodies: object store first). */
+  commit(id: string, events: ReadonlyArray<Message.Event>, body: Buffer, digest: string): Promise<void>
   readonly fenced: Fence.FenceCounters
   readonly replicas: number
   /** Cluster-wide per-destination slots (`delivery.concurrency_per_destination` holds across all nodes). */
@@ -33,8 +39,18 @@ export interface ClusterRuntime {
 
 export const replicasOf = (c: Config["cluster"]): number => c.replicas > 0 ? c.replicas : c.nats.length >= 3 ? 3 : 1
 
+/**
+ * Pings every 2 s and gives a silent server up after 2 missed pongs, so a node whose server was killed or stopped
+ * moves to a live one within seconds instead of waiting out TCP; reconnects try the other servers at once.
+ */
 export const connectTo = (c: Config["cluster"], name: string): Promise<NatsConnection> =>
-  connect({ servers: [...c.nats], name, maxReconnectAttempts: -1, reconnectTimeWait: 250, timeout: 5_000 })
+  connect({ servers: [...c.nats], name, maxReconnectAttempts: -1, reconnectTimeWait: 250, timeout: 5_000, pingInterval: 2_000, maxPingOut: 2 })
+
+/** Inbox shards: one per server by default, so the leaders can spread and a lost server stalls at most one. */
+export const shardsOf = (c: Config["cluster"]): number => c.shards > 0 ? c.shards : Math.max(1, c.nats.length)
+
+/** Bodies up to this size travel inside the carrier; larger ones go to the object store first. */
+const INLINE_MAX = 512 * 1024
 
 /** JetStream needs a few seconds after a cluster starts (meta leader, stream leaders): retry for up to a minute. */
 const retrying = async <T>(log: Logger, what: string, f: () => Promise<T>, ms = 60_000): Promise<T> => {
@@ -57,34 +73,59 @@ export const open = async (config: Config, clock: Clock, log: Logger): Promise<C
   let membership: Membership.Membership | undefined
   let service: Service.Service | undefined
   try {
-    const share = () => {
-      const n = membership?.alive().length ?? 1
-      return Math.ceil(c.partitions / Math.max(1, n))
-    }
-    const [events, bodies, work, slots] = await Promise.all([
+    const [events, objects, inbox, slots] = await Promise.all([
       retrying(log, "event stream", () => JetStreamEventStore.open({ nc, prefix: c.prefix, replicas })),
       retrying(log, "body store", () => JetStreamBodyStore.open({ nc, prefix: c.prefix, replicas })),
-      retrying(log, "work index", () => JetStreamWork.open({
-        nc, prefix: c.prefix, replicas, partitions: c.partitions, instance: config.node_id, now: () => clock.now(),
-        renewMs: c.lease, partitionLeaseMs: c.lease, share, log
-      })),
+      retrying(log, "inbox", () => JetStreamInbox.open({ nc, prefix: c.prefix, replicas, shards: shardsOf(c), ackWaitMs: c.lease, inlineMax: INLINE_MAX })),
       retrying(log, "destination slots", () => Slots.open({
         nc, prefix: c.prefix, replicas, node: config.node_id, limit: config.delivery.concurrency_per_destination, leaseMs: c.lease,
         idleMs: config.delivery.reuse_connections ? 5_000 : 0, now: () => clock.now()
       }))
     ])
+    // Which bodies live in the object store (large ones): only those are deleted there when their message completes;
+    // an inline body goes with its carrier's ack.
+    const large = new Set<string>()
+    const bodies: BodyStore.BodyStore = {
+      put: async (bytes, digest) => {
+        const d = await objects.put(bytes, digest)
+        large.add(d)
+        return d
+      },
+      get: async (digest, id) => {
+        if (id !== undefined) {
+          const carrier = await inbox.find(id)
+          if (carrier?.body) return carrier.body
+        }
+        const b = await objects.get(digest)
+        large.add(digest)
+        return b
+      },
+      delete: async (digest) => {
+        if (!large.delete(digest)) return
+        await objects.delete(digest)
+      },
+      close: () => objects.close()
+    }
+    const work = await ClusterWork.open({ nc, inbox, now: () => clock.now(), log, fetchBody: (digest) => bodies.get(digest) })
     const fenced: Fence.FenceCounters = { appends: 0, deliveries: 0 }
     return {
-      nc, bodies, work, fenced, replicas, slots,
+      nc, bodies, work, inbox, fenced, replicas, slots,
+      commit: async (id, evs, body, digest) => {
+        if (body.length > INLINE_MAX) {
+          await bodies.put(body, digest)
+          await inbox.commit(id, evs, undefined)
+        } else await inbox.commit(id, evs, body)
+      },
       limiter: (local) => Slots.limiter(local, slots),
-      events: Fence.events(events, work, log, fenced),
+      // A node that held a message and lost it (its AckWait ran out) may not append to it until it holds it again.
+      events: Fence.events(events, { holds: (id) => !work.lost(id) }, log, fenced),
       announce: async ({ ports, active }) => {
         membership = await retrying(log, "membership", () => Membership.open({
           nc, prefix: c.prefix, replicas, node: config.node_id, clock, ttlMs: c.lease,
-          beat: () => ({ active: active(), held: work.held(), partitions: work.partitions(), ports })
+          beat: () => ({ active: active(), held: work.held(), partitions: work.shards(), ports })
         }))
         service = Service.serve({ nc, prefix: c.prefix, node: config.node_id, status: () => ({
-          node: config.node_id, ports, active: active(), held: work.held(), partitions: work.partitions(), fenced: { ...fenced },
+          node: config.node_id, ports, active: active(), held: work.held(), partitions: work.shards(), fenced: { ...fenced },
           alive: membership?.alive().map((h) => h.node) ?? []
         }) })
       },

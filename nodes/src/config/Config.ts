@@ -297,10 +297,12 @@ const File = Schema.Struct({
       nats: field(Schema.Array(parsed(Schema.String, `a NATS URL such as "nats://127.0.0.1:4222"`, natsUrlOf)), []),
       /** JetStream replicas of the log, bodies and work index; 0 means 3 when 3 or more URLs are given, else 1. */
       replicas: field(integer(0, 5, "a replica count from 0 (automatic) to 5"), 0),
-      /** Partitions of the due-time index, each scheduled by one node at a time; fixed for the life of a cluster. */
+      /** No longer used (the work index is the inbox shards' consumer); accepted so older configurations still load. */
       partitions: field(integer(1, 1024, "a partition count from 1 to 1024"), 16),
+      /** Inbox shards (work-queue streams, each with its own leader); 0 = one per NATS URL. Fixed for the life of a cluster. */
+      shards: field(integer(0, 64, "a shard count from 0 (one per server) to 64"), 0),
       /** How long a node's hold on a message or partition lasts without renewal: the failover time after a kill -9. */
-      lease: field(duration(500), 5_000),
+      lease: field(duration(500), 4_000),
       /** Prefix of the streams, buckets and subjects, so that clusters can share one NATS. */
       prefix: field(textValue("a name of letters, digits, _ and -", (s) => /^[A-Za-z0-9_-]+$/.test(s)), "missive")
     })

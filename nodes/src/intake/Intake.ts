@@ -1,5 +1,6 @@
 // The intake role: stamps trace headers, stores the body and appends MessageReceived, then hands the message
-// to the actor host. Resolves only when the body, the event and the work entry are committed (fsync'd).
+// to the actor host. Resolves only when the body, the event and the work entry are committed (fsync'd) — in
+// one SQLite group commit, or in cluster mode in one replicated publish (`commit`).
 // Must not deliver. A slow or full store gives 451/452, never 250.
 import { Message, Policy, Reply } from "@missive/core"
 import { BodyStore, EventStore, type Work } from "@missive/events"
@@ -24,6 +25,11 @@ export interface IntakeDeps {
   readonly leaseMs: number
   /** Called after the commit with the fresh message's state and body; the host decides whether to drive it now. */
   readonly onReceived: (id: string, state: Message.State, body: Buffer) => void
+  /**
+   * Cluster mode: the accept commit is this one write (the events and the body in one replicated stream message,
+   * nodes/src/cluster/Runtime.ts); the message reaches a driver through the work stream's consumer, not onReceived.
+   */
+  readonly commit?: ((id: string, events: ReadonlyArray<Message.Event>, body: Buffer, digest: string) => Promise<void>) | undefined
 }
 
 export interface Incoming {
@@ -73,6 +79,16 @@ export const make = (d: IntakeDeps): Intake => {
       }, Message.initialState)
       if (E.isLeft(decision)) {
         return decision.left._tag === "NoRecipients" ? { code: 554, enhanced: "5.5.1", text: "No valid recipients" } : Reply.Replies.storeBusy
+      }
+      if (d.commit) {
+        try {
+          await d.commit(id, decision.right, body, digest)
+        } catch (e) {
+          d.log("error", "intake commit failed", { id, error: String(e) })
+          return (e as { full?: boolean }).full ? Reply.Replies.storeFull : Reply.Replies.storeBusy
+        }
+        d.log("info", "received", { id, from: m.sender, rcpts: m.recipients.length, size: body.length, client: m.client.ip, dsnOf: m.dsnOf })
+        return { ...Reply.Replies.queued(id), id }
       }
       try {
         await Promise.all([

@@ -159,6 +159,7 @@ export const open = async (o: ClusterWorkOptions): Promise<ClusterWork> => {
   const live = (t: Token, now: number) => now <= t.lastWorking + ackWait - margin
 
   const work: ClusterWork = {
+    commitsWithLog: false,
     schedule: async (id, dueAt) => {
       const now = o.now()
       const list = tokensOf(id)

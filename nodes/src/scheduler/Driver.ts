@@ -114,7 +114,8 @@ export const make = (d: DriverDeps): Driver => {
     let state = start.fresh ?? (await d.commands.load(id))
     let carried = state.status === "empty" ? start.carried?.events : undefined
     if (state.status === "empty" && !carried) return "empty"
-    if (carried && start.carried) bodyCache.set(id, start.carried.body)
+    // A carried body serves this drive even when the log already has the message (a redelivered cluster carrier).
+    if (start.carried) bodyCache.set(id, start.carried.body)
     const view = (): Message.State => (carried ? Message.fold(carried, state) : state)
     const write = async <A>(decide: Commands.Decider<A>, opts: Commands.HandleOptions = {}) => {
       const h = await d.commands.handle(id, decide, { known: state, carried, ...opts })
@@ -188,11 +189,14 @@ export const make = (d: DriverDeps): Driver => {
           // A report that completes the message without a DSN commits together with the clean-up: one fsync.
           alongside: (_after, events) => {
             quiet = Drive.completesQuietly(events)
-            return quiet ? [d.work.complete(id), d.bodies.delete(live.digest)] : []
+            return quiet && d.work.commitsWithLog !== false ? [d.work.complete(id), d.bodies.delete(live.digest)] : []
           },
           // The message must stay in the index whatever failed; a re-drive reads the log and carries on.
           repair: () => d.work.schedule(id, d.clock.now()).catch(() => {})
         })
+        // Where the clean-up cannot share the append's commit (cluster: the ack removes the carrier, i.e. the body),
+        // it follows the append, never precedes it: a failed append must leave the message whole.
+        if (quiet && d.work.commitsWithLog === false) await Promise.all([d.work.complete(id), d.bodies.delete(live.digest)])
         if (quiet) cleaned = true
         set(h.state)
         d.onState?.(id, h.state)

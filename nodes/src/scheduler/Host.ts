@@ -202,6 +202,7 @@ export const make = (d: HostDeps): Host => {
     drive: (id) => drive(id),
     start: async () => {
       await d.work.releaseAll(d.node)
+      d.work.onAvailable?.(kick)
       kick()
     },
     stop: async (graceMs) => {
