@@ -1,11 +1,19 @@
 // `missive cluster up`: starts an N-server NATS JetStream cluster (nats-server from PATH, data under
 // <dir>/nats-K) and N Missive nodes (data under <dir>/node-K) on consecutive loopback ports, and stops them all
 // (nodes first, so they drain and hand over) when asked. Loopback only; must not touch another cluster's data.
-import { spawn, type ChildProcess } from "node:child_process"
-import { mkdirSync, writeFileSync } from "node:fs"
+//
+// JetStream writes are synced (`jetstream { sync_interval: always }`, nats-server 2.10.23+, checked on each server's
+// /varz once it runs); an older nats-server is refused unless `allowUnsynced`. Each process writes its log to a file
+// in its own directory (nats-K/nats-server.log, node-K/node.log); what the launcher prints is where things listen,
+// when the cluster is ready, and afterwards only a process that went down.
+import { execFileSync, spawn, type ChildProcess } from "node:child_process"
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { connect as netConnect } from "node:net"
-import { join, resolve } from "node:path"
+import { join, relative, resolve } from "node:path"
 import { stringify } from "yaml"
+
+/** The first nats-server with `jetstream { sync_interval: always }` (an fsync per JetStream write). */
+export const SYNC_ALWAYS_SINCE = "2.10.23"
 
 export interface LaunchOptions {
   readonly nodes: number
@@ -20,26 +28,51 @@ export interface LaunchOptions {
   /** Extra configuration merged under each node's (YAML object). */
   readonly base: Record<string, unknown>
   readonly missive: string
+  /** Run on a nats-server older than 2.10.23 (JetStream data fsynced only every 2 minutes). */
+  readonly allowUnsynced?: boolean
   readonly out: (line: string) => void
 }
 
 export interface Launched {
   readonly nats: ReadonlyArray<string>
-  readonly nodes: ReadonlyArray<{ name: string; smtp: number; submission: number; config: string }>
+  readonly nodes: ReadonlyArray<{ name: string; smtp: number; submission: number; config: string; log: string }>
+  readonly servers: ReadonlyArray<{ name: string; url: string; monitor: string | undefined; log: string }>
+  /** Whether every server runs with synced JetStream writes. */
+  readonly synced: boolean
   stop(): Promise<void>
 }
 
-const waitPort = async (port: number, ms: number, proc: ChildProcess): Promise<void> => {
+/** Refused before anything starts (too old a nats-server, none on the PATH): the message says why and what to do. */
+export class LaunchRefused extends Error {}
+
+export const versionAtLeast = (v: string, min: string): boolean => {
+  const a = v.split(/[.-]/).map((x) => Number.parseInt(x, 10) || 0)
+  const b = min.split(".").map(Number)
+  for (let i = 0; i < b.length; i++) if ((a[i] ?? 0) !== b[i]) return (a[i] ?? 0) > b[i]!
+  return true
+}
+
+/** `nats-server --version` of the one on the PATH ("2.10.27"); undefined when there is none. */
+export const natsServerVersion = (): string | undefined => {
+  try {
+    const out = execFileSync("nats-server", ["--version"], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })
+    return out.match(/\d+\.\d+\.\d+/)?.[0]
+  } catch {
+    return undefined
+  }
+}
+
+const waitPort = async (port: number, ms: number, proc: ChildProcess, what: string): Promise<void> => {
   const deadline = Date.now() + ms
   for (;;) {
-    if (proc.exitCode !== null) throw new Error(`process exited (${proc.exitCode}) before listening on ${port}`)
+    if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`${what} exited (${proc.exitCode ?? proc.signalCode}) before listening on ${port}`)
     const ok = await new Promise<boolean>((done) => {
       const s = netConnect(port, "127.0.0.1")
       s.once("connect", () => { s.destroy(); done(true) })
       s.once("error", () => done(false))
     })
     if (ok) return
-    if (Date.now() > deadline) throw new Error(`nothing listens on ${port} after ${ms} ms`)
+    if (Date.now() > deadline) throw new Error(`${what}: nothing listens on ${port} after ${ms} ms`)
     await new Promise((r) => setTimeout(r, 100))
   }
 }
@@ -51,8 +84,44 @@ const stopProc = (p: ChildProcess, ms: number) => new Promise<void>((done) => {
   p.kill("SIGTERM")
 })
 
+/** The last `n` non-empty lines of a log file, for a message about a process that went down. */
+const tail = (file: string, n: number): Array<string> => {
+  try {
+    return readFileSync(file, "utf8").split("\n").filter((l) => l.trim() !== "").slice(-n)
+  } catch {
+    return []
+  }
+}
+
+/** A server's monitoring URL from its ports file (`http: 127.0.0.1:-1`: a free port, named there). */
+const monitorOf = async (portsDir: string, ms: number): Promise<string | undefined> => {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const file = existsSync(portsDir) ? readdirSync(portsDir).find((f) => f.endsWith(".ports")) : undefined
+    if (file) {
+      try {
+        return (JSON.parse(readFileSync(join(portsDir, file), "utf8")) as { monitoring?: Array<string> }).monitoring?.[0]
+      } catch { /* partially written: read again */ }
+    }
+    if (Date.now() > deadline) return undefined
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
 export const up = async (o: LaunchOptions): Promise<Launched> => {
+  const t0 = Date.now()
+  const version = natsServerVersion()
+  if (version === undefined)
+    throw new LaunchRefused(`no nats-server on the PATH: cluster up needs nats-server ${SYNC_ALWAYS_SINCE} or later (scripts/setup.sh installs it)`)
+  const synced = versionAtLeast(version, SYNC_ALWAYS_SINCE)
+  if (!synced && !o.allowUnsynced)
+    throw new LaunchRefused(
+      `nats-server ${version} is older than ${SYNC_ALWAYS_SINCE}: it cannot fsync each JetStream write ` +
+      `(jetstream { sync_interval: always }), so mail acknowledged in the last 2 minutes could be lost if a majority ` +
+      `of the servers lost power at once. Install nats-server ${SYNC_ALWAYS_SINCE} or later (scripts/setup.sh does), ` +
+      `or pass --allow-unsynced to run with the server's periodic sync.`)
   const dir = resolve(o.dir)
+  const rel = (p: string) => relative(process.cwd(), p) || "."
   const servers: Array<ChildProcess> = []
   const nodes: Array<ChildProcess> = []
   const urls = Array.from({ length: o.nodes }, (_, k) => `nats://127.0.0.1:${o.natsPort + k}`)
@@ -66,23 +135,52 @@ export const up = async (o: LaunchOptions): Promise<Launched> => {
   // Last resort if this process dies of an exception: no nats-server (detached, see below) or node left behind.
   const killAll = () => { for (const p of [...nodes, ...servers]) if (p.exitCode === null && p.signalCode === null) try { p.kill("SIGKILL") } catch { /* gone */ } }
   process.on("exit", killAll)
+  /** Output after the start: only a process that ended while the cluster was not being stopped. */
+  const watch = (p: ChildProcess, what: string, log: string) => p.once("exit", (code, signal) => {
+    if (stopping) return
+    o.out(`missive cluster: ${what} is DOWN (${signal ? `killed by ${signal}` : `exit code ${code}`}); its log: ${rel(log)}`)
+    if (code) for (const l of tail(log, 5)) o.out(`    ${l.length > 200 ? `${l.slice(0, 200)}…` : l}`)
+  })
+  const openLog = (file: string) => openSync(file, "a")
   try {
+    o.out(`missive cluster: nats-server ${version}, ${synced ? "JetStream writes synced (sync_interval: always)" : "UNSYNCED JetStream writes (--allow-unsynced: fsync every 2 minutes)"}; data and logs in ${rel(dir)}/`)
+    const made: Array<{ name: string; url: string; monitor: string | undefined; log: string }> = []
     for (let k = 0; k < o.nodes; k++) {
       const sdir = join(dir, `nats-${k + 1}`)
       mkdirSync(sdir, { recursive: true })
+      const portsDir = join(sdir, "ports")
+      rmSync(portsDir, { recursive: true, force: true })
+      mkdirSync(portsDir)
       const conf = join(sdir, "server.conf")
       writeFileSync(conf, [
         `server_name: s${k + 1}`, `listen: 127.0.0.1:${o.natsPort + k}`,
-        `jetstream { store_dir: "${join(sdir, "js")}" }`,
+        `http: "127.0.0.1:-1"`, `ports_file_dir: "${portsDir}"`,
+        `jetstream { store_dir: "${join(sdir, "js")}"${synced ? ", sync_interval: always" : ""} }`,
         ...(o.nodes > 1 ? [`cluster { name: missive, listen: 127.0.0.1:${routes[k]}, routes: [${routes.filter((_, j) => j !== k).map((p) => `nats-route://127.0.0.1:${p}`).join(", ")}] }`] : [])
       ].join("\n"))
+      const log = join(sdir, "nats-server.log")
+      const fd = openLog(log)
       // Its own process group: a Ctrl-C at the terminal must not stop NATS under nodes that are still draining;
       // stop() ends the servers after the nodes.
-      const p = spawn("nats-server", ["-c", conf], { stdio: ["ignore", "ignore", "inherit"], detached: true })
+      const p = spawn("nats-server", ["-c", conf], { stdio: ["ignore", fd, fd], detached: true })
+      closeSync(fd)
       servers.push(p)
+      made.push({ name: `s${k + 1}`, url: urls[k]!, monitor: undefined, log })
     }
-    await Promise.all(servers.map((p, k) => waitPort(o.natsPort + k, 15_000, p)))
-    const made: Array<{ name: string; smtp: number; submission: number; config: string }> = []
+    await Promise.all(servers.map((p, k) => waitPort(o.natsPort + k, 15_000, p, `nats-server s${k + 1} (log ${rel(made[k]!.log)})`)))
+    for (let k = 0; k < o.nodes; k++) {
+      const s = made[k]!
+      s.monitor = await monitorOf(join(dir, `nats-${k + 1}`, "ports"), 5_000)
+      if (synced) {
+        // What the server runs with, not what we wrote: its /varz.
+        const varz = s.monitor ? await fetch(`${s.monitor}/varz`).then((r) => r.json() as Promise<{ jetstream?: { config?: { sync_always?: boolean } } }>).catch(() => undefined) : undefined
+        if (varz?.jetstream?.config?.sync_always !== true)
+          throw new Error(`nats-server ${s.name} does not report synced JetStream writes (${s.monitor ?? "no monitoring endpoint"}/varz jetstream.config.sync_always is ${String(varz?.jetstream?.config?.sync_always ?? "absent")})`)
+      }
+      o.out(`  NATS ${s.name.padEnd(6)} ${s.url.padEnd(22)}  monitor ${s.monitor ?? "-"}  log ${rel(s.log)}`)
+      watch(servers[k]!, `NATS server ${s.name} (${s.url})`, s.log)
+    }
+    const nodesMade: Array<{ name: string; smtp: number; submission: number; config: string; log: string }> = []
     for (let k = 0; k < o.nodes; k++) {
       const name = `node-${k + 1}`
       const ndir = join(dir, name)
@@ -95,14 +193,23 @@ export const up = async (o: LaunchOptions): Promise<Launched> => {
         listeners: { smtp: { host: "127.0.0.1", port: smtp }, submission: { host: "127.0.0.1", port: submission } },
         cluster: { ...((o.base["cluster"] as object | undefined) ?? {}), nats: urls }
       }))
-      const p = spawn(process.execPath, [o.missive, "start", "--config", config], { stdio: ["ignore", "inherit", "inherit"] })
+      const log = join(ndir, "node.log")
+      const fd = openLog(log)
+      const p = spawn(process.execPath, [o.missive, "start", "--config", config], { stdio: ["ignore", fd, fd] })
+      closeSync(fd)
       nodes.push(p)
-      made.push({ name, smtp, submission, config })
+      nodesMade.push({ name, smtp, submission, config, log })
     }
-    await Promise.all(nodes.map((p, k) => waitPort(o.smtpPort + k, 60_000, p)))
-    o.out(`missive cluster: ${o.nodes} NATS servers (${urls.join(", ")}), data in ${dir}`)
-    for (const n of made) o.out(`  ${n.name}: smtp 127.0.0.1:${n.smtp}, submission 127.0.0.1:${n.submission} (config ${n.config})`)
-    return { nats: urls, nodes: made, stop }
+    await Promise.all(nodes.map((p, k) => waitPort(o.smtpPort + k, 60_000, p, `${nodesMade[k]!.name} (log ${rel(nodesMade[k]!.log)})`).catch((e: Error) => {
+      throw new Error(`${e.message}${tail(nodesMade[k]!.log, 5).map((l) => `\n    ${l}`).join("")}`)
+    })))
+    for (const [k, n] of nodesMade.entries()) {
+      o.out(`  ${n.name.padEnd(11)} smtp 127.0.0.1:${n.smtp}  submission 127.0.0.1:${n.submission}  log ${rel(n.log)}`)
+      watch(nodes[k]!, `${n.name} (smtp 127.0.0.1:${n.smtp})`, n.log)
+    }
+    const replicas = Number((o.base["cluster"] as { replicas?: unknown } | undefined)?.replicas ?? 0) || (o.nodes >= 3 ? 3 : 1)
+    o.out(`missive cluster: ready in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${o.nodes} NATS server${o.nodes > 1 ? "s" : ""} (JetStream R${replicas}) and ${o.nodes} node${o.nodes > 1 ? "s" : ""}; any node accepts and delivers mail`)
+    return { nats: urls, nodes: nodesMade, servers: made, synced, stop }
   } catch (e) {
     await stop()
     throw e
