@@ -6,8 +6,8 @@ import { Message } from "@missive/core"
 import { EventStore, SqliteStore } from "@missive/events"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import type { RunningNode } from "../../nodes/src/Node.js"
-import * as WhatIf from "../../simulations/src/replay/WhatIf.js"
+import type { Node } from "@missive/node"
+import { Replay } from "@missive/simulations"
 import { startCapture, type CaptureServer } from "../src/CaptureServer.js"
 import { rawMessage, send, startNode, tempDir, testConfig, waitFor } from "../src/Harness.js"
 
@@ -28,7 +28,7 @@ describe("what-if replays a live node's run exactly", () => {
   const dir = tempDir("missive-whatif-")
   const tries = new Map<string, number>()
   let flaky: CaptureServer, picky: CaptureServer, down: CaptureServer, later: CaptureServer, senderMx: CaptureServer
-  let node: RunningNode
+  let node: Node.RunningNode
   const ids: Record<string, string> = {}
 
   beforeAll(async () => {
@@ -88,12 +88,12 @@ describe("what-if replays a live node's run exactly", () => {
     const store = SqliteStore.open({ path: join(dir.path, "data", "missive.db"), readonly: true })
     try {
       const all = await store.events.readAll(0, 100_000)
-      const rec = await WhatIf.record(store.events, { from: all[0]!.event.at, to: all[all.length - 1]!.event.at })
+      const rec = await Replay.WhatIf.record(store.events, { from: all[0]!.event.at, to: all[all.length - 1]!.event.at })
       expect(rec.arrivals.map((a) => a.id).sort()).toEqual(Object.values(ids).sort())
       expect(rec.operations?.map((o) => o.op)).toEqual(["hold", "release"])
 
       const simulated = new Map<string, Array<Message.Event>>()
-      const sim = WhatIf.simulate(rec, { retry, concurrencyPerDestination: 20, maxConnections: 100, hash: rec.policies[0]! }, {
+      const sim = Replay.WhatIf.simulate(rec, { retry, concurrencyPerDestination: 20, maxConnections: 100, hash: rec.policies[0]! }, {
         replies: "message", node: "test-node",
         onEvents: (id, evs) => void simulated.set(id, [...(simulated.get(id) ?? []), ...evs])
       })
