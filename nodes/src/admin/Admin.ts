@@ -3,7 +3,7 @@
 // it changes messages solely through the actor host, which records who asked in the event.
 import { chmodSync, rmSync } from "node:fs"
 import { createServer, connect, type Server } from "node:net"
-import type { Host, Operation } from "../actor/Host.js"
+import type { Host, Operation } from "../scheduler/Host.js"
 
 const OPS: ReadonlyArray<Operation> = ["hold", "release", "retry", "delete", "bounce"]
 

@@ -3,7 +3,7 @@
 // and stops there, before the remote server or the log sees anything from it. Appends at version 0 (a new message,
 // written by intake together with its lease) are not fenced. Must not change what is appended.
 import { EventStore, StoreError } from "@missive/events"
-import type { Deliverer } from "../actor/Host.js"
+import type { Deliverer } from "../scheduler/Driver.js"
 import type { Logger } from "../runtime/Log.js"
 
 export interface Fence {
