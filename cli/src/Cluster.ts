@@ -124,13 +124,26 @@ export const cluster = async (argv: ReadonlyArray<string>, loadConfig: (path: st
     const basePort = flag(argv, "base-port") === undefined ? undefined : intFlag(argv, "base-port", 0, 1, 65000)
     const natsPort = intFlag(argv, "nats-port", basePort ?? 4222, 1, 65000)
     const smtpPort = intFlag(argv, "smtp-port", basePort === undefined ? 2525 : basePort + 20, 1, 65000)
-    const launched = await Launcher.up({
-      nodes: intFlag(argv, "nodes", 3, 1, 9), dir: flag(argv, "dir") ?? "./data/cluster",
-      natsPort, routePort: basePort === undefined ? natsPort + 1000 : basePort + 10, smtpPort,
-      submissionPort: intFlag(argv, "submission-port", basePort === undefined ? smtpPort + 100 : basePort + 30, 1, 65000),
-      base, missive: resolve(import.meta.dirname, "../../../bin/missive.mjs"), out
-    })
-    out(`missive cluster: status with "missive cluster status --nats ${launched.nats.join(",")}"; Ctrl-C stops all`)
+    let launched: Launcher.Launched
+    try {
+      launched = await Launcher.up({
+        nodes: intFlag(argv, "nodes", 3, 1, 9), dir: flag(argv, "dir") ?? "./data/cluster",
+        natsPort, routePort: basePort === undefined ? natsPort + 1000 : basePort + 10, smtpPort,
+        submissionPort: intFlag(argv, "submission-port", basePort === undefined ? smtpPort + 100 : basePort + 30, 1, 65000),
+        base, missive: resolve(import.meta.dirname, "../../bin/missive.mjs"), allowUnsynced: argv.includes("--allow-unsynced"), out
+      })
+    } catch (e) {
+      // Refused (nats-server too old or missing) or a process that did not come up: the launcher has stopped
+      // whatever it started; the message names the process and its log.
+      process.stderr.write(`missive cluster: ${e instanceof Launcher.LaunchRefused ? "" : "cannot start: "}${(e as Error).message}\n`)
+      return 1
+    }
+    const nats = launched.nats.join(",")
+    const first = launched.nodes[0]!
+    out(`  try:     swaks --server 127.0.0.1:${first.smtp} --from alice@example.org --to bob@localhost   (delivered to ${first.name}'s maildir)`)
+    out(`  status:  missive cluster status --nats ${nats}`)
+    out(`  queue:   missive queue list --nats ${nats}`)
+    out(`missive cluster: from here on only a node or server going down is reported; Ctrl-C stops all (nodes first, then NATS)`)
     await new Promise<void>((done) => {
       const stop = (sig: string) => {
         process.stderr.write(`missive cluster: ${sig}: stopping nodes (drain and hand over), then NATS\n`)

@@ -1,8 +1,11 @@
 // `missive cluster up --nodes 3`, `missive cluster status --nats …` and `missive queue list|show --nats …` as a user
 // runs them: `cluster up` as a child process in a temp working directory (data under its ./data/cluster), on ports
-// checked free, mail sent to each node, then SIGINT stops everything and no child process is left.
+// checked free, mail sent to each node, a node killed (reported, nothing else printed), then SIGINT stops everything and
+// no child process is left. Its output is a screenful: where each server and node listens and logs, "ready", then only
+// what went down; every nats-server runs with synced JetStream writes (its /varz says so). An older nats-server is
+// refused unless --allow-unsynced.
 import { execFile, spawn, type ChildProcess } from "node:child_process"
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { createServer } from "node:net"
 import { join } from "node:path"
 import { promisify } from "node:util"
@@ -85,10 +88,34 @@ describe("missive cluster up (as a user runs it)", () => {
     dir.remove()
   })
 
-  it("starts 3 NATS servers and 3 nodes, data under ./data/cluster, and prints where each listens", () => {
-    for (let k = 1; k <= 3; k++) expect(out).toContain(`node-${k}: smtp 127.0.0.1:${base + 19 + k}`)
-    expect(out).toContain(nats)
+  it("starts 3 NATS servers and 3 nodes, data under ./data/cluster, and prints where each listens and logs in a screenful", () => {
+    console.log(out)
+    for (let k = 1; k <= 3; k++) {
+      expect(out).toMatch(new RegExp(`node-${k} +smtp 127\\.0\\.0\\.1:${base + 19 + k}  submission 127\\.0\\.0\\.1:${base + 29 + k}  log data/cluster/node-${k}/node\\.log`))
+      expect(out).toMatch(new RegExp(`NATS s${k} +nats://127\\.0\\.0\\.1:${base + k - 1} +monitor http://127\\.0\\.0\\.1:\\d+  log data/cluster/nats-${k}/nats-server\\.log`))
+    }
+    expect(out).toMatch(/nats-server \d+\.\d+\.\d+, JetStream writes synced \(sync_interval: always\)/)
+    expect(out).toMatch(/ready in [\d.]+ s: 3 NATS servers \(JetStream R3\) and 3 nodes/)
+    expect(out).toContain(`missive cluster status --nats ${nats}`)
+    // No process's own log on the terminal: it is in the process's file.
+    expect(out.split("\n").length, out).toBeLessThanOrEqual(20)
+    expect(out).not.toContain(`{"t":`)
+    expect(out).not.toContain("[INF]")
     for (const d of ["nats-1", "nats-2", "nats-3", "node-1", "node-2", "node-3"]) expect(existsSync(join(dir.path, "data/cluster", d))).toBe(true)
+    for (let k = 1; k <= 3; k++) {
+      expect(readFileSync(join(dir.path, `data/cluster/nats-${k}/nats-server.log`), "utf8")).toMatch(/Server is ready/)
+      expect(readFileSync(join(dir.path, `data/cluster/nats-${k}/server.conf`), "utf8")).toMatch(/sync_interval: always/)
+      expect(readFileSync(join(dir.path, `data/cluster/node-${k}/node.log`), "utf8")).toMatch(/"node started"/)
+    }
+  })
+
+  it("every nats-server runs with synced JetStream writes (its /varz)", async () => {
+    const monitors = [...out.matchAll(/monitor (http:\/\/127\.0\.0\.1:\d+)/g)].map((m) => m[1]!)
+    expect(monitors).toHaveLength(3)
+    for (const m of monitors) {
+      const varz = await (await fetch(`${m}/varz`)).json() as { version: string; jetstream: { config: { sync_always?: boolean } } }
+      expect(varz.jetstream.config.sync_always, `${m}/varz`).toBe(true)
+    }
   })
 
   const ids: Array<string> = []
@@ -134,11 +161,21 @@ describe("missive cluster up (as a user runs it)", () => {
     expect(s.stdout).toMatch(/AttemptDeferred/)
   }, 60_000)
 
+  it("a node killed is reported as down, and nothing else is printed", async () => {
+    const before = out.length
+    const node3 = childrenOf(up!.pid!).find((p) => { try { return readFileSync(`/proc/${p}/cmdline`, "utf8").includes("node-3/missive.yaml") } catch { return false } })
+    expect(node3).toBeDefined()
+    process.kill(node3!, "SIGKILL")
+    await waitFor("node-3 reported down", () => /node-3 \(smtp [^)]*\) is DOWN \(killed by SIGKILL\); its log: data\/cluster\/node-3\/node\.log/.test(out), 10_000)
+    await new Promise((r) => setTimeout(r, 1000))
+    expect(out.slice(before).trim().split("\n"), out.slice(before)).toHaveLength(1)
+  }, 30_000)
+
   it("SIGINT stops every node and NATS server; no child process is left", async () => {
     const kids = descendantsOf(up!.pid!)
     const names = kids.map(commOf)
-    // 3 nats-servers and 3 nodes (plus tsx's esbuild helpers under them).
-    expect(childrenOf(up!.pid!).length, names.join(",")).toBeGreaterThanOrEqual(6)
+    // 3 nats-servers and the 2 nodes left.
+    expect(childrenOf(up!.pid!).length, names.join(",")).toBeGreaterThanOrEqual(5)
     expect(names.filter((n) => n === "nats-server").length, names.join(",")).toBe(3)
     up!.kill("SIGINT")
     await waitFor("cluster up exits", () => exited.code !== undefined, 60_000)
@@ -148,4 +185,22 @@ describe("missive cluster up (as a user runs it)", () => {
     expect(kids.filter(alive).map((p) => `${p} ${commOf(p)}`)).toEqual([])
     expect(out).toMatch(/SIGINT: stopping/)
   }, 90_000)
+})
+
+describe("missive cluster up with a nats-server older than 2.10.23", () => {
+  const dir = tempDir("missive-cup-old-")
+  afterAll(() => dir.remove())
+
+  it("refuses, says why and what to do, and starts nothing", async () => {
+    const bin = join(dir.path, "bin")
+    mkdirSync(bin)
+    writeFileSync(join(bin, "nats-server"), "#!/bin/sh\necho 'nats-server: v2.9.25'\n")
+    chmodSync(join(bin, "nats-server"), 0o755)
+    const r = await run(process.execPath, [join(ROOT, "bin/missive.mjs"), "cluster", "up", "--nodes", "1", "--base-port", String(await freeBase())],
+      { cwd: dir.path, env: { ...process.env, PATH: `${bin}:${process.env["PATH"] ?? ""}` } }).then(() => ({ code: 0, stderr: "" }), (e: { code: number; stderr: string }) => e)
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/nats-server 2\.9\.25 is older than 2\.10\.23: it cannot fsync each JetStream write \(jetstream \{ sync_interval: always \}\)/)
+    expect(r.stderr).toMatch(/--allow-unsynced/)
+    expect(existsSync(join(dir.path, "data"))).toBe(false)
+  })
 })
