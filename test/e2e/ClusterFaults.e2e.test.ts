@@ -1,5 +1,6 @@
 // Faults of a 3-node Missive cluster on a 3-server NATS JetStream cluster: a node paused (SIGSTOP) past its lease
-// and resumed must not deliver or append for messages a peer took over; kill -9 of one nats-server under load loses
+// and resumed must not deliver or append for messages a peer took over, nor deliver anything twice (a nats-server
+// paused past the lease is in ClusterServerFaults.e2e.test.ts, under load); kill -9 of one nats-server under load loses
 // nothing (ingress answers 250 or 4xx); the whole cluster stopped and started retries each deferred message at its time.
 import { EventStore, JetStreamEventStore } from "@missive/events"
 import type { Message } from "@missive/core"
@@ -71,9 +72,9 @@ describe("cluster faults", () => {
         console.log(id, (await log.read(EventStore.streamOf(id))).map((x) => `${x.event.type}@${x.event.node}+${x.event.at - pausedAt}`).join(" "))
       const stuck = ids.filter((_, i) => !got.has(i))
       for (const n of cluster.nodes) console.log("LOG", n.name, (n.proc()?.output() ?? "").split("\n").filter((l) => l.includes(stuck[0]!)).slice(-12).map((l) => l.slice(0, 300)).join("\n"))
-      const { JetStreamWork } = await import("@missive/events")
-      const w = await JetStreamWork.open({ nc, prefix: "missive", observe: true })
-      console.log("now", Date.now() - pausedAt, JSON.stringify((await w.listAll(100)).map((x) => ({ ...x, dueAt: x.dueAt - pausedAt, until: x.until - pausedAt }))))
+      const { JetStreamInbox } = await import("@missive/events")
+      const w = await JetStreamInbox.open({ nc, prefix: "missive" })
+      console.log("now", Date.now() - pausedAt, JSON.stringify((await w.list(100)).map((x) => ({ ...x, at: x.at - pausedAt }))))
       const { gather } = (await import("@missive/node")).Service
       console.log(JSON.stringify(await gather(nc, "missive")))
       throw e
@@ -106,6 +107,9 @@ describe("cluster faults", () => {
     expect(takenOver.size).toBeGreaterThan(0)
     expect(staleAppends).toBe(0)
     expect(staleDeliveries).toBe(0)
+    // node-1 was paused in attempts that end in 451 (the sink refused while it was stopped): no delivery of it was
+    // in flight, so there is no at-least-once window here and a second copy at the sink is a fencing failure.
+    expect(duplicates).toBe(0)
   }, 180_000)
 
   it("kill -9 of one nats-server (of 3) under load: nothing acknowledged is lost, ingress answers 250 or 4xx", async () => {

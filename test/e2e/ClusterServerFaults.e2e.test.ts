@@ -24,6 +24,19 @@ const tagOf = (raw: Buffer) => /X-Tag: (\S+)/.exec(raw.toString("latin1"))?.[1] 
 /** The id the accepting node gave the message, from its Received: header ("… with ESMTP id ID"). */
 const idOf = (raw: Buffer) => /\(Missive\) with \S+ id ([^\s;]+)/.exec(raw.toString("latin1"))?.[1] ?? "?"
 
+/** JetStream answers "no responders" or times out while it elects leaders: ask again, as an operator would. */
+const retrying = async <T>(what: string, f: () => Promise<T>, ms = 30_000): Promise<T> => {
+  const deadline = Date.now() + ms
+  for (;;) {
+    try {
+      return await f()
+    } catch (e) {
+      if (Date.now() > deadline) throw new Error(`${what}: ${String(e)}`)
+      await sleep(500)
+    }
+  }
+}
+
 interface Fault { readonly what: string; readonly from: number; to: number }
 
 interface Outcome {
@@ -122,11 +135,11 @@ describe("cluster: nats-server faults under load", () => {
     const nearFault = (t: number) => faults.some((f) => t >= f.from - LEASE_MS - 2000 && t <= f.to + 2 * LEASE_MS + 5000)
     const dupOutside = dupIds.filter(([, at]) => !nearFault(Math.min(...at)))
     // End state through JetStream, once drained (completions trail the deliveries).
-    let facts = await logFacts(nc)
-    let work = await workLeft(nc)
+    let facts = await retrying("read the log", () => logFacts(nc))
+    let work = await retrying("work left", () => workLeft(nc))
     const drained = async () => {
-      facts = await logFacts(nc)
-      work = await workLeft(nc)
+      facts = await retrying("read the log", () => logFacts(nc))
+      work = await retrying("work left", () => workLeft(nc))
       return [...facts.received].every((id) => facts.completed.has(id)) && work.every((w) => w.left === 0)
     }
     await waitFor("log and work drained", drained, 30_000).catch(() => undefined)
@@ -156,7 +169,7 @@ describe("cluster: nats-server faults under load", () => {
     expect.soft(notInLog, "250-answered ids missing from the log").toEqual([])
     expect.soft(extra.length, "ids in the log beyond the 250s: at most the non-250 answers").toBeLessThanOrEqual(o.non250)
     expect.soft(work.filter((w) => w.left > 0), "work-ish streams and buckets empty").toEqual([])
-    expect.soft(queued, "queue list --nats shows nothing").toEqual([])
+    expect.soft(queued?.map((m) => m.id), "queue list --nats shows nothing").toEqual([])
   }
 
   const healthy = async () => {
@@ -203,7 +216,7 @@ describe("cluster: nats-server faults under load", () => {
     }
     const killer = (async () => {
       await sleep(5000)
-      const meta = byName(await metaLeader(nats.servers))
+      const meta = byName(await retrying("meta leader", async () => (await metaLeader(nats.servers)) ?? Promise.reject(new Error("none"))))
       let f: Fault = { what: `kill -9 meta leader ${meta.name}`, from: Date.now(), to: 0 }
       await meta.kill()
       await sleep(8000) // past two leases: the cluster must carry on with the two others, no operator action
@@ -211,7 +224,7 @@ describe("cluster: nats-server faults under load", () => {
       f.to = Date.now()
       faults.push(f)
       await sleep(Math.max(0, t0 + 20_000 - Date.now()))
-      const ev = byName(await streamLeader(jsm, "MISSIVE_EVENTS"))
+      const ev = byName(await retrying("events leader", async () => (await streamLeader(jsm, "MISSIVE_EVENTS")) ?? Promise.reject(new Error("none"))))
       f = { what: `kill -9 events leader ${ev.name}`, from: Date.now(), to: 0 }
       await ev.kill()
       await sleep(8000)
@@ -233,7 +246,7 @@ describe("cluster: nats-server faults under load", () => {
       await sleep(5000)
       // The events stream's leader, so that the pause cannot miss the write path.
       const victim = nats.servers.find((x) => x.name === "s1")!
-      const name = (await streamLeader(jsm, "MISSIVE_EVENTS")) ?? victim.name
+      const name = (await retrying("events leader", () => streamLeader(jsm, "MISSIVE_EVENTS"))) ?? victim.name
       const s = nats.servers.find((x) => x.name === name) ?? victim
       const f: Fault = { what: `SIGSTOP ${s.name} ${3 * LEASE_MS / 1000} s`, from: Date.now(), to: 0 }
       process.kill(s.pid()!, "SIGSTOP")
