@@ -80,7 +80,7 @@ module.exports = {
     combinedDependencies: false,
     enhancedResolveOptions: {
       exportsFields: ["exports"],
-      conditionNames: ["import", "require", "node", "default", "types"],
+      conditionNames: ["source", "import", "require", "node", "default", "types"],
       extensions: [".ts", ".mjs", ".js", ".cjs", ".json", ".d.ts"]
     },
     reporterOptions: { text: { highlightFocused: true } }
