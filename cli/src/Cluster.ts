@@ -1,6 +1,6 @@
 // `missive cluster up|status` and the cluster side of `missive queue`: the CLI talks to NATS directly (any server of
 // the cluster), so it works whichever node it asks. Bad arguments give a precise message; nothing here changes mail.
-import { EventStore, JetStreamEventStore, JetStreamWork, QueueView } from "@missive/events"
+import { EventStore, JetStreamEventStore, JetStreamInbox, QueueView } from "@missive/events"
 import { Message } from "@missive/core"
 import { jetstreamManager } from "@nats-io/jetstream"
 import { readFileSync } from "node:fs"
@@ -86,15 +86,17 @@ export const queue = async (config: Config, sub: string | undefined, rest: Reado
   try {
     const events = await JetStreamEventStore.open({ nc, prefix: c.prefix })
     if (sub === "list") {
-      const work = await JetStreamWork.open({ nc, prefix: c.prefix, partitions: c.partitions, observe: true })
+      // Every message with work has a carrier in the inbox; one not driven yet has its first events only there.
+      const inbox = await JetStreamInbox.open({ nc, prefix: c.prefix })
       const now = systemClock.now()
       const rows: Array<QueueView.QueueRow> = []
-      for (const item of await work.listAll(100_000)) {
-        const state = Message.fold((await events.read(EventStore.streamOf(item.id))).map((e) => e.event))
-        const row = QueueView.rowOf(state, now)
+      for (const id of new Set((await inbox.list(100_000)).map((e) => e.id))) {
+        let evs = (await events.read(EventStore.streamOf(id))).map((e) => e.event)
+        if (evs.length === 0) evs = [...((await inbox.find(id))?.events ?? [])]
+        const row = QueueView.rowOf(Message.fold(evs), now)
         if (row && row.status === "active") rows.push(row)
       }
-      await work.close()
+      await inbox.close()
       rows.sort((x, y) => x.receivedAt - y.receivedAt)
       out(json ? JSON.stringify(rows, null, 2) : QueueView.formatTable(rows))
       return 0

@@ -74,6 +74,8 @@ export interface Recipient {
   readonly status: RecipientStatus
   readonly destination?: Destination | undefined
   readonly attempts: number
+  /** The message-level number of the attempt this recipient is (or was last) in: only that attempt may report. */
+  readonly attempt?: number | undefined
   readonly nextAttemptAt?: number | undefined
   readonly lastReply?: Reply | undefined
   readonly lastHost?: string | undefined
@@ -132,7 +134,7 @@ export const evolve = (state: State, event: Event): State => {
     }
     case "AttemptStarted":
       return { ...s, version, attempts: Math.max(s.attempts, event.attempt),
-        recipients: setRcpts(s, event.rcpts, (r) => isTerminal(r.status) ? r : { ...r, status: "attempting", attempts: r.attempts + 1 }) }
+        recipients: setRcpts(s, event.rcpts, (r) => isTerminal(r.status) ? r : { ...r, status: "attempting", attempts: r.attempts + 1, attempt: event.attempt }) }
     case "AttemptSucceeded":
     case "AttemptFailed":
       return { ...s, version, recipients: setRcpts(s, event.rcpts, (r) => ({ ...r, lastReply: event.reply, lastHost: event.host })) }
@@ -285,6 +287,9 @@ export const decide = (command: Command, state: State): Decision => {
       for (const res of command.results) {
         const cur = s.recipients.find((x) => x.address === res.rcpt)
         if (!cur || cur.status !== "attempting") return fail({ _tag: "RecipientNotEligible", rcpt: res.rcpt, status: cur?.status ?? "unknown" })
+        // A report of an older attempt (a stale driver whose recipient a peer has since attempted again) is refused.
+        if (cur.attempt !== undefined && cur.attempt !== command.attempt)
+          return fail({ _tag: "AttemptMismatch", expected: cur.attempt, got: command.attempt })
       }
       if (command.results.length === 0) return fail({ _tag: "NoRecipients" })
       const m = meta(ctx)

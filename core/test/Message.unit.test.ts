@@ -609,6 +609,13 @@ describe("errors", () => {
     given(attemptingA).when(cmd.report(T0 + 30, 0, [[A, r250]])).then({ _tag: "AttemptMismatch", expected: 1, got: 0 })
   })
 
+  it("a stale driver's report of an attempt its recipient has since left is AttemptMismatch", () => {
+    // Attempt 1 was taken over: the recipient was routed and attempted again (attempt 2) by a peer.
+    const takenOver = [...routedA, ev.started(T0 + 20, 1, [A], "one.example"), ev.routed(T0 + 40, [route(A)]), ev.started(T0 + 41, 2, [A], "one.example")]
+    given(takenOver).when(cmd.report(T0 + 50, 1, [[A, r250]])).then({ _tag: "AttemptMismatch", expected: 2, got: 1 })
+    expect(E.isRight(decide(cmd.report(T0 + 50, 2, [[A, r250]]), fold(takenOver)))).toBe(true)
+  })
+
   it("a recipient named twice in one command is RecipientNotEligible, not two outcomes", () => {
     given(attemptingA).when(cmd.report(T0 + 30, 1, [[A, r250], [A, r550]])).then({ _tag: "RecipientNotEligible", rcpt: A, status: "attempting" })
     const twice = [route(A, nullMx("one.example")), route(A, nullMx("one.example"))]

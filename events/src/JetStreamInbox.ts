@@ -101,12 +101,21 @@ export const decodeCarrier = (id: string, data: Uint8Array, inline: boolean): Ca
   return { id, events, body: inline ? Buffer.from(b.subarray(4 + n)) : undefined }
 }
 
+/** How many shards the cluster's inbox has (0 when none exists yet): the count is fixed when the first node creates them. */
+export const existingShards = async (jsm: JetStreamManager, prefix: string): Promise<number> => {
+  const head = streamNames(prefix, 1)[0]!.replace(/0$/, "")
+  let n = 0
+  for await (const name of jsm.streams.names()) if (name.startsWith(head) && /^\d+$/.test(name.slice(head.length))) n++
+  return n
+}
+
 export const open = async (o: InboxOptions): Promise<Inbox> => {
   const prefix = o.prefix ?? "missive"
-  const shards = Math.max(1, o.shards ?? 1)
   const ackWaitMs = o.ackWaitMs ?? 5_000
   const inlineMax = o.inlineMax ?? 512 * 1024
   const jsm: JetStreamManager = await jetstreamManager(o.nc)
+  // An existing inbox keeps its shard count (a message's carrier must stay findable); a new one takes the option.
+  const shards = (await existingShards(jsm, prefix)) || Math.max(1, o.shards ?? 1)
   const js: JetStreamClient = jetstream(o.nc, { timeout: o.timeoutMs ?? 3_000 })
   const names = streamNames(prefix, shards)
   const consumer = "drive"

@@ -1,6 +1,7 @@
-// kill -9 of one node of a 3-node cluster that is NOT restarted: every message it accepted — deliveries in flight
+// kill -9 of one node of a 3-node cluster that is NOT restarted: every message it held — deliveries in flight
 // (hanging at the receiver when it died) and retries it had scheduled (deferred by a 451) — is delivered by the live
-// peers. No timing assertion: the failover time is measured by bench/cluster.bench.ts.
+// peers. Any node may drive what any node accepted (the inbox consumer hands messages out), so the victim holds its
+// share of the 20. No timing assertion: the failover time is measured by bench/cluster.bench.ts.
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startCapture, type CaptureServer } from "../src/CaptureServer.js"
 import { rawMessage, send, tempDir, waitFor } from "../src/Harness.js"
@@ -49,8 +50,9 @@ describe("cluster failover without restart", () => {
       const r = await send(victim.port, env, msg(seq))
       expect(r.response).toMatch(/^250/)
     }
-    // node-1 has tried every message: the even ones are deferred (retry due in 8 s), the odd ones hang in DATA.
-    await waitFor("node-1 attempted all 20", () => seqs.every((s) => (attempts.get(s) ?? []).includes("n1.missive.test")), 30_000)
+    // Every message has been tried: the even ones are deferred (retry due in 8 s), node-1's odd ones hang in DATA.
+    await waitFor("all 20 attempted", () => seqs.every((s) => (attempts.get(s) ?? []).length > 0), 30_000)
+    const victimHeld = seqs.filter((s) => (attempts.get(s) ?? []).includes(victim.helo))
     await victim.kill9()
     const delivered = () => new Set(sink.messages.map((m) => seqOf(m.raw)))
     await waitFor("all 20 delivered by the live peers", () => seqs.every((s) => delivered().has(s)), 90_000).catch(() => undefined)
@@ -60,7 +62,8 @@ describe("cluster failover without restart", () => {
     const perSeq = new Map<number, number>()
     for (const m of sink.messages) perSeq.set(seqOf(m.raw), (perSeq.get(seqOf(m.raw)) ?? 0) + 1)
     const duplicates = [...perSeq.values()].reduce((n, c) => n + c - 1, 0)
-    console.log(`cluster kill -9 without restart: 20 accepted by node-1 (10 in flight, 10 deferred), delivered ${got.size} (${sink.messages.length - byVictim} by peers), lost ${lost.length}, duplicates ${duplicates}`)
+    console.log(`cluster kill -9 without restart: 20 accepted by node-1, ${victimHeld.length} of them tried by node-1 before it died, delivered ${got.size} (${sink.messages.length - byVictim} by peers), lost ${lost.length}, duplicates ${duplicates}`)
+    expect(victimHeld.length).toBeGreaterThan(0)
     expect(lost).toEqual([])
     expect(byVictim).toBe(0)
   }, 180_000)

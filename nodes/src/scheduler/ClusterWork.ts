@@ -141,6 +141,7 @@ export const open = async (o: ClusterWorkOptions): Promise<ClusterWork> => {
       if (keep.length === 0) {
         drop(id)
         lostIds.add(id)
+        if (lostIds.size > 10_000) lostIds.delete(lostIds.values().next().value!)
         const i = ready.indexOf(id)
         if (i >= 0) ready.splice(i, 1)
       } else tokens.set(id, keep)
@@ -215,7 +216,12 @@ export const open = async (o: ClusterWorkOptions): Promise<ClusterWork> => {
       const now = o.now()
       return tokensOf(id).some((t) => live(t, now))
     },
-    lost: (id) => lostIds.has(id),
+    // By the clock, not by the beat: a node that wakes from a pause must not append before its beat notices.
+    lost: (id) => {
+      const list = tokensOf(id)
+      if (list.length > 0) return !list.some((t) => live(t, o.now()))
+      return lostIds.has(id)
+    },
     held: () => tokens.size,
     shards: () => Array.from({ length: o.inbox.shards }, (_, k) => k),
     onAvailable: (f) => {
