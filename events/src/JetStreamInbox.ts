@@ -50,6 +50,8 @@ export interface Inbox {
   /** The consumer's name in every shard. */
   readonly consumer: string
   readonly ackWaitMs: number
+  /** True when this open created the shards (the first node of a new cluster). */
+  readonly created: boolean
   /** The accept commit: resolves once a shard's quorum has the carrier; rejects with StoreUnavailable otherwise. */
   commit(id: string, events: ReadonlyArray<Message.Event>, body: Buffer | undefined): Promise<{ shard: number; seq: number }>
   /** Asks for a drive of `id` at `dueAt` (a node drives it when the token is delivered; the token is not its body). */
@@ -122,12 +124,14 @@ export const open = async (o: InboxOptions): Promise<Inbox> => {
   const carrierSubject = (k: number, id: string) => `${prefix}.in.${k}.${tokenOf(id)}`
   const wakeSubject = (k: number, id: string) => `${prefix}.wake.${k}.${tokenOf(id)}`
 
+  let created = false
   for (let k = 0; k < shards; k++) {
     const name = names[k]!
     const subjects = [`${prefix}.in.${k}.*`, `${prefix}.wake.${k}.*`]
     try {
       await jsm.streams.info(name)
     } catch {
+      created = true
       await jsm.streams.add({
         name, subjects, retention: RetentionPolicy.Workqueue, num_replicas: o.replicas ?? 1, allow_direct: true,
         duplicate_window: 120_000_000_000, max_msg_size: -1
@@ -241,5 +245,5 @@ export const open = async (o: InboxOptions): Promise<Inbox> => {
     return n
   }
 
-  return { shards, streams: names, consumer, ackWaitMs, commit, wake, find, remove, list, count, close: async () => {} }
+  return { shards, streams: names, consumer, ackWaitMs, created, commit, wake, find, remove, list, count, close: async () => {} }
 }

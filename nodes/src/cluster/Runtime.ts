@@ -12,6 +12,7 @@ import type { Clock } from "../runtime/Clock.js"
 import type { Logger } from "../runtime/Log.js"
 import * as Fence from "./Fence.js"
 import * as Membership from "./Membership.js"
+import * as Placement from "./Placement.js"
 import * as Service from "./Service.js"
 import * as Slots from "./Slots.js"
 import type { Limiter } from "../scheduler/Limiter.js"
@@ -48,6 +49,10 @@ export const connectTo = (c: Config["cluster"], name: string): Promise<NatsConne
 
 /** Inbox shards: one per server by default, so the leaders can spread and a lost server stalls at most one. */
 export const shardsOf = (c: Config["cluster"]): number => c.shards > 0 ? c.shards : Math.max(1, c.nats.length)
+
+/** The streams whose leaders are spread over the servers: the event log, then each inbox shard with its consumer. */
+export const placementOf = (prefix: string, inbox: { streams: ReadonlyArray<string>; consumer: string }) =>
+  [{ name: JetStreamEventStore.streamName(prefix) }, ...inbox.streams.map((name) => ({ name, consumer: inbox.consumer }))]
 
 /** Bodies up to this size travel inside the carrier; larger ones go to the object store first. */
 const INLINE_MAX = 512 * 1024
@@ -108,6 +113,10 @@ export const open = async (config: Config, clock: Clock, log: Logger): Promise<C
     }
     const work = await ClusterWork.open({ nc, inbox, now: () => clock.now(), log, fetchBody: (digest) => bodies.get(digest) })
     const fenced: Fence.FenceCounters = { appends: 0, deliveries: 0 }
+    // The node that created the inbox spreads the leaders once, in the background (`missive cluster balance` later).
+    if (inbox.created) void Placement.spread(nc, placementOf(c.prefix, inbox))
+      .then((placed) => log("info", "cluster leaders placed", { placed }))
+      .catch((e) => log("warn", "cluster leader placement failed", { error: String(e) }))
     return {
       nc, bodies, work, inbox, fenced, replicas, slots,
       commit: async (id, evs, body, digest) => {

@@ -1,0 +1,58 @@
+// Spreads the cluster's raft leaders over the servers: the event log and each inbox shard (with its consumer) get
+// their leader on a different server where there are enough, so no one server's fsync queue carries every write.
+// nats-server 2.10 has no preferred-leader setting, so a misplaced leader is asked to step down until the election
+// lands where wanted (a few tries; elections are random). Must not change any stream's data or configuration.
+import type { NatsConnection } from "@nats-io/transport-node"
+import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream"
+
+export interface Placed {
+  readonly stream: string
+  readonly wanted: string
+  readonly leader: string | undefined
+  readonly consumerLeader?: string | undefined
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+const leaderOf = async (jsm: JetStreamManager, stream: string): Promise<{ leader?: string; servers: Array<string> }> => {
+  const info = await jsm.streams.info(stream)
+  const leader = info.cluster?.leader
+  const servers = [leader, ...(info.cluster?.replicas ?? []).map((r) => r.name)].filter((s): s is string => !!s)
+  return { ...(leader ? { leader } : {}), servers }
+}
+
+const consumerLeaderOf = async (jsm: JetStreamManager, stream: string, consumer: string): Promise<string | undefined> =>
+  (await jsm.consumers.info(stream, consumer)).cluster?.leader
+
+/**
+ * Assigns `streams[i]` to the i-th server (sorted by name, round-robin) and steps leaders down until they sit
+ * there; a stream's `consumers` follow its leader. Returns where each ended up.
+ */
+export const spread = async (nc: NatsConnection, streams: ReadonlyArray<{ name: string; consumer?: string }>, tries = 6): Promise<Array<Placed>> => {
+  const jsm = await jetstreamManager(nc)
+  const first = streams[0]
+  if (!first) return []
+  const servers = [...(await leaderOf(jsm, first.name)).servers].sort()
+  if (servers.length < 2) return []
+  const out: Array<Placed> = []
+  for (const [i, s] of streams.entries()) {
+    const wanted = servers[i % servers.length]!
+    let leader = (await leaderOf(jsm, s.name)).leader
+    for (let t = 0; t < tries && leader !== wanted; t++) {
+      await nc.request(`$JS.API.STREAM.LEADER.STEPDOWN.${s.name}`, undefined, { timeout: 5_000 }).catch(() => undefined)
+      await sleep(1_000)
+      leader = (await leaderOf(jsm, s.name).catch(() => ({ leader: undefined }))).leader
+    }
+    let consumerLeader: string | undefined
+    if (s.consumer) {
+      consumerLeader = await consumerLeaderOf(jsm, s.name, s.consumer).catch(() => undefined)
+      for (let t = 0; t < tries && consumerLeader !== wanted; t++) {
+        await nc.request(`$JS.API.CONSUMER.LEADER.STEPDOWN.${s.name}.${s.consumer}`, undefined, { timeout: 5_000 }).catch(() => undefined)
+        await sleep(1_000)
+        consumerLeader = await consumerLeaderOf(jsm, s.name, s.consumer).catch(() => undefined)
+      }
+    }
+    out.push({ stream: s.name, wanted, leader, consumerLeader })
+  }
+  return out
+}
