@@ -88,7 +88,7 @@ describe("simulation harness", () => {
       const { Resolver } = await import("node:dns/promises")
       const res = new Resolver()
       res.setServers([world.dns.server])
-      expect(await res.resolveMx("a.sim")).toEqual([{ exchange: "mx1.a.sim", priority: 10 }])
+      expect(await res.resolveMx("a.sim")).toMatchObject([{ exchange: "mx1.a.sim", priority: 10 }]) // Node 24 adds type: "MX"
       expect(await res.resolve4("mx1.s.sim")).toEqual([world.hosts.get("s.sim")![0]])
       await expect(res.resolveMx("nowhere.sim")).rejects.toMatchObject({ code: "ENOTFOUND" })
     } finally {
