@@ -61,8 +61,15 @@ module.exports = {
         "A package's src/ (and bench/, bin/: the root manifest) imports an npm package its own package.json does not " +
         "list in dependencies. Tests may also use the root's devDependencies (vitest, fast-check).",
       severity: "error",
-      from: { path: `^((${PACKAGES})/src|bench|bin)/` },
+      from: { path: `^((${PACKAGES})/src|bench|bin)/`, pathNot: "^bin/bench\\.mjs$" },
       to: { dependencyTypes: ["npm-no-pkg", "npm-unknown", "npm-dev", "npm-optional", "npm-peer", "npm-bundled"] }
+    },
+    {
+      name: "npm-not-in-manifest-dev-tool",
+      comment: "bin/bench.mjs is a dev tool (it runs bench/*.ts through tsx): it may use the root's devDependencies.",
+      severity: "error",
+      from: { path: "^bin/bench\\.mjs$" },
+      to: { dependencyTypes: ["npm-no-pkg", "npm-unknown", "npm-optional", "npm-peer", "npm-bundled"] }
     },
     {
       name: "npm-not-installed",

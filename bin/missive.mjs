@@ -1,9 +1,13 @@
 #!/usr/bin/env node
-// The `missive` command: runs the CLI's TypeScript sources (cli/, package @missive/cli) through tsx (no build step
-// between `npm ci` and use). Exits as soon as the command is done: a stopped node or a failed start leaves no handle.
-import { register } from "tsx/esm/api"
-
-register()
-const { main } = await import("../cli/src/main.ts")
-const code = await main(process.argv.slice(2))
-process.exit(code)
+// The `missive` command: the CLI package's compiled JavaScript (cli/dist, built by `npm run build`, which `npm ci`
+// runs as `prepare`), through its door `@missive/cli`. Exits as soon as the command is done: a stopped node or a
+// failed start leaves no handle.
+let cli
+try {
+  cli = await import("@missive/cli")
+} catch (e) {
+  if (e?.code !== "ERR_MODULE_NOT_FOUND" || !String(e.message).includes("/dist/")) throw e
+  process.stderr.write(`missive: not built (${e.message.split("\n")[0]}): run "npm run build" (npm ci runs it)\n`)
+  process.exit(2)
+}
+process.exit(await cli.main(process.argv.slice(2)))

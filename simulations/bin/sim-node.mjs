@@ -4,7 +4,6 @@
 // notices) appended to $MISSIVE_SIM_NODE_LOG instead of the harness's terminal. Handed to the cluster launcher
 // (`Launcher.up`) as its `missive` script, which runs it as `sim-node.mjs start --config FILE`.
 import { createWriteStream } from "node:fs"
-import { register } from "tsx/esm/api"
 
 const file = process.env["MISSIVE_SIM_NODE_LOG"]
 if (file) {
@@ -13,6 +12,5 @@ if (file) {
   process.stdout.write = write
   process.stderr.write = write
 }
-register()
-const { Serve } = await import("@missive/node")
+const { Serve } = await import("@missive/node") // compiled: nodes/dist (npm run build)
 process.exit(await Serve.serveArgs(process.argv.slice(2)))
