@@ -8,6 +8,7 @@ import { resolve } from "node:path"
 import { parse as parseYaml } from "yaml"
 import { Clock, ClusterRuntime, Launcher, Membership, Service, type Config as Configuration } from "@missive/node"
 import { ClusterUsageError, natsFlag, withNats } from "./Help.js"
+import { drain } from "./Drain.js"
 export { CLUSTER_HELP as HELP, ClusterUsageError, natsFlag, withNats } from "./Help.js"
 
 type Config = Configuration.Config
@@ -118,6 +119,17 @@ export const cluster = async (argv: ReadonlyArray<string>, loadConfig: (path: st
   if (sub === "status") {
     const config = withNats(loadConfig(flag(argv, "config")), natsFlag(flag(argv, "nats")))
     return status(config, argv.includes("--json"), out)
+  }
+  if (sub === "drain") {
+    const node = argv[1]
+    if (!node || node.startsWith("--")) throw new ClusterUsageError("missive cluster drain: which node? (e.g. missive cluster drain node-2)")
+    const config = withNats(loadConfig(flag(argv, "config")), natsFlag(flag(argv, "nats")))
+    const nc = await connectTo(config.cluster, "missive-cli")
+    try {
+      return await drain(nc, config.cluster.prefix, node, intFlag(argv, "timeout", 120, 1, 86_400) * 1000, out, (s) => void process.stderr.write(`${s}\n`))
+    } finally {
+      await nc.close()
+    }
   }
   if (sub === "up") {
     const file = flag(argv, "config")

@@ -40,6 +40,10 @@ export const CLUSTER_HELP = `  missive cluster up [--nodes N] [--dir DIR] [--nat
                                            SMTP on P+20, submission on P+30; each process logs to a file in its
                                            directory under DIR; Ctrl-C stops all. Needs nats-server 2.10.23+
                                            (JetStream sync_interval: always); --allow-unsynced runs on an older one
+  missive cluster drain NODE [--nats URLS | --config FILE] [--timeout SECONDS]
+                                           the node stops accepting, finishes its deliveries in progress, hands
+                                           its other messages to the peers and exits 0; waits until it is gone
+                                           (default timeout 120 s; exit 1 if it does not answer or leave)
   missive cluster status [--nats URLS | --config FILE] [--json]
                                            nodes (alive, since, load, messages owned), NATS servers, streams
                                            and their replication

@@ -29,6 +29,8 @@ export interface RunningNode {
   readonly store: SqliteStore.SqliteStore
   /** Set in cluster mode (`cluster.nats`). */
   readonly cluster: Cluster.ClusterRuntime | undefined
+  /** Resolves when an operator asked this node to drain (`missive cluster drain`): its runner then stops it. */
+  readonly drainRequested: Promise<void>
   /** Clean stop: stop accepting, let running deliveries finish (up to graceMs), commit, close. */
   readonly stop: (graceMs?: number) => Promise<void>
 }
@@ -153,9 +155,14 @@ const program = (config: Config, opts: NodeOptions) => Effect.gen(function* () {
     })),
     (i) => Effect.promise(() => i.close())
   )
-  if (cluster) yield* Effect.promise(() => cluster.announce({ ports: ingress.ports, active: () => host.active() }))
+  let requestDrain = () => {}
+  const drainRequested = new Promise<void>((r) => { requestDrain = r })
+  if (cluster) yield* Effect.promise(() => cluster.announce({ ports: ingress.ports, active: () => host.active(), drain: () => {
+    log("info", "drain requested: stopping intake, finishing or handing back messages", { node: config.node_id })
+    requestDrain()
+  } }))
   log("info", "node started", { node: config.node_id, hostname: config.hostname, dataDir, ports: ingress.ports, policy: policyHash })
-  return { ports: ingress.ports, dataDir, host, store, cluster } as const
+  return { ports: ingress.ports, dataDir, host, store, cluster, drainRequested } as const
 })
 
 const stopGrace = { ms: 10_000 }

@@ -5,7 +5,7 @@ import type { Config } from "./config/Config.js"
 import { load } from "./config/Config.js"
 import { start, StartError } from "./Node.js"
 
-/** Runs the node until SIGINT/SIGTERM; resolves 0 after a clean stop. Throws `StartError` when it cannot start. */
+/** Runs the node until SIGINT/SIGTERM or a drain request; resolves 0 after a clean stop. Throws `StartError` when it cannot start. */
 export const serve = async (config: Config, graceMs = 10_000): Promise<number> => {
   const node = await start(config)
   const listening = Object.entries(node.ports).map(([n, p]) => `${n} ${p}`).join(", ")
@@ -15,6 +15,7 @@ export const serve = async (config: Config, graceMs = 10_000): Promise<number> =
       process.stderr.write(`missive: ${sig}: stopping (finishing deliveries in progress)\n`)
       node.stop(graceMs).then(done, (e) => { process.stderr.write(`missive: stop failed: ${String(e)}\n`); done() })
     }
+    void node.drainRequested.then(() => stop("drain"))
     process.once("SIGINT", () => stop("SIGINT"))
     process.once("SIGTERM", () => stop("SIGTERM"))
   })

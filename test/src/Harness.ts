@@ -62,6 +62,8 @@ export const startNode = async (config: Record<string, unknown>, opts: { pollMs?
 export interface ChildNode {
   readonly proc: ChildProcess
   readonly output: () => string
+  /** Resolves with the exit code when the process ends (on its own, e.g. after a drain, or killed). */
+  readonly exited: Promise<number | null>
   kill9(): Promise<void>
   stop(): Promise<number | null>
 }
@@ -82,6 +84,7 @@ export const spawnNode = async (configPath: string): Promise<ChildNode> => {
   return {
     proc,
     output: () => out,
+    exited,
     kill9: async () => { proc.kill("SIGKILL"); await exited },
     stop: async () => { proc.kill("SIGTERM"); return exited }
   }

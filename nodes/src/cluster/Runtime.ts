@@ -32,7 +32,7 @@ export interface ClusterRuntime {
   /** The node's local limiter wrapped so that a delivery also holds a cluster-wide slot of its destination. */
   limiter(local: Limiter): Limiter
   /** Starts heartbeats and the status service once the node knows its ports and load. */
-  announce(info: { ports: Readonly<Record<string, number>>; active: () => number }): Promise<void>
+  announce(info: { ports: Readonly<Record<string, number>>; active: () => number; drain?: () => void }): Promise<void>
   /** Live nodes as this node sees them. */
   alive(): ReadonlyArray<Membership.Heartbeat>
   close(): Promise<void>
@@ -128,12 +128,12 @@ export const open = async (config: Config, clock: Clock, log: Logger): Promise<C
       limiter: (local) => Slots.limiter(local, slots),
       // A node that held a message and lost it (its AckWait ran out) may not append to it until it holds it again.
       events: Fence.events(events, { holds: (id) => !work.lost(id) }, log, fenced),
-      announce: async ({ ports, active }) => {
+      announce: async ({ ports, active, drain }) => {
         membership = await retrying(log, "membership", () => Membership.open({
           nc, prefix: c.prefix, replicas, node: config.node_id, clock, ttlMs: c.lease,
           beat: () => ({ active: active(), held: work.held(), partitions: work.shards(), ports })
         }))
-        service = Service.serve({ nc, prefix: c.prefix, node: config.node_id, status: () => ({
+        service = Service.serve({ nc, prefix: c.prefix, node: config.node_id, drain, status: () => ({
           node: config.node_id, ports, active: active(), held: work.held(), partitions: work.shards(), fenced: { ...fenced },
           alive: membership?.alive().map((h) => h.node) ?? []
         }) })

@@ -1,5 +1,6 @@
 // Node-to-node requests over core NATS: every node answers `<prefix>.cluster.status` (a scatter-gather the CLI
-// sends with requestMany) and `<prefix>.node.<id>.status`. Answers are JSON; must not carry message bodies.
+// sends with requestMany) and `<prefix>.node.<id>.status`, and takes `<prefix>.node.<id>.drain` (stop accepting,
+// finish or hand back its messages, exit). Answers are JSON; must not carry message bodies.
 import type { NatsConnection, Subscription } from "@nats-io/transport-node"
 
 export interface NodeStatus {
@@ -16,8 +17,15 @@ export interface Service {
   close(): void
 }
 
-export const serve = (o: { nc: NatsConnection; prefix: string; node: string; status: () => NodeStatus }): Service => {
+export const subjectOf = (prefix: string, node: string, what: "status" | "drain"): string =>
+  `${prefix}.node.${node.replace(/[^A-Za-z0-9_-]/g, "_")}.${what}`
+
+export const serve = (o: { nc: NatsConnection; prefix: string; node: string; status: () => NodeStatus; drain?: () => void }): Service => {
   const subs: Array<Subscription> = [
+    o.nc.subscribe(subjectOf(o.prefix, o.node, "drain"), { callback: (_e, m) => {
+      m.respond(JSON.stringify({ node: o.node, draining: true }))
+      o.drain?.()
+    } }),
     o.nc.subscribe(`${o.prefix}.cluster.status`, { callback: (_e, m) => void m.respond(JSON.stringify(o.status())) }),
     o.nc.subscribe(`${o.prefix}.node.${o.node.replace(/[^A-Za-z0-9_-]/g, "_")}.status`, { callback: (_e, m) => void m.respond(JSON.stringify(o.status())) })
   ]
