@@ -79,8 +79,7 @@ export const make = (d: HostDeps): Host => {
   let backlog = false
   let inject: Driver.Injector | undefined
 
-  const events: EventStore.EventStore = d.events
-  const base = Commands.make(events)
+  const base = Commands.make(d.events)
   const commands: Commands.Commands = {
     load: base.load,
     handle: (id, decide, opts = {}) => base.handle(id, decide, { ...opts, onConflict: () => { counts.conflicts += 1; opts.onConflict?.() } })
