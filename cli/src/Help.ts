@@ -22,9 +22,11 @@ export const REPLAY_HELP = `  missive replay timeline ID [--json]     every even
                                            per destination: messages, attempts, outcomes, reply codes, latency
                                            percentiles, queue depth over time; --html writes a self-contained page
   missive replay queue --at T [--json]     the queue as it stood at T (the columns of "queue list"), from the log
-  missive replay what-if --from T --to T --config ALT.yaml [--seed N] [--json]
-                                           recorded arrivals and remote replies through the decider under ALT's
-                                           retry, lifetime and concurrency, on a virtual clock; recorded vs alternative
+  missive replay what-if --from T --to T --config ALT.yaml [--seed N] [--replies destination|message] [--json]
+                                           recorded arrivals, operator commands and remote replies through the
+                                           node's own drive plan under ALT's retry, lifetime and concurrency, on a
+                                           virtual clock; recorded vs alternative; --replies message replays each
+                                           message's own replies per attempt (an exact re-run of the same policy)
   missive replay inject --from T --to T --target smtp://HOST:PORT [--speed 10] [--synthetic-bodies]
                                            re-send the recorded traffic with its timing (scaled) to an SMTP target
     Replay options: --config FILE (its data_dir, or its cluster.nats JetStream log; for what-if it is also the

@@ -28,7 +28,7 @@ class Usage extends Error {}
 
 const OPTIONS: Record<string, "value" | "bool"> = {
   config: "value", data: "value", json: "bool", from: "value", to: "value", at: "value", domain: "value", html: "value",
-  target: "value", speed: "value", "synthetic-bodies": "bool", seed: "value", buckets: "value"
+  target: "value", speed: "value", "synthetic-bodies": "bool", seed: "value", buckets: "value", replies: "value"
 }
 
 const parse = (argv: ReadonlyArray<string>) => {
@@ -151,6 +151,8 @@ const run = async (argv: ReadonlyArray<string>): Promise<number> => {
       if (!a.str("config")) throw new Usage("what-if needs --config ALT.yaml (the alternative policy)")
       const seed = a.str("seed") === undefined ? 1 : Number(a.str("seed"))
       if (!Number.isSafeInteger(seed)) throw new Usage(`--seed: expected an integer`)
+      const replies = a.str("replies") ?? "destination"
+      if (replies !== "destination" && replies !== "message") throw new Usage(`--replies: expected destination or message, got "${replies}"`)
       const p = progress("what-if")
       const rec = await WhatIf.record(store.events, { from, to, onProgress: p.onProgress }).finally(p.stop)
       const alt: WhatIf.AltPolicy = {
@@ -158,7 +160,7 @@ const run = async (argv: ReadonlyArray<string>): Promise<number> => {
         concurrencyPerDestination: config.delivery.concurrency_per_destination, maxConnections: config.delivery.max_connections, hash: policyHashOf(config)
       }
       const t0 = performance.now()
-      const sim = WhatIf.simulate(rec, alt, { seed })
+      const sim = WhatIf.simulate(rec, alt, { seed, replies })
       const wall = performance.now() - t0
       out(json ? JSON.stringify({ from: iso(from), to: iso(to), horizon: iso(rec.horizon), recorded: rec.recorded, alternative: sim.outcome, policy: alt, steps: sim.steps, wallMs: wall, unknownDestinations: sim.unknownDestinations }, null, 2)
         : WhatIf.format(rec, alt, sim, wall))
