@@ -1,7 +1,7 @@
-// What-if is exact by construction: a live node's recorded arrivals, operator commands and remote replies, run
-// through what-if under the node's own policy, give the same decisions event for event (types, recipients, attempts,
-// replies, which deferrals hit the lifetime). Times differ only by the live node's polling lag, so they are compared
-// as delays, not instants.
+// What-if is exact by construction: a live node's recorded arrivals, operator commands and remote replies (retries,
+// a bounce, an expiry, a hold then release, a hold until the lifetime ends), run through what-if under the node's
+// own policy, give the same decisions event for event (types, recipients, attempts, replies, which deferrals hit
+// the lifetime). Times differ only by the live node's polling lag, so they are compared as delays, not instants.
 import { Message } from "@missive/core"
 import { EventStore, SqliteStore } from "@missive/events"
 import { join } from "node:path"
@@ -62,17 +62,22 @@ describe("what-if replays a live node's run exactly", () => {
     await mail("mixed", "c@sender.test", ["ok@picky.test", "nobody@picky.test"])
     await mail("down", "d@sender.test", ["x@down.test"])
     await mail("held", "e@sender.test", ["y@later.test"])
-    // The operator holds "held" after its first deferral and releases it 1.5 s later (past its next attempt time).
-    await waitFor("held deferred once", async () =>
-      (await node.store.events.read(EventStore.streamOf(ids["held"]!))).some((e) => e.event.type === "AttemptDeferred"))
+    await mail("parked", "f@sender.test", ["z@later.test"])
+    // The operator holds "held" and "parked" after their first deferral; "held" is released 1.5 s later (past its
+    // next attempt time), "parked" never: it expires when its lifetime ends.
+    const deferredOnce = (name: string) => waitFor(`${name} deferred once`, async () =>
+      (await node.store.events.read(EventStore.streamOf(ids[name]!))).some((e) => e.event.type === "AttemptDeferred"))
+    await deferredOnce("held")
+    await deferredOnce("parked")
     expect(await node.host.operate(ids["held"]!, "hold", "ops")).toMatchObject({ ok: true, events: ["MessageHeld"] })
+    expect(await node.host.operate(ids["parked"]!, "hold", "ops")).toMatchObject({ ok: true, events: ["MessageHeld"] })
     await new Promise((r) => setTimeout(r, 1500))
     expect(await node.host.operate(ids["held"]!, "release", "ops")).toMatchObject({ ok: true, events: ["MessageReleased"] })
     await waitFor("every message and DSN completed", async () => {
       const all = await node.store.events.readAll(0, 100_000)
       const streams = new Set(all.map((e) => e.stream))
       const done = new Set(all.filter((e) => e.event.type === "MessageCompleted").map((e) => e.stream))
-      return streams.size >= 6 && [...streams].every((s) => done.has(s)) && senderMx.messages.length >= 2
+      return streams.size >= 8 && [...streams].every((s) => done.has(s)) && senderMx.messages.length >= 3
     }, 30_000)
     expect(node.host.counters()).toEqual({ emptyReads: 0, driveFailures: 0, conflicts: 0 })
     await node.stop()
@@ -90,7 +95,7 @@ describe("what-if replays a live node's run exactly", () => {
       const all = await store.events.readAll(0, 100_000)
       const rec = await Replay.WhatIf.record(store.events, { from: all[0]!.event.at, to: all[all.length - 1]!.event.at })
       expect(rec.arrivals.map((a) => a.id).sort()).toEqual(Object.values(ids).sort())
-      expect(rec.operations?.map((o) => o.op)).toEqual(["hold", "release"])
+      expect(rec.operations?.map((o) => o.op)).toEqual(["hold", "hold", "release"])
 
       const simulated = new Map<string, Array<Message.Event>>()
       const sim = Replay.WhatIf.simulate(rec, { retry, concurrencyPerDestination: 20, maxConnections: 100, hash: rec.policies[0]! }, {
@@ -101,7 +106,7 @@ describe("what-if replays a live node's run exactly", () => {
         messages: rec.recorded.messages, delivered: rec.recorded.delivered, bounced: rec.recorded.bounced,
         expired: rec.recorded.expired, queued: 0, attempts: rec.recorded.attempts
       })
-      expect(rec.recorded).toMatchObject({ messages: 4, delivered: 3, bounced: 1, expired: 1, queued: 0 })
+      expect(rec.recorded).toMatchObject({ messages: 5, delivered: 3, bounced: 1, expired: 2, queued: 0 })
 
       for (const [name, id] of Object.entries(ids)) {
         const live = (await store.events.read(EventStore.streamOf(id))).map((e) => e.event)
@@ -115,6 +120,7 @@ describe("what-if replays a live node's run exactly", () => {
       expect(await types("mixed")).toContain("RecipientBounced")
       expect(await types("down")).toContain("RecipientExpired")
       expect(await types("held")).toEqual(expect.arrayContaining(["MessageHeld", "MessageReleased", "RecipientDelivered"]))
+      expect((await types("parked")).slice(-4)).toEqual(["MessageHeld", "RecipientExpired", "BounceQueued", "MessageCompleted"])
     } finally {
       await store.close()
     }
