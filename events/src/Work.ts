@@ -10,6 +10,11 @@ export interface WorkItem {
    * work entry): the first driver appends them together with its first decision.
    */
   readonly carried?: { readonly events: ReadonlyArray<Message.Event>; readonly body: Buffer } | undefined
+  /**
+   * True when, as far as the store knows, the log has nothing of this message yet (a carrier's first delivery): the
+   * driver may skip reading the stream; a wrong guess only costs a version conflict and a reload.
+   */
+  readonly unlogged?: boolean | undefined
 }
 
 export interface Work {

@@ -35,6 +35,8 @@ export interface ClusterWork extends Work.Work {
 
 interface Token {
   readonly msg: JsMsg
+  /** A carrier's first delivery: nothing of the message is in the log yet (unless a duplicate carrier was driven). */
+  readonly first: boolean
   readonly shard: number
   readonly kind: "carrier" | "wake"
   readonly id: string
@@ -97,7 +99,7 @@ export const open = async (o: ClusterWorkOptions): Promise<ClusterWork> => {
     if (closed) return
     const now = o.now()
     const list = tokensOf(id).filter((t) => !(t.shard === shard && t.msg.seq === m.seq))
-    list.push({ msg: m, shard, kind, id, carried, lastWorking: now })
+    list.push({ msg: m, first: kind === "carrier" && !m.redelivered, shard, kind, id, carried, lastWorking: now })
     tokens.set(id, list)
     lostIds.delete(id)
     if (!claimed.has(id) && !ready.includes(id)) ready.push(id)
@@ -199,7 +201,7 @@ export const open = async (o: ClusterWorkOptions): Promise<ClusterWork> => {
         if (list.length === 0) continue
         claimed.add(id)
         const carrier = list.find((t) => t.kind === "carrier")
-        out.push({ id, dueAt: now, carried: carrier?.carried })
+        out.push({ id, dueAt: now, carried: carrier?.carried, unlogged: carrier?.first === true && list.length === 1 })
       }
       return out
     },

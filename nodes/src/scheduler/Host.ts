@@ -137,7 +137,8 @@ export const make = (d: HostDeps): Host => {
       if (room > 0) {
         const now = d.clock.now()
         const items = await d.work.claim(now, room, d.node, now + d.leaseMs)
-        for (const item of items) void drive(item.id, item.carried ? { carried: item.carried } : undefined)
+        for (const item of items)
+          void drive(item.id, item.carried ? { carried: item.carried, ...(item.unlogged ? { fresh: Message.initialState } : {}) } : undefined)
         backlog = items.length === room
         if (backlog) delay = 10
       }
