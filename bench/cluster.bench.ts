@@ -20,7 +20,7 @@ import * as Postfix from "./Postfix.js"
 import { JetStreamWork } from "@missive/events"
 import { Kvm } from "@nats-io/kv"
 import { startRelay } from "./relay.bench.js"
-import { cpuMs, freePort, percentile, startChild, type Child } from "./lib/Proc.js"
+import { cpuMs, fnv1a32, freePort, percentile, startChild, type Child } from "../test/src/Support.js"
 
 const exec = promisify(execFile)
 const ROOT = resolve(import.meta.dirname, "..")
@@ -140,13 +140,12 @@ export const deferredMemory = async (n: number): Promise<string> => {
     const prefix = "mem"
     const kv = await new Kvm(nc).create(JetStreamWork.bucketNames(prefix).work, { history: 1 })
     // Keys as JetStreamWork writes them: p<partition>.<id> (partition from the id's hash; the scheduler reads all).
-    const fnv = (s: string) => { let h = 0x811c9dc5; for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0; return h }
     const t0 = performance.now()
     const now = Date.now()
     for (let i = 0; i < n; i += 2000) {
       await Promise.all(Array.from({ length: Math.min(2000, n - i) }, (_, j) => {
         const id = `01DEFERRED${String(i + j).padStart(16, "0")}`
-        return kv.put(`p${String(fnv(id) % 16).padStart(3, "0")}.${id}`, JSON.stringify({ d: now + 86_400_000 * (1 + ((i + j) % 4)), o: null, u: 0 }))
+        return kv.put(`p${String(fnv1a32(id) % 16).padStart(3, "0")}.${id}`, JSON.stringify({ d: now + 86_400_000 * (1 + ((i + j) % 4)), o: null, u: 0 }))
       }))
     }
     const loadS = (performance.now() - t0) / 1000

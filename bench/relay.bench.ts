@@ -8,7 +8,7 @@ import { join, resolve } from "node:path"
 import { promisify } from "node:util"
 import { stringify } from "yaml"
 import { runLoad } from "./lib/Load.js"
-import { cpuMs, freePort, percentile, startChild, type Child } from "./lib/Proc.js"
+import { cpuMs, freePort, percentile, startChild, type Child } from "../test/src/Support.js"
 import * as Postfix from "./Postfix.js"
 import { existsSync, readFileSync } from "node:fs"
 

@@ -6,9 +6,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { stringify } from "yaml"
-import { freePort, ROOT } from "../test/src/Harness.js"
+import { ROOT } from "../test/src/Harness.js"
 import { Run, Scenario, Target as Targets, type Report, type Target } from "@missive/simulations"
-import { cpuMs, startChild } from "./lib/Proc.js"
+import { cpuMs, freePort, startChild } from "../test/src/Support.js"
 import * as Postfix from "./Postfix.js"
 
 const N = Number(process.env["SIM_BENCH_MESSAGES"] ?? 3000)

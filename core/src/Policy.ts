@@ -1,5 +1,6 @@
 // Delivery policy: the retry schedule and the queue lifetime, and the pure backoff arithmetic.
 // No clock and no randomness: the caller passes `now` and a jitter sample in [0, 1).
+import { fnv1a32 } from "./Hash.js"
 
 export interface RetryPolicy {
   /** First retry delay, ms (Postfix minimal_backoff_time: 300s). */
@@ -32,13 +33,7 @@ export const backoff = (policy: RetryPolicy, failures: number, jitterSample: num
 
 /** Stable short hash of any JSON-able policy (FNV-1a, hex): which configuration made a decision. */
 export const hash = (policy: unknown): string => {
-  const text = stableStringify(policy)
-  let h = 0x811c9dc5
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i)
-    h = Math.imul(h, 0x01000193) >>> 0
-  }
-  return h.toString(16).padStart(8, "0")
+  return fnv1a32(stableStringify(policy)).toString(16).padStart(8, "0")
 }
 
 const stableStringify = (v: unknown): string => {

@@ -8,7 +8,7 @@
 // consumer; this module only stores, finds and removes.
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node"
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream"
-import type { Message } from "@missive/core"
+import { Hash, type Message } from "@missive/core"
 import { decodeTrusted, encode } from "./Codec.js"
 import { StoreUnavailable } from "./StoreError.js"
 
@@ -75,11 +75,6 @@ export const streamNames = (prefix: string, shards: number): Array<string> =>
   Array.from({ length: shards }, (_, k) => `${prefix.toUpperCase().replace(/[^A-Z0-9_-]/g, "_")}_INBOX_${k}`)
 
 const tokenOf = (id: string): string => (/^[A-Za-z0-9_-]+$/.test(id) ? id : `~${Buffer.from(id).toString("base64url")}`)
-const fnv1a = (s: string): number => {
-  let h = 0x811c9dc5
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0
-  return h
-}
 const isNotFound = (e: unknown): boolean =>
   (e as { code?: number })?.code === 10037 || /no message found|not found/i.test(String((e as Error)?.message ?? e))
 const unavailable = (what: string, e: unknown) => new StoreUnavailable(`${what}: ${String((e as Error)?.message ?? e)}`)
@@ -154,7 +149,7 @@ export const open = async (o: InboxOptions): Promise<Inbox> => {
     // The shard is the id's hash (so a retried commit of the same id, e.g. a DSN, is deduplicated by Nats-Msg-Id);
     // a shard whose leader does not answer in time is skipped for the next one, so losing a minority of servers
     // (and the leaders they held) does not stop intake.
-    const first = fnv1a(id) % shards
+    const first = Hash.fnv1a32(id) % shards
     let last: unknown
     for (let i = 0; i < shards; i++) {
       const k = (first + i) % shards
@@ -173,7 +168,7 @@ export const open = async (o: InboxOptions): Promise<Inbox> => {
   }
 
   const wake: Inbox["wake"] = async (id, dueAt) => {
-    const first = fnv1a(id) % shards
+    const first = Hash.fnv1a32(id) % shards
     let last: unknown
     for (let i = 0; i < shards; i++) {
       const k = (first + i) % shards

@@ -7,6 +7,7 @@
 import type { NatsConnection } from "@nats-io/transport-node"
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream"
 import { Kvm, type KV } from "@nats-io/kv"
+import { Hash } from "@missive/core"
 import { StoreUnavailable } from "./StoreError.js"
 import type { Work, WorkItem } from "./Work.js"
 
@@ -54,11 +55,6 @@ export interface JetStreamWork extends Work {
 interface Entry { dueAt: number; owner: string | null; until: number; rev: number }
 interface Value { d: number; o: string | null; u: number }
 
-const fnv1a = (s: string): number => {
-  let h = 0x811c9dc5
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0
-  return h
-}
 const encodeId = (id: string): string => (/^[A-Za-z0-9_-]+$/.test(id) ? id : `=${Buffer.from(id).toString("base64url")}`)
 const decodeId = (k: string): string => (k.startsWith("=") ? Buffer.from(k.slice(1), "base64url").toString() : k)
 const isConflict = (e: unknown): boolean =>
@@ -83,7 +79,7 @@ export const open = async (o: JetStreamWorkOptions): Promise<JetStreamWork> => {
   const kvStream = `KV_${names.work}`
   const enc = new TextEncoder()
 
-  const partOf = (id: string) => fnv1a(id) % P
+  const partOf = (id: string) => Hash.fnv1a32(id) % P
   const prefixOf = (p: number) => `p${String(p).padStart(3, "0")}`
   const keyOf = (id: string) => `${prefixOf(partOf(id))}.${encodeId(id)}`
   const idOfKey = (key: string) => decodeId(key.slice(key.indexOf(".") + 1))
@@ -191,7 +187,7 @@ export const open = async (o: JetStreamWorkOptions): Promise<JetStreamWork> => {
       drop(p)
       await leases.delete(leaseKey(p), { previousSeq: part.rev }).catch(() => {})
     }
-    const start = fnv1a(instance) % P
+    const start = Hash.fnv1a32(instance) % P
     for (let i = 0; i < P && owned.size < target && !closed; i++) {
       const p = (start + i) % P
       if (owned.has(p)) continue

@@ -4,10 +4,10 @@
 // time of every process, and quiet output (node and NATS logs go to files in the run's directory, not the terminal).
 import { spawn, type ChildProcess } from "node:child_process"
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
-import { createServer, connect as netConnect } from "node:net"
+import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { delimiter, join, resolve } from "node:path"
-import { Launcher } from "@missive/node"
+import { Launcher, Net } from "@missive/node"
 
 const BIN = resolve(import.meta.dirname, "../bin")
 const NODE_SCRIPT = join(BIN, "sim-node.mjs")
@@ -83,21 +83,6 @@ const children = (): Array<{ pid: number; cpu: number; cmd: string }> => {
   return out
 }
 
-const waitPort = async (port: number, ms: number, alive: () => boolean): Promise<void> => {
-  const deadline = Date.now() + ms
-  for (;;) {
-    if (!alive()) throw new Error(`the node exited before listening on ${port}`)
-    const ok = await new Promise<boolean>((done) => {
-      const s = netConnect(port, "127.0.0.1")
-      s.once("connect", () => { s.destroy(); done(true) })
-      s.once("error", () => done(false))
-    })
-    if (ok) return
-    if (Date.now() > deadline) throw new Error(`nothing listens on ${port} after ${ms} ms`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}
-
 export const start = async (o: { nodes: number; base: Record<string, unknown>; logLevel?: string | undefined }): Promise<SimCluster> => {
   const dir = mkdtempSync(join(tmpdir(), "missive-simcluster-"))
   const taken = new Set<number>()
@@ -162,7 +147,7 @@ export const start = async (o: { nodes: number; base: Record<string, unknown>; l
     })
     ours.set(k, p)
     dead.delete(k)
-    await waitPort(n.smtp, 60_000, () => p.exitCode === null && p.signalCode === null)
+    await Net.waitPort(n.smtp, { ms: 60_000, what: n.name, alive: () => p.exitCode === null && p.signalCode === null })
   }
 
   return {

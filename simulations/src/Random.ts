@@ -1,6 +1,8 @@
 // Seeded randomness for the simulated world: a PRNG stream per component, and keyed draws (a hash of the seed and a
 // key such as message tag + recipient + attempt) for decisions that must not depend on arrival order under concurrency.
 // The only source of randomness in simulations/; it never reads Math.random or the clock.
+import { Hash } from "@missive/core"
+import { Clock } from "@missive/node"
 
 export interface Stream {
   /** Uniform in [0, 1). */
@@ -13,11 +15,7 @@ export interface Stream {
 
 /** 32-bit FNV-1a of a string, then murmur3's finaliser so nearby keys spread. */
 export const hash32 = (text: string): number => {
-  let h = 0x811c9dc5
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i)
-    h = Math.imul(h, 0x01000193)
-  }
+  let h = Hash.fnv1a32(text)
   h ^= h >>> 16
   h = Math.imul(h, 0x85ebca6b)
   h ^= h >>> 13
@@ -34,16 +32,9 @@ export const keyed = (seed: number, ...key: ReadonlyArray<string | number>): num
   return s.next()
 }
 
-/** mulberry32: small, fast and good enough for traffic shapes; the seed fixes the whole sequence. */
+/** The node's seeded generator (mulberry32) with draws on top: the seed fixes the whole sequence. */
 export const stream = (seed: number): Stream => {
-  let a = seed >>> 0
-  const next = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
+  const next = Clock.seededRandom(seed).next
   return {
     next,
     int: (min, max) => min + Math.floor(next() * (max - min + 1)),

@@ -68,10 +68,15 @@ export interface Report {
   readonly notes: ReadonlyArray<string>
 }
 
+/** The nearest-rank quantile `q` (0–1) of ascending `sorted` values; NaN when there are none. */
+export const quantile = (sorted: ArrayLike<number>, q: number): number =>
+  sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!
+
+/** p50, p90, p99 and max of unsorted values (nearest rank); all 0 when there are none. */
 export const percentiles = (values: ReadonlyArray<number>): Percentiles => {
-  const v = [...values].sort((a, b) => a - b)
-  const at = (q: number): number => (v.length === 0 ? 0 : v[Math.min(v.length - 1, Math.ceil(q * v.length) - 1)]!)
-  return { count: v.length, p50: at(0.5), p90: at(0.9), p99: at(0.99), max: v.length === 0 ? 0 : v[v.length - 1]! }
+  if (values.length === 0) return { count: 0, p50: 0, p90: 0, p99: 0, max: 0 }
+  const v = Float64Array.from(values).sort()
+  return { count: v.length, p50: quantile(v, 0.5), p90: quantile(v, 0.9), p99: quantile(v, 0.99), max: v[v.length - 1]! }
 }
 
 export const make = (o: {

@@ -2,6 +2,7 @@
 // DSN collector per sender domain, each on its own loopback address (127.77.0.x) and all on one common port, so an MTA
 // routes to them through its real MX code path with only `delivery.port` set. Owns their lifetimes; sends no mail.
 import { generate } from "selfsigned"
+import { Net } from "@missive/node"
 import * as Dns from "./Dns.js"
 import * as Ledger from "./Ledger.js"
 import * as Receiver from "./Receiver.js"
@@ -25,18 +26,6 @@ let certificate: Promise<{ key: string; cert: string }> | undefined
 const selfSigned = (): Promise<{ key: string; cert: string }> =>
   (certificate ??= generate([{ name: "commonName", value: "mx.sim" }], { keySize: 2048 }).then((p) => ({ key: p.private, cert: p.cert })))
 
-const freePortOn = async (address: string): Promise<number> => {
-  const { createServer } = await import("node:net")
-  return new Promise((done, fail) => {
-    const s = createServer()
-    s.once("error", fail)
-    s.listen(0, address, () => {
-      const port = (s.address() as { port: number }).port
-      s.close(() => done(port))
-    })
-  })
-}
-
 export const start = async (scenario: Scenario.Scenario, now: Now, ledger: Ledger.Ledger = Ledger.make()): Promise<World> => {
   const tls = scenario.destinations.some((d) => d.tls) ? await selfSigned() : undefined
   const hosts = new Map<string, Array<string>>()
@@ -53,7 +42,7 @@ export const start = async (scenario: Scenario.Scenario, now: Now, ledger: Ledge
   // One port for all: taken free on the first address, then bound on the others; another process may hold it on
   // one of them, so a clash starts over with a new port.
   for (let tries = 0; ; tries++) {
-    const port = await freePortOn(addressOf(0))
+    const port = await Net.freePort(addressOf(0))
     const started: Array<Receiver.Receiver> = []
     try {
       for (const d of scenario.destinations) {

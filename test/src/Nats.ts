@@ -4,11 +4,11 @@
 // stop() is SIGTERM and wait, kill() is SIGKILL, restart() starts the same server again on the same ports and store.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process"
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { jetstreamManager } from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
 import { join } from "node:path"
+import { freePort } from "./Support.js"
 
 export interface NatsServer {
   readonly name: string
@@ -54,15 +54,6 @@ export const jetStreamReady = async (urls: ReadonlyArray<string>, replicas: numb
     await nc.close()
   }
 }
-
-const freePort = (): Promise<number> => new Promise((done, fail) => {
-  const s = createServer()
-  s.once("error", fail)
-  s.listen(0, "127.0.0.1", () => {
-    const port = (s.address() as { port: number }).port
-    s.close(() => done(port))
-  })
-})
 
 interface Spec {
   readonly name: string

@@ -8,9 +8,9 @@
 // when the cluster is ready, and afterwards only a process that went down.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process"
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
-import { connect as netConnect } from "node:net"
 import { join, relative, resolve } from "node:path"
 import { stringify } from "yaml"
+import * as Net from "../runtime/Net.js"
 
 /** The first nats-server with `jetstream { sync_interval: always }` (an fsync per JetStream write). */
 export const SYNC_ALWAYS_SINCE = "2.10.23"
@@ -62,20 +62,8 @@ export const natsServerVersion = (): string | undefined => {
   }
 }
 
-const waitPort = async (port: number, ms: number, proc: ChildProcess, what: string): Promise<void> => {
-  const deadline = Date.now() + ms
-  for (;;) {
-    if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`${what} exited (${proc.exitCode ?? proc.signalCode}) before listening on ${port}`)
-    const ok = await new Promise<boolean>((done) => {
-      const s = netConnect(port, "127.0.0.1")
-      s.once("connect", () => { s.destroy(); done(true) })
-      s.once("error", () => done(false))
-    })
-    if (ok) return
-    if (Date.now() > deadline) throw new Error(`${what}: nothing listens on ${port} after ${ms} ms`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}
+const waitPort = (port: number, ms: number, proc: ChildProcess, what: string): Promise<void> =>
+  Net.waitPort(port, { ms, what, alive: () => proc.exitCode === null && proc.signalCode === null })
 
 const stopProc = (p: ChildProcess, ms: number) => new Promise<void>((done) => {
   if (p.exitCode !== null || p.signalCode !== null) return done()

@@ -4,15 +4,8 @@
 import { Reply, Route } from "@missive/core"
 import { EventStore } from "@missive/events"
 import { positionAt, scan, SLACK_MS, type Store } from "./Log.js"
+import { percentiles, type Percentiles } from "../Report.js"
 import { formatDuration, iso } from "./Time.js"
-
-export interface Percentiles {
-  readonly count: number
-  readonly p50: number
-  readonly p90: number
-  readonly p99: number
-  readonly max: number
-}
 
 export interface DestinationReport {
   readonly destination: string
@@ -38,13 +31,6 @@ export interface Report {
   readonly domain?: string | undefined
   readonly destinations: ReadonlyArray<DestinationReport>
   readonly total: DestinationReport
-}
-
-export const percentiles = (values: Array<number>): Percentiles => {
-  if (values.length === 0) return { count: 0, p50: 0, p90: 0, p99: 0, max: 0 }
-  const v = Float64Array.from(values).sort()
-  const at = (q: number) => v[Math.min(v.length - 1, Math.max(0, Math.ceil(q * v.length) - 1))]!
-  return { count: v.length, p50: at(0.5), p90: at(0.9), p99: at(0.99), max: v[v.length - 1]! }
 }
 
 interface Acc {

@@ -8,7 +8,7 @@ import { EventStore } from "@missive/events"
 import * as E from "fp-ts/lib/Either.js"
 import { Clock } from "@missive/node"
 import { positionAt, scan, SLACK_MS, type Store } from "./Log.js"
-import { percentiles, type Percentiles } from "./Report.js"
+import { percentiles, type Percentiles } from "../Report.js"
 import { formatDuration, iso } from "./Time.js"
 
 export interface AltPolicy {
