@@ -3,7 +3,6 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process"
 import { promisify } from "node:util"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import nodemailer from "nodemailer"
@@ -17,14 +16,7 @@ export const tempDir = (prefix = "missive-e2e-"): { path: string; remove: () => 
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) }
 }
 
-export const freePort = (): Promise<number> => new Promise((done, fail) => {
-  const s = createServer()
-  s.once("error", fail)
-  s.listen(0, "127.0.0.1", () => {
-    const port = (s.address() as { port: number }).port
-    s.close(() => done(port))
-  })
-})
+export { freePort } from "./Support.js"
 
 /** A configuration for tests: loopback listeners on the given ports, fast retries, quiet. */
 export const testConfig = (dataDir: string, extra: Record<string, unknown> = {}): Record<string, unknown> => deepMerge({
