@@ -78,25 +78,6 @@ const CARRIES_ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /
 const replyText = (r: { code: number; enhanced?: string | undefined; text: string }): string =>
   `${r.enhanced ?? `${Math.floor(r.code / 100)}.0.0`} ${r.text}`
 
-/**
- * smtp-server waits a fixed 100 ms before its greeting to catch early talkers (a postscreen-like pause that
- * Postfix's smtpd does not make). On a busy relay that pause, not the CPU, bounds throughput, so the greeting goes
- * out on the next turn of the event loop instead. A client that talks before it is still refused by smtp-server.
- */
-const greetAtOnce = (): void => {
-  const proto = SMTPConnection.prototype as { init: () => void; __missiveGreet?: boolean }
-  if (proto.__missiveGreet) return
-  proto.__missiveGreet = true
-  proto.init = function (this: { _setListeners(f: () => void): void; _server: { options: { maxClients?: number }; connections: Set<unknown> }; send(code: number, text: string, log: boolean): void; name: string; connectionReady(): void }) {
-    this._setListeners(() => {
-      if (this._server.options.maxClients && this._server.connections.size > this._server.options.maxClients)
-        return this.send(421, `${this.name} Too many connected clients, try again in a moment`, false)
-      setImmediate(() => this.connectionReady())
-    })
-  }
-}
-greetAtOnce()
-
 /** The error shape smtp-server's callbacks turn into a reply. */
 const refusal = (r: Reply.Reply): Error & { responseCode: number } =>
   Object.assign(new Error(replyText(r)), { responseCode: r.code })
@@ -104,9 +85,26 @@ const refusal = (r: Reply.Reply): Error & { responseCode: number } =>
 type SmtpConnection = SMTPServer["connections"] extends Set<infer C> ? C : never
 
 /**
+ * smtp-server waits a fixed 100 ms before its greeting to catch early talkers (a postscreen-like pause that
+ * Postfix's smtpd does not make). On a busy relay that pause, not the CPU, bounds throughput, so the greeting goes
+ * out on the next turn of the event loop instead. A client that talks before it is still refused by smtp-server.
+ * Only the connections of Missive's own servers (HookedServer below) are of this class: smtp-server is not patched.
+ */
+class PromptConnection extends SMTPConnection {
+  override init(): void {
+    this._setListeners(() => {
+      if (this._server.options.maxClients && this._server.connections.size > this._server.options.maxClients)
+        return this.send(421, `${this.name} Too many connected clients, try again in a moment`, false)
+      setImmediate(() => this.connectionReady())
+    })
+  }
+}
+
+/**
  * smtp-server gives no hook that sees every reply, and ours need one: to keep the enhanced code
  * our texts already carry (smtp-server would prefix a second one from its own table), and to
  * count a session's errors. Each new connection is handed to `onConnection` before its greeting.
+ * `connect` is smtp-server's own (3.21) with a PromptConnection in place of an SMTPConnection.
  */
 class HookedServer extends SMTPServer {
   constructor(
@@ -116,13 +114,13 @@ class HookedServer extends SMTPServer {
     super(options)
   }
 
-  override connect(...args: Parameters<SMTPServer["connect"]>): void {
-    super.connect(...args)
-    // connect() adds the new connection to the set and only greets after a delay, so the
-    // newest member is this one and nothing has been sent to it yet.
-    let newest: SmtpConnection | undefined
-    for (const connection of this.connections) newest = connection
-    if (newest !== undefined) this.onConnection(newest)
+  override connect(...[socket, socketOptions]: Parameters<SMTPServer["connect"]>): void {
+    const connection = new PromptConnection(this, socket, socketOptions)
+    this.connections.add(connection)
+    connection.on("error", (err: Error) => this._onError(err))
+    connection.on("connect", (data: Parameters<SMTPServer["_onClientConnect"]>[0]) => this._onClientConnect(data))
+    this.onConnection(connection)
+    connection.init()
   }
 }
 
