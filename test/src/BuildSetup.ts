@@ -9,6 +9,8 @@ import { join, resolve } from "node:path"
 const ROOT = resolve(import.meta.dirname, "../..")
 
 export default async function setup(): Promise<void> {
+  // The unit tier (`vitest run … unit.test.ts`) spawns nothing.
+  if (process.argv.includes("unit.test.ts")) return
   const lock = join(ROOT, "node_modules", ".missive-build.lock")
   for (let i = 0; ; i++) {
     try {
