@@ -156,7 +156,7 @@ const run = async (argv: ReadonlyArray<string>): Promise<number> => {
       const p = progress("what-if")
       const rec = await WhatIf.record(store.events, { from, to, onProgress: p.onProgress }).finally(p.stop)
       const alt: WhatIf.AltPolicy = {
-        retry: { initialMs: config.retry.initial, maxMs: config.retry.max, multiplier: config.retry.multiplier, jitter: config.retry.jitter, lifetimeMs: config.retry.lifetime },
+        retry: Configuration.policyOf(config),
         concurrencyPerDestination: config.delivery.concurrency_per_destination, maxConnections: config.delivery.max_connections, hash: policyHashOf(config)
       }
       const t0 = performance.now()

@@ -11,7 +11,7 @@ import { startAdmin } from "./admin/Admin.js"
 import * as Fence from "./cluster/Fence.js"
 import * as Cluster from "./cluster/Runtime.js"
 import type { Config } from "./config/Config.js"
-import { verifyPassword } from "./config/Config.js"
+import { policyOf, verifyPassword } from "./config/Config.js"
 import { makeDeliverer } from "./delivery/Deliverer.js"
 import { startIngress } from "./ingress/Ingress.js"
 import * as Intake from "./intake/Intake.js"
@@ -166,10 +166,6 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
 })
 
 const hostPort = (hp: { host: string; port: number }): string => (hp.host.includes(":") ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`)
-
-const policyOf = (config: Config): Policy.RetryPolicy => ({
-  initialMs: config.retry.initial, maxMs: config.retry.max, multiplier: config.retry.multiplier, jitter: config.retry.jitter, lifetimeMs: config.retry.lifetime
-})
 
 /** A node that could not start (port in use, data directory locked, bad certificate…); nothing was accepted. */
 export class StartError extends Error {
