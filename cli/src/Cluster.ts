@@ -105,8 +105,9 @@ export const queue = async (config: Config, sub: string | undefined, rest: Reado
     const [id] = rest
     const evs = await events.read(EventStore.streamOf(id!))
     if (evs.length === 0) { err(`missive: no message ${id}`); return 1 }
-    const tl = QueueView.timeline(evs)
-    out(json ? JSON.stringify(tl.map(({ event, ...t }) => ({ ...t, event })), null, 2) : QueueView.formatTimeline(tl))
+    const { Timeline } = (await import("@missive/simulations")).Replay
+    const tl = Timeline.build(id!, evs)
+    out(json ? JSON.stringify(Timeline.toJson(tl), null, 2) : Timeline.format(tl))
     return 0
   } finally {
     await nc.close()

@@ -115,15 +115,16 @@ const commands: Record<string, (argv: ReadonlyArray<string>) => Promise<number>>
       const [id, ...more] = rest
       if (!id || more.length > 0) throw new UsageError("usage: missive queue show ID [--config FILE] [--json]")
       const store = await openStore(config)
-      const { EventStore, QueueView } = await events()
+      const { EventStore } = await events()
       const stored = await store.events.read(EventStore.streamOf(id))
       await store.close()
       if (stored.length === 0) {
         process.stderr.write(`missive: no message ${id}\n`)
         return 1
       }
-      const tl = QueueView.timeline(stored)
-      process.stdout.write(json ? `${JSON.stringify(tl.map(({ event, ...t }) => ({ ...t, event })), null, 2)}\n` : `${QueueView.formatTimeline(tl)}\n`)
+      const { Timeline } = (await import("@missive/simulations")).Replay
+      const tl = Timeline.build(id, stored)
+      process.stdout.write(json ? `${JSON.stringify(Timeline.toJson(tl), null, 2)}\n` : `${Timeline.format(tl)}\n`)
       return 0
     }
     if (sub === "hold" || sub === "release" || sub === "retry" || sub === "delete" || sub === "bounce") {

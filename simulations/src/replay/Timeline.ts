@@ -1,6 +1,7 @@
 // `missive replay timeline ID`: every event of one message in order, with its time, node and policy hash, what was
 // decided and why (routes with their DNS answers, each attempt with the remote host and its full reply, the delay
 // before the next attempt), relative times and the gap since the previous event. Reads one stream; never writes.
+// The one timeline view: `missive queue show` (embedded and cluster) prints it too.
 import { Message, Reply } from "@missive/core"
 import { EventStore, QueueView } from "@missive/events"
 import { formatDuration, iso } from "./Time.js"
@@ -34,6 +35,47 @@ export interface Timeline {
   readonly related: ReadonlyArray<string>
 }
 
+/** One line on what an event records: addresses, routes with their DNS answers, hosts and full replies, who asked. */
+export const describe = (e: Message.Event): string => {
+  switch (e.type) {
+    case "MessageReceived":
+      return `from <${e.sender}> to ${e.recipients.map((r) => `<${r}>`).join(", ")}, ${e.size} bytes, client ${e.client.ip} (helo ${e.client.helo}${e.client.tls ? ", TLS" : ""}${e.client.user ? `, auth ${e.client.user}` : ""})${e.dsnOf ? `, DSN for ${e.dsnOf}` : ""}`
+    case "RecipientsRouted":
+      return e.routes.map((r) => {
+        const d = r.destination
+        const where = d.kind === "smtp" ? `${d.via} ${d.key} -> ${d.hops.map((h) => `${h.host}:${h.port}`).join(", ") || "(no hosts)"}`
+          : d.kind === "lmtp" ? `lmtp ${d.host}:${d.port}` : d.kind === "maildir" ? `maildir ${d.mailbox}` : `unroutable: ${Reply.format(d.reply)}`
+        const dns = r.dns?.map((x) => `${x.type} ${x.name} ${x.rcode}${x.answers.length ? ` [${x.answers.join("; ")}]` : ""}`).join(" | ")
+        return `<${r.rcpt}> ${where}${dns ? ` (dns: ${dns})` : ""}`
+      }).join("; ")
+    case "AttemptStarted":
+      return `attempt ${e.attempt} to ${e.destination} for ${e.rcpts.length} recipient(s)`
+    case "AttemptSucceeded":
+    case "AttemptFailed":
+      return `attempt ${e.attempt} via ${e.host}: ${Reply.format(e.reply)} for ${e.rcpts.join(", ")}`
+    case "AttemptDeferred":
+      return `attempt ${e.attempt} via ${e.host}: ${Reply.format(e.reply)} for ${e.rcpts.join(", ")}; ${e.nextAttemptAt === null ? "lifetime exceeded" : `next attempt in ${QueueView.formatAge(e.nextAttemptAt - e.at)} at ${iso(e.nextAttemptAt)}`}`
+    case "RecipientDelivered":
+      return `<${e.rcpt}> delivered via ${e.host}: ${Reply.format(e.reply)}`
+    case "RecipientBounced":
+      return `<${e.rcpt}> bounced: ${Reply.format(e.reply)}`
+    case "RecipientExpired":
+      return `<${e.rcpt}> expired: ${Reply.format(e.reply)}`
+    case "BounceQueued":
+      return `DSN ${e.dsnId} queued for ${e.rcpts.join(", ")}`
+    case "MessageCompleted":
+      return `completed: ${e.delivered} delivered, ${e.bounced} bounced, ${e.expired} expired${e.deleted ? ", deleted by operator" : ""}`
+    case "MessageHeld":
+      return `held by ${e.by}: ${e.reason}`
+    case "MessageReleased":
+      return `released by ${e.by}`
+    case "MessageDeleted":
+      return `deleted by ${e.by}`
+    case "RetryRequested":
+      return `retry requested by ${e.by}`
+  }
+}
+
 export const build = (id: string, events: ReadonlyArray<EventStore.StoredEvent>): Timeline => {
   const start = events[0]?.event.at ?? 0
   let prev = start
@@ -52,7 +94,7 @@ export const build = (id: string, events: ReadonlyArray<EventStore.StoredEvent>)
     if (e.type === "MessageReceived" && e.dsnOf) related.push(e.dsnOf)
     const entry: Entry = {
       position, version, at: e.at, time: iso(e.at), sinceStartMs: e.at - start, sincePreviousMs: e.at - prev, node: e.node, policy: e.policy,
-      type: e.type, summary: QueueView.describe(e), attemptMs, nextDelayMs, event: e
+      type: e.type, summary: describe(e), attemptMs, nextDelayMs, event: e
     }
     prev = e.at
     return entry
