@@ -1,26 +1,35 @@
-// The composition root of a single node: opens the store, wires intake, router, scheduler, delivery and bounce
-// around the actor host, and starts the SMTP listeners, each resource acquired in an Effect scope and released
-// by it in reverse order. Must not hold protocol or domain logic of its own.
+// The composition root of a single node: builds the node from its services (Clock, Random, Log, Dns, DataDir, Store,
+// Cluster), wiring intake, router, scheduler, delivery and bounce around the actor host, and starts the SMTP
+// listeners. The services come from a layer set: `layers/Embedded.ts` (SQLite) or `layers/Cluster.ts` (JetStream),
+// chosen by `cluster.nats`, or a caller's own (`startWith`, tests). Every resource is acquired in one Effect scope and
+// released by it in reverse order. The per-message path it wires (ingress → intake → host → delivery) is plain
+// functions and Promises: the services are read once here. Must not hold protocol or domain logic of its own.
 import { Policy } from "@missive/core"
-import { SqliteStore } from "@missive/events"
-import { Cause, Effect, Exit, Scope } from "effect"
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs"
-import { join, resolve } from "node:path"
+import type { SqliteStore } from "@missive/events"
+import { Cause, Effect, Exit, Layer, Scope } from "effect"
 import * as Host from "./scheduler/Host.js"
 import { startAdmin } from "./admin/Admin.js"
 import * as Fence from "./cluster/Fence.js"
-import * as Cluster from "./cluster/Runtime.js"
+import type * as Cluster from "./cluster/Runtime.js"
 import type { Config } from "./config/Config.js"
 import { policyOf, verifyPassword } from "./config/Config.js"
 import { makeDeliverer } from "./delivery/Deliverer.js"
 import { startIngress } from "./ingress/Ingress.js"
 import * as Intake from "./intake/Intake.js"
-import { makeResolver } from "./router/Resolver.js"
+import * as ClusterLayers from "./layers/Cluster.js"
+import * as Embedded from "./layers/Embedded.js"
+import type * as System from "./layers/System.js"
+import { StartError } from "./NodeError.js"
+import { DnsService } from "./router/Resolver.js"
 import { makeRouter } from "./router/Router.js"
-import { systemClock, systemRandom, type Clock, type Random } from "./runtime/Clock.js"
+import { ClockService, RandomService, type Clock, type Random } from "./runtime/Clock.js"
+import { DataDirService } from "./runtime/DataDir.js"
 import { makeIds } from "./runtime/Ids.js"
-import { makeLogger, type Logger } from "./runtime/Log.js"
+import { LogService, type Logger } from "./runtime/Log.js"
+import { StoreService } from "./runtime/Store.js"
 import * as Limiter from "./scheduler/Limiter.js"
+
+export { StartError } from "./NodeError.js"
 
 export interface RunningNode {
   readonly ports: Readonly<Record<string, number>>
@@ -53,55 +62,24 @@ export interface NodeOptions {
 export const policyHashOf = (config: Config): string =>
   Policy.hash({ retry: config.retry, routes: config.routes, local: config.relay.local_domains, delivery: config.delivery })
 
-/** Refuses a second node on the same data directory; a lock left by a killed process is taken over. */
-const lockDataDir = (dir: string) =>
-  Effect.acquireRelease(
-    Effect.sync(() => {
-      mkdirSync(dir, { recursive: true })
-      const path = join(dir, "missive.lock")
-      try {
-        const pid = Number(readFileSync(path, "utf8").trim())
-        if (pid && pid !== process.pid) {
-          let alive = true
-          try { process.kill(pid, 0) } catch { alive = false }
-          if (alive) throw new Error(`data directory ${dir} is in use by process ${pid} (${path})`)
-        }
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e
-      }
-      writeFileSync(path, `${process.pid}\n`)
-      const fd = openSync(path, "r")
-      closeSync(fd)
-      return path
-    }),
-    (path) => Effect.sync(() => rmSync(path, { force: true }))
-  )
-
+/** The node, from its services; its resources are acquired in the caller's scope. */
 const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) => Effect.gen(function* () {
-  const clock = opts.clock ?? systemClock
-  const random = opts.random ?? systemRandom
-  const log = opts.log ?? makeLogger(clock)
-  const dataDir = resolve(config.data_dir)
-  yield* lockDataDir(dataDir)
-  // Cluster mode: the JetStream adapters and the fences instead of SQLite; the embedded path is unchanged.
-  const cluster = config.cluster.nats.length === 0 ? undefined : yield* Effect.acquireRelease(
-    Effect.tryPromise(() => Cluster.open(config, clock, log)),
-    (c) => Effect.promise(() => c.close())
-  )
+  const clock = yield* ClockService
+  const random = yield* RandomService
+  const log = yield* LogService
+  const resolver = yield* DnsService
+  const dataDir = (yield* DataDirService).path
+  const ports = yield* StoreService
+  const cluster = (yield* ClusterLayers.ClusterService).runtime
+  const store: SqliteStore.SqliteStore = { ...ports, close: async () => {} }
   const leaseMs = cluster ? config.cluster.lease : 10 * 60_000
-  const store: SqliteStore.SqliteStore = cluster
-    ? { events: cluster.events, bodies: cluster.bodies, work: cluster.work, pending: () => 0, close: async () => {} }
-    : yield* Effect.acquireRelease(
-    Effect.sync(() => SqliteStore.open({ path: join(dataDir, "missive.db"), groupCommitMs: config.store.group_commit, synchronous: opts.synchronous ?? "FULL" })),
-    (s) => Effect.promise(() => s.close())
-  )
   const ids = makeIds(clock, random)
   const policyHash = policyHashOf(config)
   const router = makeRouter({
     localDomains: config.relay.local_domains, relayRoutes: Object.fromEntries(Object.entries(config.routes).map(([d, hp]) => [d, hostPort(hp)])),
     lmtp: config.local.lmtp === null ? null : hostPort(config.local.lmtp), maildirRoot: config.local.maildir,
     mxPort: config.delivery.port,
-    resolver: makeResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout })
+    resolver
   })
   const deliverer = yield* Effect.acquireRelease(
     Effect.sync(() => makeDeliverer(config)),
@@ -167,21 +145,31 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
 
 const hostPort = (hp: { host: string; port: number }): string => (hp.host.includes(":") ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`)
 
-/** A node that could not start (port in use, data directory locked, bad certificate…); nothing was accepted. */
-export class StartError extends Error {
-  readonly _tag = "StartError" as const
-}
+/** Everything a node's program reads from its layer set. */
+export type Services = System.Services | StoreService | ClusterLayers.ClusterService
 
-/** Starts a node; the returned stop() closes every resource in reverse order. */
-export const start = async (config: Config, opts: NodeOptions = {}): Promise<RunningNode> => {
+/** The layer set `start` provides: `Cluster.layer` when `cluster.nats` is set, else `Embedded.layer`. */
+export const layerOf = (config: Config, opts: NodeOptions = {}): Layer.Layer<Services, StartError | System.LayerError> =>
+  config.cluster.nats.length === 0 ? Embedded.layer(config, opts) : ClusterLayers.layer(config, opts)
+
+/** Starts a node on the layer set its configuration names; the returned stop() closes every resource in reverse order. */
+export const start = (config: Config, opts: NodeOptions = {}): Promise<RunningNode> => startWith(config, layerOf(config, opts), opts)
+
+/**
+ * Starts a node on the given layer set (tests swap layers: memory stores, a fixed clock, canned DNS). The layer's
+ * resources are acquired first in the node's scope, so they are released last; any failure is a StartError.
+ */
+export const startWith = async <E>(config: Config, layer: Layer.Layer<Services, E>, opts: NodeOptions = {}): Promise<RunningNode> => {
   const scope = await Effect.runPromise(Scope.make())
   // This node's own: stop(graceMs) sets it before its scope releases the host (nodes may share a process).
   const stopGrace = { ms: 10_000 }
-  const exit = await Effect.runPromiseExit(Scope.provide(program(config, opts, stopGrace), scope))
+  const node = Effect.flatMap(Layer.buildWithScope(layer, scope), (services) =>
+    Scope.provide(program(config, opts, stopGrace).pipe(Effect.provideContext(services)), scope))
+  const exit = await Effect.runPromiseExit(node)
   if (Exit.isFailure(exit)) {
     await Effect.runPromise(Scope.close(scope, Exit.void))
     const e = Cause.squash(exit.cause)
-    throw new StartError(e instanceof Error ? e.message : String(e))
+    throw e instanceof StartError ? e : new StartError(e instanceof Error ? e.message : String(e))
   }
   const running = exit.value
   let stopped: Promise<void> | undefined

@@ -2,6 +2,13 @@
 // channel and the cluster pieces a launcher or a CLI talks to. The only door into nodes/: nothing outside it imports
 // a file under nodes/src but this one. Must not export a command line (that is @missive/cli).
 export * as Node from "./Node.js"
+export * as NodeError from "./NodeError.js"
+export * as Embedded from "./layers/Embedded.js"
+export * as ClusterLayer from "./layers/Cluster.js"
+export * as Memory from "./layers/Memory.js"
+export * as System from "./layers/System.js"
+export * as Store from "./runtime/Store.js"
+export * as Dns from "./router/Resolver.js"
 export * as Serve from "./Serve.js"
 export * as Config from "./config/Config.js"
 export * as Duration from "./config/Duration.js"

@@ -1,7 +1,9 @@
 // DNS lookups for routing (MX, A, AAAA) through node:dns with configurable servers and a timeout.
 // Never rejects: every failure becomes a DnsEvidence rcode, so the router decides what it means. Does no policy itself.
 // Network stance: queries only the configured servers; answers are treated as untrusted data (exchange names are
-// lower-cased and stripped of the trailing dot, nothing else is interpreted).
+// lower-cased and stripped of the trailing dot, nothing else is interpreted). The resolver is the router's DNS
+// service (`DnsService`): `layerSystem(options)` in a node, `layer(resolver)` for a test's or a simulation's answers.
+import { Context, Layer } from "effect"
 import { Resolver as NodeResolver } from "node:dns/promises"
 import type { Route } from "@missive/core"
 
@@ -88,3 +90,10 @@ export const makeResolver = (options: ResolverOptions = {}): DnsResolver => {
       lookup(name, "AAAA", () => resolver.resolve6(normName(name), { ttl: true }), (r) => r.address, (a) => a, (r) => r.ttl)
   }
 }
+
+/** The DNS the router asks, as a service. */
+export class DnsService extends Context.Service<DnsService, DnsResolver>()("missive/Dns") {}
+
+export const layerSystem = (options: ResolverOptions = {}): Layer.Layer<DnsService> =>
+  Layer.sync(DnsService, () => makeResolver(options))
+export const layer = (resolver: DnsResolver): Layer.Layer<DnsService> => Layer.succeed(DnsService, resolver)

@@ -1,5 +1,8 @@
 // Time and randomness for the node: the only module that reads the system clock or Math.random.
-// Everything else takes a Clock/Random so simulations and what-if runs can substitute virtual ones.
+// Everything else takes a Clock/Random so simulations and what-if runs can substitute virtual ones. Each is also an
+// Effect service (`ClockService`, `RandomService`) with its layers; the composition root reads them once and hands
+// the plain values to the hot path, which never runs an Effect per call.
+import { Context, Layer } from "effect"
 
 export interface Clock {
   now(): number
@@ -32,3 +35,15 @@ export const manualClock = (start: number): Clock & { set(t: number): void; adva
   let t = start
   return { now: () => t, set: (v) => void (t = v), advance: (ms) => void (t += ms) }
 }
+
+/** The node's clock, as a service: `layerSystem` in a running node, `layer(clock)` for a fixed or virtual one. */
+export class ClockService extends Context.Service<ClockService, Clock>()("missive/Clock") {}
+
+export const layerSystem: Layer.Layer<ClockService> = Layer.succeed(ClockService, systemClock)
+export const layer = (clock: Clock): Layer.Layer<ClockService> => Layer.succeed(ClockService, clock)
+
+/** The node's random source, as a service: `layerRandomSystem`, or `layerRandom(seededRandom(seed))` in tests. */
+export class RandomService extends Context.Service<RandomService, Random>()("missive/Random") {}
+
+export const layerRandomSystem: Layer.Layer<RandomService> = Layer.succeed(RandomService, systemRandom)
+export const layerRandom = (random: Random): Layer.Layer<RandomService> => Layer.succeed(RandomService, random)

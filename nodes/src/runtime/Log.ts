@@ -1,7 +1,8 @@
 // Structured logging: one JSON object per line on stdout, with the message id on every line about a message.
 // Lines are buffered and written once per turn of the event loop (one syscall for many lines); must not log
-// message bodies or passwords.
-import type { Clock } from "./Clock.js"
+// message bodies or passwords. The logger is also an Effect service (`LogService`) with its layers.
+import { Context, Layer } from "effect"
+import { ClockService, type Clock } from "./Clock.js"
 
 export type Level = "debug" | "info" | "warn" | "error"
 export type Logger = (level: Level, msg: string, fields?: Record<string, unknown>) => void
@@ -35,3 +36,12 @@ export const makeLogger = (clock: Clock, opts: { level?: Level; write?: (text: s
 }
 
 export const silent: Logger = () => {}
+
+/** The node's logger, as a service. */
+export class LogService extends Context.Service<LogService, Logger>()("missive/Log") {}
+
+/** JSON lines on stdout, stamped by the Clock service, at `MISSIVE_LOG_LEVEL` (info by default). */
+export const layerStdout: Layer.Layer<LogService, never, ClockService> =
+  Layer.effect(LogService, ClockService.useSync((clock) => makeLogger(clock)))
+export const layer = (logger: Logger): Layer.Layer<LogService> => Layer.succeed(LogService, logger)
+export const layerSilent: Layer.Layer<LogService> = layer(silent)
