@@ -1,5 +1,6 @@
 // A capture SMTP/LMTP server for tests: accepts mail on 127.0.0.1 (port 0) and keeps every accepted message byte-exact.
-// Test-only: no authentication, no relaying rules, never listens beyond loopback; replies are scripted by a Behaviour.
+// Test-only: no authentication, no relaying rules, listens on loopback (or on the private address a test gives it, e.g.
+// inside its own network namespaces); replies are scripted by a Behaviour.
 // With `tls: true` it offers STARTTLS with a freshly generated self-signed certificate.
 import { generate } from "selfsigned"
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp-server"
@@ -40,6 +41,8 @@ export interface CaptureOptions extends Behaviour {
   readonly lmtp?: boolean | undefined
   /** SIZE limit advertised and enforced, bytes. */
   readonly size?: number | undefined
+  /** The address to listen on (default 127.0.0.1): only a test-owned private address, never 0.0.0.0. */
+  readonly host?: string | undefined
 }
 
 export interface CaptureServer {
@@ -74,6 +77,7 @@ export const startCapture = async (options: CaptureOptions = {}): Promise<Captur
   let open = 0
   const tls = options.tls ? await selfSigned() : undefined
   const lmtp = options.lmtp ?? false
+  const host = options.host ?? "127.0.0.1"
 
   const serverOptions: SMTPServerOptions = {
     name: "capture.test",
@@ -132,13 +136,13 @@ export const startCapture = async (options: CaptureOptions = {}): Promise<Captur
   server.on("error", () => undefined) // client resets are expected in tests that drop connections
   await new Promise<void>((resolve, reject) => {
     server.server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => resolve())
+    server.listen(0, host, () => resolve())
   })
   const address = server.server.address()
   if (address === null || typeof address === "string") throw new Error("capture server has no TCP address")
 
   return {
-    host: "127.0.0.1",
+    host,
     port: address.port,
     messages,
     get connections() { return connections },

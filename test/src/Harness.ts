@@ -60,9 +60,14 @@ export interface ChildNode {
   stop(): Promise<number | null>
 }
 
-/** Runs `missive start --config FILE` as a real process and waits until it listens. */
-export const spawnNode = async (configPath: string): Promise<ChildNode> => {
-  const proc = spawn(process.execPath, [join(ROOT, "bin/missive.mjs"), "start", "--config", configPath], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] })
+/**
+ * Runs `missive start --config FILE` as a real process and waits until it listens. `prefix` wraps the command (e.g.
+ * `["ip", "netns", "exec", NS]`: a wrapper that execs it, so the pid and the signals are the node's own).
+ */
+export const spawnNode = async (configPath: string, prefix: ReadonlyArray<string> = []): Promise<ChildNode> => {
+  const argv = [process.execPath, join(ROOT, "bin/missive.mjs"), "start", "--config", configPath]
+  const [cmd, ...args] = [...prefix, ...argv]
+  const proc = spawn(cmd!, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] })
   let out = ""
   proc.stdout!.on("data", (b: Buffer) => { out += b.toString() })
   proc.stderr!.on("data", (b: Buffer) => { out += b.toString() })
@@ -90,9 +95,9 @@ export interface SendResult {
 
 /** Sends one raw message with nodemailer's SMTP transport; never throws. */
 export const send = async (port: number, envelope: { from: string; to: ReadonlyArray<string> }, raw: string | Buffer,
-  opts: { auth?: { user: string; pass: string }; secure?: boolean; requireTLS?: boolean } = {}): Promise<SendResult> => {
+  opts: { auth?: { user: string; pass: string }; secure?: boolean; requireTLS?: boolean; host?: string } = {}): Promise<SendResult> => {
   const t = nodemailer.createTransport({
-    host: "127.0.0.1", port, secure: false, ignoreTLS: !opts.auth && !opts.requireTLS, requireTLS: opts.requireTLS ?? false,
+    host: opts.host ?? "127.0.0.1", port, secure: false, ignoreTLS: !opts.auth && !opts.requireTLS, requireTLS: opts.requireTLS ?? false,
     tls: { rejectUnauthorized: false }, auth: opts.auth, connectionTimeout: 10_000, greetingTimeout: 10_000, socketTimeout: 20_000
   })
   try {
