@@ -1,6 +1,6 @@
 // `missive cluster up|status` and the cluster side of `missive queue`: the CLI talks to NATS directly (any server of
 // the cluster), so it works whichever node it asks. Bad arguments give a precise message; nothing here changes mail.
-import { EventStore, JetStreamEventStore, JetStreamInbox, QueueView } from "@missive/events"
+import { EventStore, JetStreamEventStore, JetStreamInbox, QueueView, Timeline } from "@missive/events"
 import { Message } from "@missive/core"
 import { jetstreamManager } from "@nats-io/jetstream"
 import { readFileSync } from "node:fs"
@@ -105,7 +105,6 @@ export const queue = async (config: Config, sub: string | undefined, rest: Reado
     const [id] = rest
     const evs = await events.read(EventStore.streamOf(id!))
     if (evs.length === 0) { err(`missive: no message ${id}`); return 1 }
-    const { Timeline } = (await import("@missive/simulations")).Replay
     const tl = Timeline.build(id!, evs)
     out(json ? JSON.stringify(Timeline.toJson(tl), null, 2) : Timeline.format(tl))
     return 0

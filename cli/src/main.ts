@@ -122,7 +122,7 @@ const commands: Record<string, (argv: ReadonlyArray<string>) => Promise<number>>
         process.stderr.write(`missive: no message ${id}\n`)
         return 1
       }
-      const { Timeline } = (await import("@missive/simulations")).Replay
+      const { Timeline } = await events()
       const tl = Timeline.build(id, stored)
       process.stdout.write(json ? `${JSON.stringify(Timeline.toJson(tl), null, 2)}\n` : `${Timeline.format(tl)}\n`)
       return 0

@@ -1,6 +1,6 @@
 // Replay over a synthetic log in the memory store: time arguments, timeline, queue at a moment, report, HTML, what-if.
 import { Message } from "@missive/core"
-import { EventStore, QueueView } from "@missive/events"
+import { EventStore, QueueView, Timeline } from "@missive/events"
 import { describe, expect, it } from "vitest"
 import * as Html from "../src/replay/Html.js"
 import { positionAt } from "../src/replay/Log.js"
@@ -8,7 +8,6 @@ import { queueAt } from "../src/replay/QueueAt.js"
 import * as Report from "../src/replay/Report.js"
 import { generate, livePolicy, world } from "../src/replay/Synthetic.js"
 import { parseTime } from "../src/replay/Time.js"
-import * as Timeline from "../src/replay/Timeline.js"
 import * as WhatIf from "../src/replay/WhatIf.js"
 
 const START = Date.UTC(2026, 4, 1, 0, 0, 0)

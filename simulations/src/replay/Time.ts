@@ -1,5 +1,6 @@
 // Time arguments of the replay commands: ISO 8601, epoch milliseconds, "now", or relative to now ("-2h", "-1d12h", "+30m").
 // Pure: `now` is passed in by the caller (the CLI reads the clock once).
+import { Timeline } from "@missive/events"
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 }
 
@@ -23,15 +24,6 @@ export const parseTime = (text: string, now: number): number | undefined => {
 
 export const expected = `an ISO 8601 time ("2026-05-01T14:00:00Z"), "now", or a relative time such as "-2h" or "-1d30m"`
 
-export const iso = (ms: number): string => new Date(ms).toISOString()
-
-/** "1.2s", "3m04s", "2h05m": a duration for people. */
-export const formatDuration = (ms: number): string => {
-  const neg = ms < 0
-  const a = Math.abs(ms)
-  const s = a < 1000 ? `${Math.round(a)}ms` : a < 60_000 ? `${(a / 1000).toFixed(1)}s`
-    : a < 3_600_000 ? `${Math.floor(a / 60_000)}m${String(Math.floor((a % 60_000) / 1000)).padStart(2, "0")}s`
-    : a < 86_400_000 ? `${Math.floor(a / 3_600_000)}h${String(Math.floor((a % 3_600_000) / 60_000)).padStart(2, "0")}m`
-    : `${Math.floor(a / 86_400_000)}d${String(Math.floor((a % 86_400_000) / 3_600_000)).padStart(2, "0")}h`
-  return neg ? `-${s}` : s
-}
+/** ISO 8601 of epoch ms, and "1.2s", "3m04s", "2h05m": the timeline's own formatters. */
+export const iso = Timeline.iso
+export const formatDuration = Timeline.formatDuration

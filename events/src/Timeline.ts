@@ -1,10 +1,24 @@
 // `missive replay timeline ID`: every event of one message in order, with its time, node and policy hash, what was
 // decided and why (routes with their DNS answers, each attempt with the remote host and its full reply, the delay
 // before the next attempt), relative times and the gap since the previous event. Reads one stream; never writes.
-// The one timeline view: `missive queue show` (embedded and cluster) prints it too.
+// The one timeline view: `missive queue show` (embedded and cluster) prints it too, and simulations re-export it as
+// `Replay.Timeline`. Here, below simulations, so that `queue show` does not load the simulated world.
 import { Message, Reply } from "@missive/core"
-import { EventStore, QueueView } from "@missive/events"
-import { formatDuration, iso } from "./Time.js"
+import * as EventStore from "./EventStore.js"
+import * as QueueView from "./QueueView.js"
+
+export const iso = (ms: number): string => new Date(ms).toISOString()
+
+/** "1.2s", "3m04s", "2h05m": a duration for people. */
+export const formatDuration = (ms: number): string => {
+  const neg = ms < 0
+  const a = Math.abs(ms)
+  const s = a < 1000 ? `${Math.round(a)}ms` : a < 60_000 ? `${(a / 1000).toFixed(1)}s`
+    : a < 3_600_000 ? `${Math.floor(a / 60_000)}m${String(Math.floor((a % 60_000) / 1000)).padStart(2, "0")}s`
+    : a < 86_400_000 ? `${Math.floor(a / 3_600_000)}h${String(Math.floor((a % 3_600_000) / 60_000)).padStart(2, "0")}m`
+    : `${Math.floor(a / 86_400_000)}d${String(Math.floor((a % 86_400_000) / 3_600_000)).padStart(2, "0")}h`
+  return neg ? `-${s}` : s
+}
 
 export interface Entry {
   readonly position: number
