@@ -1,7 +1,7 @@
 // `missive replay …`: incident replay over the recorded log (timeline, report, queue at a moment, what-if, re-inject).
 // Opens the node's SQLite store read-only (safe next to a running node); only `inject` sends anything, and only to
 // the --target it is given. Bad arguments get a precise message and exit code 2.
-import { SqliteStore, type BodyStore, type EventStore } from "@missive/events"
+import { EmbeddedStore, type BodyStore, type EventStore } from "@missive/events"
 import { existsSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { QueueView } from "@missive/events"
@@ -64,7 +64,7 @@ const openLog = async (config: Config, dataDir: string | undefined): Promise<Log
   }
   const path = join(resolve(dataDir ?? config.data_dir), "missive.db")
   if (!existsSync(path)) throw new Usage(`no log at ${path} (has a node run with this data_dir?)`)
-  return SqliteStore.open({ path, readonly: true })
+  return EmbeddedStore.open({ path, readonly: true, eventstoredb: config.store.eventstoredb })
 }
 
 const time = (name: string, v: string | undefined, now: number, required = true): number | undefined => {

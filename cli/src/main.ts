@@ -65,7 +65,7 @@ const openStore = async (config: Config) => {
     process.stderr.write(`missive: no queue at ${path} (has a node run with this data_dir?)\n`)
     process.exit(1)
   }
-  return (await events()).SqliteStore.open({ path, readonly: true })
+  return (await events()).EmbeddedStore.open({ path, readonly: true, eventstoredb: config.store.eventstoredb })
 }
 
 const commands: Record<string, (argv: ReadonlyArray<string>) => Promise<number>> = {

@@ -288,7 +288,10 @@ const File = Schema.Struct({
     Schema.Struct({
       group_commit: field(duration(0), 1),
       /** Below this much free disk, intake answers 452. */
-      min_free_space: field(Bytes, 100_000_000)
+      min_free_space: field(Bytes, 100_000_000),
+      /** The EventStore on EventStoreDB / KurrentDB (bodies and work stay in SQLite); null: events in SQLite. */
+      eventstoredb: field(nullable(Schema.String, `an EventStoreDB connection string ("esdb://host:2113?tls=false")`,
+        (u) => (typeof u === "string" && /^(esdb|esdb\+discover|kurrentdb|kurrentdb\+discover|kdb|kdb\+discover):\/\/\S+$/.test(u) ? u : undefined)), null)
     })
   ),
   /** Cluster mode: NATS URLs of a JetStream cluster; empty means an embedded node (SQLite). `start --nats` overrides. */
