@@ -23,16 +23,38 @@ export type Next =
 
 export const expiresAt = (s: Message.Live, retry: RetryPolicy): number => s.receivedAt + retry.lifetimeMs
 
-export const next = (state: Message.State, now: number, retry: RetryPolicy): Next => {
+/**
+ * Who is driving, in a cluster: a recipient another node started an attempt for less than `leaseMs` ago is that
+ * node's (its attempt may be in flight), not due here until the lease ends; one left attempting by this node or by
+ * a node whose lease has run out is due again (a crash left it). Without it, every attempting recipient is due.
+ */
+export interface Owner {
+  readonly node: string
+  readonly leaseMs: number
+}
+
+const inFlightElsewhere = (r: Message.Recipient, now: number, owner: Owner | undefined): boolean =>
+  owner !== undefined && r.status === "attempting" && r.attemptNode !== undefined && r.attemptNode !== owner.node &&
+  (r.attemptAt ?? 0) + owner.leaseMs > now
+
+/** The recipients due now, less those a peer is attempting under a live lease. */
+export const due = (s: Message.Live, now: number, owner?: Owner): ReadonlyArray<Message.Recipient> =>
+  Message.dueRecipients(s, now).filter((r) => !inFlightElsewhere(r, now, owner))
+
+export const next = (state: Message.State, now: number, retry: RetryPolicy, owner?: Owner): Next => {
   if (state.status === "empty") return { kind: "none" }
   if (state.status === "completed") return { kind: "finish" }
   if (state.held) {
     const until = expiresAt(state, retry)
     return now >= until ? { kind: "expire" } : { kind: "park", until }
   }
-  const due = Message.dueRecipients(state, now)
-  if (due.length > 0) return { kind: "route", due }
-  return { kind: "wait", until: Message.nextDue(state) ?? now }
+  const ready = due(state, now, owner)
+  if (ready.length > 0) return { kind: "route", due: ready }
+  const busy = state.recipients.filter((r) => inFlightElsewhere(r, now, owner)).map((r) => (r.attemptAt ?? now) + owner!.leaseMs)
+  const nextDue = Message.nextDue(state)
+  const open = state.recipients.filter((r) => r.status === "deferred").map((r) => r.nextAttemptAt ?? now)
+  if (busy.length > 0) return { kind: "wait", until: Math.min(...busy, ...open) }
+  return { kind: "wait", until: nextDue ?? now }
 }
 
 /** One delivery attempt the plan started: its number, its destination and its recipients. */
@@ -69,12 +91,12 @@ export interface Begun {
  * Routes the recipients of `routes` that are still due in `state` (a reloaded state may have moved on), then
  * starts one attempt per destination key. No route left to apply gives no events and no attempts.
  */
-export const begin = (state: Message.State, now: number, routes: ReadonlyArray<RouteDecision>, ctx: Message.Ctx, dsnId: string):
+export const begin = (state: Message.State, now: number, routes: ReadonlyArray<RouteDecision>, ctx: Message.Ctx, dsnId: string, owner?: Owner):
   E.Either<Message.DecideError, Begun> => {
   if (state.status !== "active") return E.right({ events: [], state, attempts: [] })
   if (state.held) return E.left({ _tag: "MessageHeld", id: state.id })
-  const due = new Set(Message.dueRecipients(state, now).map((r) => r.address))
-  const apply = routes.filter((r) => due.has(r.rcpt))
+  const dueNow = new Set(due(state, now, owner).map((r) => r.address))
+  const apply = routes.filter((r) => dueNow.has(r.rcpt))
   if (apply.length === 0) return E.right({ events: [], state, attempts: [] })
   const events: Array<Message.Event> = []
   let s = state as Message.State

@@ -76,6 +76,9 @@ export interface Recipient {
   readonly attempts: number
   /** The message-level number of the attempt this recipient is (or was last) in: only that attempt may report. */
   readonly attempt?: number | undefined
+  /** When and by which node that attempt was started (a peer's attempt in flight is not due again until its lease ends). */
+  readonly attemptAt?: number | undefined
+  readonly attemptNode?: string | undefined
   readonly nextAttemptAt?: number | undefined
   readonly lastReply?: Reply | undefined
   readonly lastHost?: string | undefined
@@ -134,7 +137,7 @@ export const evolve = (state: State, event: Event): State => {
     }
     case "AttemptStarted":
       return { ...s, version, attempts: Math.max(s.attempts, event.attempt),
-        recipients: setRcpts(s, event.rcpts, (r) => isTerminal(r.status) ? r : { ...r, status: "attempting", attempts: r.attempts + 1, attempt: event.attempt }) }
+        recipients: setRcpts(s, event.rcpts, (r) => isTerminal(r.status) ? r : { ...r, status: "attempting", attempts: r.attempts + 1, attempt: event.attempt, attemptAt: event.at, attemptNode: event.node }) }
     case "AttemptSucceeded":
     case "AttemptFailed":
       return { ...s, version, recipients: setRcpts(s, event.rcpts, (r) => ({ ...r, lastReply: event.reply, lastHost: event.host })) }

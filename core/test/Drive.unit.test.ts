@@ -33,6 +33,19 @@ describe("what a message needs next", () => {
     expect(Drive.next(given([]), T0, retry)).toEqual({ kind: "none" })
   })
 
+  it("given a peer's attempt younger than its lease: not due here until the lease ends; then due again", () => {
+    const started: Event = { ...meta(T0 + 10), node: "n2", type: "AttemptStarted", attempt: 1, rcpts: [A], destination: "one.example" }
+    const routed: Event = { ...meta(T0 + 5), type: "RecipientsRouted", routes: [route(A)], dns: [] } as unknown as Event
+    const s = given([received([A]), routed, started])
+    const owner = { node: "n1", leaseMs: 4 * S }
+    expect(Drive.next(s, T0 + 1 * S, retry, owner)).toEqual({ kind: "wait", until: T0 + 10 + 4 * S })
+    const later = Drive.next(s, T0 + 10 + 4 * S, retry, owner)
+    expect(later.kind === "route" && later.due.map((r) => r.address)).toEqual([A])
+    // The node that started it (restarted after a crash) finds it due at once; so does a plan with no owner.
+    expect(Drive.next(s, T0 + 1 * S, retry, { node: "n2", leaseMs: 4 * S }).kind).toBe("route")
+    expect(Drive.next(s, T0 + 1 * S, retry).kind).toBe("route")
+  })
+
   it("given a fresh message: every recipient is due now", () => {
     const n = Drive.next(given([received([A, B])]), T0, retry)
     expect(n.kind === "route" && n.due.map((r) => r.address)).toEqual([A, B])

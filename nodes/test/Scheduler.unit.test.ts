@@ -102,7 +102,7 @@ describe("an empty or failed read never deletes work", () => {
     expect(await w.work.list(10)).toEqual([{ id: "M", dueAt: T0 + 1000 }])
     expect(w.host.counters().driveFailures).toBe(1)
     expect(Host.retryDelay(1)).toBe(1000)
-    expect(Host.retryDelay(10)).toBe(30_000)
+    expect(Host.retryDelay(10)).toBe(5_000)
   })
 })
 

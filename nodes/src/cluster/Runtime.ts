@@ -79,7 +79,7 @@ export const open = async (config: Config, clock: Clock, log: Logger): Promise<C
   let service: Service.Service | undefined
   try {
     const [events, objects, inbox, slots] = await Promise.all([
-      retrying(log, "event stream", () => JetStreamEventStore.open({ nc, prefix: c.prefix, replicas })),
+      retrying(log, "event stream", () => JetStreamEventStore.open({ nc, prefix: c.prefix, replicas, timeoutMs: 5_000 })),
       retrying(log, "body store", () => JetStreamBodyStore.open({ nc, prefix: c.prefix, replicas })),
       retrying(log, "inbox", () => JetStreamInbox.open({ nc, prefix: c.prefix, replicas, shards: shardsOf(c), ackWaitMs: c.lease, inlineMax: INLINE_MAX })),
       retrying(log, "destination slots", () => Slots.open({

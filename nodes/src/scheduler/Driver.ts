@@ -50,6 +50,8 @@ export interface DriverDeps {
   readonly deliverer: Deliverer
   readonly limiter: Limiter
   readonly injector: () => Injector | undefined
+  /** How long a node's hold on a message lasts: a peer's attempt younger than this is in flight (Drive.Owner). */
+  readonly leaseMs?: number | undefined
   readonly onState?: ((id: string, state: Message.State) => void) | undefined
 }
 
@@ -71,6 +73,7 @@ const MAX_STEPS = 8
 export const make = (d: DriverDeps): Driver => {
   const bodyCache = new Map<string, Buffer>()
   const ctx = (): Message.Ctx => ({ at: d.clock.now(), node: d.node, policy: d.policyHash })
+  const owner: Drive.Owner | undefined = d.leaseMs === undefined ? undefined : { node: d.node, leaseMs: d.leaseMs }
   const bodyOf = async (id: string, digest: string): Promise<Buffer> => bodyCache.get(id) ?? d.bodies.get(digest, id)
 
   /** Sends the DSN the log says is due, once; idempotent through the DSN's own id. */
@@ -126,7 +129,7 @@ export const make = (d: DriverDeps): Driver => {
     }
 
     for (let step = 0; step < MAX_STEPS; step++) {
-      const plan = Drive.next(view(), d.clock.now(), d.retry)
+      const plan = Drive.next(view(), d.clock.now(), d.retry, owner)
       switch (plan.kind) {
         case "none":
           return "empty"
@@ -145,7 +148,7 @@ export const make = (d: DriverDeps): Driver => {
           const { routes, temporary } = await routeAll(plan.due)
           const c = ctx(), dsnId = d.ids.next()
           const begun = await write((s) => {
-            const r = Drive.begin(s, now, routes, c, dsnId)
+            const r = Drive.begin(s, now, routes, c, dsnId, owner)
             return E.isLeft(r) ? r : E.right({ events: r.right.events, value: r.right.attempts })
           })
           if (begun.value.length > 0 && (await attempt(id, begun.value, temporary, () => state, (s) => void (state = s)))) {

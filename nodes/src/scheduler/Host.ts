@@ -1,6 +1,6 @@
 // The scheduler's host: polls the due-time index and claims due messages, activates each (fresh from intake, carried
 // with its work entry, or due), lets the driver run core's drive plan, and reschedules a drive that failed or read
-// an empty stream within seconds (backoff 1 s .. 30 s), counting and logging it. Decides nothing itself.
+// an empty stream within seconds (backoff 1 s .. 5 s), counting and logging it. Decides nothing itself.
 import { Drive, Message, type Policy } from "@missive/core"
 import type { BodyStore, EventStore, Work } from "@missive/events"
 import * as E from "fp-ts/lib/Either.js"
@@ -65,8 +65,8 @@ export type OperateResult =
   | { readonly ok: true; readonly events: ReadonlyArray<Message.EventType> }
   | { readonly ok: false; readonly error: string }
 
-/** Delay before the n-th consecutive retry of a failed or empty drive: 1 s, 2 s, 4 s … at most 30 s. */
-export const retryDelay = (n: number): number => Math.min(30_000, 1000 * 2 ** Math.max(0, n - 1))
+/** Delay before the n-th consecutive retry of a failed or empty drive: 1 s, 2 s, 4 s … at most 5 s (a store that was away is back within seconds of its recovery). */
+export const retryDelay = (n: number): number => Math.min(5_000, 1000 * 2 ** Math.max(0, n - 1))
 
 export const make = (d: HostDeps): Host => {
   const active = new Set<string>()
