@@ -42,6 +42,8 @@ interface Token {
   readonly id: string
   readonly carried: Work.WorkItem["carried"]
   lastWorking: number
+  /** An in-progress ack is on its way. */
+  pending?: boolean
 }
 
 /** A deferred message's NAK delay is capped; when it comes back early the host finds nothing due and defers again. */
@@ -134,9 +136,14 @@ export const open = async (o: ClusterWorkOptions): Promise<ClusterWork> => {
           log("warn", "lease lost: token held past its AckWait", { id, shard: t.shard, kind: t.kind })
           continue
         }
-        if (now - t.lastWorking >= ackWait / 3) {
-          t.msg.working()
-          t.lastWorking = now
+        if (now - t.lastWorking >= ackWait / 3 && !t.pending) {
+          // Confirmed in-progress ack: the lease is extended only when the consumer's leader answers, so a node cut
+          // off from the quorum (a partition) lets its tokens die by the clock instead of believing it holds them.
+          t.pending = true
+          o.nc.request((t.msg as unknown as { reply: string }).reply, "+WPI", { timeout: Math.max(200, Math.floor(ackWait / 3)) }).then(
+            () => { t.lastWorking = Math.max(t.lastWorking, now) },
+            () => {}
+          ).finally(() => { t.pending = false })
         }
         keep.push(t)
       }
