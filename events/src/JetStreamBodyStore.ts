@@ -5,7 +5,8 @@ import type { NatsConnection } from "@nats-io/transport-node"
 import { Objm, type ObjectStore } from "@nats-io/obj"
 import type { BodyStore } from "./BodyStore.js"
 import { digestOf } from "./BodyStore.js"
-import { BodyNotFound, StoreUnavailable } from "./StoreError.js"
+import { BodyNotFound } from "./StoreError.js"
+import { isGone, unavailable } from "./internal/NatsFault.js"
 
 export interface JetStreamBodyStoreOptions {
   readonly nc: NatsConnection
@@ -15,7 +16,6 @@ export interface JetStreamBodyStoreOptions {
 
 export const bucketName = (prefix: string): string => `${prefix.replace(/[^A-Za-z0-9_-]/g, "_")}_bodies`
 
-const unavailable = (what: string, e: unknown) => new StoreUnavailable(`${what}: ${String((e as Error)?.message ?? e)}`)
 
 export const open = async (o: JetStreamBodyStoreOptions): Promise<BodyStore> => {
   const objm = new Objm(o.nc)
@@ -46,7 +46,7 @@ export const open = async (o: JetStreamBodyStoreOptions): Promise<BodyStore> => 
       try {
         await os.delete(digest)
       } catch (e) {
-        if (/not found/i.test(String(e))) return
+        if (isGone(e)) return
         throw unavailable("body store delete failed", e)
       }
     },

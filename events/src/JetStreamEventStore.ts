@@ -8,7 +8,8 @@ import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-
 import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream"
 import { decodeTrusted, encode } from "./Codec.js"
 import type { EventStore, StoredEvent } from "./EventStore.js"
-import { StoreUnavailable, WrongExpectedVersion } from "./StoreError.js"
+import { WrongExpectedVersion } from "./StoreError.js"
+import { isAlreadyExists, isNoMessage, isWrongLastSequence, unavailable } from "./internal/NatsFault.js"
 
 export interface JetStreamEventStoreOptions {
   readonly nc: NatsConnection
@@ -20,7 +21,6 @@ export interface JetStreamEventStoreOptions {
 }
 
 const VERSION = "Missive-Version"
-const WRONG_LAST_SEQUENCE = 10071
 
 /** A stream name as one subject token: kept when safe, otherwise base64url with a `~` mark. */
 const tokenOf = (stream: string): string =>
@@ -30,13 +30,6 @@ const streamOfToken = (token: string): string =>
 
 export const streamName = (prefix: string): string => `${prefix.toUpperCase().replace(/[^A-Z0-9_-]/g, "_")}_EVENTS`
 
-const isWrongLast = (e: unknown): boolean =>
-  (e as { code?: number })?.code === WRONG_LAST_SEQUENCE || /wrong last sequence/i.test(String((e as Error)?.message ?? e))
-const isNotFound = (e: unknown): boolean =>
-  (e as { code?: number })?.code === 10037 || /no message found/i.test(String((e as Error)?.message ?? e))
-
-const unavailable = (what: string, e: unknown) => new StoreUnavailable(`${what}: ${String((e as Error)?.message ?? e)}`)
-
 /** Ensures the stream exists (idempotent; an existing stream keeps its configuration). */
 export const ensureStream = async (jsm: JetStreamManager, prefix: string, replicas: number): Promise<string> => {
   const name = streamName(prefix)
@@ -44,7 +37,7 @@ export const ensureStream = async (jsm: JetStreamManager, prefix: string, replic
     await jsm.streams.info(name)
   } catch {
     await jsm.streams.add({ name, subjects: [`${prefix}.ev.>`], num_replicas: replicas, allow_direct: true, duplicate_window: 120_000_000_000 })
-      .catch(async (e) => { if (!/already in use|exists/i.test(String(e))) throw e })
+      .catch(async (e) => { if (!isAlreadyExists(e)) throw e })
   }
   return name
 }
@@ -78,7 +71,7 @@ export const open = async (o: JetStreamEventStoreOptions): Promise<EventStore> =
     try {
       return await jsm.streams.getMessage(name, { last_by_subj: subjectOf(stream) })
     } catch (e) {
-      if (isNotFound(e)) return null
+      if (isNoMessage(e)) return null
       throw unavailable("event store read failed", e)
     }
   }
@@ -97,7 +90,7 @@ export const open = async (o: JetStreamEventStoreOptions): Promise<EventStore> =
       try {
         m = await jsm.streams.getMessage(name, { seq: from, next_by_subj: subjectOf(stream) } as unknown as { seq: number })
       } catch (e) {
-        if (isNotFound(e)) break
+        if (isNoMessage(e)) break
         throw unavailable("event store read failed", e)
       }
       if (!m) break
@@ -138,12 +131,12 @@ export const open = async (o: JetStreamEventStoreOptions): Promise<EventStore> =
         return { version, position: ack.seq }
       } catch (e) {
         if (e instanceof WrongExpectedVersion) throw e
-        if (isWrongLast(e) && tries < 3) {
+        if (isWrongLastSequence(e) && tries < 3) {
           cache.delete(stream)
           known = await current(stream)
           continue
         }
-        if (isWrongLast(e)) throw new WrongExpectedVersion({ stream, expected: expectedVersion, actual: -1 })
+        if (isWrongLastSequence(e)) throw new WrongExpectedVersion({ stream, expected: expectedVersion, actual: -1 })
         throw unavailable("event store append failed", e)
       }
     }

@@ -10,7 +10,7 @@ import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream"
 import { Hash, type Message } from "@missive/core"
 import { decodeTrusted, encode } from "./Codec.js"
-import { StoreUnavailable } from "./StoreError.js"
+import { isAlreadyExists, isGone, unavailable } from "./internal/NatsFault.js"
 
 export interface InboxOptions {
   readonly nc: NatsConnection
@@ -75,9 +75,6 @@ export const streamNames = (prefix: string, shards: number): Array<string> =>
   Array.from({ length: shards }, (_, k) => `${prefix.toUpperCase().replace(/[^A-Z0-9_-]/g, "_")}_INBOX_${k}`)
 
 const tokenOf = (id: string): string => (/^[A-Za-z0-9_-]+$/.test(id) ? id : `~${Buffer.from(id).toString("base64url")}`)
-const isNotFound = (e: unknown): boolean =>
-  (e as { code?: number })?.code === 10037 || /no message found|not found/i.test(String((e as Error)?.message ?? e))
-const unavailable = (what: string, e: unknown) => new StoreUnavailable(`${what}: ${String((e as Error)?.message ?? e)}`)
 
 /** Carrier payload: 4-byte big-endian length of the events' JSON, the JSON, then the body bytes (if inline). */
 export const encodeCarrier = (events: ReadonlyArray<Message.Event>, body: Buffer | undefined): Uint8Array => {
@@ -130,7 +127,7 @@ export const open = async (o: InboxOptions): Promise<Inbox> => {
       await jsm.streams.add({
         name, subjects, retention: RetentionPolicy.Workqueue, num_replicas: o.replicas ?? 1, allow_direct: true,
         duplicate_window: 120_000_000_000, max_msg_size: -1
-      }).catch((e) => { if (!/already in use|exists/i.test(String(e))) throw e })
+      }).catch((e) => { if (!isAlreadyExists(e)) throw e })
     }
     try {
       await jsm.consumers.info(name, consumer)
@@ -138,7 +135,7 @@ export const open = async (o: InboxOptions): Promise<Inbox> => {
       await jsm.consumers.add(name, {
         durable_name: consumer, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All,
         ack_wait: ackWaitMs * 1_000_000, max_deliver: -1, max_ack_pending: 1_000_000, max_waiting: 4096
-      }).catch((e) => { if (!/already in use|exists/i.test(String(e))) throw e })
+      }).catch((e) => { if (!isAlreadyExists(e)) throw e })
     }
   }
 
@@ -193,7 +190,7 @@ export const open = async (o: InboxOptions): Promise<Inbox> => {
         const m = await jsm.streams.getMessage(name, { last_by_subj: carrierSubject(k, id) })
         return m ? { k, m } : null
       } catch (e) {
-        if (isNotFound(e)) return null
+        if (isGone(e)) return null
         throw unavailable("inbox read failed", e)
       }
     }))
@@ -207,7 +204,7 @@ export const open = async (o: InboxOptions): Promise<Inbox> => {
     try {
       await jsm.streams.deleteMessage(names[shard]!, seq, false)
     } catch (e) {
-      if (isNotFound(e) || /no message|sequence/i.test(String(e))) return
+      if (isGone(e)) return
       throw unavailable("inbox remove failed", e)
     }
   }
@@ -222,7 +219,7 @@ export const open = async (o: InboxOptions): Promise<Inbox> => {
         try {
           m = await jsm.streams.getMessage(names[k]!, { seq, next_by_subj: `${prefix}.*.${k}.*` } as unknown as { seq: number })
         } catch (e) {
-          if (isNotFound(e)) break
+          if (isGone(e)) break
           throw unavailable("inbox read failed", e)
         }
         if (!m) break

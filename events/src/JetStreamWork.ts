@@ -8,7 +8,7 @@ import type { NatsConnection } from "@nats-io/transport-node"
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream"
 import { Kvm, type KV } from "@nats-io/kv"
 import { Hash } from "@missive/core"
-import { StoreUnavailable } from "./StoreError.js"
+import { isWrongLastSequence, unavailable } from "./internal/NatsFault.js"
 import type { Work, WorkItem } from "./Work.js"
 
 export interface JetStreamWorkOptions {
@@ -57,9 +57,6 @@ interface Value { d: number; o: string | null; u: number }
 
 const encodeId = (id: string): string => (/^[A-Za-z0-9_-]+$/.test(id) ? id : `=${Buffer.from(id).toString("base64url")}`)
 const decodeId = (k: string): string => (k.startsWith("=") ? Buffer.from(k.slice(1), "base64url").toString() : k)
-const isConflict = (e: unknown): boolean =>
-  (e as { code?: number })?.code === 10071 || /wrong last sequence|key exists/i.test(String((e as Error)?.message ?? e))
-const unavailable = (what: string, e: unknown) => new StoreUnavailable(`${what}: ${String((e as Error)?.message ?? e)}`)
 
 export const bucketNames = (prefix: string) => {
   const p = prefix.replace(/[^A-Za-z0-9_-]/g, "_")
@@ -203,7 +200,7 @@ export const open = async (o: JetStreamWorkOptions): Promise<JetStreamWork> => {
         await own(p, rev)
         log("info", "partition acquired", { partition: p, instance })
       } catch (e) {
-        if (!isConflict(e)) log("warn", "partition lease failed", { partition: p, error: String(e) })
+        if (!isWrongLastSequence(e)) log("warn", "partition lease failed", { partition: p, error: String(e) })
       }
     }
   }
@@ -224,7 +221,7 @@ export const open = async (o: JetStreamWorkOptions): Promise<JetStreamWork> => {
         note(id, next)
       } catch (e) {
         if (held.get(id) !== h) return
-        if (isConflict(e)) {
+        if (isWrongLastSequence(e)) {
           lose(id)
           log("warn", "lease lost", { id })
         }
@@ -259,7 +256,7 @@ export const open = async (o: JetStreamWorkOptions): Promise<JetStreamWork> => {
         const rev = await put(id, v, cur?.rev ?? 0)
         return { dueAt: v.d, owner: v.o, until: v.u, rev }
       } catch (e) {
-        if (!isConflict(e)) throw e
+        if (!isWrongLastSequence(e)) throw e
       }
     }
     return "refused"
@@ -277,7 +274,7 @@ export const open = async (o: JetStreamWorkOptions): Promise<JetStreamWork> => {
           try {
             written = { dueAt, owner: v.o, until: v.u, rev: await put(id, v, h.rev) }
           } catch (e) {
-            if (!isConflict(e)) throw e
+            if (!isWrongLastSequence(e)) throw e
             lose(id)
             log("warn", "lease lost; schedule ignored", { id })
             return
@@ -303,7 +300,7 @@ export const open = async (o: JetStreamWorkOptions): Promise<JetStreamWork> => {
           try {
             await kv.delete(keyOf(id), { previousSeq: h.rev })
           } catch (e) {
-            if (!isConflict(e)) throw e
+            if (!isWrongLastSequence(e)) throw e
             lose(id)
             return void log("warn", "lease lost; complete ignored", { id })
           }
@@ -332,7 +329,7 @@ export const open = async (o: JetStreamWorkOptions): Promise<JetStreamWork> => {
             lost.delete(id)
             return { id, dueAt: e.dueAt }
           } catch (err) {
-            if (!isConflict(err)) return undefined
+            if (!isWrongLastSequence(err)) return undefined
             note(id, await read(id).catch(() => undefined))
             return undefined
           }

@@ -48,6 +48,9 @@ interface Pending {
 
 type Committer = (ops: ReadonlyArray<WriteOp>) => Promise<Array<WriteResult>>
 
+/** better-sqlite3's SqliteError carries SQLite's result code: the disk (or the database's size limit) is full. */
+const isDiskFull = (e: unknown): boolean => (e as { code?: unknown })?.code === "SQLITE_FULL"
+
 const inlineCommitter = (path: string, synchronous: string): { commit: Committer; close: () => Promise<void> } => {
   const db = new Database(path)
   configure(db, synchronous)
@@ -57,7 +60,7 @@ const inlineCommitter = (path: string, synchronous: string): { commit: Committer
       try {
         return run(ops)
       } catch (e) {
-        throw new StoreUnavailable(`commit failed: ${String(e)}`, /SQLITE_FULL|disk is full/i.test(String(e)))
+        throw new StoreUnavailable(`commit failed: ${String(e)}`, isDiskFull(e))
       }
     },
     close: async () => void db.close()

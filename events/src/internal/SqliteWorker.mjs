@@ -18,7 +18,7 @@ parentPort.on("message", (msg) => {
   try {
     parentPort.postMessage({ id: msg.id, results: run(msg.ops) })
   } catch (e) {
-    parentPort.postMessage({ id: msg.id, failed: String(e?.message ?? e), full: /SQLITE_FULL|disk is full/i.test(String(e)) })
+    parentPort.postMessage({ id: msg.id, failed: String(e?.message ?? e), full: e?.code === "SQLITE_FULL" })
   }
 })
 parentPort.postMessage({ ready: true })
