@@ -64,7 +64,7 @@ describe("defaults", () => {
       reuse_connections: true,
       messages_per_connection: 100
     })
-    expect(d.store).toEqual({ group_commit: 1, min_free_space: 100_000_000 })
+    expect(d.store).toEqual({ group_commit: 1, min_free_space: 100_000_000, eventstoredb: null })
   })
 
   it("give core's default retry policy", () => {

@@ -554,3 +554,14 @@ describe("Ingress: TLS certificate", () => {
     expect(h.logs.find((l) => l.event === "ingress.tls")?.source).toBe("configured")
   })
 })
+
+describe("no library patched", () => {
+  it("leaves smtp-server's own connections as they are: only Missive's servers greet at once", async () => {
+    await start({})
+    const { SMTPConnection } = await import("smtp-server/lib/smtp-connection.js")
+    // The library's init keeps its 100 ms early-talker pause for every other smtp-server in the process
+    // (the simulations' receivers, the tests' capture server); Missive's servers build their own connections.
+    expect(SMTPConnection.prototype.init.toString()).toContain("setTimeout")
+    expect(Object.keys(SMTPConnection.prototype)).toEqual([])
+  })
+})
