@@ -2,7 +2,8 @@
 // retries, bounces) in a temp SQLite store, then: full projection rebuild, one message's timeline, the queue at a past
 // moment, and a what-if run over the whole log. Targets from the replay issue are printed next to each figure.
 import { Message } from "@missive/core"
-import { EventStore, Projection, SqliteStore } from "@missive/events"
+import { EventStore, SqliteStore } from "@missive/events"
+import * as Projection from "./lib/Projection.js"
 import { mkdtempSync, rmSync, statSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"

@@ -1,4 +1,5 @@
-// @missive/events: event encoding, the storage ports (EventStore, BodyStore, Work) and their adapters, projections.
+// @missive/events: event encoding, the storage ports (EventStore, BodyStore, Work) and their adapters, the operator's
+// queue rows and message timeline.
 export * as Codec from "./Codec.js"
 export * as EventStore from "./EventStore.js"
 export * as BodyStore from "./BodyStore.js"
@@ -8,7 +9,6 @@ export * as EmbeddedStore from "./EmbeddedStore.js"
 export * as StoreError from "./StoreError.js"
 export * as QueueView from "./QueueView.js"
 export * as Timeline from "./Timeline.js"
-export * as Projection from "./Projection.js"
 export * as JetStreamEventStore from "./JetStreamEventStore.js"
 export * as JetStreamBodyStore from "./JetStreamBodyStore.js"
 export * as JetStreamWork from "./JetStreamWork.js"

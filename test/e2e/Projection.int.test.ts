@@ -1,4 +1,4 @@
-// The checkpointed projection runner on the SQLite store with SQLite checkpoints: rebuild from 0 is idempotent,
+// The benchmark's checkpointed projection runner (bench/lib/Projection.ts) on the SQLite store with SQLite checkpoints: rebuild from 0 is idempotent,
 // a projection that crashes mid-run catches up from its checkpoint to the same state, and one that falls behind
 // catches up with only the new events.
 import { Message } from "@missive/core"
@@ -6,9 +6,8 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
-import { streamOf } from "../src/EventStore.js"
-import * as Projection from "../src/Projection.js"
-import * as SqliteStore from "../src/SqliteStore.js"
+import { EventStore, SqliteStore } from "@missive/events"
+import * as Projection from "../../bench/lib/Projection.js"
 
 const dir = mkdtempSync(join(tmpdir(), "missive-projection-"))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -34,7 +33,7 @@ const lifecycle = (i: number): Array<Message.Event> => {
 }
 
 const fill = async (store: SqliteStore.SqliteStore, from: number, to: number) => {
-  await Promise.all(Array.from({ length: to - from }, (_, k) => store.events.append(streamOf(`m${from + k}`), 0, lifecycle(from + k))))
+  await Promise.all(Array.from({ length: to - from }, (_, k) => store.events.append(EventStore.streamOf(`m${from + k}`), 0, lifecycle(from + k))))
 }
 
 const snapshot = (m: Map<string, ReadonlyArray<Message.Event>>) => [...Projection.queueStates(m).entries()].sort(([a], [b]) => (a < b ? -1 : 1))
@@ -53,7 +52,7 @@ describe("checkpointed projections", () => {
     expect(a.state.size).toBe(300)
     // The projection's states are the folds of the open messages' own streams.
     for (const [id, state] of snapshot(a.state).slice(0, 50))
-      expect(state).toEqual(Message.fold((await store.events.read(streamOf(id))).map((e) => e.event)))
+      expect(state).toEqual(Message.fold((await store.events.read(EventStore.streamOf(id))).map((e) => e.event)))
     expect(snapshot(a.state).every(([, st]) => st.status === "active")).toBe(true)
     const again = await Projection.run(store.events, Projection.queue, cp)
     expect(again.applied).toBe(0)

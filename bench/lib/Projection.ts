@@ -1,13 +1,16 @@
 // Checkpointed projections over the global log: a projection folds StoredEvents into a read model; the runner
 // catches it up from its checkpoint (or from position 0 on rebuild) through the EventStore port only, and saves
 // state and position together, so a crash between checkpoints replays events after the last one exactly once.
-// Must not write to the event store; works on any adapter (SQLite, JetStream, memory).
+// Must not write to the event store; works on any adapter (SQLite, JetStream, memory). The replay benchmark's
+// (bench/replay.bench.ts: rebuild cost of the queue and per-destination projections); no command uses it.
 import Database from "better-sqlite3"
 import { Message, Route } from "@missive/core"
 import { mkdirSync } from "node:fs"
 import { dirname } from "node:path"
-import type { EventStore, StoredEvent } from "./EventStore.js"
-import { idOf } from "./EventStore.js"
+import { EventStore } from "@missive/events"
+
+type StoredEvent = EventStore.StoredEvent
+const idOf = EventStore.idOf
 
 /** A read model: a pure fold over the global log. The state must survive a JSON round trip (checkpoints). */
 export interface Projection<S> {
@@ -89,7 +92,7 @@ export interface RunResult<S> {
 }
 
 /** Catches a projection up from its checkpoint to the head (or `until`), checkpointing as it goes. */
-export const run = async <S>(store: EventStore, p: Projection<S>, checkpoints: CheckpointStore, opts: RunOptions = {}): Promise<RunResult<S>> => {
+export const run = async <S>(store: EventStore.EventStore, p: Projection<S>, checkpoints: CheckpointStore, opts: RunOptions = {}): Promise<RunResult<S>> => {
   const batch = opts.batch ?? 5000
   const every = opts.checkpointEvery ?? 50_000
   const saved = await checkpoints.load(p.name)
@@ -119,7 +122,7 @@ export const run = async <S>(store: EventStore, p: Projection<S>, checkpoints: C
 }
 
 /** Forgets the checkpoint and folds the whole log from position 0 again. */
-export const rebuild = async <S>(store: EventStore, p: Projection<S>, checkpoints: CheckpointStore, opts: RunOptions = {}): Promise<RunResult<S>> => {
+export const rebuild = async <S>(store: EventStore.EventStore, p: Projection<S>, checkpoints: CheckpointStore, opts: RunOptions = {}): Promise<RunResult<S>> => {
   await checkpoints.reset(p.name)
   return run(store, p, checkpoints, opts)
 }
