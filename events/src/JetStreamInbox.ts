@@ -24,6 +24,8 @@ export interface InboxOptions {
   readonly timeoutMs?: number
   /** Bodies above this size go to the object store first; the carrier then holds only the digest. */
   readonly inlineMax?: number
+  /** How long an accept commit keeps trying the shards before it gives up (the client then gets 451). */
+  readonly commitBudgetMs?: number
 }
 
 /** What a carrier holds: the message's first events and, for bodies up to `inlineMax`, the body. */
@@ -107,6 +109,7 @@ export const open = async (o: InboxOptions): Promise<Inbox> => {
   const prefix = o.prefix ?? "missive"
   const ackWaitMs = o.ackWaitMs ?? 5_000
   const inlineMax = o.inlineMax ?? 512 * 1024
+  const commitBudgetMs = o.commitBudgetMs ?? 8_000
   const jsm: JetStreamManager = await jetstreamManager(o.nc)
   // An existing inbox keeps its shard count (a message's carrier must stay findable); a new one takes the option.
   const shards = (await existingShards(jsm, prefix)) || Math.max(1, o.shards ?? 1)
@@ -146,20 +149,28 @@ export const open = async (o: InboxOptions): Promise<Inbox> => {
     // The shard is the id's hash (so a retried commit of the same id, e.g. a DSN, is deduplicated by Nats-Msg-Id);
     // a shard whose leader does not answer in time is skipped for the next one, so losing a minority of servers
     // (and the leaders they held) does not stop intake.
+    // A shard with no leader (an election in progress) refuses at once: go round the shards again after a short
+    // pause until `commitBudgetMs` has passed, so a minority loss costs a client a little latency, not a 451.
     const first = Hash.fnv1a32(id) % shards
+    const deadline = Date.now() + commitBudgetMs
     let last: unknown
-    for (let i = 0; i < shards; i++) {
-      const k = (first + i) % shards
-      const h = natsHeaders()
-      h.set(KIND, inline ? "carrier" : "carrier-ref")
-      h.set(ID, id)
-      h.set(AT, String(at))
-      try {
-        const ack = await js.publish(carrierSubject(k, id), data, { headers: h, msgID: `in:${tokenOf(id)}` })
-        return { shard: k, seq: ack.seq }
-      } catch (e) {
-        last = e
+    for (let round = 0; ; round++) {
+      for (let i = 0; i < shards; i++) {
+        const k = (first + i) % shards
+        const h = natsHeaders()
+        h.set(KIND, inline ? "carrier" : "carrier-ref")
+        h.set(ID, id)
+        h.set(AT, String(at))
+        try {
+          const ack = await js.publish(carrierSubject(k, id), data, { headers: h, msgID: `in:${tokenOf(id)}` })
+          return { shard: k, seq: ack.seq }
+        } catch (e) {
+          last = e
+        }
+        if (Date.now() > deadline) break
       }
+      if (Date.now() > deadline) break
+      await new Promise((r) => setTimeout(r, Math.min(500, 100 * (round + 1))))
     }
     throw unavailable("accept commit failed on every shard", last)
   }

@@ -112,7 +112,9 @@ export const open = async (o: ClusterWorkOptions): Promise<ClusterWork> => {
     while (!closed) {
       try {
         const consumer = await js.consumers.get(o.inbox.streams[shard]!, o.inbox.consumer)
-        const it = await consumer.consume({ max_messages: o.prefetch ?? 64 })
+        // Short pulls (4 s, heartbeats every 2 s): a pull lost with a server is noticed and renewed within
+        // seconds, not after the client's 30 s default.
+        const it = await consumer.consume({ max_messages: o.prefetch ?? 64, expires: 4_000 })
         stops.push(() => void it.stop())
         for await (const m of it) {
           if (closed) break
