@@ -1,7 +1,8 @@
 // Fencing of a stale owner: before it delivers or appends to an existing message, a node must hold an unexpired
 // lease on it (Work `holds`). A node paused past its lease (SIGSTOP, a partition) finds its lease gone on waking
-// and stops there, before the remote server or the log sees anything from it. Appends at version 0 (a new message,
-// written by intake together with its lease) are not fenced. Must not change what is appended.
+// and stops there, before the remote server or the log sees anything from it. Appends at version 0 (a carrier's
+// first events) and reports of attempts already made (facts; the decider refuses stale ones) are not fenced.
+// Must not change what is appended.
 import { EventStore, StoreError } from "@missive/events"
 import type { Deliverer } from "../scheduler/Driver.js"
 import type { Logger } from "../runtime/Log.js"
@@ -21,7 +22,10 @@ export const events = (inner: EventStore.EventStore, fence: Fence, log: Logger, 
   ...inner,
   append: async (stream, expectedVersion, evs) => {
     const id = EventStore.idOf(stream)
-    if (expectedVersion > 0 && !fence.holds(id)) {
+    // A report of an attempt is a fact about a delivery already made: it is recorded even after the lease ran out
+    // (a store outage outlasted it); the decider refuses it if a peer has since taken the recipient over.
+    const report = evs.some((e) => e.type === "AttemptSucceeded" || e.type === "AttemptDeferred" || e.type === "AttemptFailed")
+    if (expectedVersion > 0 && !report && !fence.holds(id)) {
       counters.appends += 1
       log("warn", "append fenced: lease lost", { id, version: expectedVersion })
       throw new StoreError.StoreUnavailable(`lease on ${id} lost: append refused`)

@@ -67,6 +67,9 @@ export interface Driver {
   forget(id: string): void
 }
 
+/** How long a drive keeps trying to record an attempt's outcome while the store is unavailable. */
+const REPORT_PATIENCE_MS = 20_000
+
 /** Plan steps one drive may take before it hands the message back to the index. */
 const MAX_STEPS = 8
 
@@ -187,7 +190,21 @@ export const make = (d: DriverDeps): Driver => {
       const report = chain.then(async () => {
         const command = Drive.reportCommand(ctx(), a, outcome, d.retry, d.random.next(), d.ids.next())
         let quiet = false
-        const h = await d.commands.handle(id, Commands.command(command), {
+        // The remote server has answered: that fact is worth waiting for a store that is briefly away (a leader
+        // election), since giving up means attempting the delivery again. The same command is re-sent, so an append
+        // that did land before its acknowledgement was lost is recognised as ours, not written twice.
+        const patience = d.clock.now() + REPORT_PATIENCE_MS
+        const record = async (tries: number): Promise<Commands.Handled<undefined>> => {
+          try {
+            return await recordOnce()
+          } catch (e) {
+            if ((e as { _tag?: string })?._tag !== "StoreUnavailable" || d.clock.now() > patience) throw e
+            d.log("warn", "attempt report not recorded yet; retrying", { id, attempt: a.attempt, tries, error: String((e as Error)?.message ?? e) })
+            await new Promise((r) => setTimeout(r, Math.min(2_000, 250 * 2 ** tries)))
+            return record(tries + 1)
+          }
+        }
+        const recordOnce = () => d.commands.handle(id, Commands.command(command), {
           known: get(),
           // A report that completes the message without a DSN commits together with the clean-up: one fsync.
           alongside: (_after, events) => {
@@ -197,6 +214,7 @@ export const make = (d: DriverDeps): Driver => {
           // The message must stay in the index whatever failed; a re-drive reads the log and carries on.
           repair: () => d.work.schedule(id, d.clock.now()).catch(() => {})
         })
+        const h = await record(0)
         // Where the clean-up cannot share the append's commit (cluster: the ack removes the carrier, i.e. the body),
         // it follows the append, never precedes it: a failed append must leave the message whole.
         if (quiet && d.work.commitsWithLog === false) await Promise.all([d.work.complete(id), d.bodies.delete(live.digest)])
