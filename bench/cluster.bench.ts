@@ -9,7 +9,7 @@ import { join, resolve } from "node:path"
 import { promisify } from "node:util"
 import { setFlagsFromString } from "node:v8"
 import { runInNewContext } from "node:vm"
-import { jetstreamManager } from "@nats-io/jetstream"
+import { jetstream, jetstreamManager } from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
 import { stringify } from "yaml"
 import { startCapture } from "../test/src/CaptureServer.js"
@@ -17,8 +17,10 @@ import { opsBetween, streams, workLeft, type Ops } from "../test/src/JetStreamSt
 import { startNatsCluster, startNatsServer, type NatsCluster, type NatsServer } from "../test/src/Nats.js"
 import { runLoad } from "./lib/Load.js"
 import * as Postfix from "./Postfix.js"
-import { JetStreamWork } from "@missive/events"
-import { Kvm } from "@nats-io/kv"
+import { JetStreamInbox } from "@missive/events"
+import { ClusterWork } from "@missive/node"
+import type { Message } from "@missive/core"
+import { headers } from "@nats-io/transport-node"
 import { startRelay } from "./relay.bench.js"
 import { cpuMs, fnv1a32, freePort, percentile, startChild, type Child } from "../test/src/Support.js"
 
@@ -130,57 +132,76 @@ const source = (port: number, messages: number) =>
   exec("smtp-source", ["-s", "20", "-m", String(messages), "-l", "4096", "-f", "bench@src.test", "-t", "x@sink.test", "-M", "src.test", `127.0.0.1:${port}`], { maxBuffer: 1 << 24 })
 
 /**
- * Memory of the scheduler for deferred messages: writes N work entries (due in 1–5 days) straight into the work KV of
- * one nats-server (R1: the load is faster; replication does not change what a scheduler holds), then opens a
- * scheduler owning every partition, once with the default 10-minute horizon and once with an unbounded one (the
- * previous design: the whole index in memory), and reports the heap growth and RSS of each.
+ * Node memory for deferred messages: commits N carriers (due in 1–4 days) to an inbox on one nats-server (R1 and the
+ * server's default sync: the load is faster; neither changes what a node holds), then lets one node's ClusterWork
+ * take every one of them from the consumer and defer it (a NAK delayed by a day), as the host does with a deferred
+ * message, and reports the node's heap growth after a forced GC: what a deferred message costs a node.
  */
 export const deferredMemory = async (n: number): Promise<string> => {
-  const server = await startNatsServer()
-  const nc = await connect({ servers: server.url })
+  const dir = mkdtempSync(join(tmpdir(), "missive-defer-"))
+  const port = await freePort()
+  const server = await startChild("nats-server", ["-js", "-sd", dir, "-a", "127.0.0.1", "-p", String(port)], (out) => out.includes("Server is ready"))
+  const nc = await connect({ servers: `127.0.0.1:${port}` })
   try {
-    const prefix = "mem"
-    const kv = await new Kvm(nc).create(JetStreamWork.bucketNames(prefix).work, { history: 1 })
-    // Keys as JetStreamWork writes them: p<partition>.<id> (partition from the id's hash; the scheduler reads all).
+    const inbox = await JetStreamInbox.open({ nc, prefix: "mem", shards: 1, ackWaitMs: 30_000 })
+    const js = jetstream(nc)
     const t0 = performance.now()
     const now = Date.now()
-    for (let i = 0; i < n; i += 2000) {
-      await Promise.all(Array.from({ length: Math.min(2000, n - i) }, (_, j) => {
+    const body = Buffer.alloc(200, "x")
+    for (let i = 0; i < n; i += 5000) {
+      await Promise.all(Array.from({ length: Math.min(5000, n - i) }, (_, j) => {
         const id = `01DEFERRED${String(i + j).padStart(16, "0")}`
-        return kv.put(`p${String(fnv1a32(id) % 16).padStart(3, "0")}.${id}`, JSON.stringify({ d: now + 86_400_000 * (1 + ((i + j) % 4)), o: null, u: 0 }))
+        const ev = { type: "MessageReceived", v: 1, at: now, node: "bench", policy: "p", id, sender: "a@src.test", recipients: ["b@dst.test"],
+          size: body.length, digest: "sha256:0", client: { ip: "127.0.0.1", helo: "h", tls: false } } as unknown as Message.Event
+        const h = headers()
+        h.set(JetStreamInbox.KIND, "carrier")
+        h.set(JetStreamInbox.ID, id)
+        h.set(JetStreamInbox.AT, String(now))
+        return js.publish(`mem.in.0.${id}`, JetStreamInbox.encodeCarrier([ev], body), { headers: h })
       }))
     }
     const loadS = (performance.now() - t0) / 1000
-    const measure = async (horizonMs: number) => {
-      setFlagsFromString("--expose-gc")
-      const gc = runInNewContext("gc") as (() => void) | undefined
-      gc?.()
-      const h0 = process.memoryUsage().heapUsed
-      const w = await JetStreamWork.open({ nc, prefix, partitions: 16, horizonMs })
-      // The watch replays every key of each partition: wait until the scan has gone through them.
-      const ts = performance.now()
-      await waitUntil("scheduler scanned", async () => w.inMemory() + w.beyondHorizon() >= n, 120_000)
-      await sleep(500)
-      gc?.()
-      const mem = process.memoryUsage()
-      const row = { inMemory: w.inMemory(), heapMB: (mem.heapUsed - h0) / 2 ** 20, rssMB: mem.rss / 2 ** 20, scanS: (performance.now() - ts) / 1000 }
-      await w.close()
-      return row
+    setFlagsFromString("--expose-gc")
+    const gc = runInNewContext("gc") as (() => void) | undefined
+    gc?.()
+    const h0 = process.memoryUsage().heapUsed
+    const work = await ClusterWork.open({ nc, inbox, now: () => Date.now(), fetchBody: async () => body, prefetch: 512 })
+    let deferred = 0
+    const ts = performance.now()
+    const drain = async () => {
+      for (;;) {
+        const items = await work.claim(Date.now(), 1000, "bench", 0)
+        if (items.length === 0) return
+        for (const it of items) {
+          await work.schedule(it.id, Date.now() + 86_400_000 * (1 + (deferred % 4)))
+          deferred++
+        }
+      }
     }
-    const bounded = await measure(10 * 60_000)
-    const unbounded = await measure(10 * 365 * 86_400_000)
+    let running = Promise.resolve()
+    work.onAvailable(() => { running = running.then(drain) })
+    await waitUntil("every carrier deferred", () => deferred >= n, 600_000)
+    await running
+    const deferS = (performance.now() - ts) / 1000
+    await sleep(500)
+    gc?.()
+    const mem = process.memoryUsage()
+    const heapMB = (mem.heapUsed - h0) / 2 ** 20
+    const held = work.held()
+    const pending = (await jetstreamManager(nc).then((m) => m.consumers.info(inbox.streams[0]!, inbox.consumer))).num_ack_pending
+    await work.close()
     const f = (x: number, d = 1) => x.toFixed(d)
     return [
-      `**Deferred messages in the scheduler** (${n} work entries due in 1–4 days, loaded into the KV in ${f(loadS)} s; one scheduler owning all 16 partitions, in the benchmark process; heap measured after a forced GC; the RSS is the whole benchmark process's):`,
+      `**Deferred messages and node memory** (${n} carriers committed in ${f(loadS)} s to one R1 server; one node took each from the consumer and deferred it by 1–4 days with a delayed NAK in ${f(deferS)} s, ${f(n / deferS, 0)} messages/s; heap of the benchmark process, which is the node here, after a forced GC):`,
       ``,
-      `| index kept in memory | entries in memory | heap growth MB | bytes/entry | process RSS MB |`,
-      `| --- | ---: | ---: | ---: | ---: |`,
-      `| near-due only (horizon 10 min, as built) | ${bounded.inMemory} | ${f(bounded.heapMB)} | ${f((bounded.heapMB * 2 ** 20) / n, 0)} | ${f(bounded.rssMB)} |`,
-      `| whole partition (previous design) | ${unbounded.inMemory} | ${f(unbounded.heapMB)} | ${f((unbounded.heapMB * 2 ** 20) / n, 0)} | ${f(unbounded.rssMB)} |`
+      `| deferred messages | held by the node afterwards | pending on the server (num_ack_pending) | node heap growth MB | bytes per deferred message | process RSS MB |`,
+      `| ---: | ---: | ---: | ---: | ---: | ---: |`,
+      `| ${n} | ${held} | ${pending} | ${f(heapMB)} | ${f(Math.max(0, heapMB * 2 ** 20) / n, 1)} | ${f(mem.rss / 2 ** 20)} |`
     ].join("\n")
   } finally {
     await nc.close()
-    await server.dispose()
+    await server.stop()
+    rmSync(dir, { recursive: true, force: true })
   }
 }
 
@@ -316,7 +337,7 @@ export const run = async (): Promise<string> => {
     await sink.child.stop("SIGKILL")
     rmSync(dir, { recursive: true, force: true })
   }
-  const memory = await deferredMemory(Number(process.env["MISSIVE_BENCH_DEFERRED"] ?? 100_000))
+  const memory = await deferredMemory(Number(process.env["MISSIVE_BENCH_DEFERRED"] ?? 1_000_000))
   const sorted = [...failover].sort((a, b) => a - b)
   const f = (x: number | undefined, d = 1) => (x === undefined ? "–" : x.toFixed(d))
   const emb = rows.find((r) => r.name.startsWith("embedded"))!

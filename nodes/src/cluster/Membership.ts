@@ -1,6 +1,6 @@
 // Cluster membership: each node puts a heartbeat (who, since, load, what it owns, where it listens) into a KV bucket
 // whose entries expire (bucket max_age), and reads the others'. A node that stops heart-beating drops out after the
-// TTL. Must not own work: partitions and message leases live in Work (events/src/JetStreamWork.ts).
+// TTL. Must not own work: who drives a message is the inbox consumer's (nodes/src/scheduler/ClusterWork.ts).
 import { Kvm, type KV } from "@nats-io/kv"
 import type { NatsConnection } from "@nats-io/transport-node"
 import type { Clock } from "../runtime/Clock.js"
