@@ -6,7 +6,13 @@
 
 const PACKAGES = "cli|core|events|nodes|simulations|test"
 // What each package may not import (everything above it). test/, bench/ and bin/ may import any package's door.
-const BELOW = { core: "events|nodes|simulations|cli|test", events: "nodes|simulations|cli|test", nodes: "simulations|cli|test", simulations: "cli|test", cli: "test" }
+const BELOW = {
+  core: "events|nodes|simulations|cli|test",
+  events: "nodes|simulations|cli|test",
+  nodes: "simulations|cli|test",
+  simulations: "cli|test",
+  cli: "test"
+}
 
 /** @type {import("dependency-cruiser").IConfiguration} */
 module.exports = {

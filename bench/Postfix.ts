@@ -15,7 +15,11 @@ export interface PostfixInstance {
 }
 
 export const available = (): string | undefined =>
-  existsSync("/usr/sbin/postfix") ? (process.getuid?.() === 0 ? undefined : "postfix needs root to start its master here") : "postfix is not installed"
+  existsSync("/usr/sbin/postfix")
+    ? process.getuid?.() === 0
+      ? undefined
+      : "postfix needs root to start its master here"
+    : "postfix is not installed"
 
 const TICK = 100 // USER_HZ on Linux
 
@@ -34,10 +38,19 @@ export const start = (o: { port: number; routes: ReadonlyMap<string, string>; re
   const conf = join(dir, "etc")
   mkdirSync(conf)
   for (const d of ["queue", "data"]) mkdirSync(join(dir, d))
-  chownSync(join(dir, "data"), Number(execFileSync("id", ["-u", "postfix"]).toString()), Number(execFileSync("id", ["-g", "postfix"]).toString()))
+  chownSync(
+    join(dir, "data"),
+    Number(execFileSync("id", ["-u", "postfix"]).toString()),
+    Number(execFileSync("id", ["-g", "postfix"]).toString())
+  )
   chmodSync(dir, 0o755)
-  writeFileSync(join(conf, "transport"), [...o.routes].map(([domain, addr]) => `${domain} smtp:[${addr}]:${o.receiversPort}`).join("\n") + "\n")
-  writeFileSync(join(conf, "main.cf"), `
+  writeFileSync(
+    join(conf, "transport"),
+    [...o.routes].map(([domain, addr]) => `${domain} smtp:[${addr}]:${o.receiversPort}`).join("\n") + "\n"
+  )
+  writeFileSync(
+    join(conf, "main.cf"),
+    `
 compatibility_level = 3.6
 queue_directory = ${dir}/queue
 data_directory = ${dir}/data
@@ -67,8 +80,11 @@ queue_run_delay = 1s
 smtpd_client_connection_count_limit = 0
 smtpd_client_message_rate_limit = 0
 smtp_destination_concurrency_limit = 20
-`)
-  writeFileSync(join(conf, "master.cf"), `
+`
+  )
+  writeFileSync(
+    join(conf, "master.cf"),
+    `
 127.0.0.1:${o.port} inet n - n - - smtpd
 pickup    unix  n - n 60 1 pickup
 cleanup   unix  n - n - 0 cleanup
@@ -90,8 +106,10 @@ local     unix  - n n - - local
 anvil     unix  - - n - 1 anvil
 scache    unix  - - n - 1 scache
 postlog   unix-dgram n - n - 1 postlogd
-`)
-  const run = (...args: Array<string>) => execFileSync("/usr/sbin/postfix", ["-c", conf, ...args], { stdio: "pipe", env: { ...process.env, MAIL_CONFIG: conf } })
+`
+  )
+  const run = (...args: Array<string>) =>
+    execFileSync("/usr/sbin/postfix", ["-c", conf, ...args], { stdio: "pipe", env: { ...process.env, MAIL_CONFIG: conf } })
   run("set-permissions")
   run("start")
   const pidFile = join(dir, "queue", "pid", "master.pid")
@@ -100,7 +118,10 @@ postlog   unix-dgram n - n - 1 postlogd
     if (existsSync(pidFile)) master = Number(readFileSync(pidFile, "utf8").trim())
     else execFileSync("sleep", ["0.05"])
   }
-  if (!master) throw new Error(`postfix did not start: ${existsSync(join(dir, "maillog")) ? readFileSync(join(dir, "maillog"), "utf8").slice(-2000) : "no log"}`)
+  if (!master)
+    throw new Error(
+      `postfix did not start: ${existsSync(join(dir, "maillog")) ? readFileSync(join(dir, "maillog"), "utf8").slice(-2000) : "no log"}`
+    )
   return {
     port: o.port,
     dir,
@@ -114,7 +135,11 @@ postlog   unix-dgram n - n - 1 postlogd
       return (ticks * 1000) / TICK
     },
     stop: () => {
-      try { run("stop") } catch { /* already stopped */ }
+      try {
+        run("stop")
+      } catch {
+        /* already stopped */
+      }
       rmSync(dir, { recursive: true, force: true })
     }
   }

@@ -29,7 +29,11 @@ const ROOT = resolve(import.meta.dirname, "..")
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const LEASE_MS = 5_000
 
-interface Sink { readonly port: number; readonly child: Child; count(): number }
+interface Sink {
+  readonly port: number
+  readonly child: Child
+  count(): number
+}
 
 /** smtp-sink with running counters (-c): the last `mesg=N` on its output is the number of messages received. */
 const startSink = async (): Promise<Sink> => {
@@ -37,7 +41,8 @@ const startSink = async (): Promise<Sink> => {
   const child = await startChild("smtp-sink", ["-c", "-u", "nobody", `127.0.0.1:${port}`, "1024"], () => true)
   await sleep(300)
   return {
-    port, child,
+    port,
+    child,
     count: () => {
       const out = child.output()
       const i = out.lastIndexOf("mesg=")
@@ -55,13 +60,30 @@ const waitUntil = async (what: string, f: () => boolean | Promise<boolean>, ms: 
   return performance.now()
 }
 
-interface ClusterNode { readonly name: string; readonly helo: string; readonly port: number; readonly config: string; child: Child | undefined }
-
-const startClusterNode = async (n: ClusterNode): Promise<void> => {
-  n.child = await startChild(process.execPath, [join(ROOT, "bin/missive.mjs"), "start", "--config", n.config], (o) => o.includes("listening on"), { cwd: ROOT, timeoutMs: 90_000 })
+interface ClusterNode {
+  readonly name: string
+  readonly helo: string
+  readonly port: number
+  readonly config: string
+  child: Child | undefined
 }
 
-const configNodes = async (dir: string, nats: ReadonlyArray<string>, sinkPort: number, slowPort: number, latPort: number): Promise<Array<ClusterNode>> => {
+const startClusterNode = async (n: ClusterNode): Promise<void> => {
+  n.child = await startChild(
+    process.execPath,
+    [join(ROOT, "bin/missive.mjs"), "start", "--config", n.config],
+    (o) => o.includes("listening on"),
+    { cwd: ROOT, timeoutMs: 90_000 }
+  )
+}
+
+const configNodes = async (
+  dir: string,
+  nats: ReadonlyArray<string>,
+  sinkPort: number,
+  slowPort: number,
+  latPort: number
+): Promise<Array<ClusterNode>> => {
   const out: Array<ClusterNode> = []
   for (let k = 1; k <= 3; k++) {
     const port = await freePort()
@@ -69,24 +91,37 @@ const configNodes = async (dir: string, nats: ReadonlyArray<string>, sinkPort: n
     mkdirSync(dataDir, { recursive: true })
     const helo = `n${k}.missive.test`
     const config = join(dir, `node-${k}.yaml`)
-    writeFileSync(config, stringify({
-      hostname: helo, node_id: `node-${k}`, data_dir: dataDir,
-      listeners: { smtp: { host: "127.0.0.1", port }, submission: { enabled: false } },
-      relay: { relay_domains: ["sink.test", "slow.test", "lat.test"] },
-      routes: { "sink.test": `127.0.0.1:${sinkPort}`, "slow.test": `127.0.0.1:${slowPort}`, "lat.test": `127.0.0.1:${latPort}` },
-      limits: { max_connections: 1000, max_connections_per_ip: 1000 },
-      delivery: { tls: "none", concurrency_per_destination: 20 },
-      cluster: { nats: [...nats], lease: `${LEASE_MS}ms` }
-    }))
+    writeFileSync(
+      config,
+      stringify({
+        hostname: helo,
+        node_id: `node-${k}`,
+        data_dir: dataDir,
+        listeners: { smtp: { host: "127.0.0.1", port }, submission: { enabled: false } },
+        relay: { relay_domains: ["sink.test", "slow.test", "lat.test"] },
+        routes: { "sink.test": `127.0.0.1:${sinkPort}`, "slow.test": `127.0.0.1:${slowPort}`, "lat.test": `127.0.0.1:${latPort}` },
+        limits: { max_connections: 1000, max_connections_per_ip: 1000 },
+        delivery: { tls: "none", concurrency_per_destination: 20 },
+        cluster: { nats: [...nats], lease: `${LEASE_MS}ms` }
+      })
+    )
     out.push({ name: `node-${k}`, helo, port, config, child: undefined })
   }
   return out
 }
 
 interface Row {
-  readonly name: string; readonly messages: number; readonly perSecond: number; readonly cpuPerMsg: number; readonly natsCpuPerMsg?: number; readonly perNode?: string
+  readonly name: string
+  readonly messages: number
+  readonly perSecond: number
+  readonly cpuPerMsg: number
+  readonly natsCpuPerMsg?: number
+  readonly perNode?: string
   /** "." → 250 and 250 → at the sink, ms (raw-client runs only). */
-  readonly p99Accept?: number; readonly p50Accept?: number; readonly p99Delivered?: number; readonly p50Delivered?: number
+  readonly p99Accept?: number
+  readonly p50Accept?: number
+  readonly p99Delivered?: number
+  readonly p50Delivered?: number
   readonly ops?: Ops
   readonly workAfter?: number
   /** Answered 250 and not at the sink 2 minutes after the load (raw-client runs). */
@@ -98,10 +133,17 @@ const serverSettings = async (servers: ReadonlyArray<NatsServer>): Promise<strin
   const seen = new Set<string>()
   for (const s of servers) {
     try {
-      const v = (await (await fetch(`${s.monitor()}/varz`)).json()) as { version: string; jetstream?: { config?: { sync_interval?: number; sync_always?: boolean } } }
+      const v = (await (await fetch(`${s.monitor()}/varz`)).json()) as {
+        version: string
+        jetstream?: { config?: { sync_interval?: number; sync_always?: boolean } }
+      }
       const c = v.jetstream?.config
-      seen.add(`nats-server ${v.version}, ${c?.sync_always ? "sync_interval: always (fsync on every write)" : `sync_interval ${c?.sync_interval !== undefined ? `${c.sync_interval / 1e9} s` : "default (2 min)"}`}`)
-    } catch { seen.add("nats-server (no /varz)") }
+      seen.add(
+        `nats-server ${v.version}, ${c?.sync_always ? "sync_interval: always (fsync on every write)" : `sync_interval ${c?.sync_interval !== undefined ? `${c.sync_interval / 1e9} s` : "default (2 min)"}`}`
+      )
+    } catch {
+      seen.add("nats-server (no /varz)")
+    }
   }
   return [...seen].join("; ")
 }
@@ -129,7 +171,11 @@ const postfixRow = async (sink: Sink, messages: number): Promise<Row | string> =
 }
 
 const source = (port: number, messages: number) =>
-  exec("smtp-source", ["-s", "20", "-m", String(messages), "-l", "4096", "-f", "bench@src.test", "-t", "x@sink.test", "-M", "src.test", `127.0.0.1:${port}`], { maxBuffer: 1 << 24 })
+  exec(
+    "smtp-source",
+    ["-s", "20", "-m", String(messages), "-l", "4096", "-f", "bench@src.test", "-t", "x@sink.test", "-M", "src.test", `127.0.0.1:${port}`],
+    { maxBuffer: 1 << 24 }
+  )
 
 /**
  * Node memory for deferred messages: commits N carriers (due in 1–4 days) to an inbox on one nats-server (R1 and the
@@ -140,7 +186,9 @@ const source = (port: number, messages: number) =>
 export const deferredMemory = async (n: number): Promise<string> => {
   const dir = mkdtempSync(join(tmpdir(), "missive-defer-"))
   const port = await freePort()
-  const server = await startChild("nats-server", ["-js", "-sd", dir, "-a", "127.0.0.1", "-p", String(port)], (out) => out.includes("Server is ready"))
+  const server = await startChild("nats-server", ["-js", "-sd", dir, "-a", "127.0.0.1", "-p", String(port)], (out) =>
+    out.includes("Server is ready")
+  )
   const nc = await connect({ servers: `127.0.0.1:${port}` })
   try {
     const inbox = await JetStreamInbox.open({ nc, prefix: "mem", shards: 1, ackWaitMs: 30_000 })
@@ -149,16 +197,29 @@ export const deferredMemory = async (n: number): Promise<string> => {
     const now = Date.now()
     const body = Buffer.alloc(200, "x")
     for (let i = 0; i < n; i += 5000) {
-      await Promise.all(Array.from({ length: Math.min(5000, n - i) }, (_, j) => {
-        const id = `01DEFERRED${String(i + j).padStart(16, "0")}`
-        const ev = { type: "MessageReceived", v: 1, at: now, node: "bench", policy: "p", id, sender: "a@src.test", recipients: ["b@dst.test"],
-          size: body.length, digest: "sha256:0", client: { ip: "127.0.0.1", helo: "h", tls: false } } as unknown as Message.Event
-        const h = headers()
-        h.set(JetStreamInbox.KIND, "carrier")
-        h.set(JetStreamInbox.ID, id)
-        h.set(JetStreamInbox.AT, String(now))
-        return js.publish(`mem.in.0.${id}`, JetStreamInbox.encodeCarrier([ev], body), { headers: h })
-      }))
+      await Promise.all(
+        Array.from({ length: Math.min(5000, n - i) }, (_, j) => {
+          const id = `01DEFERRED${String(i + j).padStart(16, "0")}`
+          const ev = {
+            type: "MessageReceived",
+            v: 1,
+            at: now,
+            node: "bench",
+            policy: "p",
+            id,
+            sender: "a@src.test",
+            recipients: ["b@dst.test"],
+            size: body.length,
+            digest: "sha256:0",
+            client: { ip: "127.0.0.1", helo: "h", tls: false }
+          } as unknown as Message.Event
+          const h = headers()
+          h.set(JetStreamInbox.KIND, "carrier")
+          h.set(JetStreamInbox.ID, id)
+          h.set(JetStreamInbox.AT, String(now))
+          return js.publish(`mem.in.0.${id}`, JetStreamInbox.encodeCarrier([ev], body), { headers: h })
+        })
+      )
     }
     const loadS = (performance.now() - t0) / 1000
     setFlagsFromString("--expose-gc")
@@ -179,7 +240,9 @@ export const deferredMemory = async (n: number): Promise<string> => {
       }
     }
     let running = Promise.resolve()
-    work.onAvailable(() => { running = running.then(drain) })
+    work.onAvailable(() => {
+      running = running.then(drain)
+    })
     await waitUntil("every carrier deferred", () => deferred >= n, 600_000)
     await running
     const deferS = (performance.now() - ts) / 1000
@@ -249,7 +312,12 @@ export const run = async (): Promise<string> => {
     })
     // The latency sink: when each raw-client message (by recipient) reached it.
     const arrived = new Map<string, number>()
-    const lat = await startCapture({ onData: (m) => { for (const r of m.to) arrived.set(r, performance.now()); return undefined } })
+    const lat = await startCapture({
+      onData: (m) => {
+        for (const r of m.to) arrived.set(r, performance.now())
+        return undefined
+      }
+    })
     nodes = await configNodes(dir, nats.urls, sink.port, slow.port, lat.port)
     await Promise.all(nodes.map(startClusterNode))
     settings = await serverSettings(nats.servers)
@@ -271,30 +339,64 @@ export const run = async (): Promise<string> => {
         let t1: number
         let undelivered = 0
         if (raw) {
-          await Promise.all(nodes.map(async (x, k) => {
-            const r = await runLoad({ port: x.port, sessions: 20, messages: messages / 3, size: 4096, recipients: 1, from: "bench@src.test",
-              to: (i) => `n${k}.${i}@lat.test`, onReply: (i, code, at) => { if (code === "250") accepted.set(`n${k}.${i}@lat.test`, at) } })
-            accept.push(...r.latenciesMs)
-          }))
+          await Promise.all(
+            nodes.map(async (x, k) => {
+              const r = await runLoad({
+                port: x.port,
+                sessions: 20,
+                messages: messages / 3,
+                size: 4096,
+                recipients: 1,
+                from: "bench@src.test",
+                to: (i) => `n${k}.${i}@lat.test`,
+                onReply: (i, code, at) => {
+                  if (code === "250") accepted.set(`n${k}.${i}@lat.test`, at)
+                }
+              })
+              accept.push(...r.latenciesMs)
+            })
+          )
           // A 250-answered message that never reaches the sink is reported (undelivered), not fatal to the run.
-          t1 = await waitUntil("cluster delivered (lat)", () => [...accepted.keys()].every((r) => arrived.has(r)), 120_000)
-            .catch(() => { undelivered = [...accepted.keys()].filter((r) => !arrived.has(r)).length; return performance.now() })
+          t1 = await waitUntil("cluster delivered (lat)", () => [...accepted.keys()].every((r) => arrived.has(r)), 120_000).catch(() => {
+            undelivered = [...accepted.keys()].filter((r) => !arrived.has(r)).length
+            return performance.now()
+          })
         } else {
           await Promise.all(nodes.map((x) => source(x.port, messages / 3)))
           t1 = await waitUntil("cluster delivered", () => sink.count() >= before + messages, 300_000)
         }
         // Work entries still there after the deliveries (messages not completed): waited for, then reported.
-        const workAfter = await waitUntil("cluster work drained", drained, 30_000).then(() => 0, async () => (await workLeft(nc)).reduce((n, w) => n + w.left, 0))
+        const workAfter = await waitUntil("cluster work drained", drained, 30_000).then(
+          () => 0,
+          async () => (await workLeft(nc)).reduce((n, w) => n + w.left, 0)
+        )
         await sleep(500) // the last completions' acks and deletes
         const ops = opsBetween(s0, await streams(nc))
         const cpu = nodes.map((x, i) => cpuMs(x.child!.proc.pid!) - cpu0[i]!)
         const total = cpu.reduce((a, b) => a + b, 0)
-        const delivered = [...accepted].filter(([r]) => arrived.has(r)).map(([r, at]) => arrived.get(r)! - at).sort((a, b) => a - b)
+        const delivered = [...accepted]
+          .filter(([r]) => arrived.has(r))
+          .map(([r, at]) => arrived.get(r)! - at)
+          .sort((a, b) => a - b)
         accept.sort((a, b) => a - b)
         return {
-          name, messages, perSecond: (messages * 1000) / (t1 - t0), cpuPerMsg: total / messages,
-          natsCpuPerMsg: (natsCpu() - ncpu0) / messages, perNode: cpu.map((c) => (c / messages).toFixed(2)).join(" / "), ops, workAfter, undelivered,
-          ...(raw ? { p50Accept: percentile(accept, 50), p99Accept: percentile(accept, 99), p50Delivered: percentile(delivered, 50), p99Delivered: percentile(delivered, 99) } : {})
+          name,
+          messages,
+          perSecond: (messages * 1000) / (t1 - t0),
+          cpuPerMsg: total / messages,
+          natsCpuPerMsg: (natsCpu() - ncpu0) / messages,
+          perNode: cpu.map((c) => (c / messages).toFixed(2)).join(" / "),
+          ops,
+          workAfter,
+          undelivered,
+          ...(raw
+            ? {
+                p50Accept: percentile(accept, 50),
+                p99Accept: percentile(accept, 99),
+                p50Delivered: percentile(delivered, 50),
+                p99Delivered: percentile(delivered, 99)
+              }
+            : {})
         }
       }
       await runCluster("warm-up", n(300))
@@ -318,8 +420,11 @@ export const run = async (): Promise<string> => {
         await new Promise((r) => victim.child!.proc.once("exit", r))
         const t1 = await waitUntil("first peer delivery", () => peerOf(base).length > 0, 60_000)
         failover.push(t1 - t0)
-        await waitUntil("all of node-1's batch delivered by peers", () => new Set(peerOf(base).map((m) => m.raw.toString().match(/X-Tag: (\S+)/)?.[1])).size >= batch, 60_000)
-          .catch(() => undefined)
+        await waitUntil(
+          "all of node-1's batch delivered by peers",
+          () => new Set(peerOf(base).map((m) => m.raw.toString().match(/X-Tag: (\S+)/)?.[1])).size >= batch,
+          60_000
+        ).catch(() => undefined)
         const got = new Set(peerOf(base).map((m) => m.raw.toString().match(/X-Tag: (\S+)/)?.[1]))
         failoverMsgs += batch
         failoverLost += batch - got.size
@@ -345,12 +450,15 @@ export const run = async (): Promise<string> => {
   const clRaw = rows.find((r) => r.p99Accept !== undefined)
   if (typeof postfix !== "string") rows.push(postfix)
   const perMsg = (x: number, m: number) => (x / m).toFixed(2)
-  const opsTable = (r: Row) => [
-    `| stream | messages stored / msg | consumer acks / msg | consumer deliveries / msg |`,
-    `| --- | ---: | ---: | ---: |`,
-    ...r.ops!.byStream.map((s) => `| ${s.name} | ${perMsg(s.writes, r.messages)} | ${perMsg(s.acks, r.messages)} | ${perMsg(s.deliveries, r.messages)} |`),
-    `| **total** | **${perMsg(r.ops!.writes, r.messages)}** | **${perMsg(r.ops!.acks, r.messages)}** | |`
-  ].join("\n")
+  const opsTable = (r: Row) =>
+    [
+      `| stream | messages stored / msg | consumer acks / msg | consumer deliveries / msg |`,
+      `| --- | ---: | ---: | ---: |`,
+      ...r.ops!.byStream.map(
+        (s) => `| ${s.name} | ${perMsg(s.writes, r.messages)} | ${perMsg(s.acks, r.messages)} | ${perMsg(s.deliveries, r.messages)} |`
+      ),
+      `| **total** | **${perMsg(r.ops!.writes, r.messages)}** | **${perMsg(r.ops!.acks, r.messages)}** | |`
+    ].join("\n")
   return [
     `## Cluster relay throughput and failover (\`npm run bench -- cluster\`)`,
     ``,
@@ -362,14 +470,31 @@ export const run = async (): Promise<string> => {
     ``,
     `| run | messages | msgs/s | Missive CPU ms/msg | nats-server CPU ms/msg | total CPU ms/msg | 250 p50 / p99 ms | 250 → delivered p50 / p99 ms | JetStream writes + acks / msg |`,
     `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |`,
-    ...rows.map((r) => `| ${r.name} | ${r.messages} | ${f(r.perSecond, 0)} | ${f(r.cpuPerMsg, 2)}${r.perNode ? ` (${r.perNode})` : ""} | ${f(r.natsCpuPerMsg, 2)} | ${f(r.cpuPerMsg + (r.natsCpuPerMsg ?? 0), 2)} | ${r.p99Accept !== undefined ? `${f(r.p50Accept, 1)} / ${f(r.p99Accept, 1)}` : "–"} | ${r.p99Delivered !== undefined ? `${f(r.p50Delivered, 0)} / ${f(r.p99Delivered, 0)}` : "–"} | ${r.ops ? `${perMsg(r.ops.writes, r.messages)} + ${perMsg(r.ops.acks, r.messages)}` : "–"} |`),
+    ...rows.map(
+      (r) =>
+        `| ${r.name} | ${r.messages} | ${f(r.perSecond, 0)} | ${f(r.cpuPerMsg, 2)}${r.perNode ? ` (${r.perNode})` : ""} | ${f(r.natsCpuPerMsg, 2)} | ${f(r.cpuPerMsg + (r.natsCpuPerMsg ?? 0), 2)} | ${r.p99Accept !== undefined ? `${f(r.p50Accept, 1)} / ${f(r.p99Accept, 1)}` : "–"} | ${r.p99Delivered !== undefined ? `${f(r.p50Delivered, 0)} / ${f(r.p99Delivered, 0)}` : "–"} | ${r.ops ? `${perMsg(r.ops.writes, r.messages)} + ${perMsg(r.ops.acks, r.messages)}` : "–"} |`
+    ),
     ``,
-    typeof postfix === "string" ? `Postfix side by side: not run (${postfix}).` : `Postfix: a private instance (Debian's 3.7), same smtp-source load and smtp-sink, same run; CPU is its master and all children.`,
+    typeof postfix === "string"
+      ? `Postfix side by side: not run (${postfix}).`
+      : `Postfix: a private instance (Debian's 3.7), same smtp-source load and smtp-sink, same run; CPU is its master and all children.`,
     ``,
     ...(cl ? [`**JetStream operations per delivered message** (${cl.name}, ${cl.messages} messages):`, ``, opsTable(cl), ``] : []),
-    ...rows.filter((r) => (r.undelivered ?? 0) > 0).map((r) => `**Not delivered** 2 min after the load of "${r.name}": ${r.undelivered} messages answered 250.\n`),
-    ...rows.filter((r) => (r.workAfter ?? 0) > 0).map((r) => `Work left 30 s after the last delivery of "${r.name}": ${r.workAfter} entries (messages delivered but not completed, or not delivered).\n`),
-    ...(clRaw ? [`Same, raw-client run (${clRaw.messages} messages): ${perMsg(clRaw.ops!.writes, clRaw.messages)} stored + ${perMsg(clRaw.ops!.acks, clRaw.messages)} acks per message.`, ``] : []),
+    ...rows
+      .filter((r) => (r.undelivered ?? 0) > 0)
+      .map((r) => `**Not delivered** 2 min after the load of "${r.name}": ${r.undelivered} messages answered 250.\n`),
+    ...rows
+      .filter((r) => (r.workAfter ?? 0) > 0)
+      .map(
+        (r) =>
+          `Work left 30 s after the last delivery of "${r.name}": ${r.workAfter} entries (messages delivered but not completed, or not delivered).\n`
+      ),
+    ...(clRaw
+      ? [
+          `Same, raw-client run (${clRaw.messages} messages): ${perMsg(clRaw.ops!.writes, clRaw.messages)} stored + ${perMsg(clRaw.ops!.acks, clRaw.messages)} acks per message.`,
+          ``
+        ]
+      : []),
     `The cluster does ${f(cl ? cl.perSecond / emb.perSecond : undefined, 2)}× the embedded node's throughput on this 2-core machine; every append, body and work-index change there is a replicated JetStream write (R3 quorum ack) instead of one group-committed SQLite fsync.`,
     ``,
     `**Failover** (kill -9 of node-1 while it holds ${10} accepted messages whose deliveries hang at a slow receiver → first of those messages delivered by a peer), ${failover.length} runs, lease ${LEASE_MS / 1000} s:`,
@@ -387,27 +512,40 @@ export const run = async (): Promise<string> => {
 /** Sends `count` messages to slow.test over one raw SMTP session each (nodemailer-free, so the bench stays lean). */
 const sendRaw = async (port: number, count: number, tag: string): Promise<void> => {
   const { connect: tcp } = await import("node:net")
-  await Promise.all(Array.from({ length: count }, (_, i) => new Promise<void>((done, fail) => {
-    const s = tcp(port, "127.0.0.1")
-    const script = [
-      "EHLO bench.src.test", "MAIL FROM:<bench@src.test>", "RCPT TO:<x@slow.test>", "DATA",
-      `From: <bench@src.test>\r\nTo: <x@slow.test>\r\nSubject: failover ${tag}${i}\r\nX-Tag: ${tag}${i}\r\n\r\nhello\r\n.`, "QUIT"
-    ]
-    let step = 0
-    let buf = ""
-    s.setEncoding("utf8")
-    s.on("data", (d: string) => {
-      buf += d
-      for (;;) {
-        const m = /^(\d{3}) .*\r\n/m.exec(buf)
-        if (!m) return
-        buf = buf.slice(m.index + m[0].length)
-        if (m[1]!.startsWith("4") || m[1]!.startsWith("5")) { s.destroy(); return fail(new Error(`refused: ${m[0]}`)) }
-        if (step >= script.length) return
-        s.write(`${script[step++]}\r\n`)
-      }
-    })
-    s.on("close", () => (step >= script.length ? done() : fail(new Error("closed early"))))
-    s.on("error", fail)
-  })))
+  await Promise.all(
+    Array.from(
+      { length: count },
+      (_, i) =>
+        new Promise<void>((done, fail) => {
+          const s = tcp(port, "127.0.0.1")
+          const script = [
+            "EHLO bench.src.test",
+            "MAIL FROM:<bench@src.test>",
+            "RCPT TO:<x@slow.test>",
+            "DATA",
+            `From: <bench@src.test>\r\nTo: <x@slow.test>\r\nSubject: failover ${tag}${i}\r\nX-Tag: ${tag}${i}\r\n\r\nhello\r\n.`,
+            "QUIT"
+          ]
+          let step = 0
+          let buf = ""
+          s.setEncoding("utf8")
+          s.on("data", (d: string) => {
+            buf += d
+            for (;;) {
+              const m = /^(\d{3}) .*\r\n/m.exec(buf)
+              if (!m) return
+              buf = buf.slice(m.index + m[0].length)
+              if (m[1]!.startsWith("4") || m[1]!.startsWith("5")) {
+                s.destroy()
+                return fail(new Error(`refused: ${m[0]}`))
+              }
+              if (step >= script.length) return
+              s.write(`${script[step++]}\r\n`)
+            }
+          })
+          s.on("close", () => (step >= script.length ? done() : fail(new Error("closed early"))))
+          s.on("error", fail)
+        })
+    )
+  )
 }

@@ -27,7 +27,9 @@ export const startRelay = async (dir: string, sinkPort: number, extra: Record<st
   const port = await freePort()
   const dataDir = join(dir, "data")
   const config = {
-    hostname: "bench.missive.test", node_id: "bench", data_dir: dataDir,
+    hostname: "bench.missive.test",
+    node_id: "bench",
+    data_dir: dataDir,
     listeners: { smtp: { host: "127.0.0.1", port }, submission: { enabled: false } },
     relay: { relay_domains: ["sink.test"] },
     routes: { "sink.test": `127.0.0.1:${sinkPort}` },
@@ -37,13 +39,22 @@ export const startRelay = async (dir: string, sinkPort: number, extra: Record<st
   }
   const path = join(dir, "missive.yaml")
   writeFileSync(path, stringify(config))
-  const child = await startChild(process.execPath, [join(ROOT, "bin/missive.mjs"), "start", "--config", path], (o) => o.includes("listening on"), { cwd: ROOT })
+  const child = await startChild(
+    process.execPath,
+    [join(ROOT, "bin/missive.mjs"), "start", "--config", path],
+    (o) => o.includes("listening on"),
+    { cwd: ROOT }
+  )
   const db = new Database(join(dataDir, "missive.db"), { readonly: true })
   const q = db.prepare<[], { n: number }>("SELECT count(*) AS n FROM events WHERE type = 'MessageCompleted'")
   return {
-    port, child,
+    port,
+    child,
     completed: () => q.get()!.n,
-    stop: async () => { db.close(); await child.stop() }
+    stop: async () => {
+      db.close()
+      await child.stop()
+    }
   }
 }
 
@@ -70,8 +81,28 @@ const smtpSource = async (node: RelayNode, o: { messages: number; size: number; 
   const before = node.completed()
   const cpu0 = cpuMs(node.child.proc.pid!)
   const t0 = performance.now()
-  await exec("smtp-source", ["-s", "20", "-m", String(o.messages), "-l", String(o.size), "-r", String(o.rcpts), ...(o.rcpts > 1 ? ["-N"] : []),
-    "-f", "bench@src.test", "-t", "x@sink.test", "-M", "src.test", `127.0.0.1:${node.port}`], { maxBuffer: 1 << 24 })
+  await exec(
+    "smtp-source",
+    [
+      "-s",
+      "20",
+      "-m",
+      String(o.messages),
+      "-l",
+      String(o.size),
+      "-r",
+      String(o.rcpts),
+      ...(o.rcpts > 1 ? ["-N"] : []),
+      "-f",
+      "bench@src.test",
+      "-t",
+      "x@sink.test",
+      "-M",
+      "src.test",
+      `127.0.0.1:${node.port}`
+    ],
+    { maxBuffer: 1 << 24 }
+  )
   const t1 = await waitCompleted(node, before + o.messages, 300_000)
   const cpu = cpuMs(node.child.proc.pid!) - cpu0
   return { name: o.name, messages: o.messages, perSecond: (o.messages * 1000) / (t1 - t0), cpuPerMsg: cpu / o.messages }
@@ -81,13 +112,26 @@ const rawClient = async (node: RelayNode, o: { messages: number; size: number; r
   const before = node.completed()
   const cpu0 = cpuMs(node.child.proc.pid!)
   const t0 = performance.now()
-  const r = await runLoad({ port: node.port, sessions: 20, messages: o.messages, size: o.size, recipients: o.rcpts, from: "bench@src.test", to: (i, k) => `x${i}.${k}@sink.test` })
+  const r = await runLoad({
+    port: node.port,
+    sessions: 20,
+    messages: o.messages,
+    size: o.size,
+    recipients: o.rcpts,
+    from: "bench@src.test",
+    to: (i, k) => `x${i}.${k}@sink.test`
+  })
   if (r.accepted !== o.messages) throw new Error(`${o.messages - r.accepted} messages refused: ${JSON.stringify([...r.replies])}`)
   const t1 = await waitCompleted(node, before + o.messages, 300_000)
   const cpu = cpuMs(node.child.proc.pid!) - cpu0
   return {
-    name: o.name, messages: o.messages, perSecond: (o.messages * 1000) / (t1 - t0), cpuPerMsg: cpu / o.messages,
-    p50: percentile(r.latenciesMs, 50), p90: percentile(r.latenciesMs, 90), p99: percentile(r.latenciesMs, 99)
+    name: o.name,
+    messages: o.messages,
+    perSecond: (o.messages * 1000) / (t1 - t0),
+    cpuPerMsg: cpu / o.messages,
+    p50: percentile(r.latenciesMs, 50),
+    p90: percentile(r.latenciesMs, 90),
+    p99: percentile(r.latenciesMs, 99)
   }
 }
 
@@ -105,8 +149,28 @@ const postfixRuns = async (sinkPort: number, n: (x: number) => number): Promise<
     const before = sent()
     const cpu0 = pf.cpuMs()
     const t0 = performance.now()
-    await exec("smtp-source", ["-s", "20", "-m", String(o.messages), "-l", String(o.size), "-r", String(o.rcpts), ...(o.rcpts > 1 ? ["-N"] : []),
-      "-f", "bench@src.test", "-t", "x@sink.test", "-M", "src.test", `127.0.0.1:${port}`], { maxBuffer: 1 << 24 })
+    await exec(
+      "smtp-source",
+      [
+        "-s",
+        "20",
+        "-m",
+        String(o.messages),
+        "-l",
+        String(o.size),
+        "-r",
+        String(o.rcpts),
+        ...(o.rcpts > 1 ? ["-N"] : []),
+        "-f",
+        "bench@src.test",
+        "-t",
+        "x@sink.test",
+        "-M",
+        "src.test",
+        `127.0.0.1:${port}`
+      ],
+      { maxBuffer: 1 << 24 }
+    )
     const deadline = performance.now() + 300_000
     while (sent() < before + o.messages * o.rcpts) {
       if (performance.now() > deadline) throw new Error(`postfix: only ${sent() - before} of ${o.messages * o.rcpts} deliveries in time`)
@@ -153,7 +217,9 @@ export const run = async (): Promise<string> => {
     const ratio = (name: string, pf: string) => {
       const m = rows.find((r) => r.name === name)
       const p = typeof postfix === "string" ? undefined : postfix.find((r) => r.name === pf)
-      return m && p ? `${(m.perSecond / p.perSecond).toFixed(2)}× the messages/s at ${(m.cpuPerMsg / p.cpuPerMsg).toFixed(2)}× the CPU per message` : "n/a"
+      return m && p
+        ? `${(m.perSecond / p.perSecond).toFixed(2)}× the messages/s at ${(m.cpuPerMsg / p.cpuPerMsg).toFixed(2)}× the CPU per message`
+        : "n/a"
     }
     return [
       `## Relay throughput, one embedded node (\`npm run bench -- relay\`)`,
@@ -163,10 +229,15 @@ export const run = async (): Promise<string> => {
       ``,
       `| run | messages | msgs/s | CPU ms/msg | 250 p50 ms | p90 ms | p99 ms |`,
       `| --- | ---: | ---: | ---: | ---: | ---: | ---: |`,
-      ...rows.map((r) => `| ${r.name} | ${r.messages} | ${f(r.perSecond, 0)} | ${f(r.cpuPerMsg, 2)} | ${f(r.p50)} | ${f(r.p90)} | ${f(r.p99)} |`),
-      ...(typeof postfix === "string" ? [] : postfix.map((r) => `| ${r.name} | ${r.messages} | ${f(r.perSecond, 0)} | ${f(r.cpuPerMsg, 2)} | – | – | – |`)),
+      ...rows.map(
+        (r) => `| ${r.name} | ${r.messages} | ${f(r.perSecond, 0)} | ${f(r.cpuPerMsg, 2)} | ${f(r.p50)} | ${f(r.p90)} | ${f(r.p99)} |`
+      ),
+      ...(typeof postfix === "string"
+        ? []
+        : postfix.map((r) => `| ${r.name} | ${r.messages} | ${f(r.perSecond, 0)} | ${f(r.cpuPerMsg, 2)} | – | – | – |`)),
       ``,
-      typeof postfix === "string" ? `Postfix side by side: not run (${postfix}).`
+      typeof postfix === "string"
+        ? `Postfix side by side: not run (${postfix}).`
         : `Postfix 3.7 (Debian's, a private instance in a temp directory, same smtp-source load and smtp-sink, same run; CPU is master + all its children). ` +
           `Missive vs Postfix, 4 KB: ${ratio("smtp-source, 4 KB, 1 rcpt", "Postfix: smtp-source, 4 KB, 1 rcpt")}; ` +
           `100 KB: ${ratio("smtp-source, 100 KB, 1 rcpt", "Postfix: smtp-source, 100 KB, 1 rcpt")}; ` +

@@ -29,18 +29,28 @@ export const run = async (): Promise<string> => {
   try {
     // ---- generate ----------------------------------------------------------------------------------
     const [written, genMs] = await time(async () => {
-      const w = world({ seed: 11, start: START, spanMs: DAY, messages: Math.ceil(EVENTS / 5.6), domains: 500, tailMs: DAY / 4, outageShare: 0.15 })
+      const w = world({
+        seed: 11,
+        start: START,
+        spanMs: DAY,
+        messages: Math.ceil(EVENTS / 5.6),
+        domains: 500,
+        tailMs: DAY / 4,
+        outageShare: 0.15
+      })
       const batches: Array<[string, ReadonlyArray<Message.Event>]> = []
       const n = generate(w, (id, evs) => batches.push([id, evs]), { maxEvents: EVENTS })
       const store = SqliteStore.open({ path, synchronous: "OFF", maxPending: 1e9 })
       const versions = new Map<string, number>()
       for (let i = 0; i < batches.length; i += 20_000) {
-        await Promise.all(batches.slice(i, i + 20_000).map(([id, evs]) => {
-          const s = EventStore.streamOf(id)
-          const v = versions.get(s) ?? 0
-          versions.set(s, v + evs.length)
-          return store.events.append(s, v, evs)
-        }))
+        await Promise.all(
+          batches.slice(i, i + 20_000).map(([id, evs]) => {
+            const s = EventStore.streamOf(id)
+            const v = versions.get(s) ?? 0
+            versions.set(s, v + evs.length)
+            return store.events.append(s, v, evs)
+          })
+        )
       }
       await store.close()
       return { events: n, messages: versions.size }
@@ -79,7 +89,12 @@ export const run = async (): Promise<string> => {
 
     // ---- what-if over the whole log ----------------------------------------------------------------
     const [rec, recMs] = await time(() => WhatIf.record(store.events, { from: first, to: last }))
-    const alt = { ...livePolicy, retry: { ...livePolicy.retry, initialMs: 60_000, maxMs: 600_000 }, concurrencyPerDestination: 5, hash: "bench-alt" }
+    const alt = {
+      ...livePolicy,
+      retry: { ...livePolicy.retry, initialMs: 60_000, maxMs: 600_000 },
+      concurrencyPerDestination: 5,
+      hash: "bench-alt"
+    }
     const [sim, simMs] = await time(() => WhatIf.simulate(rec, alt, { seed: 1 }))
     const wiMs = recMs + simMs
     await store.close()

@@ -6,7 +6,10 @@ import { join } from "node:path"
 const DIR = import.meta.dirname
 
 export const main = async (names: ReadonlyArray<string>): Promise<number> => {
-  const all = readdirSync(DIR).filter((f) => f.endsWith(".bench.ts")).map((f) => f.replace(/\.bench\.ts$/, "")).sort()
+  const all = readdirSync(DIR)
+    .filter((f) => f.endsWith(".bench.ts"))
+    .map((f) => f.replace(/\.bench\.ts$/, ""))
+    .sort()
   const chosen = names.length > 0 ? names : all
   const unknown = chosen.filter((n) => !all.includes(n))
   if (unknown.length > 0) {

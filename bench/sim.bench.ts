@@ -29,7 +29,8 @@ destinations:
 }
 
 const postfixTarget = (): Target.Spec => ({
-  kind: "custom", name: "postfix",
+  kind: "custom",
+  name: "postfix",
   start: async (world) => {
     const routes = new Map<string, string>([...world.hosts].map(([d, a]) => [d, a[0]!]))
     const pf = Postfix.start({ port: await freePort(), routes, receiversPort: world.port })
@@ -39,25 +40,37 @@ const postfixTarget = (): Target.Spec => ({
 
 /** Missive as its own process (`missive start`), configured exactly like the embedded target, its CPU from /proc. */
 const nodeProcessTarget = (): Target.Spec => ({
-  kind: "custom", name: "missive (1 node process)",
+  kind: "custom",
+  name: "missive (1 node process)",
   start: async (world) => {
     const dir = mkdtempSync(join(tmpdir(), "missive-simbench-"))
     const port = await freePort()
     const config = await Targets.embeddedConfig(scenario(N), world, join(dir, "data"))
     const path = join(dir, "missive.yaml")
     writeFileSync(path, stringify({ ...config, listeners: { smtp: { host: "127.0.0.1", port }, submission: { enabled: false } } }))
-    const child = await startChild(process.execPath, [join(ROOT, "bin/missive.mjs"), "start", "--config", path], (out) => out.includes("listening on"),
-      { cwd: ROOT, env: { ...process.env, MISSIVE_LOG_LEVEL: "warn" }, timeoutMs: 60_000 })
+    const child = await startChild(
+      process.execPath,
+      [join(ROOT, "bin/missive.mjs"), "start", "--config", path],
+      (out) => out.includes("listening on"),
+      { cwd: ROOT, env: { ...process.env, MISSIVE_LOG_LEVEL: "warn" }, timeoutMs: 60_000 }
+    )
     const pid = child.proc.pid!
     return {
       endpoint: { host: "127.0.0.1", port },
       cpuMs: () => cpuMs(pid),
-      stop: async () => { await child.stop(); rmSync(dir, { recursive: true, force: true }) }
+      stop: async () => {
+        await child.stop()
+        rmSync(dir, { recursive: true, force: true })
+      }
     }
   }
 })
 
-interface Row { readonly name: string; readonly r: Report.Report; readonly cpuPerMsg: string }
+interface Row {
+  readonly name: string
+  readonly r: Report.Report
+  readonly cpuPerMsg: string
+}
 
 const fmt = (x: number): string => x.toFixed(x >= 100 ? 0 : 1)
 
@@ -68,14 +81,27 @@ export const run = async (): Promise<string> => {
   const harnessCpu = (direct.cpuMs ?? 0) / Math.max(1, direct.counts.accepted)
   rows.push({ name: "harness ceiling (direct, no MTA)", r: direct, cpuPerMsg: `${harnessCpu.toFixed(2)} (harness)` })
   const missive = await Run.run({ scenario: scenario(N), target: nodeProcessTarget() })
-  rows.push({ name: "Missive, 1 node process", r: missive, cpuPerMsg: `${((missive.targetCpuMs ?? 0) / Math.max(1, missive.counts.accepted)).toFixed(2)} node` })
+  rows.push({
+    name: "Missive, 1 node process",
+    r: missive,
+    cpuPerMsg: `${((missive.targetCpuMs ?? 0) / Math.max(1, missive.counts.accepted)).toFixed(2)} node`
+  })
   const embedded = await Run.run({ scenario: scenario(N), target: { kind: "embedded" } })
   const mTotal = (embedded.cpuMs ?? 0) / Math.max(1, embedded.counts.accepted)
-  rows.push({ name: "Missive, embedded node (in the harness's process)", r: embedded, cpuPerMsg: `${mTotal.toFixed(2)} total, ≈${(mTotal - harnessCpu).toFixed(2)} node` })
+  rows.push({
+    name: "Missive, embedded node (in the harness's process)",
+    r: embedded,
+    cpuPerMsg: `${mTotal.toFixed(2)} total, ≈${(mTotal - harnessCpu).toFixed(2)} node`
+  })
   try {
     // The 3-node cluster on a 3-server NATS JetStream cluster (R3): every acknowledged message is on a quorum.
     const cluster = await Run.run({ scenario: scenario(N), target: { kind: "cluster", nodes: 3 } })
-    rows.push({ name: "Missive, 3-node cluster (NATS JetStream R3)", r: cluster, cpuPerMsg: cluster.targetCpuMs === undefined ? "–" : `${(cluster.targetCpuMs / Math.max(1, cluster.counts.accepted)).toFixed(2)} nodes` })
+    rows.push({
+      name: "Missive, 3-node cluster (NATS JetStream R3)",
+      r: cluster,
+      cpuPerMsg:
+        cluster.targetCpuMs === undefined ? "–" : `${(cluster.targetCpuMs / Math.max(1, cluster.counts.accepted)).toFixed(2)} nodes`
+    })
   } catch (e) {
     notes.push(`Cluster not measured: ${(e as Error).message.split("\n")[0]}`)
   }
@@ -85,7 +111,11 @@ export const run = async (): Promise<string> => {
   else {
     try {
       postfix = await Run.run({ scenario: scenario(N), target: postfixTarget() })
-      rows.push({ name: "Postfix 3.7 (private instance)", r: postfix, cpuPerMsg: `${((postfix.targetCpuMs ?? 0) / Math.max(1, postfix.counts.accepted)).toFixed(2)} postfix` })
+      rows.push({
+        name: "Postfix 3.7 (private instance)",
+        r: postfix,
+        cpuPerMsg: `${((postfix.targetCpuMs ?? 0) / Math.max(1, postfix.counts.accepted)).toFixed(2)} postfix`
+      })
     } catch (e) {
       notes.push(`Postfix not measured: ${(e as Error).message.split("\n")[0]}`)
     }
@@ -93,12 +123,18 @@ export const run = async (): Promise<string> => {
   const table = [
     "| target | accepted msgs/s | delivered msgs/s | CPU ms/msg | accept p50 / p99 ms | end-to-end p50 / p99 ms | lost |",
     "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ...rows.map(({ name, r, cpuPerMsg }) =>
-      `| ${name} | ${fmt(r.acceptRate)} | ${fmt(r.deliverRate)} | ${cpuPerMsg} | ${fmt(r.acceptLatency.p50)} / ${fmt(r.acceptLatency.p99)} | ${r.endToEnd.count ? `${fmt(r.endToEnd.p50)} / ${fmt(r.endToEnd.p99)}` : "-"} | ${r.counts.lost} |`)
+    ...rows.map(
+      ({ name, r, cpuPerMsg }) =>
+        `| ${name} | ${fmt(r.acceptRate)} | ${fmt(r.deliverRate)} | ${cpuPerMsg} | ${fmt(r.acceptLatency.p50)} / ${fmt(r.acceptLatency.p99)} | ${r.endToEnd.count ? `${fmt(r.endToEnd.p50)} / ${fmt(r.endToEnd.p99)}` : "-"} | ${r.counts.lost} |`
+    )
   ]
   const ratios = [
     `The harness ceiling is ${(direct.acceptRate / missive.acceptRate).toFixed(1)}× Missive's rate (1 node process): Missive reaches ${((missive.acceptRate / direct.acceptRate) * 100).toFixed(0)}% of it, so the harness is not what limits the measurement.`,
-    ...(postfix ? [`Missive / Postfix: ${(missive.acceptRate / postfix.acceptRate).toFixed(2)}× accepted msgs/s, ${(missive.deliverRate / postfix.deliverRate).toFixed(2)}× delivered msgs/s.`] : [])
+    ...(postfix
+      ? [
+          `Missive / Postfix: ${(missive.acceptRate / postfix.acceptRate).toFixed(2)}× accepted msgs/s, ${(missive.deliverRate / postfix.deliverRate).toFixed(2)}× delivered msgs/s.`
+        ]
+      : [])
   ]
   return [
     "## Simulation harness: throughput (single node)",

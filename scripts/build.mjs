@@ -16,10 +16,11 @@ const PACKAGES = ["core", "events", "nodes", "simulations", "cli"]
 const tsc = createRequire(join(ROOT, "package.json")).resolve("typescript/bin/tsc")
 const r = spawnSync(process.execPath, [tsc, "-b", join(ROOT, "tsconfig.build.json"), ...process.argv.slice(2)], { stdio: "inherit" })
 
-const walk = (dir) => readdirSync(dir).flatMap((name) => {
-  const path = join(dir, name)
-  return statSync(path).isDirectory() ? walk(path) : [path]
-})
+const walk = (dir) =>
+  readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name)
+    return statSync(path).isDirectory() ? walk(path) : [path]
+  })
 let copied = 0
 for (const p of PACKAGES) {
   const src = join(ROOT, p, "src")
@@ -36,4 +37,5 @@ if (r.status !== 0) {
   console.error(`build: tsc -b failed (exit ${r.status ?? r.signal})`)
   process.exit(r.status ?? 1)
 }
-if (process.env["MISSIVE_BUILD_QUIET"] !== "1") console.log(`build: ${PACKAGES.map((p) => `${p}/dist`).join(", ")} (+${copied} plain JS file${copied === 1 ? "" : "s"})`)
+if (process.env["MISSIVE_BUILD_QUIET"] !== "1")
+  console.log(`build: ${PACKAGES.map((p) => `${p}/dist`).join(", ")} (+${copied} plain JS file${copied === 1 ? "" : "s"})`)

@@ -7,7 +7,15 @@ import { builtinModules } from "node:module"
 import { join, resolve } from "node:path"
 
 const ROOT = resolve(import.meta.dirname, "..")
-const PACKAGES = { cli: ["cli/src"], core: ["core/src"], events: ["events/src"], nodes: ["nodes/src"], simulations: ["simulations/src", "simulations/bin"], test: ["test/src", "test/e2e"], ".": ["bin", "bench"] }
+const PACKAGES = {
+  cli: ["cli/src"],
+  core: ["core/src"],
+  events: ["events/src"],
+  nodes: ["nodes/src"],
+  simulations: ["simulations/src", "simulations/bin"],
+  test: ["test/src", "test/e2e"],
+  ".": ["bin", "bench"]
+}
 const SOURCE = /\.(ts|mts|mjs|js|cjs)$/
 const SPECIFIER = /(?:\bfrom[ \t]*|\bimport[ \t]*\([ \t]*|\bimport[ \t]+|\brequire[ \t]*\([ \t]*)["']([a-z@][\w@./-]*)["']/g
 const builtin = new Set(builtinModules)
@@ -17,7 +25,11 @@ const TOOLS = new Set(["vitest", "fast-check"])
 const files = (dir) => {
   let out = []
   let entries = []
-  try { entries = readdirSync(dir) } catch { return out }
+  try {
+    entries = readdirSync(dir)
+  } catch {
+    return out
+  }
   for (const name of entries) {
     const path = join(dir, name)
     if (name === "node_modules") continue
@@ -31,7 +43,9 @@ const packageOf = (spec) => (spec.startsWith("@") ? spec.split("/").slice(0, 2).
 
 // `--write`: rewrite each manifest's dependencies to what its sources import (versions from any manifest that pins one).
 const WRITE = process.argv.includes("--write")
-const manifests = Object.fromEntries(Object.keys(PACKAGES).map((dir) => [dir, JSON.parse(readFileSync(join(ROOT, dir, "package.json"), "utf8"))]))
+const manifests = Object.fromEntries(
+  Object.keys(PACKAGES).map((dir) => [dir, JSON.parse(readFileSync(join(ROOT, dir, "package.json"), "utf8"))])
+)
 const versions = new Map(Object.values(manifests).flatMap((m) => Object.entries(m.dependencies ?? {})))
 
 let problems = 0
@@ -57,8 +71,16 @@ for (const [dir, roots] of Object.entries(PACKAGES)) {
   const label = dir === "." ? "package.json (root: bin/, bench/)" : `${dir}/package.json`
   // The root's dev tools (tsx for bin/bench.mjs) are devDependencies: nothing at run time needs them.
   const dev = new Set(dir === "." ? Object.keys(manifest.devDependencies ?? {}) : [])
-  for (const [name, file] of used) if (!listed.has(name) && !dev.has(name)) { problems++; console.error(`${label}: ${name} is imported (${file}) but not listed in dependencies`) }
-  for (const name of listed) if (!used.has(name)) { problems++; console.error(`${label}: ${name} is listed in dependencies but nothing in ${roots.join(", ")} imports it`) }
+  for (const [name, file] of used)
+    if (!listed.has(name) && !dev.has(name)) {
+      problems++
+      console.error(`${label}: ${name} is imported (${file}) but not listed in dependencies`)
+    }
+  for (const name of listed)
+    if (!used.has(name)) {
+      problems++
+      console.error(`${label}: ${name} is listed in dependencies but nothing in ${roots.join(", ")} imports it`)
+    }
 }
 if (problems > 0) {
   console.error(`manifests: ${problems} problem(s)`)

@@ -42,63 +42,80 @@ export const runLoad = async (o: LoadOptions): Promise<LoadResult> => {
   const template = bodyOf(o.size, 0)
   const start = performance.now()
 
-  const one = (i: number) => new Promise<void>((done) => {
-    const sock = connect(o.port, host)
-    let buf = ""
-    let step = 0
-    let dotAt = 0
-    const rcpts = Array.from({ length: o.recipients }, (_, r) => o.to(i, r))
-    const finish = (ok: boolean, code: string) => {
-      if (ok) accepted++
-      else failed++
-      replies.set(code, (replies.get(code) ?? 0) + 1)
-      sock.end("QUIT\r\n")
-      sock.destroy()
-      done()
-    }
-    sock.setNoDelay(true)
-    sock.on("error", () => { if (step < 99) { step = 99; failed++; done() } })
-    sock.on("data", (chunk) => {
-      buf += chunk.toString("latin1")
-      for (;;) {
-        const nl = buf.indexOf("\r\n")
-        if (nl < 0) return
-        const line = buf.slice(0, nl)
-        buf = buf.slice(nl + 2)
-        if (line[3] === "-") continue
-        const code = line.slice(0, 3)
-        if (step === 0) { step = 1; sock.write("EHLO bench.test\r\n"); continue }
-        if (step === 1) {
-          // Pipelined: MAIL, RCPTs, DATA in one write.
-          step = 2
-          sock.write(`MAIL FROM:<${o.from}>\r\n${rcpts.map((r) => `RCPT TO:<${r}>\r\n`).join("")}DATA\r\n`)
-          continue
-        }
-        if (step >= 2 && step < 2 + 1 + rcpts.length) {
-          if (!code.startsWith("2") && !(code === "354")) { step = 99; return finish(false, code) }
-          step++
-          if (step === 2 + 1 + rcpts.length) {
-            // the DATA reply is next
-          }
-          continue
-        }
-        if (step === 2 + 1 + rcpts.length) {
-          if (code !== "354") { step = 99; return finish(false, code) }
-          step++
-          sock.write(template.replace("bench 0", `bench ${i}`) + ".\r\n")
-          dotAt = performance.now()
-          continue
-        }
-        if (step === 3 + 1 + rcpts.length) {
-          step = 99
-          const at = performance.now()
-          latencies.push(at - dotAt)
-          o.onReply?.(i, code, at)
-          return finish(code === "250", code)
-        }
+  const one = (i: number) =>
+    new Promise<void>((done) => {
+      const sock = connect(o.port, host)
+      let buf = ""
+      let step = 0
+      let dotAt = 0
+      const rcpts = Array.from({ length: o.recipients }, (_, r) => o.to(i, r))
+      const finish = (ok: boolean, code: string) => {
+        if (ok) accepted++
+        else failed++
+        replies.set(code, (replies.get(code) ?? 0) + 1)
+        sock.end("QUIT\r\n")
+        sock.destroy()
+        done()
       }
+      sock.setNoDelay(true)
+      sock.on("error", () => {
+        if (step < 99) {
+          step = 99
+          failed++
+          done()
+        }
+      })
+      sock.on("data", (chunk) => {
+        buf += chunk.toString("latin1")
+        for (;;) {
+          const nl = buf.indexOf("\r\n")
+          if (nl < 0) return
+          const line = buf.slice(0, nl)
+          buf = buf.slice(nl + 2)
+          if (line[3] === "-") continue
+          const code = line.slice(0, 3)
+          if (step === 0) {
+            step = 1
+            sock.write("EHLO bench.test\r\n")
+            continue
+          }
+          if (step === 1) {
+            // Pipelined: MAIL, RCPTs, DATA in one write.
+            step = 2
+            sock.write(`MAIL FROM:<${o.from}>\r\n${rcpts.map((r) => `RCPT TO:<${r}>\r\n`).join("")}DATA\r\n`)
+            continue
+          }
+          if (step >= 2 && step < 2 + 1 + rcpts.length) {
+            if (!code.startsWith("2") && !(code === "354")) {
+              step = 99
+              return finish(false, code)
+            }
+            step++
+            if (step === 2 + 1 + rcpts.length) {
+              // the DATA reply is next
+            }
+            continue
+          }
+          if (step === 2 + 1 + rcpts.length) {
+            if (code !== "354") {
+              step = 99
+              return finish(false, code)
+            }
+            step++
+            sock.write(template.replace("bench 0", `bench ${i}`) + ".\r\n")
+            dotAt = performance.now()
+            continue
+          }
+          if (step === 3 + 1 + rcpts.length) {
+            step = 99
+            const at = performance.now()
+            latencies.push(at - dotAt)
+            o.onReply?.(i, code, at)
+            return finish(code === "250", code)
+          }
+        }
+      })
     })
-  })
 
   const worker = async () => {
     while (next < o.messages) await one(next++)

@@ -42,8 +42,14 @@ export const memoryCheckpoints = (): CheckpointStore & { readonly saves: () => n
   const m = new Map<string, string>()
   let saves = 0
   return {
-    load: async (name) => { const j = m.get(name); return j === undefined ? undefined : (JSON.parse(j) as Checkpoint) },
-    save: async (name, c) => { saves += 1; m.set(name, JSON.stringify(c)) },
+    load: async (name) => {
+      const j = m.get(name)
+      return j === undefined ? undefined : (JSON.parse(j) as Checkpoint)
+    },
+    save: async (name, c) => {
+      saves += 1
+      m.set(name, JSON.stringify(c))
+    },
     reset: async (name) => void m.delete(name),
     close: async () => {},
     saves: () => saves
@@ -56,9 +62,15 @@ export const sqliteCheckpoints = (path: string): CheckpointStore => {
   const db = new Database(path)
   db.pragma("journal_mode = WAL")
   db.pragma("synchronous = FULL")
-  db.exec("CREATE TABLE IF NOT EXISTS checkpoints (name TEXT PRIMARY KEY, position INTEGER NOT NULL, version INTEGER NOT NULL, state TEXT NOT NULL) WITHOUT ROWID")
-  const get = db.prepare<[string], { position: number; version: number; state: string }>("SELECT position, version, state FROM checkpoints WHERE name = ?")
-  const put = db.prepare("INSERT INTO checkpoints (name, position, version, state) VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET position = excluded.position, version = excluded.version, state = excluded.state")
+  db.exec(
+    "CREATE TABLE IF NOT EXISTS checkpoints (name TEXT PRIMARY KEY, position INTEGER NOT NULL, version INTEGER NOT NULL, state TEXT NOT NULL) WITHOUT ROWID"
+  )
+  const get = db.prepare<[string], { position: number; version: number; state: string }>(
+    "SELECT position, version, state FROM checkpoints WHERE name = ?"
+  )
+  const put = db.prepare(
+    "INSERT INTO checkpoints (name, position, version, state) VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET position = excluded.position, version = excluded.version, state = excluded.state"
+  )
   const del = db.prepare("DELETE FROM checkpoints WHERE name = ?")
   return {
     load: async (name) => {
@@ -92,7 +104,12 @@ export interface RunResult<S> {
 }
 
 /** Catches a projection up from its checkpoint to the head (or `until`), checkpointing as it goes. */
-export const run = async <S>(store: EventStore.EventStore, p: Projection<S>, checkpoints: CheckpointStore, opts: RunOptions = {}): Promise<RunResult<S>> => {
+export const run = async <S>(
+  store: EventStore.EventStore,
+  p: Projection<S>,
+  checkpoints: CheckpointStore,
+  opts: RunOptions = {}
+): Promise<RunResult<S>> => {
   const batch = opts.batch ?? 5000
   const every = opts.checkpointEvery ?? 50_000
   const saved = await checkpoints.load(p.name)
@@ -122,7 +139,12 @@ export const run = async <S>(store: EventStore.EventStore, p: Projection<S>, che
 }
 
 /** Forgets the checkpoint and folds the whole log from position 0 again. */
-export const rebuild = async <S>(store: EventStore.EventStore, p: Projection<S>, checkpoints: CheckpointStore, opts: RunOptions = {}): Promise<RunResult<S>> => {
+export const rebuild = async <S>(
+  store: EventStore.EventStore,
+  p: Projection<S>,
+  checkpoints: CheckpointStore,
+  opts: RunOptions = {}
+): Promise<RunResult<S>> => {
   await checkpoints.reset(p.name)
   return run(store, p, checkpoints, opts)
 }
@@ -173,7 +195,15 @@ export interface DestinationStats {
   replies: Record<string, number>
 }
 
-export const emptyStats = (): DestinationStats => ({ messages: 0, attempts: 0, delivered: 0, deferred: 0, bounced: 0, expired: 0, replies: {} })
+export const emptyStats = (): DestinationStats => ({
+  messages: 0,
+  attempts: 0,
+  delivered: 0,
+  deferred: 0,
+  bounced: 0,
+  expired: 0,
+  replies: {}
+})
 
 function statsOf(m: Record<string, DestinationStats>, d: string): DestinationStats {
   return (m[d] ??= emptyStats())
@@ -203,10 +233,17 @@ export const destinations: Projection<Record<string, DestinationStats>> = {
         if (e.type === "AttemptDeferred" && e.nextAttemptAt !== null) s.deferred += e.rcpts.length
         break
       }
-      case "RecipientDelivered": statsOf(m, Route.domainOf(e.rcpt)).delivered += 1; break
-      case "RecipientBounced": statsOf(m, Route.domainOf(e.rcpt)).bounced += 1; break
-      case "RecipientExpired": statsOf(m, Route.domainOf(e.rcpt)).expired += 1; break
-      default: break
+      case "RecipientDelivered":
+        statsOf(m, Route.domainOf(e.rcpt)).delivered += 1
+        break
+      case "RecipientBounced":
+        statsOf(m, Route.domainOf(e.rcpt)).bounced += 1
+        break
+      case "RecipientExpired":
+        statsOf(m, Route.domainOf(e.rcpt)).expired += 1
+        break
+      default:
+        break
     }
     return m
   }

@@ -15,8 +15,6 @@ type Config = Configuration.Config
 const { connectTo } = ClusterRuntime
 const { systemClock } = Clock
 
-
-
 const flag = (argv: ReadonlyArray<string>, name: string): string | undefined => {
   const i = argv.findIndex((a) => a === `--${name}` || a.startsWith(`--${name}=`))
   if (i < 0) return undefined
@@ -31,7 +29,8 @@ const intFlag = (argv: ReadonlyArray<string>, name: string, dflt: number, min: n
   const v = flag(argv, name)
   if (v === undefined) return dflt
   const n = Number(v)
-  if (!Number.isInteger(n) || n < min || n > max) throw new ClusterUsageError(`--${name}: expected an integer from ${min} to ${max}, got ${v}`)
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new ClusterUsageError(`--${name}: expected an integer from ${min} to ${max}, got ${v}`)
   return n
 }
 
@@ -45,32 +44,67 @@ export const status = async (config: Config, json: boolean, out: (s: string) => 
     const now = systemClock.now()
     const [answers, beats] = await Promise.all([Service.gather(nc, c.prefix), Membership.read(nc, c.prefix).catch(() => [])])
     const jsm = await jetstreamManager(nc)
-    const streams: Array<{ name: string; messages: number; bytes: number; configured: number; leader: string | undefined; replicas: Array<{ name: string; current: boolean; lag: number | undefined }> }> = []
+    const streams: Array<{
+      name: string
+      messages: number
+      bytes: number
+      configured: number
+      leader: string | undefined
+      replicas: Array<{ name: string; current: boolean; lag: number | undefined }>
+    }> = []
     for await (const si of jsm.streams.list()) {
       if (!si.config.name.toLowerCase().includes(c.prefix.toLowerCase())) continue
       streams.push({
-        name: si.config.name, messages: si.state.messages, bytes: si.state.bytes, configured: si.config.num_replicas, leader: si.cluster?.leader,
+        name: si.config.name,
+        messages: si.state.messages,
+        bytes: si.state.bytes,
+        configured: si.config.num_replicas,
+        leader: si.cluster?.leader,
         replicas: (si.cluster?.replicas ?? []).map((r) => ({ name: r.name, current: r.current, lag: r.lag }))
       })
     }
     const servers = new Set<string>()
-    for (const s of streams) { if (s.leader) servers.add(s.leader); for (const r of s.replicas) servers.add(r.name) }
+    for (const s of streams) {
+      if (s.leader) servers.add(s.leader)
+      for (const r of s.replicas) servers.add(r.name)
+    }
     const nodes = beats.map((b) => {
       const a = answers.find((x) => x.node === b.node)
-      return { node: b.node, alive: now - b.at < c.lease, since: b.since, heartbeatAge: now - b.at, active: b.active, owned: b.held,
-        partitions: b.partitions, ports: b.ports, answered: a !== undefined, fenced: a?.fenced }
+      return {
+        node: b.node,
+        alive: now - b.at < c.lease,
+        since: b.since,
+        heartbeatAge: now - b.at,
+        active: b.active,
+        owned: b.held,
+        partitions: b.partitions,
+        ports: b.ports,
+        answered: a !== undefined,
+        fenced: a?.fenced
+      }
     })
     const report = { connectedTo: nc.info?.server_name, servers: [...servers].sort(), nodes, streams }
-    if (json) { out(JSON.stringify(report, null, 2)); return 0 }
-    const lines = [`NATS: connected to ${report.connectedTo ?? "?"}; JetStream servers seen: ${report.servers.join(", ") || "(none)"}`, "", "Nodes:"]
+    if (json) {
+      out(JSON.stringify(report, null, 2))
+      return 0
+    }
+    const lines = [
+      `NATS: connected to ${report.connectedTo ?? "?"}; JetStream servers seen: ${report.servers.join(", ") || "(none)"}`,
+      "",
+      "Nodes:"
+    ]
     for (const n of nodes)
-      lines.push(`  ${n.node.padEnd(12)} ${n.alive ? "alive" : "DEAD "} up ${age(now - n.since).padEnd(6)} active ${String(n.active).padStart(5)}  owned ${String(n.owned).padStart(6)}  partitions ${n.partitions.length}  smtp ${n.ports["smtp"] ?? "-"}${n.answered ? "" : "  (no answer)"}`)
+      lines.push(
+        `  ${n.node.padEnd(12)} ${n.alive ? "alive" : "DEAD "} up ${age(now - n.since).padEnd(6)} active ${String(n.active).padStart(5)}  owned ${String(n.owned).padStart(6)}  partitions ${n.partitions.length}  smtp ${n.ports["smtp"] ?? "-"}${n.answered ? "" : "  (no answer)"}`
+      )
     if (nodes.length === 0) lines.push("  (none)")
     lines.push("", "Streams:")
     for (const s of streams) {
       const reps = s.replicas.map((r) => `${r.name}${r.current ? "" : " (behind" + (r.lag ? ` ${r.lag}` : "") + ")"}`).join(", ")
       const healthy = s.replicas.every((r) => r.current) && s.replicas.length === s.configured - 1 && s.leader !== undefined
-      lines.push(`  ${s.name.padEnd(22)} ${String(s.messages).padStart(8)} msgs  R${s.configured}  leader ${s.leader ?? "-"}  replicas ${reps || "-"}  ${healthy ? "ok" : "DEGRADED"}`)
+      lines.push(
+        `  ${s.name.padEnd(22)} ${String(s.messages).padStart(8)} msgs  R${s.configured}  leader ${s.leader ?? "-"}  replicas ${reps || "-"}  ${healthy ? "ok" : "DEGRADED"}`
+      )
     }
     out(lines.join("\n"))
     return 0
@@ -80,8 +114,14 @@ export const status = async (config: Config, json: boolean, out: (s: string) => 
 }
 
 /** `missive queue list|show` against the cluster's JetStream. */
-export const queue = async (config: Config, sub: string | undefined, rest: ReadonlyArray<string>, json: boolean,
-  out: (s: string) => void, err: (s: string) => void): Promise<number> => {
+export const queue = async (
+  config: Config,
+  sub: string | undefined,
+  rest: ReadonlyArray<string>,
+  json: boolean,
+  out: (s: string) => void,
+  err: (s: string) => void
+): Promise<number> => {
   const c = config.cluster
   const nc = await connectTo(c, "missive-cli")
   try {
@@ -104,7 +144,10 @@ export const queue = async (config: Config, sub: string | undefined, rest: Reado
     }
     const [id] = rest
     const evs = await events.read(EventStore.streamOf(id!))
-    if (evs.length === 0) { err(`missive: no message ${id}`); return 1 }
+    if (evs.length === 0) {
+      err(`missive: no message ${id}`)
+      return 1
+    }
     const tl = Timeline.build(id!, evs)
     out(json ? JSON.stringify(Timeline.toJson(tl), null, 2) : Timeline.format(tl))
     return 0
@@ -122,11 +165,19 @@ export const cluster = async (argv: ReadonlyArray<string>, loadConfig: (path: st
   }
   if (sub === "drain") {
     const node = argv[1]
-    if (!node || node.startsWith("--")) throw new ClusterUsageError("missive cluster drain: which node? (e.g. missive cluster drain node-2)")
+    if (!node || node.startsWith("--"))
+      throw new ClusterUsageError("missive cluster drain: which node? (e.g. missive cluster drain node-2)")
     const config = withNats(loadConfig(flag(argv, "config")), natsFlag(flag(argv, "nats")))
     const nc = await connectTo(config.cluster, "missive-cli")
     try {
-      return await drain(nc, config.cluster.prefix, node, intFlag(argv, "timeout", 120, 1, 86_400) * 1000, out, (s) => void process.stderr.write(`${s}\n`))
+      return await drain(
+        nc,
+        config.cluster.prefix,
+        node,
+        intFlag(argv, "timeout", 120, 1, 86_400) * 1000,
+        out,
+        (s) => void process.stderr.write(`${s}\n`)
+      )
     } finally {
       await nc.close()
     }
@@ -141,10 +192,16 @@ export const cluster = async (argv: ReadonlyArray<string>, loadConfig: (path: st
     let launched: Launcher.Launched
     try {
       launched = await Launcher.up({
-        nodes: intFlag(argv, "nodes", 3, 1, 9), dir: flag(argv, "dir") ?? "./data/cluster",
-        natsPort, routePort: basePort === undefined ? natsPort + 1000 : basePort + 10, smtpPort,
+        nodes: intFlag(argv, "nodes", 3, 1, 9),
+        dir: flag(argv, "dir") ?? "./data/cluster",
+        natsPort,
+        routePort: basePort === undefined ? natsPort + 1000 : basePort + 10,
+        smtpPort,
         submissionPort: intFlag(argv, "submission-port", basePort === undefined ? smtpPort + 100 : basePort + 30, 1, 65000),
-        base, missive: resolve(import.meta.dirname, "../../bin/missive.mjs"), allowUnsynced: argv.includes("--allow-unsynced"), out
+        base,
+        missive: resolve(import.meta.dirname, "../../bin/missive.mjs"),
+        allowUnsynced: argv.includes("--allow-unsynced"),
+        out
       })
     } catch (e) {
       // Refused (nats-server too old or missing) or a process that did not come up: the launcher has stopped
@@ -154,7 +211,9 @@ export const cluster = async (argv: ReadonlyArray<string>, loadConfig: (path: st
     }
     const nats = launched.nats.join(",")
     const first = launched.nodes[0]!
-    out(`  try:     swaks --server 127.0.0.1:${first.smtp} --from alice@example.org --to bob@localhost   (delivered to ${first.name}'s maildir)`)
+    out(
+      `  try:     swaks --server 127.0.0.1:${first.smtp} --from alice@example.org --to bob@localhost   (delivered to ${first.name}'s maildir)`
+    )
     out(`  status:  missive cluster status --nats ${nats}`)
     out(`  queue:   missive queue list --nats ${nats}`)
     out(`missive cluster: from here on only a node or server going down is reported; Ctrl-C stops all (nodes first, then NATS)`)

@@ -55,11 +55,16 @@ export class ClusterUsageError extends Error {}
 
 /** `--nats nats://a:1,nats://b:2` as a list; undefined when not given. */
 export const natsFlag = (v: string | true | undefined): ReadonlyArray<string> | undefined =>
-  typeof v === "string" ? v.split(",").map((s) => s.trim()).filter((s) => s !== "").map((s) => (s.includes("://") ? s : `nats://${s}`)) : undefined
+  typeof v === "string"
+    ? v
+        .split(",")
+        .map((s) => s.trim())
+        .filter((s) => s !== "")
+        .map((s) => (s.includes("://") ? s : `nats://${s}`))
+    : undefined
 
 export const withNats = (config: Config, nats: ReadonlyArray<string> | undefined): Config =>
   nats === undefined ? config : { ...config, cluster: { ...config.cluster, nats } }
-
 
 export interface Flags {
   readonly positional: Array<string>
@@ -72,11 +77,17 @@ export const parseFlags = (argv: ReadonlyArray<string>, known: Readonly<Record<s
   const flags = new Map<string, string | true>()
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!
-    if (!a.startsWith("--")) { positional.push(a); continue }
+    if (!a.startsWith("--")) {
+      positional.push(a)
+      continue
+    }
     const [name, inline] = a.slice(2).split("=", 2) as [string, string | undefined]
     const kind = known[name]
     if (!kind) return `unknown option --${name}`
-    if (kind === "bool") { flags.set(name, true); continue }
+    if (kind === "bool") {
+      flags.set(name, true)
+      continue
+    }
     const v = inline ?? argv[++i]
     if (v === undefined || (v.startsWith("--") && v.length > 2)) return `option --${name} needs a value`
     flags.set(name, v)

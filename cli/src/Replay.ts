@@ -23,19 +23,33 @@ const { systemClock } = Clock
 const { queueAt } = Replay.QueueAt
 const { expected: timeExpected, iso, parseTime } = Replay.Time
 
-
 class Usage extends Error {}
 
 const OPTIONS: Record<string, "value" | "bool"> = {
-  config: "value", data: "value", json: "bool", from: "value", to: "value", at: "value", domain: "value", html: "value",
-  target: "value", speed: "value", "synthetic-bodies": "bool", seed: "value", buckets: "value", replies: "value"
+  config: "value",
+  data: "value",
+  json: "bool",
+  from: "value",
+  to: "value",
+  at: "value",
+  domain: "value",
+  html: "value",
+  target: "value",
+  speed: "value",
+  "synthetic-bodies": "bool",
+  seed: "value",
+  buckets: "value",
+  replies: "value"
 }
 
 const parse = (argv: ReadonlyArray<string>) => {
   const r = parseFlags(argv, OPTIONS)
   if (typeof r === "string") throw new Usage(r)
   const { positional, flags } = r
-  const str = (k: string) => { const v = flags.get(k); return typeof v === "string" ? v : undefined }
+  const str = (k: string) => {
+    const v = flags.get(k)
+    return typeof v === "string" ? v : undefined
+  }
   return { positional, flags, str }
 }
 
@@ -60,7 +74,15 @@ const openLog = async (config: Config, dataDir: string | undefined): Promise<Log
     const replicas = Cluster.replicasOf(config.cluster)
     const events = await JetStreamEventStore.open({ nc, prefix: config.cluster.prefix, replicas })
     const bodies = await JetStreamBodyStore.open({ nc, prefix: config.cluster.prefix, replicas })
-    return { events, bodies, close: async () => { await events.close(); await bodies.close(); await nc.drain().catch(() => nc.close()) } }
+    return {
+      events,
+      bodies,
+      close: async () => {
+        await events.close()
+        await bodies.close()
+        await nc.drain().catch(() => nc.close())
+      }
+    }
   }
   const path = join(resolve(dataDir ?? config.data_dir), "missive.db")
   if (!existsSync(path)) throw new Usage(`no log at ${path} (has a node run with this data_dir?)`)
@@ -68,7 +90,10 @@ const openLog = async (config: Config, dataDir: string | undefined): Promise<Log
 }
 
 const time = (name: string, v: string | undefined, now: number, required = true): number | undefined => {
-  if (v === undefined) { if (required) throw new Usage(`--${name} is required`); return undefined }
+  if (v === undefined) {
+    if (required) throw new Usage(`--${name} is required`)
+    return undefined
+  }
   const t = parseTime(v, now)
   if (t === undefined) throw new Usage(`--${name}: expected ${timeExpected}, got "${v}"`)
   return t
@@ -84,7 +109,10 @@ const window = (a: ReturnType<typeof parse>, now: number) => {
 const progress = (label: string) => {
   let bar: Progress.Progress | undefined
   return {
-    onProgress: (p: number, total: number) => { bar ??= Progress.start(label, total); bar.update(p, total) },
+    onProgress: (p: number, total: number) => {
+      bar ??= Progress.start(label, total)
+      bar.update(p, total)
+    },
     stop: () => bar?.stop()
   }
 }
@@ -129,13 +157,18 @@ const run = async (argv: ReadonlyArray<string>): Promise<number> => {
       const at = time("at", a.str("at"), now)!
       const p = progress("queue --at")
       const r = await queueAt(store.events, at, p.onProgress).finally(p.stop)
-      out(json ? JSON.stringify({ at: iso(r.at), position: r.position, rows: r.rows }, null, 2) : `queue at ${iso(r.at)} (log position ${r.position})\n${QueueView.formatTable(r.rows)}`)
+      out(
+        json
+          ? JSON.stringify({ at: iso(r.at), position: r.position, rows: r.rows }, null, 2)
+          : `queue at ${iso(r.at)} (log position ${r.position})\n${QueueView.formatTable(r.rows)}`
+      )
       return 0
     }
     if (sub === "report") {
       const { from, to } = window(a, now)
       const buckets = a.str("buckets") === undefined ? undefined : Number(a.str("buckets"))
-      if (buckets !== undefined && !(Number.isInteger(buckets) && buckets >= 1 && buckets <= 10_000)) throw new Usage(`--buckets: expected an integer from 1 to 10000`)
+      if (buckets !== undefined && !(Number.isInteger(buckets) && buckets >= 1 && buckets <= 10_000))
+        throw new Usage(`--buckets: expected an integer from 1 to 10000`)
       const p = progress("report")
       const r = await Report.build(store.events, { from, to, domain: a.str("domain"), buckets, onProgress: p.onProgress }).finally(p.stop)
       const html = a.str("html")
@@ -152,30 +185,57 @@ const run = async (argv: ReadonlyArray<string>): Promise<number> => {
       const seed = a.str("seed") === undefined ? 1 : Number(a.str("seed"))
       if (!Number.isSafeInteger(seed)) throw new Usage(`--seed: expected an integer`)
       const replies = a.str("replies") ?? "destination"
-      if (replies !== "destination" && replies !== "message") throw new Usage(`--replies: expected destination or message, got "${replies}"`)
+      if (replies !== "destination" && replies !== "message")
+        throw new Usage(`--replies: expected destination or message, got "${replies}"`)
       const p = progress("what-if")
       const rec = await WhatIf.record(store.events, { from, to, onProgress: p.onProgress }).finally(p.stop)
       const alt: WhatIf.AltPolicy = {
         retry: Configuration.policyOf(config),
-        concurrencyPerDestination: config.delivery.concurrency_per_destination, maxConnections: config.delivery.max_connections, hash: policyHashOf(config)
+        concurrencyPerDestination: config.delivery.concurrency_per_destination,
+        maxConnections: config.delivery.max_connections,
+        hash: policyHashOf(config)
       }
       const t0 = performance.now()
       const sim = WhatIf.simulate(rec, alt, { seed, replies })
       const wall = performance.now() - t0
-      out(json ? JSON.stringify({ from: iso(from), to: iso(to), horizon: iso(rec.horizon), recorded: rec.recorded, alternative: sim.outcome, policy: alt, steps: sim.steps, wallMs: wall, unknownDestinations: sim.unknownDestinations }, null, 2)
-        : WhatIf.format(rec, alt, sim, wall))
+      out(
+        json
+          ? JSON.stringify(
+              {
+                from: iso(from),
+                to: iso(to),
+                horizon: iso(rec.horizon),
+                recorded: rec.recorded,
+                alternative: sim.outcome,
+                policy: alt,
+                steps: sim.steps,
+                wallMs: wall,
+                unknownDestinations: sim.unknownDestinations
+              },
+              null,
+              2
+            )
+          : WhatIf.format(rec, alt, sim, wall)
+      )
       return 0
     }
     // inject
     const { from, to } = window(a, now)
     const target = a.str("target")
     const m = target === undefined ? null : /^smtp:\/\/(\[[^\]]+\]|[^:/]+):(\d{1,5})\/?$/.exec(target)
-    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new Usage(`--target: expected smtp://HOST:PORT, got ${target === undefined ? "nothing" : `"${target}"`}`)
+    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535)
+      throw new Usage(`--target: expected smtp://HOST:PORT, got ${target === undefined ? "nothing" : `"${target}"`}`)
     const speed = a.str("speed") === undefined ? 1 : Number(a.str("speed"))
     if (!(Number.isFinite(speed) && speed > 0)) throw new Usage(`--speed: expected a positive number, got "${a.str("speed")}"`)
     const p = progress("inject")
     const r = await Inject.inject(store.events, store.bodies, {
-      from, to, host: m[1]!.replace(/^\[|\]$/g, ""), port: Number(m[2]), speed, syntheticBodies: a.flags.has("synthetic-bodies"), clock: systemClock,
+      from,
+      to,
+      host: m[1]!.replace(/^\[|\]$/g, ""),
+      port: Number(m[2]),
+      speed,
+      syntheticBodies: a.flags.has("synthetic-bodies"),
+      clock: systemClock,
       onProgress: p.onProgress
     }).finally(p.stop)
     out(json ? JSON.stringify(r, null, 2) : Inject.format(r, target!))

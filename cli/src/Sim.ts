@@ -14,7 +14,18 @@ const usage = (text: string): number => {
   return 2
 }
 
-const formatProgress = (p: { at: number; phase: string; total: number; sent: number; accepted: number; delivered: number; deferred: number; bounced: number; queued: number; rate: number }): string =>
+const formatProgress = (p: {
+  at: number
+  phase: string
+  total: number
+  sent: number
+  accepted: number
+  delivered: number
+  deferred: number
+  bounced: number
+  queued: number
+  rate: number
+}): string =>
   `${(p.at / 1000).toFixed(1)}s ${p.phase}: sent ${p.sent}/${p.total} accepted ${p.accepted} delivered ${p.delivered} deferred ${p.deferred} bounced ${p.bounced} in flight ${p.queued} ${p.rate.toFixed(1)} msgs/s`
 
 export const sim = async (argv: ReadonlyArray<string>): Promise<number> => {
@@ -23,7 +34,9 @@ export const sim = async (argv: ReadonlyArray<string>): Promise<number> => {
     if (rest.length > 0) return usage("usage: missive sim list")
     for (const b of Scenario.bundled()) {
       const r = Scenario.load(b.path)
-      const about = r.ok ? `${r.scenario.requires === "cluster" ? "[needs --target cluster:N] " : ""}${r.scenario.description}` : "(invalid: run missive sim check)"
+      const about = r.ok
+        ? `${r.scenario.requires === "cluster" ? "[needs --target cluster:N] " : ""}${r.scenario.description}`
+        : "(invalid: run missive sim check)"
       process.stdout.write(`${b.name.padEnd(18)} ${about}\n`)
     }
     return 0
@@ -32,12 +45,23 @@ export const sim = async (argv: ReadonlyArray<string>): Promise<number> => {
     const [file, ...more] = rest
     if (!file || more.length > 0) return usage("usage: missive sim check FILE")
     const r = Scenario.load(Scenario.locate(file))
-    if (r.ok) { process.stdout.write(`${file}: OK\n`); return 0 }
+    if (r.ok) {
+      process.stdout.write(`${file}: OK\n`)
+      return 0
+    }
     process.stderr.write(`${r.errors.join("\n")}\n`)
     return 1
   }
   if (sub !== "run") return usage("usage: missive sim run|list|check …")
-  const a = parseFlags(rest, { target: "value", seed: "value", scale: "value", duration: "value", report: "value", json: "bool", log: "value" })
+  const a = parseFlags(rest, {
+    target: "value",
+    seed: "value",
+    scale: "value",
+    duration: "value",
+    report: "value",
+    json: "bool",
+    log: "value"
+  })
   if (typeof a === "string") return usage(a)
   const [file, ...more] = a.positional
   if (!file || more.length > 0) return usage("usage: missive sim run SCENARIO [--target …] [--seed N]")
@@ -56,7 +80,8 @@ export const sim = async (argv: ReadonlyArray<string>): Promise<number> => {
   const parseDuration = Duration.parse
   const durationText = a.flags.get("duration")
   const duration = durationText === undefined ? undefined : parseDuration(String(durationText))
-  if (durationText !== undefined && (duration === undefined || duration <= 0)) return usage(`option --duration: expected a duration such as "30s", got ${JSON.stringify(durationText)}`)
+  if (durationText !== undefined && (duration === undefined || duration <= 0))
+    return usage(`option --duration: expected a duration such as "30s", got ${JSON.stringify(durationText)}`)
   const loaded = Scenario.load(Scenario.locate(file))
   if (!loaded.ok) {
     process.stderr.write(`missive: invalid scenario:\n${loaded.errors.map((e) => `  ${e}`).join("\n")}\n`)
@@ -68,10 +93,16 @@ export const sim = async (argv: ReadonlyArray<string>): Promise<number> => {
   let lastLine = 0
   if (tty) {
     const { default: cliProgress } = await import("cli-progress")
-    bar = new cliProgress.SingleBar({
-      format: "{bar} {value}/{total} sent | accepted {accepted} | delivered {delivered} | deferred {deferred} | bounced {bounced} | in flight {queued} | {rate} msgs/s | {phase}",
-      hideCursor: true, clearOnComplete: false, stream: process.stderr
-    }, cliProgress.Presets.shades_classic)
+    bar = new cliProgress.SingleBar(
+      {
+        format:
+          "{bar} {value}/{total} sent | accepted {accepted} | delivered {delivered} | deferred {deferred} | bounced {bounced} | in flight {queued} | {rate} msgs/s | {phase}",
+        hideCursor: true,
+        clearOnComplete: false,
+        stream: process.stderr
+      },
+      cliProgress.Presets.shades_classic
+    )
   }
   const onProgress = (p: Parameters<typeof formatProgress>[0]): void => {
     if (bar) {
@@ -85,7 +116,12 @@ export const sim = async (argv: ReadonlyArray<string>): Promise<number> => {
   }
   let report
   try {
-    report = await Run.run({ scenario, target: spec, onProgress, logFile: typeof a.flags.get("log") === "string" ? resolve(String(a.flags.get("log"))) : undefined })
+    report = await Run.run({
+      scenario,
+      target: spec,
+      onProgress,
+      logFile: typeof a.flags.get("log") === "string" ? resolve(String(a.flags.get("log"))) : undefined
+    })
   } catch (e) {
     bar?.stop()
     if (e instanceof Target.TargetError) {
@@ -98,6 +134,10 @@ export const sim = async (argv: ReadonlyArray<string>): Promise<number> => {
   const out = resolve(String(a.flags.get("report") ?? `sim-reports/${scenario.name}-seed${scenario.seed}.html`))
   mkdirSync(dirname(out), { recursive: true })
   writeFileSync(out, Html.render(report))
-  process.stdout.write(a.flags.has("json") ? `${JSON.stringify({ ...report, samples: undefined }, null, 2)}\n` : `${Report.formatText(report)}\nreport: ${out}\n`)
+  process.stdout.write(
+    a.flags.has("json")
+      ? `${JSON.stringify({ ...report, samples: undefined }, null, 2)}\n`
+      : `${Report.formatText(report)}\nreport: ${out}\n`
+  )
   return report.counts.lost === 0 ? 0 : 1
 }

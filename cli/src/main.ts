@@ -93,7 +93,14 @@ const commands: Record<string, (argv: ReadonlyArray<string>) => Promise<number>>
     const config = withNats(await loadConfig(a.flags.get("config")), natsFlag(a.flags.get("nats")))
     const json = a.flags.has("json")
     if (config.cluster.nats.length > 0 && ((sub === "list" && rest.length === 0) || (sub === "show" && rest.length === 1)))
-      return (await import("./Cluster.js")).queue(config, sub, rest, json, (s) => void process.stdout.write(`${s}\n`), (s) => void process.stderr.write(`${s}\n`))
+      return (await import("./Cluster.js")).queue(
+        config,
+        sub,
+        rest,
+        json,
+        (s) => void process.stdout.write(`${s}\n`),
+        (s) => void process.stderr.write(`${s}\n`)
+      )
     if (sub === "list") {
       if (rest.length > 0) throw new UsageError("usage: missive queue list [--config FILE] [--json]")
       const store = await openStore(config)
@@ -130,7 +137,9 @@ const commands: Record<string, (argv: ReadonlyArray<string>) => Promise<number>>
     if (sub === "hold" || sub === "release" || sub === "retry" || sub === "delete" || sub === "bounce") {
       const [id, ...more] = rest
       if (!id || more.length > 0) throw new UsageError(`usage: missive queue ${sub} ID [--config FILE]`)
-      const r = await (await node()).Admin.request(resolve(config.data_dir), { op: sub, id, by: String(a.flags.get("by") ?? `${userInfo().username}@cli`) })
+      const r = await (
+        await node()
+      ).Admin.request(resolve(config.data_dir), { op: sub, id, by: String(a.flags.get("by") ?? `${userInfo().username}@cli`) })
       if (!r.ok) {
         process.stderr.write(`missive: ${sub} ${id}: ${r.error}\n`)
         return 1
@@ -159,12 +168,15 @@ const commands: Record<string, (argv: ReadonlyArray<string>) => Promise<number>>
   auth: async (argv) => {
     const a = parseArgs(argv, {})
     const [sub, plain, ...rest] = a.positional
-    if (sub !== "hash" || rest.length > 0) throw new UsageError("usage: missive auth hash [PASSWORD]   (reads the password from stdin when not given)")
+    if (sub !== "hash" || rest.length > 0)
+      throw new UsageError("usage: missive auth hash [PASSWORD]   (reads the password from stdin when not given)")
     let password = plain
     if (password === undefined) {
       const chunks: Array<Buffer> = []
       for await (const c of process.stdin) chunks.push(c as Buffer)
-      password = Buffer.concat(chunks).toString("utf8").replace(/\r?\n$/, "")
+      password = Buffer.concat(chunks)
+        .toString("utf8")
+        .replace(/\r?\n$/, "")
     }
     if (!password) throw new UsageError("empty password")
     process.stdout.write(`${await (await configModule()).hashPassword(password)}\n`)

@@ -34,7 +34,10 @@ export interface Owner {
 }
 
 const inFlightElsewhere = (r: Message.Recipient, now: number, owner: Owner | undefined): boolean =>
-  owner !== undefined && r.status === "attempting" && r.attemptNode !== undefined && r.attemptNode !== owner.node &&
+  owner !== undefined &&
+  r.status === "attempting" &&
+  r.attemptNode !== undefined &&
+  r.attemptNode !== owner.node &&
   (r.attemptAt ?? 0) + owner.leaseMs > now
 
 /** The recipients due now, less those a peer is attempting under a live lease. */
@@ -77,8 +80,12 @@ export const groups = (s: Message.State): ReadonlyArray<{ readonly destination: 
   return [...out.values()]
 }
 
-export const routeCommand = (ctx: Message.Ctx, routes: ReadonlyArray<RouteDecision>, dsnId: string): Message.Command =>
-  ({ type: "Route", ctx, routes, dsnId })
+export const routeCommand = (ctx: Message.Ctx, routes: ReadonlyArray<RouteDecision>, dsnId: string): Message.Command => ({
+  type: "Route",
+  ctx,
+  routes,
+  dsnId
+})
 
 export interface Begun {
   /** Route's events then one AttemptStarted per destination: appended together. */
@@ -91,8 +98,14 @@ export interface Begun {
  * Routes the recipients of `routes` that are still due in `state` (a reloaded state may have moved on), then
  * starts one attempt per destination key. No route left to apply gives no events and no attempts.
  */
-export const begin = (state: Message.State, now: number, routes: ReadonlyArray<RouteDecision>, ctx: Message.Ctx, dsnId: string, owner?: Owner):
-  E.Either<Message.DecideError, Begun> => {
+export const begin = (
+  state: Message.State,
+  now: number,
+  routes: ReadonlyArray<RouteDecision>,
+  ctx: Message.Ctx,
+  dsnId: string,
+  owner?: Owner
+): E.Either<Message.DecideError, Begun> => {
   if (state.status !== "active") return E.right({ events: [], state, attempts: [] })
   if (state.held) return E.left({ _tag: "MessageHeld", id: state.id })
   const dueNow = new Set(due(state, now, owner).map((r) => r.address))
@@ -119,19 +132,40 @@ export const begin = (state: Message.State, now: number, routes: ReadonlyArray<R
 }
 
 /** The results of one attempt as the decider's command. */
-export const reportCommand = (ctx: Message.Ctx, attempt: Attempt, outcome: { readonly host: string; readonly results: ReadonlyArray<Message.AttemptResult> },
-  retry: RetryPolicy, jitter: number, dsnId: string): Message.Command =>
-  ({ type: "ReportAttempt", ctx, attempt: attempt.attempt, host: outcome.host, results: outcome.results, retry, jitter, dsnId })
+export const reportCommand = (
+  ctx: Message.Ctx,
+  attempt: Attempt,
+  outcome: { readonly host: string; readonly results: ReadonlyArray<Message.AttemptResult> },
+  retry: RetryPolicy,
+  jitter: number,
+  dsnId: string
+): Message.Command => ({
+  type: "ReportAttempt",
+  ctx,
+  attempt: attempt.attempt,
+  host: outcome.host,
+  results: outcome.results,
+  retry,
+  jitter,
+  dsnId
+})
 
-export const expireCommand = (ctx: Message.Ctx, retry: RetryPolicy, dsnId: string): Message.Command => ({ type: "Expire", ctx, retry, dsnId })
+export const expireCommand = (ctx: Message.Ctx, retry: RetryPolicy, dsnId: string): Message.Command => ({
+  type: "Expire",
+  ctx,
+  retry,
+  dsnId
+})
 
 /** A decision completes the message without a DSN to queue: its clean-up can share the append's commit. */
 export const completesQuietly = (events: ReadonlyArray<Message.Event>): boolean =>
   events.some((e) => e.type === "MessageCompleted") && !events.some((e) => e.type === "BounceQueued")
 
 /** Decides and folds: the events and the state after them. */
-export const decideAndFold = (command: Message.Command, state: Message.State):
-  E.Either<Message.DecideError, { readonly events: ReadonlyArray<Message.Event>; readonly state: Message.State }> => {
+export const decideAndFold = (
+  command: Message.Command,
+  state: Message.State
+): E.Either<Message.DecideError, { readonly events: ReadonlyArray<Message.Event>; readonly state: Message.State }> => {
   const r = Message.decide(command, state)
   return E.isLeft(r) ? r : E.right({ events: r.right, state: Message.fold(r.right, state) })
 }

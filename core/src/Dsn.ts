@@ -48,22 +48,35 @@ export const rfc5322Date = (ms: number): string => {
 }
 
 const statusOf = (r: Reply, action: FailedRecipient["action"]): string =>
-  r.enhanced && /^[245]\.\d{1,3}\.\d{1,3}$/.test(r.enhanced) ? r.enhanced : action === "delayed" ? "4.0.0" : r.code >= 500 ? "5.0.0" : "4.4.7"
+  r.enhanced && /^[245]\.\d{1,3}\.\d{1,3}$/.test(r.enhanced)
+    ? r.enhanced
+    : action === "delayed"
+      ? "4.0.0"
+      : r.code >= 500
+        ? "5.0.0"
+        : "4.4.7"
 
 /** Builds the DSN as a complete RFC 5322 message with CRLF line ends. */
 export const build = (d: DsnInput): string => {
   const boundary = `=_missive_${d.dsnId}`
   const human = d.failed
-    .map((f) => `<${f.rcpt}>: ${f.remoteMta ? `host ${f.remoteMta} said: ` : ""}${f.reply.code} ${f.reply.enhanced ?? ""} ${f.reply.text}`.replace(/\s+/g, " "))
+    .map((f) =>
+      `<${f.rcpt}>: ${f.remoteMta ? `host ${f.remoteMta} said: ` : ""}${f.reply.code} ${f.reply.enhanced ?? ""} ${f.reply.text}`.replace(
+        /\s+/g,
+        " "
+      )
+    )
     .join(CRLF)
-  const perRcpt = d.failed.map((f) => [
-    `Final-Recipient: rfc822; ${f.rcpt}`,
-    `Action: ${f.action}`,
-    `Status: ${statusOf(f.reply, f.action)}`,
-    ...(f.remoteMta ? [`Remote-MTA: dns; ${f.remoteMta}`] : []),
-    `Diagnostic-Code: smtp; ${`${f.reply.code} ${f.reply.enhanced ?? ""} ${f.reply.text}`.replace(/\s+/g, " ").trim()}`,
-    ...(f.lastAttemptAt !== undefined ? [`Last-Attempt-Date: ${rfc5322Date(f.lastAttemptAt)}`] : [])
-  ].join(CRLF))
+  const perRcpt = d.failed.map((f) =>
+    [
+      `Final-Recipient: rfc822; ${f.rcpt}`,
+      `Action: ${f.action}`,
+      `Status: ${statusOf(f.reply, f.action)}`,
+      ...(f.remoteMta ? [`Remote-MTA: dns; ${f.remoteMta}`] : []),
+      `Diagnostic-Code: smtp; ${`${f.reply.code} ${f.reply.enhanced ?? ""} ${f.reply.text}`.replace(/\s+/g, " ").trim()}`,
+      ...(f.lastAttemptAt !== undefined ? [`Last-Attempt-Date: ${rfc5322Date(f.lastAttemptAt)}`] : [])
+    ].join(CRLF)
+  )
   return [
     `From: Mail Delivery System <${d.postmaster}>`,
     `To: <${d.to}>`,

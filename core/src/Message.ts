@@ -36,8 +36,19 @@ export type Event =
       readonly dsnOf?: string | undefined
     })
   | (Meta & { readonly type: "RecipientsRouted"; readonly routes: ReadonlyArray<RouteDecision> })
-  | (Meta & { readonly type: "AttemptStarted"; readonly attempt: number; readonly rcpts: ReadonlyArray<string>; readonly destination: string })
-  | (Meta & { readonly type: "AttemptSucceeded"; readonly attempt: number; readonly rcpts: ReadonlyArray<string>; readonly host: string; readonly reply: Reply })
+  | (Meta & {
+      readonly type: "AttemptStarted"
+      readonly attempt: number
+      readonly rcpts: ReadonlyArray<string>
+      readonly destination: string
+    })
+  | (Meta & {
+      readonly type: "AttemptSucceeded"
+      readonly attempt: number
+      readonly rcpts: ReadonlyArray<string>
+      readonly host: string
+      readonly reply: Reply
+    })
   | (Meta & {
       readonly type: "AttemptDeferred"
       readonly attempt: number
@@ -47,12 +58,24 @@ export type Event =
       /** null when the deferral ran out the queue lifetime. */
       readonly nextAttemptAt: number | null
     })
-  | (Meta & { readonly type: "AttemptFailed"; readonly attempt: number; readonly rcpts: ReadonlyArray<string>; readonly host: string; readonly reply: Reply })
+  | (Meta & {
+      readonly type: "AttemptFailed"
+      readonly attempt: number
+      readonly rcpts: ReadonlyArray<string>
+      readonly host: string
+      readonly reply: Reply
+    })
   | (Meta & { readonly type: "RecipientDelivered"; readonly rcpt: string; readonly host: string; readonly reply: Reply })
   | (Meta & { readonly type: "RecipientBounced"; readonly rcpt: string; readonly reply: Reply })
   | (Meta & { readonly type: "RecipientExpired"; readonly rcpt: string; readonly reply: Reply })
   | (Meta & { readonly type: "BounceQueued"; readonly dsnId: string; readonly rcpts: ReadonlyArray<string> })
-  | (Meta & { readonly type: "MessageCompleted"; readonly delivered: number; readonly bounced: number; readonly expired: number; readonly deleted: boolean })
+  | (Meta & {
+      readonly type: "MessageCompleted"
+      readonly delivered: number
+      readonly bounced: number
+      readonly expired: number
+      readonly deleted: boolean
+    })
   | (Meta & { readonly type: "MessageHeld"; readonly by: string; readonly reason: string })
   | (Meta & { readonly type: "MessageReleased"; readonly by: string })
   | (Meta & { readonly type: "MessageDeleted"; readonly by: string })
@@ -62,9 +85,21 @@ export type EventType = Event["type"]
 export type EventOf<T extends EventType> = Extract<Event, { type: T }>
 
 export const EVENT_TYPES: ReadonlyArray<EventType> = [
-  "MessageReceived", "RecipientsRouted", "AttemptStarted", "AttemptSucceeded", "AttemptDeferred", "AttemptFailed",
-  "RecipientDelivered", "RecipientBounced", "RecipientExpired", "BounceQueued", "MessageCompleted",
-  "MessageHeld", "MessageReleased", "MessageDeleted", "RetryRequested"
+  "MessageReceived",
+  "RecipientsRouted",
+  "AttemptStarted",
+  "AttemptSucceeded",
+  "AttemptDeferred",
+  "AttemptFailed",
+  "RecipientDelivered",
+  "RecipientBounced",
+  "RecipientExpired",
+  "BounceQueued",
+  "MessageCompleted",
+  "MessageHeld",
+  "MessageReleased",
+  "MessageDeleted",
+  "RetryRequested"
 ]
 
 export type RecipientStatus = "pending" | "routed" | "attempting" | "deferred" | "delivered" | "bounced" | "expired"
@@ -122,8 +157,17 @@ export const evolve = (state: State, event: Event): State => {
   if (event.type === "MessageReceived") {
     if (state.status !== "empty") return { ...state, version }
     return {
-      status: "active", version, id: event.id, sender: event.sender, receivedAt: event.at, size: event.size,
-      digest: event.digest, client: event.client, dsnOf: event.dsnOf, held: false, attempts: 0,
+      status: "active",
+      version,
+      id: event.id,
+      sender: event.sender,
+      receivedAt: event.at,
+      size: event.size,
+      digest: event.digest,
+      client: event.client,
+      dsnOf: event.dsnOf,
+      held: false,
+      attempts: 0,
       recipients: event.recipients.map((address) => ({ address, status: "pending", attempts: 0 }))
     }
   }
@@ -132,24 +176,70 @@ export const evolve = (state: State, event: Event): State => {
   switch (event.type) {
     case "RecipientsRouted": {
       const byRcpt = new Map(event.routes.map((r) => [r.rcpt, r.destination]))
-      return { ...s, version, recipients: s.recipients.map((r) => byRcpt.has(r.address) && !isTerminal(r.status)
-        ? { ...r, status: "routed", destination: byRcpt.get(r.address), nextAttemptAt: undefined } : r) }
+      return {
+        ...s,
+        version,
+        recipients: s.recipients.map((r) =>
+          byRcpt.has(r.address) && !isTerminal(r.status)
+            ? { ...r, status: "routed", destination: byRcpt.get(r.address), nextAttemptAt: undefined }
+            : r
+        )
+      }
     }
     case "AttemptStarted":
-      return { ...s, version, attempts: Math.max(s.attempts, event.attempt),
-        recipients: setRcpts(s, event.rcpts, (r) => isTerminal(r.status) ? r : { ...r, status: "attempting", attempts: r.attempts + 1, attempt: event.attempt, attemptAt: event.at, attemptNode: event.node }) }
+      return {
+        ...s,
+        version,
+        attempts: Math.max(s.attempts, event.attempt),
+        recipients: setRcpts(s, event.rcpts, (r) =>
+          isTerminal(r.status)
+            ? r
+            : { ...r, status: "attempting", attempts: r.attempts + 1, attempt: event.attempt, attemptAt: event.at, attemptNode: event.node }
+        )
+      }
     case "AttemptSucceeded":
     case "AttemptFailed":
       return { ...s, version, recipients: setRcpts(s, event.rcpts, (r) => ({ ...r, lastReply: event.reply, lastHost: event.host })) }
     case "AttemptDeferred":
-      return { ...s, version, recipients: setRcpts(s, event.rcpts, (r) => isTerminal(r.status) ? r : {
-        ...r, status: "deferred", lastReply: event.reply, lastHost: event.host, nextAttemptAt: event.nextAttemptAt ?? undefined }) }
+      return {
+        ...s,
+        version,
+        recipients: setRcpts(s, event.rcpts, (r) =>
+          isTerminal(r.status)
+            ? r
+            : {
+                ...r,
+                status: "deferred",
+                lastReply: event.reply,
+                lastHost: event.host,
+                nextAttemptAt: event.nextAttemptAt ?? undefined
+              }
+        )
+      }
     case "RecipientDelivered":
-      return { ...s, version, recipients: setRcpt(s, event.rcpt, (r) => isTerminal(r.status) ? r : { ...r, status: "delivered", lastReply: event.reply, lastHost: event.host, nextAttemptAt: undefined }) }
+      return {
+        ...s,
+        version,
+        recipients: setRcpt(s, event.rcpt, (r) =>
+          isTerminal(r.status) ? r : { ...r, status: "delivered", lastReply: event.reply, lastHost: event.host, nextAttemptAt: undefined }
+        )
+      }
     case "RecipientBounced":
-      return { ...s, version, recipients: setRcpt(s, event.rcpt, (r) => isTerminal(r.status) ? r : { ...r, status: "bounced", lastReply: event.reply, nextAttemptAt: undefined }) }
+      return {
+        ...s,
+        version,
+        recipients: setRcpt(s, event.rcpt, (r) =>
+          isTerminal(r.status) ? r : { ...r, status: "bounced", lastReply: event.reply, nextAttemptAt: undefined }
+        )
+      }
     case "RecipientExpired":
-      return { ...s, version, recipients: setRcpt(s, event.rcpt, (r) => isTerminal(r.status) ? r : { ...r, status: "expired", lastReply: event.reply, nextAttemptAt: undefined }) }
+      return {
+        ...s,
+        version,
+        recipients: setRcpt(s, event.rcpt, (r) =>
+          isTerminal(r.status) ? r : { ...r, status: "expired", lastReply: event.reply, nextAttemptAt: undefined }
+        )
+      }
     case "BounceQueued":
       return { ...s, version, bounceId: event.dsnId }
     case "MessageCompleted":
@@ -161,7 +251,12 @@ export const evolve = (state: State, event: Event): State => {
     case "MessageDeleted":
       return { ...s, version }
     case "RetryRequested":
-      return { ...s, version, held: false, recipients: s.recipients.map((r) => r.status === "deferred" ? { ...r, nextAttemptAt: event.at } : r) }
+      return {
+        ...s,
+        version,
+        held: false,
+        recipients: s.recipients.map((r) => (r.status === "deferred" ? { ...r, nextAttemptAt: event.at } : r))
+      }
   }
 }
 
@@ -182,10 +277,29 @@ export interface AttemptResult {
 }
 
 export type Command =
-  | { readonly type: "Receive"; readonly ctx: Ctx; readonly id: string; readonly sender: string; readonly recipients: ReadonlyArray<string>; readonly size: number; readonly digest: string; readonly client: Client; readonly dsnOf?: string | undefined }
+  | {
+      readonly type: "Receive"
+      readonly ctx: Ctx
+      readonly id: string
+      readonly sender: string
+      readonly recipients: ReadonlyArray<string>
+      readonly size: number
+      readonly digest: string
+      readonly client: Client
+      readonly dsnOf?: string | undefined
+    }
   | { readonly type: "Route"; readonly ctx: Ctx; readonly routes: ReadonlyArray<RouteDecision>; readonly dsnId: string }
   | { readonly type: "StartAttempt"; readonly ctx: Ctx; readonly rcpts: ReadonlyArray<string>; readonly destination: string }
-  | { readonly type: "ReportAttempt"; readonly ctx: Ctx; readonly attempt: number; readonly host: string; readonly results: ReadonlyArray<AttemptResult>; readonly retry: RetryPolicy; readonly jitter: number; readonly dsnId: string }
+  | {
+      readonly type: "ReportAttempt"
+      readonly ctx: Ctx
+      readonly attempt: number
+      readonly host: string
+      readonly results: ReadonlyArray<AttemptResult>
+      readonly retry: RetryPolicy
+      readonly jitter: number
+      readonly dsnId: string
+    }
   | { readonly type: "Expire"; readonly ctx: Ctx; readonly retry: RetryPolicy; readonly dsnId: string }
   | { readonly type: "Hold"; readonly ctx: Ctx; readonly by: string; readonly reason: string }
   | { readonly type: "Release"; readonly ctx: Ctx; readonly by: string }
@@ -214,8 +328,13 @@ export const openRecipients = (s: Live): ReadonlyArray<Recipient> => s.recipient
 
 /** Recipients that need routing at `now`: new ones, routed/attempting ones after a crash, due deferred ones. */
 export const dueRecipients = (s: Live, now: number): ReadonlyArray<Recipient> =>
-  s.recipients.filter((r) => r.status === "pending" || r.status === "routed" || r.status === "attempting" ||
-    (r.status === "deferred" && (r.nextAttemptAt ?? 0) <= now))
+  s.recipients.filter(
+    (r) =>
+      r.status === "pending" ||
+      r.status === "routed" ||
+      r.status === "attempting" ||
+      (r.status === "deferred" && (r.nextAttemptAt ?? 0) <= now)
+  )
 
 /** Earliest time any open recipient is due; undefined when none is open. */
 export const nextDue = (s: Live): number | undefined => {
@@ -237,7 +356,9 @@ const finish = (s: Live, pending: ReadonlyArray<Event>, ctx: Ctx, dsnId: string)
   if (failed.length > 0 && s.sender !== "" && s.dsnOf === undefined && s.bounceId === undefined)
     out.push({ ...meta(ctx), type: "BounceQueued", dsnId, rcpts: failed })
   out.push({
-    ...meta(ctx), type: "MessageCompleted", deleted: false,
+    ...meta(ctx),
+    type: "MessageCompleted",
+    deleted: false,
     delivered: after.recipients.filter((r) => r.status === "delivered").length,
     bounced: after.recipients.filter((r) => r.status === "bounced").length,
     expired: after.recipients.filter((r) => r.status === "expired").length
@@ -259,7 +380,10 @@ export const decide = (command: Command, state: State): Decision => {
   switch (command.type) {
     case "Route": {
       if (s.held) return fail({ _tag: "MessageHeld", id: s.id })
-      const dupRoute = firstDuplicate(s, command.routes.map((r) => r.rcpt))
+      const dupRoute = firstDuplicate(
+        s,
+        command.routes.map((r) => r.rcpt)
+      )
       if (dupRoute) return fail(dupRoute)
       for (const r of command.routes) {
         const cur = s.recipients.find((x) => x.address === r.rcpt)
@@ -267,7 +391,8 @@ export const decide = (command: Command, state: State): Decision => {
       }
       const events: Array<Event> = [{ ...meta(ctx), type: "RecipientsRouted", routes: command.routes }]
       for (const r of command.routes)
-        if (r.destination.kind === "unroutable") events.push({ ...meta(ctx), type: "RecipientBounced", rcpt: r.rcpt, reply: r.destination.reply })
+        if (r.destination.kind === "unroutable")
+          events.push({ ...meta(ctx), type: "RecipientBounced", rcpt: r.rcpt, reply: r.destination.reply })
       return E.right(finish(s, events, ctx, command.dsnId))
     }
     case "StartAttempt": {
@@ -279,17 +404,23 @@ export const decide = (command: Command, state: State): Decision => {
         const cur = s.recipients.find((x) => x.address === a)
         if (!cur || cur.status !== "routed") return fail({ _tag: "RecipientNotEligible", rcpt: a, status: cur?.status ?? "unknown" })
       }
-      return E.right([{ ...meta(ctx), type: "AttemptStarted", attempt: s.attempts + 1, rcpts: command.rcpts, destination: command.destination }])
+      return E.right([
+        { ...meta(ctx), type: "AttemptStarted", attempt: s.attempts + 1, rcpts: command.rcpts, destination: command.destination }
+      ])
     }
     case "ReportAttempt": {
       // Only an attempt this message started can report; the number is the one AttemptStarted carried.
       if (!Number.isInteger(command.attempt) || command.attempt < 1 || command.attempt > s.attempts)
         return fail({ _tag: "AttemptMismatch", expected: s.attempts, got: command.attempt })
-      const dupReport = firstDuplicate(s, command.results.map((r) => r.rcpt))
+      const dupReport = firstDuplicate(
+        s,
+        command.results.map((r) => r.rcpt)
+      )
       if (dupReport) return fail(dupReport)
       for (const res of command.results) {
         const cur = s.recipients.find((x) => x.address === res.rcpt)
-        if (!cur || cur.status !== "attempting") return fail({ _tag: "RecipientNotEligible", rcpt: res.rcpt, status: cur?.status ?? "unknown" })
+        if (!cur || cur.status !== "attempting")
+          return fail({ _tag: "RecipientNotEligible", rcpt: res.rcpt, status: cur?.status ?? "unknown" })
         // A report of an older attempt (a stale driver whose recipient a peer has since attempted again) is refused.
         if (cur.attempt !== undefined && cur.attempt !== command.attempt)
           return fail({ _tag: "AttemptMismatch", expected: cur.attempt, got: command.attempt })
@@ -326,8 +457,12 @@ export const decide = (command: Command, state: State): Decision => {
     case "Expire": {
       if (ctx.at < s.receivedAt + command.retry.lifetimeMs) return E.right([])
       const events: Array<Event> = openRecipients(s).map((r) => ({
-        ...meta(ctx), type: "RecipientExpired" as const, rcpt: r.address,
-        reply: r.lastReply ? { ...Replies.expired, text: `${Replies.expired.text}; last reply: ${r.lastReply.code} ${r.lastReply.text}` } : Replies.expired
+        ...meta(ctx),
+        type: "RecipientExpired" as const,
+        rcpt: r.address,
+        reply: r.lastReply
+          ? { ...Replies.expired, text: `${Replies.expired.text}; last reply: ${r.lastReply.code} ${r.lastReply.text}` }
+          : Replies.expired
       }))
       return E.right(finish(s, events, ctx, command.dsnId))
     }
@@ -340,13 +475,22 @@ export const decide = (command: Command, state: State): Decision => {
     case "Delete":
       return E.right([
         { ...meta(ctx), type: "MessageDeleted", by: command.by },
-        { ...meta(ctx), type: "MessageCompleted", deleted: true,
+        {
+          ...meta(ctx),
+          type: "MessageCompleted",
+          deleted: true,
           delivered: s.recipients.filter((r) => r.status === "delivered").length,
           bounced: s.recipients.filter((r) => r.status === "bounced").length,
-          expired: s.recipients.filter((r) => r.status === "expired").length }
+          expired: s.recipients.filter((r) => r.status === "expired").length
+        }
       ])
     case "Bounce": {
-      const events: Array<Event> = openRecipients(s).map((r) => ({ ...meta(ctx), type: "RecipientBounced" as const, rcpt: r.address, reply: Replies.operatorBounce(command.by) }))
+      const events: Array<Event> = openRecipients(s).map((r) => ({
+        ...meta(ctx),
+        type: "RecipientBounced" as const,
+        rcpt: r.address,
+        reply: Replies.operatorBounce(command.by)
+      }))
       return E.right(finish(s, events, ctx, command.dsnId))
     }
   }
@@ -356,7 +500,8 @@ export const decide = (command: Command, state: State): Decision => {
 const firstDuplicate = (s: Live, rcpts: ReadonlyArray<string>): DecideError | undefined => {
   const seen = new Set<string>()
   for (const rcpt of rcpts) {
-    if (seen.has(rcpt)) return { _tag: "RecipientNotEligible", rcpt, status: s.recipients.find((x) => x.address === rcpt)?.status ?? "unknown" }
+    if (seen.has(rcpt))
+      return { _tag: "RecipientNotEligible", rcpt, status: s.recipients.find((x) => x.address === rcpt)?.status ?? "unknown" }
     seen.add(rcpt)
   }
   return undefined

@@ -17,7 +17,10 @@ const ENHANCED = /^([245]\.\d{1,3}\.\d{1,3})(?:\s+|$)/
 
 /** Parses "550 5.1.1 User unknown" (possibly multi-line) into a Reply; unknown shapes become 451 4.4.0. */
 export const parse = (raw: string): Reply => {
-  const lines = raw.replace(/\r/g, "").split("\n").filter((l) => l.trim().length > 0)
+  const lines = raw
+    .replace(/\r/g, "")
+    .split("\n")
+    .filter((l) => l.trim().length > 0)
   const first = lines[0] ?? ""
   const m = /^(\d{3})(?!\d)[ -]?(.*)$/.exec(first)
   // The text of a Reply is one line: a CR or LF in it would split the line when the reply is formatted again.
@@ -26,7 +29,10 @@ export const parse = (raw: string): Reply => {
   const bodies = lines.map((l) => l.replace(/^\d{3}[ -]?/, ""))
   const enhanced = ENHANCED.exec(bodies[0] ?? "")?.[1]
   // RFC 2034 §4: each line of a multi-line reply repeats the enhanced code; keep it once, out of the text.
-  const text = bodies.map((b) => (enhanced === undefined ? b : b.replace(ENHANCED, "")).trim()).filter((b) => b.length > 0).join(" ")
+  const text = bodies
+    .map((b) => (enhanced === undefined ? b : b.replace(ENHANCED, "")).trim())
+    .filter((b) => b.length > 0)
+    .join(" ")
   return enhanced === undefined ? { code, text } : { code, enhanced, text }
 }
 

@@ -42,4 +42,7 @@ export const localPartOf = (address: string): string => {
 
 /** Orders MX hops by preference; equal preferences keep their given order (the caller shuffles with its seed). */
 export const orderHops = (hops: ReadonlyArray<Hop>): ReadonlyArray<Hop> =>
-  hops.map((h, i) => [h, i] as const).sort((a, b) => a[0].preference - b[0].preference || a[1] - b[1]).map(([h]) => h)
+  hops
+    .map((h, i) => [h, i] as const)
+    .sort((a, b) => a[0].preference - b[0].preference || a[1] - b[1])
+    .map(([h]) => h)

@@ -14,7 +14,11 @@ const BUILTINS = new Set(builtinModules.flatMap((m) => [m, m.replace(/^node:/, "
 
 /** Globals whose reading makes replay inexact or does I/O: `receiver.member` calls and bare identifiers. */
 const FORBIDDEN_CALLS: ReadonlyArray<readonly [string, string]> = [
-  ["Date", "now"], ["Math", "random"], ["performance", "now"], ["crypto", "randomUUID"], ["crypto", "getRandomValues"],
+  ["Date", "now"],
+  ["Math", "random"],
+  ["performance", "now"],
+  ["crypto", "randomUUID"],
+  ["crypto", "getRandomValues"],
   ["process", "hrtime"]
 ]
 const FORBIDDEN_GLOBALS = new Set(["process", "setTimeout", "setInterval", "setImmediate", "fetch", "require"])
@@ -30,7 +34,7 @@ const specifierProblem = (spec: string, file: string): string | undefined => {
     return target === SRC || target.startsWith(SRC + sep) ? undefined : `relative import leaves core/src: "${spec}"`
   }
   if (spec.startsWith("node:") || BUILTINS.has(spec) || BUILTINS.has(spec.split("/")[0] ?? "")) return `Node builtin "${spec}"`
-  const pkg = spec.startsWith("@") ? spec.split("/").slice(0, 2).join("/") : spec.split("/")[0] ?? spec
+  const pkg = spec.startsWith("@") ? spec.split("/").slice(0, 2).join("/") : (spec.split("/")[0] ?? spec)
   return ALLOWED_PACKAGES.includes(pkg) ? undefined : `package "${spec}" (only ${ALLOWED_PACKAGES.join(", ")} and relative paths)`
 }
 
@@ -47,10 +51,16 @@ const violations = (text: string, file = join(SRC, "Probe.ts")): ReadonlyArray<V
   }
   const visit = (node: ts.Node): void => {
     if (ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) checkSpecifier(node, node.moduleSpecifier)
-    else if (ts.isImportEqualsDeclaration(node) && ts.isExternalModuleReference(node.moduleReference)) checkSpecifier(node, node.moduleReference.expression)
+    else if (ts.isImportEqualsDeclaration(node) && ts.isExternalModuleReference(node.moduleReference))
+      checkSpecifier(node, node.moduleReference.expression)
     else if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument)) checkSpecifier(node, node.argument.literal as ts.Expression)
     else if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword) checkSpecifier(node, node.arguments[0])
-    else if (ts.isNewExpression(node) && ts.isIdentifier(node.expression) && node.expression.text === "Date" && (node.arguments?.length ?? 0) === 0)
+    else if (
+      ts.isNewExpression(node) &&
+      ts.isIdentifier(node.expression) &&
+      node.expression.text === "Date" &&
+      (node.arguments?.length ?? 0) === 0
+    )
       at(node, "new Date() without an argument reads the clock")
     else if (ts.isPropertyAccessExpression(node) && ts.isIdentifier(node.expression)) {
       const receiver = node.expression.text
@@ -91,16 +101,20 @@ describe("core module boundary", () => {
     for (const f of files) expect(relative(SRC, f)).toMatch(/\.ts$/)
   })
 
-  it.each(filesUnder(SRC).map((f) => [relative(SRC, f), f] as const))("%s imports only fp-ts and core, reads no clock nor randomness", (_name, file) => {
-    expect(violations(readFileSync(file, "utf8"), file)).toEqual([])
-  })
+  it.each(filesUnder(SRC).map((f) => [relative(SRC, f), f] as const))(
+    "%s imports only fp-ts and core, reads no clock nor randomness",
+    (_name, file) => {
+      expect(violations(readFileSync(file, "utf8"), file)).toEqual([])
+    }
+  )
 })
 
 describe("the boundary checker itself", () => {
   const flagged = (text: string) => violations(text).map((v) => v.what)
 
   it("allows fp-ts, relative paths inside core/src, and new Date(ms)", () => {
-    expect(flagged(`
+    expect(
+      flagged(`
       import * as E from "fp-ts/lib/Either.js"
       import { pipe } from "fp-ts"
       import type { Reply } from "./Reply.js"
@@ -111,7 +125,8 @@ describe("the boundary checker itself", () => {
       const s = "Date.now()"
       const o = { process: 1, now: 2 }
       const t = o.process
-    `)).toEqual([])
+    `)
+    ).toEqual([])
   })
 
   it.each([

@@ -13,14 +13,28 @@ const S = 1000
 const retry: RetryPolicy = { initialMs: 60 * S, maxMs: 600 * S, multiplier: 2, jitter: 0, lifetimeMs: 3600 * S }
 const meta = (at: number) => ({ v: SCHEMA_VERSION, at, node: "n1", policy: "p" })
 const ctx = (at: number): Ctx => ({ at, node: "n1", policy: "p" })
-const A = "a@one.example", B = "b@two.example", C = "c@one.example"
-const smtp = (domain: string): Destination => ({ kind: "smtp", key: domain, hops: [{ host: `mx.${domain}`, port: 25, preference: 10 }], via: "mx" })
+const A = "a@one.example",
+  B = "b@two.example",
+  C = "c@one.example"
+const smtp = (domain: string): Destination => ({
+  kind: "smtp",
+  key: domain,
+  hops: [{ host: `mx.${domain}`, port: 25, preference: 10 }],
+  via: "mx"
+})
 const route = (rcpt: string): RouteDecision => ({ rcpt, destination: smtp(rcpt.split("@")[1]!) })
 const r451: Reply = { code: 451, enhanced: "4.7.1", text: "Greylisted" }
 const r250: Reply = { code: 250, enhanced: "2.0.0", text: "OK" }
 
 const received = (rcpts: ReadonlyArray<string>, sender = "s@origin.example"): Event => ({
-  ...meta(T0), type: "MessageReceived", id: "M1", sender, recipients: rcpts, size: 10, digest: "sha256:0", client: { ip: "192.0.2.1", helo: "h", tls: false }
+  ...meta(T0),
+  type: "MessageReceived",
+  id: "M1",
+  sender,
+  recipients: rcpts,
+  size: 10,
+  digest: "sha256:0",
+  client: { ip: "192.0.2.1", helo: "h", tls: false }
 })
 const given = (events: ReadonlyArray<Event>): State => fold(events)
 const live = (s: State) => {
@@ -52,9 +66,12 @@ describe("what a message needs next", () => {
   })
 
   it("given a deferred recipient: wait until its next attempt, then route it", () => {
-    const s = given([received([A]), { ...meta(T0), type: "RecipientsRouted", routes: [route(A)] },
+    const s = given([
+      received([A]),
+      { ...meta(T0), type: "RecipientsRouted", routes: [route(A)] },
       { ...meta(T0), type: "AttemptStarted", attempt: 1, rcpts: [A], destination: "one.example" },
-      { ...meta(T0 + S), type: "AttemptDeferred", attempt: 1, rcpts: [A], host: "mx", reply: r451, nextAttemptAt: T0 + 61 * S }])
+      { ...meta(T0 + S), type: "AttemptDeferred", attempt: 1, rcpts: [A], host: "mx", reply: r451, nextAttemptAt: T0 + 61 * S }
+    ])
     expect(Drive.next(s, T0 + 2 * S, retry)).toEqual({ kind: "wait", until: T0 + 61 * S })
     expect(Drive.next(s, T0 + 61 * S, retry).kind).toBe("route")
   })
@@ -66,8 +83,11 @@ describe("what a message needs next", () => {
   })
 
   it("given a completed message: finish", () => {
-    const s = given([received([A]), { ...meta(T0), type: "MessageDeleted", by: "ops" },
-      { ...meta(T0), type: "MessageCompleted", delivered: 0, bounced: 0, expired: 0, deleted: true }])
+    const s = given([
+      received([A]),
+      { ...meta(T0), type: "MessageDeleted", by: "ops" },
+      { ...meta(T0), type: "MessageCompleted", delivered: 0, bounced: 0, expired: 0, deleted: true }
+    ])
     expect(Drive.next(s, T0, retry)).toEqual({ kind: "finish" })
   })
 })
@@ -77,14 +97,20 @@ describe("begin: Route, then one StartAttempt per destination key", () => {
     const r = Drive.begin(given([received([A, B, C])]), T0, [route(A), route(B), route(C)], ctx(T0), "D1")
     if (E.isLeft(r)) throw new Error(JSON.stringify(r.left))
     expect(r.right.events.map((e) => e.type)).toEqual(["RecipientsRouted", "AttemptStarted", "AttemptStarted"])
-    expect(r.right.attempts.map((a) => [a.attempt, a.destination.key, a.rcpts])).toEqual([[1, "one.example", [A, C]], [2, "two.example", [B]]])
+    expect(r.right.attempts.map((a) => [a.attempt, a.destination.key, a.rcpts])).toEqual([
+      [1, "one.example", [A, C]],
+      [2, "two.example", [B]]
+    ])
     expect(r.right.state).toEqual(fold(r.right.events, given([received([A, B, C])])))
   })
 
   it("routes only the recipients still due in the state it is given (a reload may have moved on)", () => {
-    const s = given([received([A, B]), { ...meta(T0), type: "RecipientsRouted", routes: [route(A)] },
+    const s = given([
+      received([A, B]),
+      { ...meta(T0), type: "RecipientsRouted", routes: [route(A)] },
       { ...meta(T0), type: "AttemptStarted", attempt: 1, rcpts: [A], destination: "one.example" },
-      { ...meta(T0 + S), type: "AttemptDeferred", attempt: 1, rcpts: [A], host: "mx", reply: r451, nextAttemptAt: T0 + 61 * S }])
+      { ...meta(T0 + S), type: "AttemptDeferred", attempt: 1, rcpts: [A], host: "mx", reply: r451, nextAttemptAt: T0 + 61 * S }
+    ])
     const r = Drive.begin(s, T0 + 2 * S, [route(A), route(B)], ctx(T0 + 2 * S), "D1")
     expect(E.isRight(r) && r.right.attempts.map((a) => a.rcpts)).toEqual([[B]])
   })
@@ -92,8 +118,11 @@ describe("begin: Route, then one StartAttempt per destination key", () => {
   it("refuses a held message and gives nothing for a completed one", () => {
     const held = given([received([A]), { ...meta(T0), type: "MessageHeld", by: "ops", reason: "x" }])
     expect(Drive.begin(held, T0, [route(A)], ctx(T0), "D1")).toEqual(E.left({ _tag: "MessageHeld", id: "M1" }))
-    const done = given([received([A]), { ...meta(T0), type: "MessageDeleted", by: "ops" },
-      { ...meta(T0), type: "MessageCompleted", delivered: 0, bounced: 0, expired: 0, deleted: true }])
+    const done = given([
+      received([A]),
+      { ...meta(T0), type: "MessageDeleted", by: "ops" },
+      { ...meta(T0), type: "MessageCompleted", delivered: 0, bounced: 0, expired: 0, deleted: true }
+    ])
     expect(Drive.begin(done, T0, [route(A)], ctx(T0), "D1")).toEqual(E.right({ events: [], state: done, attempts: [] }))
   })
 })
@@ -116,7 +145,10 @@ describe("report and what follows", () => {
 
   it("a 250 completes without a DSN: its clean-up may share the append", () => {
     const b = begun()
-    const r = Drive.decideAndFold(Drive.reportCommand(ctx(T0 + S), b.attempts[0]!, { host: "mx:25", results: [{ rcpt: A, reply: r250 }] }, retry, 0.5, "D2"), b.state)
+    const r = Drive.decideAndFold(
+      Drive.reportCommand(ctx(T0 + S), b.attempts[0]!, { host: "mx:25", results: [{ rcpt: A, reply: r250 }] }, retry, 0.5, "D2"),
+      b.state
+    )
     if (E.isLeft(r)) throw new Error("report refused")
     expect(Drive.completesQuietly(r.right.events)).toBe(true)
     expect(Drive.next(r.right.state, T0 + S, retry)).toEqual({ kind: "finish" })

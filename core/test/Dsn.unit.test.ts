@@ -14,10 +14,17 @@ const input: DsnInput = {
   arrivedAt: T0,
   now: T0 + 3600_000,
   failed: [
-    { rcpt: "bob@two.example", reply: { code: 550, enhanced: "5.1.1", text: "User unknown" }, action: "failed", remoteMta: "mx.two.example", lastAttemptAt: T0 + 60_000 },
+    {
+      rcpt: "bob@two.example",
+      reply: { code: 550, enhanced: "5.1.1", text: "User unknown" },
+      action: "failed",
+      remoteMta: "mx.two.example",
+      lastAttemptAt: T0 + 60_000
+    },
     { rcpt: "carol@three.example", reply: { code: 451, text: "Greylisted,\r\n  try again" }, action: "failed" }
   ],
-  originalHeaders: "From: alice@origin.example\r\nTo: bob@two.example, carol@three.example\r\nSubject: Hello\r\nMessage-ID: <m1@origin.example>\r\n"
+  originalHeaders:
+    "From: alice@origin.example\r\nTo: bob@two.example, carol@three.example\r\nSubject: Hello\r\nMessage-ID: <m1@origin.example>\r\n"
 }
 
 const boundary = (dsn: string): string => {
@@ -43,10 +50,18 @@ const parts = (dsn: string): { top: string; parts: ReadonlyArray<{ headers: stri
 }
 
 const header = (block: string, name: string): string | undefined =>
-  block.split("\r\n").find((l) => l.toLowerCase().startsWith(`${name.toLowerCase()}:`))?.slice(name.length + 1).trim()
+  block
+    .split("\r\n")
+    .find((l) => l.toLowerCase().startsWith(`${name.toLowerCase()}:`))
+    ?.slice(name.length + 1)
+    .trim()
 
 /** Per-recipient field groups of a message/delivery-status body (the first group is per-message). */
-const groups = (body: string): ReadonlyArray<string> => body.replace(/\r\n$/, "").split("\r\n\r\n").filter((g) => g.length > 0)
+const groups = (body: string): ReadonlyArray<string> =>
+  body
+    .replace(/\r\n$/, "")
+    .split("\r\n\r\n")
+    .filter((g) => g.length > 0)
 
 describe("DSN", () => {
   const dsn = build(input)
@@ -64,7 +79,11 @@ describe("DSN", () => {
   })
 
   it("has three parts: the notification, the delivery status, the original headers; then the closing boundary", () => {
-    expect(ps.map((p) => header(p.headers, "Content-Type"))).toEqual(["text/plain; charset=utf-8", "message/delivery-status", "text/rfc822-headers"])
+    expect(ps.map((p) => header(p.headers, "Content-Type"))).toEqual([
+      "text/plain; charset=utf-8",
+      "message/delivery-status",
+      "text/rfc822-headers"
+    ])
     expect(epilogue).toBe("--\r\n")
     expect(dsn.endsWith(`--${boundary(dsn)}--\r\n`)).toBe(true)
   })
@@ -111,7 +130,8 @@ describe("DSN", () => {
 
   it("carries the original header section", () => {
     expect(ps[2]!.body).toBe(
-      "From: alice@origin.example\r\nTo: bob@two.example, carol@three.example\r\nSubject: Hello\r\nMessage-ID: <m1@origin.example>\r\n")
+      "From: alice@origin.example\r\nTo: bob@two.example, carol@three.example\r\nSubject: Hello\r\nMessage-ID: <m1@origin.example>\r\n"
+    )
   })
 
   it("ends every line in CRLF: no bare LF, no bare CR", () => {
@@ -129,12 +149,19 @@ describe("DSN", () => {
 
   it("ends every line in CRLF whatever the reply texts hold", () => {
     const reply = fc.record({ code: fc.integer({ min: 400, max: 599 }), text: fc.string({ unit: "binary", maxLength: 80 }) })
-    fc.assert(fc.property(fc.array(reply, { minLength: 1, maxLength: 4 }), fc.string({ maxLength: 200 }), (replies, headers) => {
-      const d = build({ ...input, failed: replies.map((r, i) => ({ rcpt: `r${i}@x.example`, reply: r, action: "failed" as const })), originalHeaders: headers })
-      expect(d).not.toMatch(/[^\r]\n/)
-      expect(d).not.toMatch(/\r(?!\n)/)
-      expect(groups(parts(d).parts[1]!.body)).toHaveLength(1 + replies.length)
-    }), { numRuns: 300 })
+    fc.assert(
+      fc.property(fc.array(reply, { minLength: 1, maxLength: 4 }), fc.string({ maxLength: 200 }), (replies, headers) => {
+        const d = build({
+          ...input,
+          failed: replies.map((r, i) => ({ rcpt: `r${i}@x.example`, reply: r, action: "failed" as const })),
+          originalHeaders: headers
+        })
+        expect(d).not.toMatch(/[^\r]\n/)
+        expect(d).not.toMatch(/\r(?!\n)/)
+        expect(groups(parts(d).parts[1]!.body)).toHaveLength(1 + replies.length)
+      }),
+      { numRuns: 300 }
+    )
   })
 
   it("is a pure function of its input", () => {
@@ -144,9 +171,12 @@ describe("DSN", () => {
 
 describe("rfc5322Date", () => {
   it("formats any instant exactly as Date's UTC string does, without reading the clock", () => {
-    fc.assert(fc.property(fc.integer({ min: -2_000_000_000_000, max: 8_000_000_000_000 }), (ms) => {
-      expect(rfc5322Date(ms)).toBe(new Date(ms).toUTCString().replace("GMT", "+0000"))
-    }), { numRuns: 5000 })
+    fc.assert(
+      fc.property(fc.integer({ min: -2_000_000_000_000, max: 8_000_000_000_000 }), (ms) => {
+        expect(rfc5322Date(ms)).toBe(new Date(ms).toUTCString().replace("GMT", "+0000"))
+      }),
+      { numRuns: 5000 }
+    )
     expect(rfc5322Date(Date.UTC(2026, 10, 28, 13, 30, 5))).toBe("Sat, 28 Nov 2026 13:30:05 +0000")
     expect(rfc5322Date(Date.UTC(2024, 1, 29, 0, 0, 0))).toBe("Thu, 29 Feb 2024 00:00:00 +0000")
   })

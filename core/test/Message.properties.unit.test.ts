@@ -4,8 +4,18 @@ import * as E from "fp-ts/lib/Either.js"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import {
-  type Command, type Ctx, type DecideError, type Event, type EventOf, type Recipient, type State,
-  decide, dueRecipients, fold, isTerminal, nextDue
+  type Command,
+  type Ctx,
+  type DecideError,
+  type Event,
+  type EventOf,
+  type Recipient,
+  type State,
+  decide,
+  dueRecipients,
+  fold,
+  isTerminal,
+  nextDue
 } from "../src/Message.js"
 import type { RetryPolicy } from "../src/Policy.js"
 import { Replies, type Reply } from "../src/Reply.js"
@@ -80,7 +90,11 @@ interface Run {
   readonly events: ReadonlyArray<Event>
   readonly state: State
   /** Every command decided, its result, and the state it was decided on. */
-  readonly trace: ReadonlyArray<{ readonly command: Command; readonly before: State; readonly result: E.Either<DecideError, ReadonlyArray<Event>> }>
+  readonly trace: ReadonlyArray<{
+    readonly command: Command
+    readonly before: State
+    readonly result: E.Either<DecideError, ReadonlyArray<Event>>
+  }>
   readonly versionsMatched: boolean
 }
 
@@ -139,28 +153,46 @@ const drive = (sc: Scenario): Run => {
   const report = (attempt: { attempt: number; rcpts: ReadonlyArray<string> }, step: Step, subset: boolean) => {
     const chosen = subset ? attempt.rcpts.filter((_, i) => i === 0 || bit(step.pick, i + 7)) : attempt.rcpts
     return run({
-      type: "ReportAttempt", ctx: ctx(), attempt: attempt.attempt, host: `mx.host${attempt.attempt}`,
+      type: "ReportAttempt",
+      ctx: ctx(),
+      attempt: attempt.attempt,
+      host: `mx.host${attempt.attempt}`,
       results: chosen.map((rcpt, i) => ({ rcpt, reply: REPLIES[step.replies[i % step.replies.length] ?? 0] ?? REPLIES[0]! })),
-      retry: sc.retry, jitter: step.jitter, dsnId: dsnId()
+      retry: sc.retry,
+      jitter: step.jitter,
+      dsnId: dsnId()
     })
   }
 
   const start = (routed: ReadonlyArray<Recipient>, step: Step) => {
     const keys = [...new Set(routed.map((r) => r.destination?.key ?? ""))]
     const key = keys[step.pick % keys.length] ?? ""
-    return run({ type: "StartAttempt", ctx: ctx(), rcpts: routed.filter((r) => (r.destination?.key ?? "") === key).map((r) => r.address), destination: key })
+    return run({
+      type: "StartAttempt",
+      ctx: ctx(),
+      rcpts: routed.filter((r) => (r.destination?.key ?? "") === key).map((r) => r.address),
+      destination: key
+    })
   }
 
   const route = (due: ReadonlyArray<Recipient>, step: Step, allowUnroutable: boolean) => {
     const routes: Array<RouteDecision> = due.map((r, i) => ({
-      rcpt: r.address, destination: destinationFor(r.address, allowUnroutable && bit(step.pick, i) && bit(step.pick, i + 11) && bit(step.pick, i + 19))
+      rcpt: r.address,
+      destination: destinationFor(r.address, allowUnroutable && bit(step.pick, i) && bit(step.pick, i + 11) && bit(step.pick, i + 19))
     }))
     return run({ type: "Route", ctx: ctx(), routes, dsnId: dsnId() })
   }
 
   run({
-    type: "Receive", ctx: ctx(), id: "01JMSG", sender: sc.sender, recipients: sc.recipients, size: 100, digest: "sha256:0",
-    client: { ip: "192.0.2.1", helo: "c.example", tls: false }, ...(sc.dsnOf !== undefined ? { dsnOf: sc.dsnOf } : {})
+    type: "Receive",
+    ctx: ctx(),
+    id: "01JMSG",
+    sender: sc.sender,
+    recipients: sc.recipients,
+    size: 100,
+    digest: "sha256:0",
+    client: { ip: "192.0.2.1", helo: "c.example", tls: false },
+    ...(sc.dsnOf !== undefined ? { dsnOf: sc.dsnOf } : {})
   })
 
   for (const step of sc.steps) {
@@ -178,14 +210,18 @@ const drive = (sc: Scenario): Run => {
       else if (step.op < 2) run({ type: "Delete", ctx: ctx(), by })
       continue
     }
-    if (s.held) { run({ type: "Release", ctx: ctx(), by: "ops" }); continue }
+    if (s.held) {
+      run({ type: "Release", ctx: ctx(), by: "ops" })
+      continue
+    }
     const flights = inFlight(s)
     const routed = s.recipients.filter((r) => r.status === "routed")
     // A crash now and then: routing picks up recipients left attempting too.
     const crash = step.op < OPERATOR + 4
     const due = dueRecipients(s, now).filter((r) => crash || r.status !== "attempting")
-    const moves = [flights.length > 0 ? "report" : null, routed.length > 0 ? "start" : null, due.length > 0 ? "route" : null]
-      .filter((m): m is string => m !== null)
+    const moves = [flights.length > 0 ? "report" : null, routed.length > 0 ? "start" : null, due.length > 0 ? "route" : null].filter(
+      (m): m is string => m !== null
+    )
     if (moves.length === 0) {
       // Only deferred recipients are left: let time pass their next attempt.
       now = Math.max(now, nextDue(s) ?? now) + (step.dt % 5000)
@@ -207,8 +243,14 @@ const drive = (sc: Scenario): Run => {
       now = Math.max(now, expiresAt)
       run({ type: "Expire", ctx: ctx(), retry: sc.retry, dsnId: dsnId() })
     } else if (s.held) run({ type: "Release", ctx: ctx(), by: "ops" })
-    else if (inFlight(s).length > 0) { now += MIN; report(inFlight(s)[0]!, step, false) }
-    else if (s.recipients.some((r) => r.status === "routed")) start(s.recipients.filter((r) => r.status === "routed"), step)
+    else if (inFlight(s).length > 0) {
+      now += MIN
+      report(inFlight(s)[0]!, step, false)
+    } else if (s.recipients.some((r) => r.status === "routed"))
+      start(
+        s.recipients.filter((r) => r.status === "routed"),
+        step
+      )
     else if (dueRecipients(s, now).length > 0) route(dueRecipients(s, now), step, false)
     else now = Math.max(now + 1, nextDue(s) ?? now)
   }
@@ -255,109 +297,153 @@ describe("decider properties over random lifecycles", () => {
       if (done?.deleted) note("deleted")
       if (r.scenario.sender === "" && r.events.some((e) => e.type === "RecipientBounced")) note("null-sender bounce")
       if (r.trace.some((t) => E.isLeft(t.result))) note("refused command")
-      if (r.events.some((e) => e.type === "RecipientsRouted" && e.routes.some((x) => x.destination.kind === "unroutable"))) note("unroutable")
+      if (r.events.some((e) => e.type === "RecipientsRouted" && e.routes.some((x) => x.destination.kind === "unroutable")))
+        note("unroutable")
     }
-    for (const k of ["RecipientDelivered", "RecipientBounced", "RecipientExpired", "BounceQueued", "AttemptDeferred", "AttemptFailed",
-      "MessageHeld", "MessageReleased", "RetryRequested", "deleted", "null-sender bounce", "refused command", "unroutable"])
+    for (const k of [
+      "RecipientDelivered",
+      "RecipientBounced",
+      "RecipientExpired",
+      "BounceQueued",
+      "AttemptDeferred",
+      "AttemptFailed",
+      "MessageHeld",
+      "MessageReleased",
+      "RetryRequested",
+      "deleted",
+      "null-sender bounce",
+      "refused command",
+      "unroutable"
+    ])
       expect(seen.get(k) ?? 0, k).toBeGreaterThan(0)
   })
 
   it("every run ends with the message completed, exactly once, by the last event", () => {
-    fc.assert(fc.property(runArb, (r) => {
-      expect(r.state.status).toBe("completed")
-      expect(r.events.filter((e) => e.type === "MessageCompleted")).toHaveLength(1)
-      expect(r.events.at(-1)?.type).toBe("MessageCompleted")
-    }), RUNS)
+    fc.assert(
+      fc.property(runArb, (r) => {
+        expect(r.state.status).toBe("completed")
+        expect(r.events.filter((e) => e.type === "MessageCompleted")).toHaveLength(1)
+        expect(r.events.at(-1)?.type).toBe("MessageCompleted")
+      }),
+      RUNS
+    )
   })
 
   it("folding is deterministic: the same events give deep-equal states, equal to the state built step by step", () => {
-    fc.assert(fc.property(runArb, (r) => {
-      const copy = structuredClone(r.events) as ReadonlyArray<Event>
-      expect(fold(copy)).toEqual(fold(r.events))
-      expect(fold(r.events)).toEqual(r.state)
-      const cut = Math.floor(r.events.length / 2)
-      expect(fold(r.events.slice(cut), fold(r.events.slice(0, cut)))).toEqual(r.state)
-    }), RUNS)
+    fc.assert(
+      fc.property(runArb, (r) => {
+        const copy = structuredClone(r.events) as ReadonlyArray<Event>
+        expect(fold(copy)).toEqual(fold(r.events))
+        expect(fold(r.events)).toEqual(r.state)
+        const cut = Math.floor(r.events.length / 2)
+        expect(fold(r.events.slice(cut), fold(r.events.slice(0, cut)))).toEqual(r.state)
+      }),
+      RUNS
+    )
   })
 
   it("version equals the number of events folded, after every command", () => {
-    fc.assert(fc.property(runArb, (r) => {
-      expect(r.versionsMatched).toBe(true)
-      expect(r.state.version).toBe(r.events.length)
-    }), RUNS)
+    fc.assert(
+      fc.property(runArb, (r) => {
+        expect(r.versionsMatched).toBe(true)
+        expect(r.state.version).toBe(r.events.length)
+      }),
+      RUNS
+    )
   })
 
   it("once completed (not deleted) every recipient is terminal, by exactly one terminal event, and the counts agree", () => {
-    fc.assert(fc.property(runArb, (r) => {
-      const done = completion(r)!
-      if (done.deleted) return
-      const s = live(r.state)
-      expect(s.recipients.every((x) => isTerminal(x.status))).toBe(true)
-      const terminals = terminalEvents(r.events)
-      for (const x of s.recipients) expect(terminals.filter((e) => e.rcpt === x.address)).toHaveLength(1)
-      expect(terminals).toHaveLength(s.recipients.length)
-      expect(done.delivered + done.bounced + done.expired).toBe(s.recipients.length)
-      expect(done.delivered).toBe(terminals.filter((e) => e.type === "RecipientDelivered").length)
-      expect(done.bounced).toBe(terminals.filter((e) => e.type === "RecipientBounced").length)
-      expect(done.expired).toBe(terminals.filter((e) => e.type === "RecipientExpired").length)
-    }), RUNS)
+    fc.assert(
+      fc.property(runArb, (r) => {
+        const done = completion(r)!
+        if (done.deleted) return
+        const s = live(r.state)
+        expect(s.recipients.every((x) => isTerminal(x.status))).toBe(true)
+        const terminals = terminalEvents(r.events)
+        for (const x of s.recipients) expect(terminals.filter((e) => e.rcpt === x.address)).toHaveLength(1)
+        expect(terminals).toHaveLength(s.recipients.length)
+        expect(done.delivered + done.bounced + done.expired).toBe(s.recipients.length)
+        expect(done.delivered).toBe(terminals.filter((e) => e.type === "RecipientDelivered").length)
+        expect(done.bounced).toBe(terminals.filter((e) => e.type === "RecipientBounced").length)
+        expect(done.expired).toBe(terminals.filter((e) => e.type === "RecipientExpired").length)
+      }),
+      RUNS
+    )
   })
 
   it("no recipient is both delivered and bounced or expired: at most one terminal event per recipient", () => {
-    fc.assert(fc.property(runArb, (r) => {
-      const count = new Map<string, number>()
-      for (const e of terminalEvents(r.events)) count.set(e.rcpt, (count.get(e.rcpt) ?? 0) + 1)
-      for (const [rcpt, n] of count) expect(n, rcpt).toBe(1)
-      for (const e of terminalEvents(r.events)) expect(r.scenario.recipients).toContain(e.rcpt)
-    }), RUNS)
+    fc.assert(
+      fc.property(runArb, (r) => {
+        const count = new Map<string, number>()
+        for (const e of terminalEvents(r.events)) count.set(e.rcpt, (count.get(e.rcpt) ?? 0) + 1)
+        for (const [rcpt, n] of count) expect(n, rcpt).toBe(1)
+        for (const e of terminalEvents(r.events)) expect(r.scenario.recipients).toContain(e.rcpt)
+      }),
+      RUNS
+    )
   })
 
   it("no DSN for a null sender nor for a DSN; otherwise exactly one DSN naming exactly the failed recipients", () => {
-    fc.assert(fc.property(runArb, (r) => {
-      const dsns = r.events.filter((e): e is EventOf<"BounceQueued"> => e.type === "BounceQueued")
-      const failed = terminalEvents(r.events).filter((e) => e.type !== "RecipientDelivered").map((e) => e.rcpt)
-      const owesDsn = r.scenario.sender !== "" && r.scenario.dsnOf === undefined && !completion(r)!.deleted && failed.length > 0
-      if (!owesDsn) expect(dsns).toHaveLength(0)
-      else {
-        expect(dsns).toHaveLength(1)
-        expect([...dsns[0]!.rcpts].sort()).toEqual([...failed].sort())
-      }
-    }), RUNS)
+    fc.assert(
+      fc.property(runArb, (r) => {
+        const dsns = r.events.filter((e): e is EventOf<"BounceQueued"> => e.type === "BounceQueued")
+        const failed = terminalEvents(r.events)
+          .filter((e) => e.type !== "RecipientDelivered")
+          .map((e) => e.rcpt)
+        const owesDsn = r.scenario.sender !== "" && r.scenario.dsnOf === undefined && !completion(r)!.deleted && failed.length > 0
+        if (!owesDsn) expect(dsns).toHaveLength(0)
+        else {
+          expect(dsns).toHaveLength(1)
+          expect([...dsns[0]!.rcpts].sort()).toEqual([...failed].sort())
+        }
+      }),
+      RUNS
+    )
   })
 
   it("decide never returns events for a completed message", () => {
-    fc.assert(fc.property(runArb, (r) => {
-      for (const t of r.trace) if (t.before.status === "completed") expect(E.isLeft(t.result)).toBe(true)
-      const rcpt = r.scenario.recipients[0]!
-      for (const c of allCommands(r.scenario.receivedAt + 10 ** 10, rcpt))
-        expect(decide(c, r.state)).toEqual(E.left({ _tag: "MessageFinished", id: "01JMSG" }))
-    }), RUNS)
+    fc.assert(
+      fc.property(runArb, (r) => {
+        for (const t of r.trace) if (t.before.status === "completed") expect(E.isLeft(t.result)).toBe(true)
+        const rcpt = r.scenario.recipients[0]!
+        for (const c of allCommands(r.scenario.receivedAt + 10 ** 10, rcpt))
+          expect(decide(c, r.state)).toEqual(E.left({ _tag: "MessageFinished", id: "01JMSG" }))
+      }),
+      RUNS
+    )
   })
 
   it("every deferral is scheduled after its own time and no later than receivedAt + lifetime", () => {
-    fc.assert(fc.property(runArb, (r) => {
-      const expiresAt = r.scenario.receivedAt + r.scenario.retry.lifetimeMs
-      for (const e of r.events) {
-        if (e.type !== "AttemptDeferred") continue
-        if (e.nextAttemptAt === null) expect(e.at).toBeGreaterThanOrEqual(expiresAt)
-        else {
-          expect(e.nextAttemptAt).toBeGreaterThan(e.at)
-          expect(e.nextAttemptAt).toBeLessThanOrEqual(expiresAt)
+    fc.assert(
+      fc.property(runArb, (r) => {
+        const expiresAt = r.scenario.receivedAt + r.scenario.retry.lifetimeMs
+        for (const e of r.events) {
+          if (e.type !== "AttemptDeferred") continue
+          if (e.nextAttemptAt === null) expect(e.at).toBeGreaterThanOrEqual(expiresAt)
+          else {
+            expect(e.nextAttemptAt).toBeGreaterThan(e.at)
+            expect(e.nextAttemptAt).toBeLessThanOrEqual(expiresAt)
+          }
         }
-      }
-    }), RUNS)
+      }),
+      RUNS
+    )
   })
 
   it("a refused command never changes the state, and Attempt* events name each reported recipient once", () => {
-    fc.assert(fc.property(runArb, (r) => {
-      for (const t of r.trace) {
-        if (E.isLeft(t.result) || t.command.type !== "ReportAttempt") continue
-        const named = t.result.right.flatMap((e) =>
-          e.type === "AttemptSucceeded" || e.type === "AttemptDeferred" || e.type === "AttemptFailed" ? e.rcpts : [])
-        expect([...named].sort()).toEqual(t.command.results.map((x) => x.rcpt).sort())
-      }
-      // The driver's state only moved on Right results: replaying the Right results alone rebuilds it.
-      expect(fold(r.trace.flatMap((t) => (E.isRight(t.result) ? t.result.right : [])))).toEqual(r.state)
-    }), RUNS)
+    fc.assert(
+      fc.property(runArb, (r) => {
+        for (const t of r.trace) {
+          if (E.isLeft(t.result) || t.command.type !== "ReportAttempt") continue
+          const named = t.result.right.flatMap((e) =>
+            e.type === "AttemptSucceeded" || e.type === "AttemptDeferred" || e.type === "AttemptFailed" ? e.rcpts : []
+          )
+          expect([...named].sort()).toEqual(t.command.results.map((x) => x.rcpt).sort())
+        }
+        // The driver's state only moved on Right results: replaying the Right results alone rebuilds it.
+        expect(fold(r.trace.flatMap((t) => (E.isRight(t.result) ? t.result.right : [])))).toEqual(r.state)
+      }),
+      RUNS
+    )
   })
 })

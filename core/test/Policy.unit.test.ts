@@ -46,25 +46,33 @@ describe("backoff", () => {
   })
 
   it("stays within [round(base*(1-j)), min(maxMs, round(base*(1+j)))] for any policy, failure count and sample", () => {
-    fc.assert(fc.property(
-      fc.integer({ min: 1, max: 10_000_000 }), fc.integer({ min: 0, max: 100_000_000 }), fc.constantFrom(1, 1.5, 2, 3, 10),
-      fc.double({ min: 0, max: 0.9, noNaN: true }), fc.integer({ min: 1, max: 200 }),
-      fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
-      (initialMs, extra, multiplier, jitter, failures, sample) => {
-        const p: RetryPolicy = { initialMs, maxMs: initialMs + extra, multiplier, jitter, lifetimeMs: 1 }
-        const base = Math.min(p.maxMs, initialMs * Math.pow(multiplier, failures - 1))
-        const d = backoff(p, failures, sample)
-        expect(Number.isInteger(d)).toBe(true)
-        expect(d).toBeGreaterThanOrEqual(Math.max(1, Math.min(p.maxMs, Math.round(base * (1 - jitter)))))
-        expect(d).toBeLessThanOrEqual(Math.min(p.maxMs, Math.round(base * (1 + jitter))))
-      }
-    ), { numRuns: 500 })
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 10_000_000 }),
+        fc.integer({ min: 0, max: 100_000_000 }),
+        fc.constantFrom(1, 1.5, 2, 3, 10),
+        fc.double({ min: 0, max: 0.9, noNaN: true }),
+        fc.integer({ min: 1, max: 200 }),
+        fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
+        (initialMs, extra, multiplier, jitter, failures, sample) => {
+          const p: RetryPolicy = { initialMs, maxMs: initialMs + extra, multiplier, jitter, lifetimeMs: 1 }
+          const base = Math.min(p.maxMs, initialMs * Math.pow(multiplier, failures - 1))
+          const d = backoff(p, failures, sample)
+          expect(Number.isInteger(d)).toBe(true)
+          expect(d).toBeGreaterThanOrEqual(Math.max(1, Math.min(p.maxMs, Math.round(base * (1 - jitter)))))
+          expect(d).toBeLessThanOrEqual(Math.min(p.maxMs, Math.round(base * (1 + jitter))))
+        }
+      ),
+      { numRuns: 500 }
+    )
   })
 
   it("never shrinks as failures grow, for a fixed sample", () => {
-    fc.assert(fc.property(fc.integer({ min: 1, max: 100 }), fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), (n, sample) => {
-      expect(backoff(defaultRetry, n + 1, sample)).toBeGreaterThanOrEqual(backoff(defaultRetry, n, sample))
-    }))
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 100 }), fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), (n, sample) => {
+        expect(backoff(defaultRetry, n + 1, sample)).toBeGreaterThanOrEqual(backoff(defaultRetry, n, sample))
+      })
+    )
   })
 
   it("defaults follow Postfix: 300s first, 4000s cap, 5 days lifetime", () => {
@@ -76,7 +84,11 @@ describe("hash", () => {
   const reverseKeys = (v: unknown): unknown => {
     if (v === null || typeof v !== "object") return v
     if (Array.isArray(v)) return v.map(reverseKeys)
-    return Object.fromEntries(Object.entries(v as Record<string, unknown>).reverse().map(([k, x]) => [k, reverseKeys(x)]))
+    return Object.fromEntries(
+      Object.entries(v as Record<string, unknown>)
+        .reverse()
+        .map(([k, x]) => [k, reverseKeys(x)])
+    )
   }
 
   it("is eight lowercase hex digits", () => {
@@ -94,7 +106,12 @@ describe("hash", () => {
 
   it("does not depend on key order, at any depth", () => {
     expect(hash({ a: 1, b: { c: 2, d: [3, { e: 4, f: 5 }] } })).toBe(hash({ b: { d: [3, { f: 5, e: 4 }], c: 2 }, a: 1 }))
-    fc.assert(fc.property(fc.jsonValue(), (v) => { expect(hash(reverseKeys(v))).toBe(hash(v)) }), { numRuns: 300 })
+    fc.assert(
+      fc.property(fc.jsonValue(), (v) => {
+        expect(hash(reverseKeys(v))).toBe(hash(v))
+      }),
+      { numRuns: 300 }
+    )
   })
 
   it("does depend on values and on array order", () => {

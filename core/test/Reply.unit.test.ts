@@ -5,8 +5,17 @@ import { classify, format, parse, Replies, type Reply } from "../src/Reply.js"
 
 describe("classify", () => {
   it("2xx and 3xx succeed, 4xx is transient, 5xx permanent", () => {
-    expect([250, 251, 354, 421, 451, 452, 550, 554, 599].map((code) => classify({ code, text: "" })))
-      .toEqual(["success", "success", "success", "transient", "transient", "transient", "permanent", "permanent", "permanent"])
+    expect([250, 251, 354, 421, 451, 452, 550, 554, 599].map((code) => classify({ code, text: "" }))).toEqual([
+      "success",
+      "success",
+      "success",
+      "transient",
+      "transient",
+      "transient",
+      "permanent",
+      "permanent",
+      "permanent"
+    ])
   })
 
   it("a code outside 2xx-5xx is transient: nothing is lost on a nonsense reply", () => {
@@ -18,7 +27,11 @@ describe("classify", () => {
 describe("parse", () => {
   it("reads a code, an enhanced code and the text", () => {
     expect(parse("550 5.1.1 User unknown")).toEqual({ code: 550, enhanced: "5.1.1", text: "User unknown" })
-    expect(parse("556 5.1.10 Recipient domain does not accept mail\r\n")).toEqual({ code: 556, enhanced: "5.1.10", text: "Recipient domain does not accept mail" })
+    expect(parse("556 5.1.10 Recipient domain does not accept mail\r\n")).toEqual({
+      code: 556,
+      enhanced: "5.1.10",
+      text: "Recipient domain does not accept mail"
+    })
   })
 
   it("reads a reply with no enhanced code", () => {
@@ -36,8 +49,10 @@ describe("parse", () => {
   })
 
   it("joins the lines of a multi-line reply", () => {
-    expect(parse("250-mx.example.org Hello\r\n250-SIZE 10240000\r\n250 HELP\r\n"))
-      .toEqual({ code: 250, text: "mx.example.org Hello SIZE 10240000 HELP" })
+    expect(parse("250-mx.example.org Hello\r\n250-SIZE 10240000\r\n250 HELP\r\n")).toEqual({
+      code: 250,
+      text: "mx.example.org Hello SIZE 10240000 HELP"
+    })
   })
 
   it("keeps the enhanced code once when every line repeats it (RFC 2034)", () => {
@@ -47,13 +62,18 @@ describe("parse", () => {
       "550 5.1.1 unnecessary spaces. https://support.example/answer/6596 x1si"
     ].join("\r\n")
     expect(parse(raw)).toEqual({
-      code: 550, enhanced: "5.1.1",
+      code: 550,
+      enhanced: "5.1.1",
       text: "The email account that you tried to reach does not exist. Please try double-checking the recipient's email address for typos or unnecessary spaces. https://support.example/answer/6596 x1si"
     })
   })
 
   it("accepts LF-only line ends and skips blank lines", () => {
-    expect(parse("451-4.7.1 Greylisted\n\n451 4.7.1 come back later\n")).toEqual({ code: 451, enhanced: "4.7.1", text: "Greylisted come back later" })
+    expect(parse("451-4.7.1 Greylisted\n\n451 4.7.1 come back later\n")).toEqual({
+      code: 451,
+      enhanced: "4.7.1",
+      text: "Greylisted come back later"
+    })
   })
 
   it("takes the enhanced code only from the start of the text, and only a well-formed one", () => {
@@ -73,28 +93,37 @@ describe("parse", () => {
   })
 
   it("never returns text with CR or LF, and always a three-digit code, whatever it is given", () => {
-    fc.assert(fc.property(fc.string({ unit: "binary", maxLength: 200 }), (raw) => {
-      const r = parse(raw)
-      expect(r.text).not.toMatch(/[\r\n]/)
-      expect(r.code).toBeGreaterThanOrEqual(0)
-      expect(r.code).toBeLessThanOrEqual(999)
-      if (r.enhanced !== undefined) expect(r.enhanced).toMatch(/^[245]\.\d{1,3}\.\d{1,3}$/)
-    }), { numRuns: 500 })
+    fc.assert(
+      fc.property(fc.string({ unit: "binary", maxLength: 200 }), (raw) => {
+        const r = parse(raw)
+        expect(r.text).not.toMatch(/[\r\n]/)
+        expect(r.code).toBeGreaterThanOrEqual(0)
+        expect(r.code).toBeLessThanOrEqual(999)
+        if (r.enhanced !== undefined) expect(r.enhanced).toMatch(/^[245]\.\d{1,3}\.\d{1,3}$/)
+      }),
+      { numRuns: 500 }
+    )
   })
 
   it("reads back what format wrote", () => {
     const word = fc.stringMatching(/^[A-Za-z][A-Za-z0-9.,:'-]{0,11}$/)
     const replyArb: fc.Arbitrary<Reply> = fc.record({
       code: fc.integer({ min: 200, max: 599 }),
-      enhanced: fc.option(fc.tuple(fc.constantFrom(2, 4, 5), fc.integer({ min: 0, max: 999 }), fc.integer({ min: 0, max: 999 })).map((t) => t.join(".")), { nil: undefined }),
+      enhanced: fc.option(
+        fc.tuple(fc.constantFrom(2, 4, 5), fc.integer({ min: 0, max: 999 }), fc.integer({ min: 0, max: 999 })).map((t) => t.join(".")),
+        { nil: undefined }
+      ),
       text: fc.array(word, { minLength: 1, maxLength: 8 }).map((ws) => ws.join(" "))
     })
-    fc.assert(fc.property(replyArb, (r) => {
-      const back = parse(format(r))
-      expect(back.code).toBe(r.code)
-      expect(back.enhanced).toBe(r.enhanced)
-      expect(back.text).toBe(r.text)
-    }), { numRuns: 300 })
+    fc.assert(
+      fc.property(replyArb, (r) => {
+        const back = parse(format(r))
+        expect(back.code).toBe(r.code)
+        expect(back.enhanced).toBe(r.enhanced)
+        expect(back.text).toBe(r.text)
+      }),
+      { numRuns: 300 }
+    )
   })
 })
 
@@ -107,7 +136,9 @@ describe("format", () => {
 })
 
 describe("Replies", () => {
-  const table: ReadonlyArray<readonly [string, Reply]> = Object.entries(Replies).map(([k, v]) => [k, typeof v === "function" ? v("x") : v] as const)
+  const table: ReadonlyArray<readonly [string, Reply]> = Object.entries(Replies).map(
+    ([k, v]) => [k, typeof v === "function" ? v("x") : v] as const
+  )
 
   it("every reply has a well-formed enhanced code and a one-line text", () => {
     for (const [name, r] of table) {
@@ -125,9 +156,24 @@ describe("Replies", () => {
   })
 
   it("the replies that must not lose mail are transient, the refusals permanent", () => {
-    for (const r of [Replies.storeBusy, Replies.storeFull, Replies.tooManyRecipients, Replies.dnsTempFail, Replies.connectFailed("x"), Replies.localError("x")])
+    for (const r of [
+      Replies.storeBusy,
+      Replies.storeFull,
+      Replies.tooManyRecipients,
+      Replies.dnsTempFail,
+      Replies.connectFailed("x"),
+      Replies.localError("x")
+    ])
       expect(classify(r)).toBe("transient")
-    for (const r of [Replies.tooBig, Replies.relayDenied, Replies.badSyntax, Replies.bareLf, Replies.nullMx, Replies.noSuchDomain, Replies.operatorBounce("x")])
+    for (const r of [
+      Replies.tooBig,
+      Replies.relayDenied,
+      Replies.badSyntax,
+      Replies.bareLf,
+      Replies.nullMx,
+      Replies.noSuchDomain,
+      Replies.operatorBounce("x")
+    ])
       expect(classify(r)).toBe("permanent")
   })
 })

@@ -20,11 +20,27 @@ const ev = <T extends string, F extends Schema.Struct.Fields>(type: T, fields: F
   Schema.Struct({ type: Schema.Literal(type), ...Meta, ...fields })
 
 export const EventSchema = Schema.Union([
-  ev("MessageReceived", { id: Schema.String, sender: Schema.String, recipients: Strings, size: Schema.Number, digest: Schema.String, client: Client, dsnOf: Schema.optional(Schema.String) }),
-  ev("RecipientsRouted", { routes: Schema.Array(Schema.Struct({ rcpt: Schema.String, destination: Destination, dns: Schema.optional(Schema.Array(Dns)) })) }),
+  ev("MessageReceived", {
+    id: Schema.String,
+    sender: Schema.String,
+    recipients: Strings,
+    size: Schema.Number,
+    digest: Schema.String,
+    client: Client,
+    dsnOf: Schema.optional(Schema.String)
+  }),
+  ev("RecipientsRouted", {
+    routes: Schema.Array(Schema.Struct({ rcpt: Schema.String, destination: Destination, dns: Schema.optional(Schema.Array(Dns)) }))
+  }),
   ev("AttemptStarted", { attempt: Schema.Number, rcpts: Strings, destination: Schema.String }),
   ev("AttemptSucceeded", { attempt: Schema.Number, rcpts: Strings, host: Schema.String, reply: Reply }),
-  ev("AttemptDeferred", { attempt: Schema.Number, rcpts: Strings, host: Schema.String, reply: Reply, nextAttemptAt: Schema.NullOr(Schema.Number) }),
+  ev("AttemptDeferred", {
+    attempt: Schema.Number,
+    rcpts: Strings,
+    host: Schema.String,
+    reply: Reply,
+    nextAttemptAt: Schema.NullOr(Schema.Number)
+  }),
   ev("AttemptFailed", { attempt: Schema.Number, rcpts: Strings, host: Schema.String, reply: Reply }),
   ev("RecipientDelivered", { rcpt: Schema.String, host: Schema.String, reply: Reply }),
   ev("RecipientBounced", { rcpt: Schema.String, reply: Reply }),
@@ -53,7 +69,13 @@ const decodeStrict = Schema.decodeUnknownSync(EventSchema)
 const upcasters: Record<number, (raw: Record<string, unknown>) => Record<string, unknown>> = {
   0: (raw) => {
     const { time, ...rest } = raw
-    return { ...rest, v: 1, at: typeof time === "number" ? time : rest["at"], policy: rest["policy"] ?? "unknown", node: rest["node"] ?? "unknown" }
+    return {
+      ...rest,
+      v: 1,
+      at: typeof time === "number" ? time : rest["at"],
+      policy: rest["policy"] ?? "unknown",
+      node: rest["node"] ?? "unknown"
+    }
   }
 }
 

@@ -27,6 +27,9 @@ export const open = async (o: EmbeddedOptions): Promise<SqliteStore.SqliteStore>
   return {
     ...sqlite,
     events,
-    close: async () => { await sqlite.close(); await events.close() }
+    close: async () => {
+      await sqlite.close()
+      await events.close()
+    }
   }
 }

@@ -33,7 +33,7 @@ export interface EventStore {
 }
 
 export const streamOf = (messageId: string): string => `message-${messageId}`
-export const idOf = (stream: string): string => stream.startsWith("message-") ? stream.slice(8) : stream
+export const idOf = (stream: string): string => (stream.startsWith("message-") ? stream.slice(8) : stream)
 
 /** In-memory adapter: for unit tests and what-if simulation; same contract as the durable ones. */
 export const makeMemory = (): EventStore => {

@@ -10,7 +10,18 @@
 // readAll/head scans $all from the start once (events of other prefixes and system events are skipped client
 // side, as readAll has no server-side filter in the v6 client); later calls read only what is new. Numbering is
 // stable because Missive never deletes or scavenges streams of its prefix. Must not decide anything.
-import { END, EventStoreDBClient, FORWARDS, jsonEvent, NO_STREAM, START, StreamNotFoundError, WrongExpectedVersionError, type AllStreamResolvedEvent, type Position } from "@eventstore/db-client"
+import {
+  END,
+  EventStoreDBClient,
+  FORWARDS,
+  jsonEvent,
+  NO_STREAM,
+  START,
+  StreamNotFoundError,
+  WrongExpectedVersionError,
+  type AllStreamResolvedEvent,
+  type Position
+} from "@eventstore/db-client"
 import { decodeTrusted, encode } from "./Codec.js"
 import type { EventStore, StoredEvent } from "./EventStore.js"
 import { StoreUnavailable, WrongExpectedVersion } from "./StoreError.js"
@@ -44,7 +55,8 @@ export const open = async (o: EventStoreDbOptions): Promise<EventStore> => {
     return { stream, version: Number(e.revision) + 1, position, event: decodeTrusted(JSON.stringify(e.data)) }
   }
   const mine = (r: AllStreamResolvedEvent) => r.event !== undefined && streamOfName(r.event.streamId) !== undefined
-  const same = (a: Position | undefined, b: Position | undefined) => a !== undefined && b !== undefined && a.commit === b.commit && a.prepare === b.prepare
+  const same = (a: Position | undefined, b: Position | undefined) =>
+    a !== undefined && b !== undefined && a.commit === b.commit && a.prepare === b.prepare
   const note = (n: number, p: Position | undefined) => {
     if (!p) return
     if (n % CHECKPOINT_EVERY === 0 && checkpoints.length === n / CHECKPOINT_EVERY - 1) checkpoints.push(p)
@@ -81,9 +93,13 @@ export const open = async (o: EventStoreDbOptions): Promise<EventStore> => {
 
   const append: EventStore["append"] = async (stream, expectedVersion, evs) => {
     try {
-      const r = await client.appendToStream(esdbName(stream), evs.map((e) => jsonEvent({ type: e.type, data: JSON.parse(encode(e)) })), {
-        expectedRevision: expectedVersion === 0 ? NO_STREAM : BigInt(expectedVersion - 1)
-      })
+      const r = await client.appendToStream(
+        esdbName(stream),
+        evs.map((e) => jsonEvent({ type: e.type, data: JSON.parse(encode(e)) })),
+        {
+          expectedRevision: expectedVersion === 0 ? NO_STREAM : BigInt(expectedVersion - 1)
+        }
+      )
       const version = Number(r.nextExpectedRevision) + 1
       // The global position of this append is only known by counting: read up to it (cheap when caught up).
       return { version, position: await head() }
@@ -115,7 +131,10 @@ export const open = async (o: EventStoreDbOptions): Promise<EventStore> => {
   const readAll: EventStore["readAll"] = async (after, limit) => {
     const out: Array<StoredEvent> = []
     if (limit <= 0) return out
-    await scan(after, (e) => { out.push(e); return out.length < limit })
+    await scan(after, (e) => {
+      out.push(e)
+      return out.length < limit
+    })
     return out
   }
 
@@ -130,7 +149,11 @@ export const open = async (o: EventStoreDbOptions): Promise<EventStore> => {
     void (async () => {
       // Catch up by reading (numbering as we go), then follow $all live from the last position seen.
       let n = after
-      await scan(after, (e) => { if (!stopped) onEvent(e); n = e.position; return !stopped })
+      await scan(after, (e) => {
+        if (!stopped) onEvent(e)
+        n = e.position
+        return !stopped
+      })
       if (stopped) return
       n = Math.max(n, known.count)
       const s = client.subscribeToAll({ fromPosition: known.at ?? START, resolveLinkTos: false })
@@ -146,7 +169,10 @@ export const open = async (o: EventStoreDbOptions): Promise<EventStore> => {
         if (e && n > after) onEvent(e)
       }
     })().catch(() => {})
-    return () => { stopped = true; void sub?.unsubscribe().catch(() => {}) }
+    return () => {
+      stopped = true
+      void sub?.unsubscribe().catch(() => {})
+    }
   }
 
   // Fail fast on a wrong URL or a server that is down: ask for the end of $all once.

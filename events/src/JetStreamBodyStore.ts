@@ -16,7 +16,6 @@ export interface JetStreamBodyStoreOptions {
 
 export const bucketName = (prefix: string): string => `${prefix.replace(/[^A-Za-z0-9_-]/g, "_")}_bodies`
 
-
 export const open = async (o: JetStreamBodyStoreOptions): Promise<BodyStore> => {
   const objm = new Objm(o.nc)
   const os: ObjectStore = await objm.create(bucketName(o.prefix ?? "missive"), { replicas: o.replicas ?? 1 })

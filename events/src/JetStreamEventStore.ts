@@ -23,10 +23,8 @@ export interface JetStreamEventStoreOptions {
 const VERSION = "Missive-Version"
 
 /** A stream name as one subject token: kept when safe, otherwise base64url with a `~` mark. */
-const tokenOf = (stream: string): string =>
-  /^[A-Za-z0-9_-]+$/.test(stream) ? stream : `~${Buffer.from(stream).toString("base64url")}`
-const streamOfToken = (token: string): string =>
-  token.startsWith("~") ? Buffer.from(token.slice(1), "base64url").toString() : token
+const tokenOf = (stream: string): string => (/^[A-Za-z0-9_-]+$/.test(stream) ? stream : `~${Buffer.from(stream).toString("base64url")}`)
+const streamOfToken = (token: string): string => (token.startsWith("~") ? Buffer.from(token.slice(1), "base64url").toString() : token)
 
 export const streamName = (prefix: string): string => `${prefix.toUpperCase().replace(/[^A-Z0-9_-]/g, "_")}_EVENTS`
 
@@ -36,8 +34,11 @@ export const ensureStream = async (jsm: JetStreamManager, prefix: string, replic
   try {
     await jsm.streams.info(name)
   } catch {
-    await jsm.streams.add({ name, subjects: [`${prefix}.ev.>`], num_replicas: replicas, allow_direct: true, duplicate_window: 120_000_000_000 })
-      .catch(async (e) => { if (!isAlreadyExists(e)) throw e })
+    await jsm.streams
+      .add({ name, subjects: [`${prefix}.ev.>`], num_replicas: replicas, allow_direct: true, duplicate_window: 120_000_000_000 })
+      .catch(async (e) => {
+        if (!isAlreadyExists(e)) throw e
+      })
   }
   return name
 }
@@ -85,7 +86,10 @@ export const open = async (o: JetStreamEventStoreOptions): Promise<EventStore> =
     const events: Array<StoredEvent> = cached ? [...cached.events] : []
     let from = cached ? cached.seq + 1 : 1
     for (;;) {
-      if (from === last.seq) { events.push(...toStored(last)); break }
+      if (from === last.seq) {
+        events.push(...toStored(last))
+        break
+      }
       let m: StoredMsg | null
       try {
         m = await jsm.streams.getMessage(name, { seq: from, next_by_subj: subjectOf(stream) } as unknown as { seq: number })
@@ -116,13 +120,19 @@ export const open = async (o: JetStreamEventStoreOptions): Promise<EventStore> =
       h.set(VERSION, String(version))
       try {
         const ack = await js.publish(subjectOf(stream), `[${evs.map(encode).join(",")}]`, {
-          headers: h, msgID: `${tokenOf(stream)}:${version}`, expect: { lastSubjectSequence: known.seq }
+          headers: h,
+          msgID: `${tokenOf(stream)}:${version}`,
+          expect: { lastSubjectSequence: known.seq }
         })
         if (ack.duplicate) {
           // A retry of an append whose ack was lost, or someone else's append of the same version: read to tell.
           cache.delete(stream)
           const now = await current(stream)
-          const mine = now.events.slice(expectedVersion).map((e) => encode(e.event)).join(",") === evs.map(encode).join(",")
+          const mine =
+            now.events
+              .slice(expectedVersion)
+              .map((e) => encode(e.event))
+              .join(",") === evs.map(encode).join(",")
           if (!mine) throw new WrongExpectedVersion({ stream, expected: expectedVersion, actual: now.events.length })
           return { version, position: ack.seq }
         }
@@ -176,13 +186,19 @@ export const open = async (o: JetStreamEventStoreOptions): Promise<EventStore> =
       const c = await js.consumers.get(name, { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: after + 1 })
       if (stopped) return void (await c.delete().catch(() => {}))
       const it = await c.consume()
-      stopConsumer = () => { it.stop(); void c.delete().catch(() => {}) }
+      stopConsumer = () => {
+        it.stop()
+        void c.delete().catch(() => {})
+      }
       for await (const m of it) {
         if (stopped) break
         for (const e of toStored({ subject: m.subject, seq: m.seq, header: m.headers, data: m.data } as unknown as StoredMsg)) onEvent(e)
       }
     })().catch(() => {})
-    return () => { stopped = true; stopConsumer?.() }
+    return () => {
+      stopped = true
+      stopConsumer?.()
+    }
   }
 
   return {
@@ -191,6 +207,8 @@ export const open = async (o: JetStreamEventStoreOptions): Promise<EventStore> =
     readAll,
     subscribe,
     head,
-    close: async () => { cache.clear() }
+    close: async () => {
+      cache.clear()
+    }
   }
 }

@@ -7,7 +7,16 @@
 // of a message whose carrier waits elsewhere. Must not decide or schedule: nodes/src/scheduler drives the shards'
 // consumer; this module only stores, finds and removes.
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node"
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream"
+import {
+  AckPolicy,
+  DeliverPolicy,
+  jetstream,
+  jetstreamManager,
+  RetentionPolicy,
+  type JetStreamClient,
+  type JetStreamManager,
+  type StoredMsg
+} from "@nats-io/jetstream"
 import { Hash, type Message } from "@missive/core"
 import { decodeTrusted, encode } from "./Codec.js"
 import { isAlreadyExists, isGone, unavailable } from "./internal/NatsFault.js"
@@ -127,18 +136,36 @@ export const open = async (o: InboxOptions): Promise<Inbox> => {
       await jsm.streams.info(name)
     } catch {
       created = true
-      await jsm.streams.add({
-        name, subjects, retention: RetentionPolicy.Workqueue, num_replicas: o.replicas ?? 1, allow_direct: true,
-        duplicate_window: 120_000_000_000, max_msg_size: -1
-      }).catch((e) => { if (!isAlreadyExists(e)) throw e })
+      await jsm.streams
+        .add({
+          name,
+          subjects,
+          retention: RetentionPolicy.Workqueue,
+          num_replicas: o.replicas ?? 1,
+          allow_direct: true,
+          duplicate_window: 120_000_000_000,
+          max_msg_size: -1
+        })
+        .catch((e) => {
+          if (!isAlreadyExists(e)) throw e
+        })
     }
     try {
       await jsm.consumers.info(name, consumer)
     } catch {
-      await jsm.consumers.add(name, {
-        durable_name: consumer, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All,
-        ack_wait: ackWaitMs * 1_000_000, max_deliver: -1, max_ack_pending: 1_000_000, max_waiting: 4096
-      }).catch((e) => { if (!isAlreadyExists(e)) throw e })
+      await jsm.consumers
+        .add(name, {
+          durable_name: consumer,
+          ack_policy: AckPolicy.Explicit,
+          deliver_policy: DeliverPolicy.All,
+          ack_wait: ackWaitMs * 1_000_000,
+          max_deliver: -1,
+          max_ack_pending: 1_000_000,
+          max_waiting: 4096
+        })
+        .catch((e) => {
+          if (!isAlreadyExists(e)) throw e
+        })
     }
   }
 
@@ -196,15 +223,17 @@ export const open = async (o: InboxOptions): Promise<Inbox> => {
   }
 
   const find: Inbox["find"] = async (id) => {
-    const found = await Promise.all(names.map(async (name, k) => {
-      try {
-        const m = await jsm.streams.getMessage(name, { last_by_subj: carrierSubject(k, id) })
-        return m ? { k, m } : null
-      } catch (e) {
-        if (isGone(e)) return null
-        throw unavailable("inbox read failed", e)
-      }
-    }))
+    const found = await Promise.all(
+      names.map(async (name, k) => {
+        try {
+          const m = await jsm.streams.getMessage(name, { last_by_subj: carrierSubject(k, id) })
+          return m ? { k, m } : null
+        } catch (e) {
+          if (isGone(e)) return null
+          throw unavailable("inbox read failed", e)
+        }
+      })
+    )
     const hit = found.find((x): x is { k: number; m: StoredMsg } => x !== null)
     if (!hit) return null
     const inline = hit.m.header?.get(KIND) === "carrier"
@@ -223,9 +252,11 @@ export const open = async (o: InboxOptions): Promise<Inbox> => {
   const list: Inbox["list"] = async (limit) => {
     const out: Array<Entry> = []
     for (let k = 0; k < shards; k++) {
-      const info = await jsm.streams.info(names[k]!).catch((e) => { throw unavailable("inbox read failed", e) })
+      const info = await jsm.streams.info(names[k]!).catch((e) => {
+        throw unavailable("inbox read failed", e)
+      })
       if (info.state.messages === 0) continue
-      for (let seq = info.state.first_seq; seq <= info.state.last_seq && out.length < limit; ) {
+      for (let seq = info.state.first_seq; seq <= info.state.last_seq && out.length < limit;) {
         let m: StoredMsg | null
         try {
           m = await jsm.streams.getMessage(names[k]!, { seq, next_by_subj: `${prefix}.*.${k}.*` } as unknown as { seq: number })
@@ -244,7 +275,12 @@ export const open = async (o: InboxOptions): Promise<Inbox> => {
 
   const count: Inbox["count"] = async () => {
     let n = 0
-    for (const name of names) n += (await jsm.streams.info(name).catch((e) => { throw unavailable("inbox read failed", e) })).state.messages
+    for (const name of names)
+      n += (
+        await jsm.streams.info(name).catch((e) => {
+          throw unavailable("inbox read failed", e)
+        })
+      ).state.messages
     return n
   }
 

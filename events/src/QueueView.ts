@@ -9,7 +9,12 @@ export interface QueueRow {
   readonly ageMs: number
   readonly size: number
   readonly sender: string
-  readonly recipients: ReadonlyArray<{ readonly address: string; readonly status: Message.RecipientStatus; readonly nextAttemptAt?: number | undefined; readonly lastReply?: string | undefined }>
+  readonly recipients: ReadonlyArray<{
+    readonly address: string
+    readonly status: Message.RecipientStatus
+    readonly nextAttemptAt?: number | undefined
+    readonly lastReply?: string | undefined
+  }>
   readonly held: boolean
   readonly nextAttemptAt?: number | undefined
   readonly lastReply?: string | undefined
@@ -20,9 +25,19 @@ export const rowOf = (s: Message.State, now: number): QueueRow | undefined => {
   if (s.status === "empty") return undefined
   const last = [...s.recipients].reverse().find((r) => r.lastReply)
   return {
-    id: s.id, receivedAt: s.receivedAt, ageMs: now - s.receivedAt, size: s.size, sender: s.sender, held: s.held,
+    id: s.id,
+    receivedAt: s.receivedAt,
+    ageMs: now - s.receivedAt,
+    size: s.size,
+    sender: s.sender,
+    held: s.held,
     status: s.status,
-    recipients: s.recipients.map((r) => ({ address: r.address, status: r.status, nextAttemptAt: r.nextAttemptAt, lastReply: r.lastReply ? Reply.format(r.lastReply) : undefined })),
+    recipients: s.recipients.map((r) => ({
+      address: r.address,
+      status: r.status,
+      nextAttemptAt: r.nextAttemptAt,
+      lastReply: r.lastReply ? Reply.format(r.lastReply) : undefined
+    })),
     nextAttemptAt: s.status === "active" && !s.held ? Message.nextDue(s) : undefined,
     lastReply: last?.lastReply ? Reply.format(last.lastReply) : undefined
   }
@@ -43,9 +58,16 @@ export const formatTable = (rows: ReadonlyArray<QueueRow>): string => {
   const out: Array<string> = []
   out.push(["ID".padEnd(26), "AGE".padStart(8), "SIZE".padStart(9), "NEXT ATTEMPT".padEnd(24), "SENDER"].join("  "))
   for (const r of rows) {
-    out.push([r.id.padEnd(26), formatAge(r.ageMs).padStart(8), String(r.size).padStart(9), (r.held ? "held" : iso(r.nextAttemptAt)).padEnd(24), r.sender === "" ? "<>" : r.sender].join("  "))
-    for (const rc of r.recipients)
-      out.push(`    ${rc.address}  ${rc.status}${rc.lastReply ? `  (${rc.lastReply})` : ""}`)
+    out.push(
+      [
+        r.id.padEnd(26),
+        formatAge(r.ageMs).padStart(8),
+        String(r.size).padStart(9),
+        (r.held ? "held" : iso(r.nextAttemptAt)).padEnd(24),
+        r.sender === "" ? "<>" : r.sender
+      ].join("  ")
+    )
+    for (const rc of r.recipients) out.push(`    ${rc.address}  ${rc.status}${rc.lastReply ? `  (${rc.lastReply})` : ""}`)
   }
   out.push(`-- ${rows.length} message${rows.length === 1 ? "" : "s"}, ${rows.reduce((n, r) => n + r.size, 0)} bytes`)
   return out.join("\n")

@@ -89,19 +89,26 @@ const workerCommitter = (path: string, synchronous: string): { commit: Committer
     closed?.()
   }
   worker.on("error", fail)
-  worker.on("exit", (code) => { if (code !== 0) fail(new Error(`writer thread exited with code ${code}`)); else closed?.() })
+  worker.on("exit", (code) => {
+    if (code !== 0) fail(new Error(`writer thread exited with code ${code}`))
+    else closed?.()
+  })
   return {
-    commit: (ops) => new Promise((resolve, reject) => {
-      if (dead) return reject(new StoreUnavailable(`store writer failed: ${dead.message}`))
-      const id = nextId++
-      waiting.set(id, { resolve, reject })
-      worker.postMessage({ id, ops })
-    }),
-    close: () => new Promise<void>((resolve) => {
-      if (dead) return resolve()
-      closed = resolve
-      worker.postMessage({ close: true })
-    }).then(() => worker.terminate()).then(() => undefined)
+    commit: (ops) =>
+      new Promise((resolve, reject) => {
+        if (dead) return reject(new StoreUnavailable(`store writer failed: ${dead.message}`))
+        const id = nextId++
+        waiting.set(id, { resolve, reject })
+        worker.postMessage({ id, ops })
+      }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        if (dead) return resolve()
+        closed = resolve
+        worker.postMessage({ close: true })
+      })
+        .then(() => worker.terminate())
+        .then(() => undefined)
   }
 }
 
@@ -117,17 +124,27 @@ export const open = (options: SqliteOptions): SqliteStore => {
   }
   const db = new Database(options.path, { readonly, fileMustExist: readonly })
   db.pragma("busy_timeout = 5000")
-  const writer = readonly ? undefined
-    : (options.writer ?? "worker") === "worker" && options.path !== ":memory:" ? workerCommitter(options.path, synchronous)
-    : inlineCommitter(options.path, synchronous)
+  const writer = readonly
+    ? undefined
+    : (options.writer ?? "worker") === "worker" && options.path !== ":memory:"
+      ? workerCommitter(options.path, synchronous)
+      : inlineCommitter(options.path, synchronous)
   const maxPending = options.maxPending ?? 20_000
   const delay = options.groupCommitMs ?? 0
 
   const q = {
-    readStream: db.prepare<[string], { position: number; version: number; data: string }>("SELECT position, version, data FROM events WHERE stream = ? ORDER BY version"),
-    readAll: db.prepare<[number, number], { position: number; stream: string; version: number; data: string }>("SELECT position, stream, version, data FROM events WHERE position > ? ORDER BY position LIMIT ?"),
+    readStream: db.prepare<[string], { position: number; version: number; data: string }>(
+      "SELECT position, version, data FROM events WHERE stream = ? ORDER BY version"
+    ),
+    readAll: db.prepare<[number, number], { position: number; stream: string; version: number; data: string }>(
+      "SELECT position, stream, version, data FROM events WHERE position > ? ORDER BY position LIMIT ?"
+    ),
     // The replay read path: rows as arrays (no per-row object), [position, stream, version, data].
-    readAllRaw: db.prepare<[number, number], [number, string, number, string]>("SELECT position, stream, version, data FROM events WHERE position > ? ORDER BY position LIMIT ?").raw(true),
+    readAllRaw: db
+      .prepare<[number, number], [number, string, number, string]>(
+        "SELECT position, stream, version, data FROM events WHERE position > ? ORDER BY position LIMIT ?"
+      )
+      .raw(true),
     head: db.prepare<[], { p: number | null }>("SELECT max(position) AS p FROM events"),
     getBody: db.prepare<[string], { bytes: Buffer }>("SELECT bytes FROM bodies WHERE digest = ?"),
     // Walks the due-time index from the front and stops at the first unleased row: leased rows (messages being
@@ -154,7 +171,14 @@ export const open = (options: SqliteOptions): SqliteStore => {
       if (p.op.k === "append" && p.events) {
         const { version, position } = r.value as { version: number; position: number }
         const n = p.events.length
-        p.events.forEach((event, j) => published.push({ stream: p.op.k === "append" ? p.op.stream : "", version: version - n + 1 + j, position: position - n + 1 + j, event }))
+        p.events.forEach((event, j) =>
+          published.push({
+            stream: p.op.k === "append" ? p.op.stream : "",
+            version: version - n + 1 + j,
+            position: position - n + 1 + j,
+            event
+          })
+        )
       }
       p.resolve(r.value)
     })
@@ -166,13 +190,18 @@ export const open = (options: SqliteOptions): SqliteStore => {
     if (inFlight || queue.length === 0 || !writer) return
     const batch = queue
     queue = []
-    inFlight = writer.commit(batch.map((p) => p.op)).then(
-      (results) => settle(batch, results),
-      (e) => { for (const p of batch) p.reject(e instanceof StoreUnavailable ? e : new StoreUnavailable(String(e))) }
-    ).finally(() => {
-      inFlight = undefined
-      if (queue.length > 0) schedule()
-    })
+    inFlight = writer
+      .commit(batch.map((p) => p.op))
+      .then(
+        (results) => settle(batch, results),
+        (e) => {
+          for (const p of batch) p.reject(e instanceof StoreUnavailable ? e : new StoreUnavailable(String(e)))
+        }
+      )
+      .finally(() => {
+        inFlight = undefined
+        if (queue.length > 0) schedule()
+      })
   }
 
   const schedule = () => {
@@ -190,13 +219,26 @@ export const open = (options: SqliteOptions): SqliteStore => {
       if (!inFlight) schedule()
     })
 
-  const toStored = (stream: string, r: { position: number; version: number; data: string }): StoredEvent =>
-    ({ stream, version: r.version, position: r.position, event: decodeTrusted(r.data) })
+  const toStored = (stream: string, r: { position: number; version: number; data: string }): StoredEvent => ({
+    stream,
+    version: r.version,
+    position: r.position,
+    event: decodeTrusted(r.data)
+  })
 
   const events: EventStore = {
-    append: (stream, expected, evs) => enqueue({
-      k: "append", stream, expected, data: evs.map(encode), types: evs.map((e) => e.type), ats: evs.map((e) => e.at)
-    }, evs),
+    append: (stream, expected, evs) =>
+      enqueue(
+        {
+          k: "append",
+          stream,
+          expected,
+          data: evs.map(encode),
+          types: evs.map((e) => e.type),
+          ats: evs.map((e) => e.at)
+        },
+        evs
+      ),
     read: async (stream) => q.readStream.all(stream).map((r) => toStored(stream, r)),
     readAll: async (after, limit) => {
       const rows = q.readAllRaw.all(after, limit)
@@ -245,7 +287,9 @@ export const open = (options: SqliteOptions): SqliteStore => {
   }
 
   return {
-    events, bodies, work,
+    events,
+    bodies,
+    work,
     pending: () => queue.length,
     close: async () => {
       if (closed) return

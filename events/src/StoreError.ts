@@ -10,7 +10,10 @@ export class WrongExpectedVersion extends Error {
 
 export class StoreUnavailable extends Error {
   readonly _tag = "StoreUnavailable" as const
-  constructor(readonly reason: string, readonly full = false) {
+  constructor(
+    readonly reason: string,
+    readonly full = false
+  ) {
     super(reason)
   }
 }

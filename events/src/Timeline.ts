@@ -13,10 +13,16 @@ export const iso = (ms: number): string => new Date(ms).toISOString()
 export const formatDuration = (ms: number): string => {
   const neg = ms < 0
   const a = Math.abs(ms)
-  const s = a < 1000 ? `${Math.round(a)}ms` : a < 60_000 ? `${(a / 1000).toFixed(1)}s`
-    : a < 3_600_000 ? `${Math.floor(a / 60_000)}m${String(Math.floor((a % 60_000) / 1000)).padStart(2, "0")}s`
-    : a < 86_400_000 ? `${Math.floor(a / 3_600_000)}h${String(Math.floor((a % 3_600_000) / 60_000)).padStart(2, "0")}m`
-    : `${Math.floor(a / 86_400_000)}d${String(Math.floor((a % 86_400_000) / 3_600_000)).padStart(2, "0")}h`
+  const s =
+    a < 1000
+      ? `${Math.round(a)}ms`
+      : a < 60_000
+        ? `${(a / 1000).toFixed(1)}s`
+        : a < 3_600_000
+          ? `${Math.floor(a / 60_000)}m${String(Math.floor((a % 60_000) / 1000)).padStart(2, "0")}s`
+          : a < 86_400_000
+            ? `${Math.floor(a / 3_600_000)}h${String(Math.floor((a % 3_600_000) / 60_000)).padStart(2, "0")}m`
+            : `${Math.floor(a / 86_400_000)}d${String(Math.floor((a % 86_400_000) / 3_600_000)).padStart(2, "0")}h`
   return neg ? `-${s}` : s
 }
 
@@ -55,13 +61,21 @@ export const describe = (e: Message.Event): string => {
     case "MessageReceived":
       return `from <${e.sender}> to ${e.recipients.map((r) => `<${r}>`).join(", ")}, ${e.size} bytes, client ${e.client.ip} (helo ${e.client.helo}${e.client.tls ? ", TLS" : ""}${e.client.user ? `, auth ${e.client.user}` : ""})${e.dsnOf ? `, DSN for ${e.dsnOf}` : ""}`
     case "RecipientsRouted":
-      return e.routes.map((r) => {
-        const d = r.destination
-        const where = d.kind === "smtp" ? `${d.via} ${d.key} -> ${d.hops.map((h) => `${h.host}:${h.port}`).join(", ") || "(no hosts)"}`
-          : d.kind === "lmtp" ? `lmtp ${d.host}:${d.port}` : d.kind === "maildir" ? `maildir ${d.mailbox}` : `unroutable: ${Reply.format(d.reply)}`
-        const dns = r.dns?.map((x) => `${x.type} ${x.name} ${x.rcode}${x.answers.length ? ` [${x.answers.join("; ")}]` : ""}`).join(" | ")
-        return `<${r.rcpt}> ${where}${dns ? ` (dns: ${dns})` : ""}`
-      }).join("; ")
+      return e.routes
+        .map((r) => {
+          const d = r.destination
+          const where =
+            d.kind === "smtp"
+              ? `${d.via} ${d.key} -> ${d.hops.map((h) => `${h.host}:${h.port}`).join(", ") || "(no hosts)"}`
+              : d.kind === "lmtp"
+                ? `lmtp ${d.host}:${d.port}`
+                : d.kind === "maildir"
+                  ? `maildir ${d.mailbox}`
+                  : `unroutable: ${Reply.format(d.reply)}`
+          const dns = r.dns?.map((x) => `${x.type} ${x.name} ${x.rcode}${x.answers.length ? ` [${x.answers.join("; ")}]` : ""}`).join(" | ")
+          return `<${r.rcpt}> ${where}${dns ? ` (dns: ${dns})` : ""}`
+        })
+        .join("; ")
     case "AttemptStarted":
       return `attempt ${e.attempt} to ${e.destination} for ${e.rcpts.length} recipient(s)`
     case "AttemptSucceeded":
@@ -107,8 +121,19 @@ export const build = (id: string, events: ReadonlyArray<EventStore.StoredEvent>)
     if (e.type === "BounceQueued") related.push(e.dsnId)
     if (e.type === "MessageReceived" && e.dsnOf) related.push(e.dsnOf)
     const entry: Entry = {
-      position, version, at: e.at, time: iso(e.at), sinceStartMs: e.at - start, sincePreviousMs: e.at - prev, node: e.node, policy: e.policy,
-      type: e.type, summary: describe(e), attemptMs, nextDelayMs, event: e
+      position,
+      version,
+      at: e.at,
+      time: iso(e.at),
+      sinceStartMs: e.at - start,
+      sincePreviousMs: e.at - prev,
+      node: e.node,
+      policy: e.policy,
+      type: e.type,
+      summary: describe(e),
+      attemptMs,
+      nextDelayMs,
+      event: e
     }
     prev = e.at
     return entry
@@ -120,23 +145,37 @@ export const load = async (store: EventStore.EventStore, id: string): Promise<Ti
   build(id, await store.read(EventStore.streamOf(id)))
 
 const rcptLines = (s: Message.State): Array<string> =>
-  s.status === "empty" ? [] : s.recipients.map((r) =>
-    `  ${r.address}: ${r.status}, ${r.attempts} attempt(s)${r.lastHost ? `, last host ${r.lastHost}` : ""}${r.lastReply ? `, last reply "${Reply.format(r.lastReply)}"` : ""}`)
+  s.status === "empty"
+    ? []
+    : s.recipients.map(
+        (r) =>
+          `  ${r.address}: ${r.status}, ${r.attempts} attempt(s)${r.lastHost ? `, last host ${r.lastHost}` : ""}${r.lastReply ? `, last reply "${Reply.format(r.lastReply)}"` : ""}`
+      )
 
 /** Human-readable: one line per event, then details (DNS, replies, delays), then the outcome per recipient. */
 export const format = (t: Timeline): string => {
-  const out: Array<string> = [`message ${t.id}: ${t.entries.length} events${t.entries.length ? `, ${iso(t.entries[0]!.at)} .. ${iso(t.entries[t.entries.length - 1]!.at)} (${formatDuration(t.entries[t.entries.length - 1]!.sinceStartMs)})` : ""}`]
+  const out: Array<string> = [
+    `message ${t.id}: ${t.entries.length} events${t.entries.length ? `, ${iso(t.entries[0]!.at)} .. ${iso(t.entries[t.entries.length - 1]!.at)} (${formatDuration(t.entries[t.entries.length - 1]!.sinceStartMs)})` : ""}`
+  ]
   const nodes = [...new Set(t.entries.map((e) => e.node))]
   const policies = [...new Set(t.entries.map((e) => e.policy))]
   out.push(`nodes: ${nodes.join(", ")}; policy: ${policies.join(", ")}`)
   out.push("")
-  out.push(`${"#".padStart(3)}  ${"TIME".padEnd(24)}  ${"+START".padStart(9)}  ${"+PREV".padStart(8)}  ${"NODE".padEnd(12)}  ${"EVENT".padEnd(18)}  DETAIL`)
+  out.push(
+    `${"#".padStart(3)}  ${"TIME".padEnd(24)}  ${"+START".padStart(9)}  ${"+PREV".padStart(8)}  ${"NODE".padEnd(12)}  ${"EVENT".padEnd(18)}  DETAIL`
+  )
   t.entries.forEach((e, i) => {
     const extra = [
       e.attemptMs !== undefined ? `took ${formatDuration(e.attemptMs)}` : undefined,
-      e.nextDelayMs !== undefined ? (e.nextDelayMs === null ? "no retry: lifetime exceeded" : `next attempt after ${formatDuration(e.nextDelayMs)}`) : undefined
+      e.nextDelayMs !== undefined
+        ? e.nextDelayMs === null
+          ? "no retry: lifetime exceeded"
+          : `next attempt after ${formatDuration(e.nextDelayMs)}`
+        : undefined
     ].filter((x) => x !== undefined)
-    out.push(`${String(i + 1).padStart(3)}  ${e.time.padEnd(24)}  ${`+${formatDuration(e.sinceStartMs)}`.padStart(9)}  ${`+${formatDuration(e.sincePreviousMs)}`.padStart(8)}  ${e.node.padEnd(12)}  ${e.type.padEnd(18)}  ${e.summary}${extra.length ? ` [${extra.join("; ")}]` : ""}`)
+    out.push(
+      `${String(i + 1).padStart(3)}  ${e.time.padEnd(24)}  ${`+${formatDuration(e.sinceStartMs)}`.padStart(9)}  ${`+${formatDuration(e.sincePreviousMs)}`.padStart(8)}  ${e.node.padEnd(12)}  ${e.type.padEnd(18)}  ${e.summary}${extra.length ? ` [${extra.join("; ")}]` : ""}`
+    )
   })
   out.push("")
   out.push(`state: ${t.state.status}${t.state.status !== "empty" && t.state.held ? " (held)" : ""}`)

@@ -47,11 +47,23 @@ export const makeMemory = (): Work => {
     schedule: async (id, dueAt, lease) => void items.set(id, { dueAt, owner: lease?.owner ?? null, until: lease?.until ?? 0 }),
     complete: async (id) => void items.delete(id),
     claim: async (now, limit, owner, until) => {
-      const due = [...items.entries()].filter(([, v]) => v.dueAt <= now && v.until <= now).sort((a, b) => a[1].dueAt - b[1].dueAt).slice(0, limit)
-      for (const [, v] of due) { v.owner = owner; v.until = until }
+      const due = [...items.entries()]
+        .filter(([, v]) => v.dueAt <= now && v.until <= now)
+        .sort((a, b) => a[1].dueAt - b[1].dueAt)
+        .slice(0, limit)
+      for (const [, v] of due) {
+        v.owner = owner
+        v.until = until
+      }
       return due.map(([id, v]) => ({ id, dueAt: v.dueAt }))
     },
-    releaseAll: async (owner) => { for (const v of items.values()) if (v.owner === owner) { v.owner = null; v.until = 0 } },
+    releaseAll: async (owner) => {
+      for (const v of items.values())
+        if (v.owner === owner) {
+          v.owner = null
+          v.until = 0
+        }
+    },
     nextDue: async () => {
       let min: number | undefined
       for (const v of items.values()) {
@@ -61,7 +73,11 @@ export const makeMemory = (): Work => {
       return min
     },
     count: async () => items.size,
-    list: async (limit) => [...items.entries()].sort((a, b) => a[1].dueAt - b[1].dueAt).slice(0, limit).map(([id, v]) => ({ id, dueAt: v.dueAt })),
+    list: async (limit) =>
+      [...items.entries()]
+        .sort((a, b) => a[1].dueAt - b[1].dueAt)
+        .slice(0, limit)
+        .map(([id, v]) => ({ id, dueAt: v.dueAt })),
     close: async () => {}
   }
 }

@@ -8,12 +8,19 @@ import { describe, expect, it } from "vitest"
 import * as Codec from "../src/Codec.js"
 
 const DIR = join(import.meta.dirname, "fixtures")
-const versions = readdirSync(DIR).filter((d) => /^v\d+$/.test(d)).sort()
+const versions = readdirSync(DIR)
+  .filter((d) => /^v\d+$/.test(d))
+  .sort()
 
-interface Fixture { readonly encoded: Record<string, unknown>; readonly expected: Message.Event }
+interface Fixture {
+  readonly encoded: Record<string, unknown>
+  readonly expected: Message.Event
+}
 
 describe.each(versions)("fixtures %s", (version) => {
-  const files = readdirSync(join(DIR, version)).filter((f) => f.endsWith(".json")).sort()
+  const files = readdirSync(join(DIR, version))
+    .filter((f) => f.endsWith(".json"))
+    .sort()
 
   it("cover every event type", () => {
     expect(files.map((f) => f.replace(/\.json$/, "")).sort()).toEqual([...Message.EVENT_TYPES].sort())

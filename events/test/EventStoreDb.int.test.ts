@@ -14,7 +14,15 @@ if (url) {
   eventStoreContract("eventstoredb", async () => {
     const prefix = `${run}_${++n}`
     let s = await EventStoreDb.open({ url, prefix })
-    return { store: s, reopen: async () => { await s.close(); s = await EventStoreDb.open({ url, prefix }); return s }, dispose: () => s.close() }
+    return {
+      store: s,
+      reopen: async () => {
+        await s.close()
+        s = await EventStoreDb.open({ url, prefix })
+        return s
+      },
+      dispose: () => s.close()
+    }
   })
 } else {
   describe("EventStore contract: eventstoredb", () => {

@@ -23,7 +23,15 @@ const prefix = () => `t${++n}`
 eventStoreContract("jetstream", async () => {
   const p = prefix()
   let s = await JetStreamEventStore.open({ nc, prefix: p })
-  return { store: s, reopen: async () => { await s.close(); s = await JetStreamEventStore.open({ nc, prefix: p }); return s }, dispose: () => s.close() }
+  return {
+    store: s,
+    reopen: async () => {
+      await s.close()
+      s = await JetStreamEventStore.open({ nc, prefix: p })
+      return s
+    },
+    dispose: () => s.close()
+  }
 })
 bodyStoreContract("jetstream object store", async () => {
   const s = await JetStreamBodyStore.open({ nc, prefix: prefix() })

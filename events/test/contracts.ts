@@ -15,7 +15,13 @@ export interface Fixture<T> {
 
 const meta = (at: number) => ({ v: 1, at, node: "n1", policy: "p" })
 const received = (id: string, at = 1000): Message.Event => ({
-  ...meta(at), type: "MessageReceived", id, sender: "a@x.test", recipients: ["b@y.test"], size: 10, digest: "sha256:00",
+  ...meta(at),
+  type: "MessageReceived",
+  id,
+  sender: "a@x.test",
+  recipients: ["b@y.test"],
+  size: 10,
+  digest: "sha256:00",
   client: { ip: "127.0.0.1", helo: "h", tls: false }
 })
 const held = (at: number): Message.Event => ({ ...meta(at), type: "MessageHeld", by: "op", reason: "test" })
@@ -23,7 +29,10 @@ const held = (at: number): Message.Event => ({ ...meta(at), type: "MessageHeld",
 export const eventStoreContract = (name: string, make: () => Promise<Fixture<EventStore>>) =>
   describe(`EventStore contract: ${name}`, () => {
     let fx: Fixture<EventStore> | undefined
-    afterEach(async () => { await fx?.dispose(); fx = undefined })
+    afterEach(async () => {
+      await fx?.dispose()
+      fx = undefined
+    })
     const setup = async () => (fx = await make()).store
 
     it("appends to a new stream at expected version 0 and reads it back in order", async () => {
@@ -31,7 +40,10 @@ export const eventStoreContract = (name: string, make: () => Promise<Fixture<Eve
       const r = await s.append("message-a", 0, [received("a"), held(1001)])
       expect(r.version).toBe(2)
       const back = await s.read("message-a")
-      expect(back.map((e) => [e.version, e.event.type])).toEqual([[1, "MessageReceived"], [2, "MessageHeld"]])
+      expect(back.map((e) => [e.version, e.event.type])).toEqual([
+        [1, "MessageReceived"],
+        [2, "MessageHeld"]
+      ])
       expect(back[0]!.event).toEqual(received("a"))
     })
 
@@ -101,7 +113,10 @@ export const eventStoreContract = (name: string, make: () => Promise<Fixture<Eve
 export const bodyStoreContract = (name: string, make: () => Promise<Fixture<BodyStore>>) =>
   describe(`BodyStore contract: ${name}`, () => {
     let fx: Fixture<BodyStore> | undefined
-    afterEach(async () => { await fx?.dispose(); fx = undefined })
+    afterEach(async () => {
+      await fx?.dispose()
+      fx = undefined
+    })
 
     it("stores bytes under their digest, byte-exact, idempotently", async () => {
       fx = await make()
@@ -133,7 +148,10 @@ export const bodyStoreContract = (name: string, make: () => Promise<Fixture<Body
 export const workContract = (name: string, make: () => Promise<Fixture<Work>>) =>
   describe(`Work contract: ${name}`, () => {
     let fx: Fixture<Work> | undefined
-    afterEach(async () => { await fx?.dispose(); fx = undefined })
+    afterEach(async () => {
+      await fx?.dispose()
+      fx = undefined
+    })
 
     it("claims only due items, earliest first, and leases them", async () => {
       fx = await make()

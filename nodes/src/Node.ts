@@ -63,87 +63,145 @@ export const policyHashOf = (config: Config): string =>
   Policy.hash({ retry: config.retry, routes: config.routes, local: config.relay.local_domains, delivery: config.delivery })
 
 /** The node, from its services; its resources are acquired in the caller's scope. */
-const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) => Effect.gen(function* () {
-  const clock = yield* ClockService
-  const random = yield* RandomService
-  const log = yield* LogService
-  const resolver = yield* DnsService
-  const dataDir = (yield* DataDirService).path
-  const ports = yield* StoreService
-  const cluster = (yield* ClusterLayers.ClusterService).runtime
-  const store: SqliteStore.SqliteStore = { ...ports, close: async () => {} }
-  const leaseMs = cluster ? config.cluster.lease : 10 * 60_000
-  const ids = makeIds(clock, random)
-  const policyHash = policyHashOf(config)
-  const router = makeRouter({
-    localDomains: config.relay.local_domains, relayRoutes: Object.fromEntries(Object.entries(config.routes).map(([d, hp]) => [d, hostPort(hp)])),
-    lmtp: config.local.lmtp === null ? null : hostPort(config.local.lmtp), maildirRoot: config.local.maildir,
-    mxPort: config.delivery.port,
-    resolver
+const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =>
+  Effect.gen(function* () {
+    const clock = yield* ClockService
+    const random = yield* RandomService
+    const log = yield* LogService
+    const resolver = yield* DnsService
+    const dataDir = (yield* DataDirService).path
+    const ports = yield* StoreService
+    const cluster = (yield* ClusterLayers.ClusterService).runtime
+    const store: SqliteStore.SqliteStore = { ...ports, close: async () => {} }
+    const leaseMs = cluster ? config.cluster.lease : 10 * 60_000
+    const ids = makeIds(clock, random)
+    const policyHash = policyHashOf(config)
+    const router = makeRouter({
+      localDomains: config.relay.local_domains,
+      relayRoutes: Object.fromEntries(Object.entries(config.routes).map(([d, hp]) => [d, hostPort(hp)])),
+      lmtp: config.local.lmtp === null ? null : hostPort(config.local.lmtp),
+      maildirRoot: config.local.maildir,
+      mxPort: config.delivery.port,
+      resolver
+    })
+    const deliverer = yield* Effect.acquireRelease(
+      Effect.sync(() => makeDeliverer(config)),
+      (dl) => Effect.promise(() => dl.close())
+    )
+    const localLimiter = Limiter.make({
+      perDestination: config.delivery.concurrency_per_destination,
+      total: config.delivery.max_connections
+    })
+    // Cluster mode: a delivery also holds one of the destination's cluster-wide slots (nodes/src/cluster/Slots.ts).
+    const limiter = cluster ? cluster.limiter(localLimiter) : localLimiter
+    const host = Host.make({
+      events: store.events,
+      bodies: store.bodies,
+      work: store.work,
+      clock,
+      random,
+      ids,
+      log,
+      node: config.node_id,
+      hostname: config.hostname,
+      policyHash,
+      retry: policyOf(config),
+      router,
+      deliverer: cluster ? Fence.deliverer(deliverer, cluster.work, log, cluster.fenced) : deliverer,
+      limiter,
+      leaseMs,
+      pollMs: opts.pollMs ?? 1000,
+      maxActive: opts.maxActive ?? 2000,
+      onState: opts.onState
+    })
+    const intake = Intake.make({
+      events: store.events,
+      bodies: store.bodies,
+      work: store.work,
+      clock,
+      ids,
+      log,
+      node: config.node_id,
+      hostname: config.hostname,
+      policyHash,
+      dataDir,
+      minFreeBytes: config.store.min_free_space,
+      leaseMs,
+      commit: cluster?.commit,
+      onReceived: (id, state, body) => host.onReceived(id, state, body)
+    })
+    host.setInjector({ accept: (m) => intake.accept(m) })
+    yield* Effect.acquireRelease(Effect.promise(() => host.start()).pipe(Effect.as(host)), (h) =>
+      Effect.promise(() => h.stop(stopGrace.ms))
+    )
+    yield* Effect.acquireRelease(
+      Effect.promise(() => startAdmin(dataDir, host)),
+      (a) => Effect.promise(() => a.close())
+    )
+    const users = new Map(config.auth.users.map((u) => [u.name, u.password]))
+    const listeners = (["smtp", "submission"] as const)
+      .filter((name) => config.listeners[name].enabled)
+      .map((name) => ({ name, host: config.listeners[name].host, port: config.listeners[name].port }))
+    const ingress = yield* Effect.acquireRelease(
+      Effect.promise(() =>
+        startIngress({
+          hostname: config.hostname,
+          listeners,
+          tls: { cert: config.tls.cert, key: config.tls.key, dir: dataDir },
+          auth: {
+            requireTls: config.auth.require_tls,
+            verify: async (user, pass) => {
+              const h = users.get(user)
+              return h !== undefined && verifyPassword(pass, h)
+            }
+          },
+          relay: {
+            localDomains: [...config.relay.local_domains],
+            relayDomains: [...config.relay.relay_domains],
+            trustedNetworks: [...config.relay.trusted_networks]
+          },
+          limits: {
+            maxConnections: config.limits.max_connections,
+            maxConnectionsPerIp: config.limits.max_connections_per_ip,
+            maxRecipients: config.limits.max_recipients,
+            maxMessageSize: config.limits.max_message_size,
+            maxLineLength: config.limits.max_line_length,
+            idleTimeoutMs: config.limits.idle_timeout,
+            maxErrors: config.limits.max_errors,
+            bareLf: config.limits.bare_lf
+          },
+          accept: (m) => intake.accept({ sender: m.sender, recipients: m.recipients, body: m.body, client: m.client }),
+          log: (o) => {
+            const event = String(o["event"] ?? o["msg"] ?? "smtp")
+            // Per-session chatter is debug; refusals, auth and TLS problems stay visible at info.
+            const quiet = event === "ingress.connect" || event === "ingress.close" || event === "ingress.accepted"
+            log(quiet ? "debug" : "info", event, o)
+          }
+        })
+      ),
+      (i) => Effect.promise(() => i.close())
+    )
+    let requestDrain = () => {}
+    const drainRequested = new Promise<void>((r) => {
+      requestDrain = r
+    })
+    if (cluster)
+      yield* Effect.promise(() =>
+        cluster.announce({
+          ports: ingress.ports,
+          active: () => host.active(),
+          drain: () => {
+            log("info", "drain requested: stopping intake, finishing or handing back messages", { node: config.node_id })
+            requestDrain()
+          }
+        })
+      )
+    log("info", "node started", { node: config.node_id, hostname: config.hostname, dataDir, ports: ingress.ports, policy: policyHash })
+    return { ports: ingress.ports, dataDir, host, store, cluster, drainRequested } as const
   })
-  const deliverer = yield* Effect.acquireRelease(
-    Effect.sync(() => makeDeliverer(config)),
-    (dl) => Effect.promise(() => dl.close())
-  )
-  const localLimiter = Limiter.make({ perDestination: config.delivery.concurrency_per_destination, total: config.delivery.max_connections })
-  // Cluster mode: a delivery also holds one of the destination's cluster-wide slots (nodes/src/cluster/Slots.ts).
-  const limiter = cluster ? cluster.limiter(localLimiter) : localLimiter
-  const host = Host.make({
-    events: store.events, bodies: store.bodies, work: store.work, clock, random, ids, log, node: config.node_id, hostname: config.hostname,
-    policyHash, retry: policyOf(config), router, deliverer: cluster ? Fence.deliverer(deliverer, cluster.work, log, cluster.fenced) : deliverer,
-    limiter, leaseMs, pollMs: opts.pollMs ?? 1000,
-    maxActive: opts.maxActive ?? 2000, onState: opts.onState
-  })
-  const intake = Intake.make({
-    events: store.events, bodies: store.bodies, work: store.work, clock, ids, log, node: config.node_id, hostname: config.hostname,
-    policyHash, dataDir, minFreeBytes: config.store.min_free_space, leaseMs, commit: cluster?.commit,
-    onReceived: (id, state, body) => host.onReceived(id, state, body)
-  })
-  host.setInjector({ accept: (m) => intake.accept(m) })
-  yield* Effect.acquireRelease(
-    Effect.promise(() => host.start()).pipe(Effect.as(host)),
-    (h) => Effect.promise(() => h.stop(stopGrace.ms))
-  )
-  yield* Effect.acquireRelease(
-    Effect.promise(() => startAdmin(dataDir, host)),
-    (a) => Effect.promise(() => a.close())
-  )
-  const users = new Map(config.auth.users.map((u) => [u.name, u.password]))
-  const listeners = (["smtp", "submission"] as const)
-    .filter((name) => config.listeners[name].enabled)
-    .map((name) => ({ name, host: config.listeners[name].host, port: config.listeners[name].port }))
-  const ingress = yield* Effect.acquireRelease(
-    Effect.promise(() => startIngress({
-      hostname: config.hostname, listeners,
-      tls: { cert: config.tls.cert, key: config.tls.key, dir: dataDir },
-      auth: { requireTls: config.auth.require_tls, verify: async (user, pass) => { const h = users.get(user); return h !== undefined && verifyPassword(pass, h) } },
-      relay: { localDomains: [...config.relay.local_domains], relayDomains: [...config.relay.relay_domains], trustedNetworks: [...config.relay.trusted_networks] },
-      limits: {
-        maxConnections: config.limits.max_connections, maxConnectionsPerIp: config.limits.max_connections_per_ip,
-        maxRecipients: config.limits.max_recipients, maxMessageSize: config.limits.max_message_size, maxLineLength: config.limits.max_line_length,
-        idleTimeoutMs: config.limits.idle_timeout, maxErrors: config.limits.max_errors, bareLf: config.limits.bare_lf
-      },
-      accept: (m) => intake.accept({ sender: m.sender, recipients: m.recipients, body: m.body, client: m.client }),
-      log: (o) => {
-        const event = String(o["event"] ?? o["msg"] ?? "smtp")
-        // Per-session chatter is debug; refusals, auth and TLS problems stay visible at info.
-        const quiet = event === "ingress.connect" || event === "ingress.close" || event === "ingress.accepted"
-        log(quiet ? "debug" : "info", event, o)
-      }
-    })),
-    (i) => Effect.promise(() => i.close())
-  )
-  let requestDrain = () => {}
-  const drainRequested = new Promise<void>((r) => { requestDrain = r })
-  if (cluster) yield* Effect.promise(() => cluster.announce({ ports: ingress.ports, active: () => host.active(), drain: () => {
-    log("info", "drain requested: stopping intake, finishing or handing back messages", { node: config.node_id })
-    requestDrain()
-  } }))
-  log("info", "node started", { node: config.node_id, hostname: config.hostname, dataDir, ports: ingress.ports, policy: policyHash })
-  return { ports: ingress.ports, dataDir, host, store, cluster, drainRequested } as const
-})
 
-const hostPort = (hp: { host: string; port: number }): string => (hp.host.includes(":") ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`)
+const hostPort = (hp: { host: string; port: number }): string =>
+  hp.host.includes(":") ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`
 
 /** Everything a node's program reads from its layer set. */
 export type Services = System.Services | StoreService | ClusterLayers.ClusterService
@@ -164,7 +222,8 @@ export const startWith = async <E>(config: Config, layer: Layer.Layer<Services, 
   // This node's own: stop(graceMs) sets it before its scope releases the host (nodes may share a process).
   const stopGrace = { ms: 10_000 }
   const node = Effect.flatMap(Layer.buildWithScope(layer, scope), (services) =>
-    Scope.provide(program(config, opts, stopGrace).pipe(Effect.provideContext(services)), scope))
+    Scope.provide(program(config, opts, stopGrace).pipe(Effect.provideContext(services)), scope)
+  )
   const exit = await Effect.runPromiseExit(node)
   if (Exit.isFailure(exit)) {
     await Effect.runPromise(Scope.close(scope, Exit.void))
@@ -175,9 +234,10 @@ export const startWith = async <E>(config: Config, layer: Layer.Layer<Services, 
   let stopped: Promise<void> | undefined
   return {
     ...running,
-    stop: (graceMs = 10_000) => (stopped ??= (async () => {
-      stopGrace.ms = graceMs
-      await Effect.runPromise(Scope.close(scope, Exit.void))
-    })())
+    stop: (graceMs = 10_000) =>
+      (stopped ??= (async () => {
+        stopGrace.ms = graceMs
+        await Effect.runPromise(Scope.close(scope, Exit.void))
+      })())
   }
 }

@@ -9,7 +9,11 @@ export class StartError extends Error {
 /** Another live process holds the data directory's lock. */
 export class DataDirInUse extends Error {
   readonly _tag = "DataDirInUse" as const
-  constructor(readonly dir: string, readonly pid: number, readonly lock: string) {
+  constructor(
+    readonly dir: string,
+    readonly pid: number,
+    readonly lock: string
+  ) {
     super(`data directory ${dir} is in use by process ${pid} (${lock})`)
   }
 }

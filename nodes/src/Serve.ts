@@ -8,12 +8,17 @@ import { start, StartError } from "./Node.js"
 /** Runs the node until SIGINT/SIGTERM or a drain request; resolves 0 after a clean stop. Throws `StartError` when it cannot start. */
 export const serve = async (config: Config, graceMs = 10_000): Promise<number> => {
   const node = await start(config)
-  const listening = Object.entries(node.ports).map(([n, p]) => `${n} ${p}`).join(", ")
+  const listening = Object.entries(node.ports)
+    .map(([n, p]) => `${n} ${p}`)
+    .join(", ")
   process.stderr.write(`missive: node ${config.node_id} listening on ${listening}; data in ${node.dataDir}\n`)
   await new Promise<void>((done) => {
     const stop = (sig: string) => {
       process.stderr.write(`missive: ${sig}: stopping (finishing deliveries in progress)\n`)
-      node.stop(graceMs).then(done, (e) => { process.stderr.write(`missive: stop failed: ${String(e)}\n`); done() })
+      node.stop(graceMs).then(done, (e) => {
+        process.stderr.write(`missive: stop failed: ${String(e)}\n`)
+        done()
+      })
     }
     void node.drainRequested.then(() => stop("drain"))
     process.once("SIGINT", () => stop("SIGINT"))

@@ -20,10 +20,20 @@ afterAll(async () => {
   await server?.dispose()
 })
 
-const received = (id: string, at: number): Message.Event => ({
-  type: "MessageReceived", v: 1, at, node: "n1", policy: "p", id, sender: "a@example.org", recipients: ["b@example.net"],
-  size: 5, digest: "sha256:x", client: { ip: "127.0.0.1", helo: "h", tls: false }
-} as unknown as Message.Event)
+const received = (id: string, at: number): Message.Event =>
+  ({
+    type: "MessageReceived",
+    v: 1,
+    at,
+    node: "n1",
+    policy: "p",
+    id,
+    sender: "a@example.org",
+    recipients: ["b@example.net"],
+    size: 5,
+    digest: "sha256:x",
+    client: { ip: "127.0.0.1", helo: "h", tls: false }
+  }) as unknown as Message.Event
 
 const until = async <T>(f: () => Promise<T | undefined>, ms = 10_000): Promise<T> => {
   const end = Date.now() + ms
@@ -37,12 +47,12 @@ const until = async <T>(f: () => Promise<T | undefined>, ms = 10_000): Promise<T
 
 const setup = async (ackWaitMs = 1000) => {
   const inbox = await JetStreamInbox.open({ nc, prefix: `cw${++n}`, shards: 2, ackWaitMs })
-  const node = (name: string) => ClusterWork.open({ nc, inbox, now: () => Date.now(), fetchBody: async () => Buffer.from("large"), log: () => {} })
+  const node = (name: string) =>
+    ClusterWork.open({ nc, inbox, now: () => Date.now(), fetchBody: async () => Buffer.from("large"), log: () => {} })
   return { inbox, node, name: n }
 }
 
-const claimOne = async (w: ClusterWork.ClusterWork, ms = 10_000) =>
-  until(async () => (await w.claim(Date.now(), 10, "n", 0))[0], ms)
+const claimOne = async (w: ClusterWork.ClusterWork, ms = 10_000) => until(async () => (await w.claim(Date.now(), 10, "n", 0))[0], ms)
 
 describe("cluster work on the inbox consumer", () => {
   it("hands a committed message to a node with its events and body; completion removes the carrier", async () => {

@@ -205,16 +205,20 @@ describe("durations and sizes", () => {
   })
 
   it("decode to milliseconds and bytes in the configuration", () => {
-    const config = ok("retry: { initial: 30s, max: 1h, lifetime: 2d }\nlimits: { max_message_size: 25MB }\nstore: { group_commit: 0, min_free_space: 1GiB }\n")
+    const config = ok(
+      "retry: { initial: 30s, max: 1h, lifetime: 2d }\nlimits: { max_message_size: 25MB }\nstore: { group_commit: 0, min_free_space: 1GiB }\n"
+    )
     expect(Config.policyOf(config)).toEqual({ initialMs: 30_000, maxMs: 3_600_000, multiplier: 2, jitter: 0.1, lifetimeMs: 172_800_000 })
     expect(config.limits.max_message_size).toBe(25_000_000)
     expect(config.store).toEqual({ group_commit: 0, min_free_space: 1_073_741_824, eventstoredb: null })
   })
 
   it("store.eventstoredb selects EventStoreDB for events by a connection string, nothing else", () => {
-    expect(ok("store: { eventstoredb: \"esdb://127.0.0.1:2113?tls=false\" }\n").store.eventstoredb).toBe("esdb://127.0.0.1:2113?tls=false")
-    expect(ok("store: { eventstoredb: \"kurrentdb+discover://a,b,c\" }\n").store.eventstoredb).toBe("kurrentdb+discover://a,b,c")
-    expect(errors("store: { eventstoredb: \"http://127.0.0.1:2113\" }")[0]).toMatch(/^store\.eventstoredb: expected an EventStoreDB connection string/)
+    expect(ok('store: { eventstoredb: "esdb://127.0.0.1:2113?tls=false" }\n').store.eventstoredb).toBe("esdb://127.0.0.1:2113?tls=false")
+    expect(ok('store: { eventstoredb: "kurrentdb+discover://a,b,c" }\n').store.eventstoredb).toBe("kurrentdb+discover://a,b,c")
+    expect(errors('store: { eventstoredb: "http://127.0.0.1:2113" }')[0]).toMatch(
+      /^store\.eventstoredb: expected an EventStoreDB connection string/
+    )
   })
 
   it("report a bad duration or size with its path", () => {

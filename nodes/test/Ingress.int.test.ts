@@ -243,7 +243,10 @@ describe("Ingress: ESMTP", () => {
     // and through a real client
     const err = await smtpTransport(h.ingress.ports.smtp!)
       .sendMail({ envelope: { from: "a@remote.test", to: ["u@local.test"] }, raw: message("y".repeat(12_000)) })
-      .then(() => undefined, (e: { responseCode?: number; response?: string }) => e)
+      .then(
+        () => undefined,
+        (e: { responseCode?: number; response?: string }) => e
+      )
     expect(err?.responseCode).toBe(552)
     expect(err?.response).toMatch(/^552 5\.3\.4/)
     expect(h.accepted).toHaveLength(0)
@@ -283,7 +286,10 @@ describe("Ingress: relay control", () => {
 
     const err = await smtpTransport(h.ingress.ports.smtp!)
       .sendMail({ envelope: { from: "a@remote.test", to: ["x@elsewhere.test"] }, raw: message() })
-      .then(() => undefined, (e: { responseCode?: number; response?: string }) => e)
+      .then(
+        () => undefined,
+        (e: { responseCode?: number; response?: string }) => e
+      )
     expect(err?.responseCode).toBe(550)
     expect(err?.response).toBe("550 5.7.1 Relaying denied")
     expect(h.accepted).toHaveLength(0)
@@ -336,7 +342,10 @@ describe("Ingress: submission", () => {
 
     const err = await smtpTransport(h.ingress.ports.submission!, { auth: { user: "alice", pass: "secret" } })
       .sendMail({ envelope: { from: "alice@local.test", to: ["x@elsewhere.test"] }, raw: message() })
-      .then(() => undefined, (e: Error) => e)
+      .then(
+        () => undefined,
+        (e: Error) => e
+      )
     expect(err).toBeInstanceOf(Error)
     expect(h.accepted).toHaveLength(0)
   })
@@ -460,7 +469,10 @@ describe("Ingress: DATA", () => {
   }
 
   // nodemailer rewrites bare LF itself, so this takes a raw socket.
-  for (const [name, content] of [["LF", "line1\nline2\r\n"], ["CR", "line1\rline2\r\n"]] as const) {
+  for (const [name, content] of [
+    ["LF", "line1\nline2\r\n"],
+    ["CR", "line1\rline2\r\n"]
+  ] as const) {
     it(`bare ${name}: refused with 550 5.6.11, or rewritten to CRLF`, async () => {
       const send = async (bareLf: "reject" | "normalize") => {
         const h = await start({ limits: { bareLf } })

@@ -53,37 +53,55 @@ describe("DataCheck", () => {
 describe("DataCheck scanning agrees with a byte-by-byte reference", () => {
   // The reference: every byte visited; CRLF ends a line, a bare CR or LF ends a line and marks the message bare.
   const reference = (chunks: ReadonlyArray<Buffer>, max: number) => {
-    let len = 0, pendingCr = false, bare = false, long = false
-    for (const c of chunks) for (const b of c) {
-      if (long) break
-      if (pendingCr) { pendingCr = false; if (b === 0x0a) { len = 0; continue } bare = true; len = 0 }
-      if (b === 0x0d) pendingCr = true
-      else if (b === 0x0a) { bare = true; len = 0 }
-      else if (++len > max) long = true
-    }
+    let len = 0,
+      pendingCr = false,
+      bare = false,
+      long = false
+    for (const c of chunks)
+      for (const b of c) {
+        if (long) break
+        if (pendingCr) {
+          pendingCr = false
+          if (b === 0x0a) {
+            len = 0
+            continue
+          }
+          bare = true
+          len = 0
+        }
+        if (b === 0x0d) pendingCr = true
+        else if (b === 0x0a) {
+          bare = true
+          len = 0
+        } else if (++len > max) long = true
+      }
     if (pendingCr) bare = true
     return long ? "line" : bare ? "bare" : "ok"
   }
   it("on random messages split into random chunks", () => {
-    fc.assert(fc.property(
-      fc.array(fc.constantFrom("a", "b", "\r", "\n", "\r\n", "xyz", "\r\r", "\n\n"), { maxLength: 200 }),
-      fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 1, maxLength: 10 }),
-      fc.integer({ min: 1, max: 12 }),
-      (parts, cuts, max) => {
-        const all = Buffer.from(parts.join(""), "latin1")
-        const chunks: Array<Buffer> = []
-        let at = 0
-        for (let k = 0; at < all.length; k++) {
-          const size = cuts[k % cuts.length]!
-          chunks.push(all.subarray(at, at + size))
-          at += size
+    fc.assert(
+      fc.property(
+        fc.array(fc.constantFrom("a", "b", "\r", "\n", "\r\n", "xyz", "\r\r", "\n\n"), { maxLength: 200 }),
+        fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 1, maxLength: 10 }),
+        fc.integer({ min: 1, max: 12 }),
+        (parts, cuts, max) => {
+          const all = Buffer.from(parts.join(""), "latin1")
+          const chunks: Array<Buffer> = []
+          let at = 0
+          for (let k = 0; at < all.length; k++) {
+            const size = cuts[k % cuts.length]!
+            chunks.push(all.subarray(at, at + size))
+            at += size
+          }
+          // "normalize" keeps scanning after a bare line end, so the whole message is compared.
+          const check = new DataCheck({ maxMessageSize: 1 << 20, maxLineLength: max, bareLf: "normalize" })
+          for (const c of chunks) check.push(c)
+          const v = check.finish()
+          const got = v._tag === "Accept" ? (v.normalized ? "bare" : "ok") : v.reason
+          expect(got).toBe(reference(chunks, max))
         }
-        // "normalize" keeps scanning after a bare line end, so the whole message is compared.
-        const check = new DataCheck({ maxMessageSize: 1 << 20, maxLineLength: max, bareLf: "normalize" })
-        for (const c of chunks) check.push(c)
-        const v = check.finish()
-        const got = v._tag === "Accept" ? (v.normalized ? "bare" : "ok") : v.reason
-        expect(got).toBe(reference(chunks, max))
-      }), { numRuns: 2000 })
+      ),
+      { numRuns: 2000 }
+    )
   })
 })

@@ -21,8 +21,12 @@ const client = (): LmtpClient => {
   return l
 }
 
-const dest = (c: CaptureServer): Extract<Route.Destination, { kind: "lmtp" }> =>
-  ({ kind: "lmtp", key: `lmtp:127.0.0.1:${c.port}`, host: "127.0.0.1", port: c.port })
+const dest = (c: CaptureServer): Extract<Route.Destination, { kind: "lmtp" }> => ({
+  kind: "lmtp",
+  key: `lmtp:127.0.0.1:${c.port}`,
+  host: "127.0.0.1",
+  port: c.port
+})
 
 const BODY = Buffer.from("Subject: lmtp\r\n\r\n.dot\r\nbody \xe9\r\n", "latin1")
 

@@ -8,8 +8,12 @@ import * as Placement from "../src/cluster/Placement.js"
 import { placementOf } from "../src/cluster/Runtime.js"
 
 let nats: NatsCluster
-beforeAll(async () => { nats = await startNatsCluster(3) }, 120_000)
-afterAll(async () => { await nats?.dispose() })
+beforeAll(async () => {
+  nats = await startNatsCluster(3)
+}, 120_000)
+afterAll(async () => {
+  await nats?.dispose()
+})
 
 describe("leader placement", () => {
   it("puts the log's and each shard's leader (and its consumer's) on the server assigned to it", async () => {

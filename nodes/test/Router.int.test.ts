@@ -10,7 +10,13 @@ let dns: DnsServer
 
 beforeAll(async () => {
   dns = await startDnsServer({
-    "multi.test": { mx: [{ preference: 20, exchange: "mx2.multi.test" }, { preference: 10, exchange: "mx1.multi.test" }, { preference: 30, exchange: "mx3.multi.test" }] },
+    "multi.test": {
+      mx: [
+        { preference: 20, exchange: "mx2.multi.test" },
+        { preference: 10, exchange: "mx1.multi.test" },
+        { preference: 30, exchange: "mx3.multi.test" }
+      ]
+    },
     "mx1.multi.test": { a: ["127.0.0.11"] },
     "mx2.multi.test": { a: ["127.0.0.12", "127.0.0.13"], aaaa: ["::1"] },
     "mx3.multi.test": { servfail: true },
@@ -26,7 +32,16 @@ afterAll(() => dns.close())
 
 const resolver = () => makeResolver({ servers: [dns.server], timeoutMs: 300, tries: 1 })
 const router = (extra: Partial<Parameters<typeof makeRouter>[0]> = {}) =>
-  makeRouter({ localDomains: ["local.test"], relayRoutes: {}, lmtp: null, maildirRoot: "/var/mail", mxPort: 2525, resolver: resolver(), cache: false, ...extra })
+  makeRouter({
+    localDomains: ["local.test"],
+    relayRoutes: {},
+    lmtp: null,
+    maildirRoot: "/var/mail",
+    mxPort: 2525,
+    resolver: resolver(),
+    cache: false,
+    ...extra
+  })
 
 const ok = (o: RouteOutcome) => {
   if (!("ok" in o)) throw new Error(`expected a decision, got ${JSON.stringify(o)}`)
@@ -37,7 +52,12 @@ describe("Resolver", () => {
   it("reports answers and rcodes as evidence", async () => {
     const r = resolver()
     const mx = await r.mx("MULTI.test.")
-    expect(mx.evidence).toEqual({ name: "multi.test", type: "MX", rcode: "NOERROR", answers: ["20 mx2.multi.test", "10 mx1.multi.test", "30 mx3.multi.test"] })
+    expect(mx.evidence).toEqual({
+      name: "multi.test",
+      type: "MX",
+      rcode: "NOERROR",
+      answers: ["20 mx2.multi.test", "10 mx1.multi.test", "30 mx3.multi.test"]
+    })
     expect((await r.a("mx2.multi.test")).records).toEqual(["127.0.0.12", "127.0.0.13"])
     expect((await r.aaaa("mx2.multi.test")).evidence.answers).toEqual(["::1"])
     expect((await r.mx("bare.test")).evidence.rcode).toBe("NODATA")
@@ -53,7 +73,9 @@ describe("Router", () => {
     const d = ok(await router().route("Alice@Multi.Test"))
     expect(d.rcpt).toBe("Alice@Multi.Test")
     expect(d.destination).toEqual({
-      kind: "smtp", key: "mx:multi.test", via: "mx",
+      kind: "smtp",
+      key: "mx:multi.test",
+      via: "mx",
       hops: [
         { host: "127.0.0.11", port: 2525, preference: 10 },
         { host: "127.0.0.12", port: 2525, preference: 20 },
@@ -64,15 +86,23 @@ describe("Router", () => {
     // the MX lookup, then A and AAAA of each MX host, including the one that failed
     expect(d.dns?.map((e) => `${e.type} ${e.name} ${e.rcode}`)).toEqual([
       "MX multi.test NOERROR",
-      "A mx1.multi.test NOERROR", "AAAA mx1.multi.test NODATA",
-      "A mx2.multi.test NOERROR", "AAAA mx2.multi.test NOERROR",
-      "A mx3.multi.test SERVFAIL", "AAAA mx3.multi.test SERVFAIL"
+      "A mx1.multi.test NOERROR",
+      "AAAA mx1.multi.test NODATA",
+      "A mx2.multi.test NOERROR",
+      "AAAA mx2.multi.test NOERROR",
+      "A mx3.multi.test SERVFAIL",
+      "AAAA mx3.multi.test SERVFAIL"
     ])
   })
 
   it("falls back to the domain's own address when it has no MX (RFC 5321 §5.1)", async () => {
     const d = ok(await router({ ipv6: false }).route("bob@bare.test"))
-    expect(d.destination).toEqual({ kind: "smtp", key: "mx:bare.test", via: "a", hops: [{ host: "127.0.0.20", port: 2525, preference: 0 }] })
+    expect(d.destination).toEqual({
+      kind: "smtp",
+      key: "mx:bare.test",
+      via: "a",
+      hops: [{ host: "127.0.0.20", port: 2525, preference: 0 }]
+    })
     expect(d.dns?.map((e) => `${e.type} ${e.rcode}`)).toEqual(["MX NODATA", "A NOERROR"])
   })
 
@@ -94,7 +124,11 @@ describe("Router", () => {
   })
 
   it("defers on SERVFAIL, on timeout, and when no MX host has an address", async () => {
-    for (const [domain, rcode] of [["broken.test", "SERVFAIL"], ["silent.test", "TIMEOUT"], ["lame.test", "NOERROR"]] as const) {
+    for (const [domain, rcode] of [
+      ["broken.test", "SERVFAIL"],
+      ["silent.test", "TIMEOUT"],
+      ["lame.test", "NOERROR"]
+    ] as const) {
       const o = await router().route(`x@${domain}`)
       expect(o).toMatchObject({ temporary: Reply.Replies.dnsTempFail })
       if (!("temporary" in o)) throw new Error("unreachable")
@@ -139,12 +173,22 @@ describe("Router", () => {
   })
 
   it("keeps local domains local: maildir, or LMTP when configured", async () => {
-    expect(ok(await router().route("Carol@LOCAL.test")).destination)
-      .toEqual({ kind: "maildir", key: "local", mailbox: "/var/mail/local.test/carol" })
-    expect(ok(await router().route("../etc@local.test")).destination)
-      .toEqual({ kind: "unroutable", key: "local", reply: Reply.Replies.mailboxUnavailable })
-    expect(ok(await router({ lmtp: "127.0.0.1:24" }).route("carol@local.test")).destination)
-      .toEqual({ kind: "lmtp", key: "lmtp:127.0.0.1:24", host: "127.0.0.1", port: 24 })
+    expect(ok(await router().route("Carol@LOCAL.test")).destination).toEqual({
+      kind: "maildir",
+      key: "local",
+      mailbox: "/var/mail/local.test/carol"
+    })
+    expect(ok(await router().route("../etc@local.test")).destination).toEqual({
+      kind: "unroutable",
+      key: "local",
+      reply: Reply.Replies.mailboxUnavailable
+    })
+    expect(ok(await router({ lmtp: "127.0.0.1:24" }).route("carol@local.test")).destination).toEqual({
+      kind: "lmtp",
+      key: "lmtp:127.0.0.1:24",
+      host: "127.0.0.1",
+      port: 24
+    })
   })
 
   it("sends a routed domain, then anything else, to its relay without asking DNS", async () => {
@@ -154,8 +198,12 @@ describe("Router", () => {
       rcpt: "a@multi.test",
       destination: { kind: "smtp", via: "route", key: "route:10.0.0.1:2526", hops: [{ host: "10.0.0.1", port: 2526, preference: 0 }] }
     })
-    expect(ok(await r.route("a@elsewhere.test")).destination)
-      .toEqual({ kind: "smtp", via: "route", key: "route:[::1]:587", hops: [{ host: "::1", port: 587, preference: 0 }] })
+    expect(ok(await r.route("a@elsewhere.test")).destination).toEqual({
+      kind: "smtp",
+      via: "route",
+      key: "route:[::1]:587",
+      hops: [{ host: "::1", port: 587, preference: 0 }]
+    })
     expect(ok(await r.route("a@local.test")).destination.kind).toBe("maildir")
     expect(dns.queries.length).toBe(before)
   })

@@ -16,7 +16,17 @@ const T0 = 1_700_000_000_000
 const retry: Policy.RetryPolicy = { initialMs: 60_000, maxMs: 600_000, multiplier: 2, jitter: 0, lifetimeMs: 3600_000 }
 const client = { ip: "192.0.2.1", helo: "h", tls: false }
 const received = (id: string, at = T0): Message.Event => ({
-  v: 1, at, node: "n1", policy: "p", type: "MessageReceived", id, sender: "s@origin.test", recipients: ["r@dest.test"], size: 5, digest: BodyStore.digestOf(Buffer.from("hello")), client
+  v: 1,
+  at,
+  node: "n1",
+  policy: "p",
+  type: "MessageReceived",
+  id,
+  sender: "s@origin.test",
+  recipients: ["r@dest.test"],
+  size: 5,
+  digest: BodyStore.digestOf(Buffer.from("hello")),
+  client
 })
 
 const world = (o: { events?: EventStore.EventStore; reply?: { code: number; text: string } } = {}) => {
@@ -29,10 +39,30 @@ const world = (o: { events?: EventStore.EventStore; reply?: { code: number; text
   const injected: Array<string> = []
   let n = 0
   const deps = {
-    events, bodies, work, clock, random: seededRandom(1), ids: { next: () => `ID${++n}` },
+    events,
+    bodies,
+    work,
+    clock,
+    random: seededRandom(1),
+    ids: { next: () => `ID${++n}` },
     log: (level: Level, msg: string, fields?: Record<string, unknown>) => void logs.push({ level, msg, fields }),
-    node: "n1", hostname: "mx.test", policyHash: "p", retry,
-    router: { route: async (rcpt: string) => ({ ok: { rcpt, destination: { kind: "smtp" as const, key: "dest.test", hops: [{ host: "127.0.0.1", port: 25, preference: 0 }], via: "route" as const } } }) },
+    node: "n1",
+    hostname: "mx.test",
+    policyHash: "p",
+    retry,
+    router: {
+      route: async (rcpt: string) => ({
+        ok: {
+          rcpt,
+          destination: {
+            kind: "smtp" as const,
+            key: "dest.test",
+            hops: [{ host: "127.0.0.1", port: 25, preference: 0 }],
+            via: "route" as const
+          }
+        }
+      })
+    },
     deliverer: {
       deliver: async (_d: unknown, env: { to: ReadonlyArray<string> }) => {
         delivered.push(...env.to)
@@ -43,8 +73,20 @@ const world = (o: { events?: EventStore.EventStore; reply?: { code: number; text
     limiter: Limiter.make({ perDestination: 5, total: 10 })
   }
   const host = Host.make({ ...deps, leaseMs: 60_000, pollMs: 1000, maxActive: 10 })
-  host.setInjector({ accept: async (m) => { injected.push(m.id); return { code: 250, text: "queued" } } })
-  return { ...deps, host, logs, delivered, injected, read: async (id: string) => (await events.read(EventStore.streamOf(id))).map((e) => e.event) }
+  host.setInjector({
+    accept: async (m) => {
+      injected.push(m.id)
+      return { code: 250, text: "queued" }
+    }
+  })
+  return {
+    ...deps,
+    host,
+    logs,
+    delivered,
+    injected,
+    read: async (id: string) => (await events.read(EventStore.streamOf(id))).map((e) => e.event)
+  }
 }
 
 describe("the command handler", () => {
@@ -53,10 +95,14 @@ describe("the command handler", () => {
     await events.append("message-M", 0, [received("M")])
     await events.append("message-M", 1, [{ v: 1, at: T0, node: "n1", policy: "p", type: "MessageHeld", by: "ops", reason: "x" }])
     const seen: Array<boolean> = []
-    const h = await Commands.make(events).handle("M", (s) => {
-      seen.push(s.status === "active" && s.held)
-      return Commands.command({ type: "Hold", ctx: { at: T0, node: "n1", policy: "p" }, by: "ops", reason: "y" })(s)
-    }, { known: Message.fold([received("M")]) })
+    const h = await Commands.make(events).handle(
+      "M",
+      (s) => {
+        seen.push(s.status === "active" && s.held)
+        return Commands.command({ type: "Hold", ctx: { at: T0, node: "n1", policy: "p" }, by: "ops", reason: "y" })(s)
+      },
+      { known: Message.fold([received("M")]) }
+    )
     // Decided on the stale state (not held), conflicted, decided again on the fresh one: already held, nothing to add.
     expect(seen).toEqual([false, true])
     expect(h.events).toEqual([])
@@ -66,16 +112,27 @@ describe("the command handler", () => {
   it("gives up after a bounded number of conflicts", async () => {
     const inner = EventStore.makeMemory()
     await inner.append("message-M", 0, [received("M")])
-    const always: EventStore.EventStore = { ...inner, append: async (stream, expected) => { throw new StoreError.WrongExpectedVersion({ stream, expected, actual: expected + 1 }) } }
+    const always: EventStore.EventStore = {
+      ...inner,
+      append: async (stream, expected) => {
+        throw new StoreError.WrongExpectedVersion({ stream, expected, actual: expected + 1 })
+      }
+    }
     let tries = 0
-    const run = Commands.make(always).handle("M", (s) => { tries++; return Commands.command({ type: "RetryNow", ctx: { at: T0, node: "n1", policy: "p" }, by: "ops" })(s) })
+    const run = Commands.make(always).handle("M", (s) => {
+      tries++
+      return Commands.command({ type: "RetryNow", ctx: { at: T0, node: "n1", policy: "p" }, by: "ops" })(s)
+    })
     await expect(run).rejects.toMatchObject({ _tag: "WrongExpectedVersion" })
     expect(tries).toBe(Commands.MAX_TRIES)
   })
 
   it("refuses with the decider's error", async () => {
-    const run = Commands.make(EventStore.makeMemory()).handle("M", (s) => E.isLeft(Message.decide({ type: "RetryNow", ctx: { at: T0, node: "n", policy: "p" }, by: "x" }, s))
-      ? E.left({ _tag: "MessageNotFound" as const }) : E.right({ events: [], value: 0 }))
+    const run = Commands.make(EventStore.makeMemory()).handle("M", (s) =>
+      E.isLeft(Message.decide({ type: "RetryNow", ctx: { at: T0, node: "n", policy: "p" }, by: "x" }, s))
+        ? E.left({ _tag: "MessageNotFound" as const })
+        : E.right({ events: [], value: 0 })
+    )
     await expect(run).rejects.toBeInstanceOf(Commands.Refused)
   })
 })
@@ -94,7 +151,12 @@ describe("an empty or failed read never deletes work", () => {
 
   it("a drive that fails is rescheduled within seconds, not a minute", async () => {
     const inner = EventStore.makeMemory()
-    const broken: EventStore.EventStore = { ...inner, append: async () => { throw new StoreError.StoreUnavailable("disk on fire") } }
+    const broken: EventStore.EventStore = {
+      ...inner,
+      append: async () => {
+        throw new StoreError.StoreUnavailable("disk on fire")
+      }
+    }
     const w = world({ events: broken })
     await inner.append("message-M", 0, [received("M")])
     await w.work.schedule("M", T0)
@@ -113,7 +175,14 @@ describe("carried events", () => {
     await w.work.schedule("C", T0)
     expect(await driver.driveOnce("C", { carried: { events: [received("C")], body: Buffer.from("hello") } })).toBe("driven")
     const stored = await w.events.read("message-C")
-    expect(stored.map((e) => e.event.type)).toEqual(["MessageReceived", "RecipientsRouted", "AttemptStarted", "AttemptSucceeded", "RecipientDelivered", "MessageCompleted"])
+    expect(stored.map((e) => e.event.type)).toEqual([
+      "MessageReceived",
+      "RecipientsRouted",
+      "AttemptStarted",
+      "AttemptSucceeded",
+      "RecipientDelivered",
+      "MessageCompleted"
+    ])
     expect(stored[1]!.version).toBe(2)
     expect(w.delivered).toEqual(["r@dest.test"])
     expect(await w.work.count()).toBe(0)

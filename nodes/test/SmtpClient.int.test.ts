@@ -26,7 +26,9 @@ const pool = (o: Partial<SmtpPoolOptions> = {}): SmtpPool => {
 }
 
 const to = (...servers: Array<{ host: string; port: number }>): SmtpDestination => ({
-  kind: "smtp", key: `test:${servers.map((s) => s.port).join(",")}`, via: "route",
+  kind: "smtp",
+  key: `test:${servers.map((s) => s.port).join(",")}`,
+  via: "route",
   hops: servers.map((s) => ({ host: s.host, port: s.port, preference: 0 }))
 })
 
@@ -79,9 +81,14 @@ describe("SmtpClient", () => {
   })
 
   it("reports each refusal when every recipient is refused", async () => {
-    const c = await capture({ onRcpt: (r) => (r.startsWith("full") ? { code: 452, text: "4.2.2 Mailbox full" } : { code: 550, text: "5.1.1 No such user" }) })
+    const c = await capture({
+      onRcpt: (r) => (r.startsWith("full") ? { code: 452, text: "4.2.2 Mailbox full" } : { code: 550, text: "5.1.1 No such user" })
+    })
     const r = await pool().send(to(c), { from: "a@x.test", to: ["full@y.test", "nobody@y.test"] }, BODY)
-    expect(r.results.map((x) => [x.rcpt, x.reply.code, x.reply.enhanced])).toEqual([["full@y.test", 452, "4.2.2"], ["nobody@y.test", 550, "5.1.1"]])
+    expect(r.results.map((x) => [x.rcpt, x.reply.code, x.reply.enhanced])).toEqual([
+      ["full@y.test", 452, "4.2.2"],
+      ["nobody@y.test", 550, "5.1.1"]
+    ])
     expect(c.messages).toHaveLength(0)
   })
 
@@ -91,7 +98,11 @@ describe("SmtpClient", () => {
       onData: () => ({ code: 451, text: "4.3.0 Try again later" })
     })
     const r = await pool().send(to(c), { from: "a@x.test", to: ["b@y.test", "nobody@y.test", "c@y.test"] }, BODY)
-    expect(r.results.map((x) => [x.rcpt, x.reply.code])).toEqual([["b@y.test", 451], ["nobody@y.test", 550], ["c@y.test", 451]])
+    expect(r.results.map((x) => [x.rcpt, x.reply.code])).toEqual([
+      ["b@y.test", 451],
+      ["nobody@y.test", 550],
+      ["c@y.test", 451]
+    ])
     expect(r.results[0]?.reply).toEqual({ code: 451, enhanced: "4.3.0", text: "Try again later" })
   })
 
@@ -161,7 +172,10 @@ describe("SmtpClient", () => {
     await p.send(to(c), { from: "a@x.test", to: ["b@y.test"] }, BODY)
     await p.send(to(c), { from: "", to: ["c@y.test"] }, BODY)
     expect(c.connections).toBe(1)
-    expect(c.messages.map((m) => [m.from, m.to])).toEqual([["a@x.test", ["b@y.test"]], ["", ["c@y.test"]]])
+    expect(c.messages.map((m) => [m.from, m.to])).toEqual([
+      ["a@x.test", ["b@y.test"]],
+      ["", ["c@y.test"]]
+    ])
     expect(c.messages[0]?.connection).toBe(c.messages[1]?.connection)
   })
 
@@ -213,7 +227,12 @@ describe("SmtpClient", () => {
   it("gives every recipient the server's reply when it shuts down during DATA", async () => {
     let arrived!: () => void
     const inData = new Promise<void>((r) => (arrived = r))
-    const c = await startCapture({ onData: () => { arrived(); return new Promise(() => undefined) } })
+    const c = await startCapture({
+      onData: () => {
+        arrived()
+        return new Promise(() => undefined)
+      }
+    })
     const sending = pool().send(to(c), { from: "a@x.test", to: ["b@y.test", "c@y.test"] }, BODY)
     await inData
     await c.close() // smtp-server says 421 to the connections it cannot finish
@@ -236,8 +255,10 @@ describe("SmtpClient", () => {
         }
         for (const line of text.split("\r\n").filter((l) => l)) {
           if (/^EHLO/i.test(line)) socket.write("250 dropper.test\r\n")
-          else if (/^DATA/i.test(line)) { inData = true; socket.write("354 go ahead\r\n") }
-          else socket.write("250 2.0.0 OK\r\n")
+          else if (/^DATA/i.test(line)) {
+            inData = true
+            socket.write("354 go ahead\r\n")
+          } else socket.write("250 2.0.0 OK\r\n")
         }
       })
     })
@@ -247,5 +268,4 @@ describe("SmtpClient", () => {
     const r = await pool().send(to({ host: "127.0.0.1", port }), { from: "a@x.test", to: ["b@y.test", "c@y.test"] }, BODY)
     for (const x of r.results) expect(x.reply).toMatchObject({ code: 451, enhanced: "4.4.1" })
   })
-
 })

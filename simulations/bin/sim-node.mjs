@@ -8,7 +8,8 @@ import { createWriteStream } from "node:fs"
 const file = process.env["MISSIVE_SIM_NODE_LOG"]
 if (file) {
   const out = createWriteStream(file, { flags: "a" })
-  const write = (chunk, encoding, cb) => out.write(chunk, typeof encoding === "string" ? encoding : undefined, typeof encoding === "function" ? encoding : cb)
+  const write = (chunk, encoding, cb) =>
+    out.write(chunk, typeof encoding === "string" ? encoding : undefined, typeof encoding === "function" ? encoding : cb)
   process.stdout.write = write
   process.stderr.write = write
 }

@@ -33,11 +33,12 @@ export interface SimCluster {
   stop(): Promise<void>
 }
 
-const canBind = (port: number): Promise<boolean> => new Promise((done) => {
-  const s = createServer()
-  s.once("error", () => done(false))
-  s.listen(port, "127.0.0.1", () => s.close(() => done(true)))
-})
+const canBind = (port: number): Promise<boolean> =>
+  new Promise((done) => {
+    const s = createServer()
+    s.once("error", () => done(false))
+    s.listen(port, "127.0.0.1", () => s.close(() => done(true)))
+  })
 
 /** A base port P such that P + k for every offset and k < n is free on 127.0.0.1 (consecutive, as the launcher wants). */
 const freeRange = async (n: number, offsets: ReadonlyArray<number>, taken: Set<number>): Promise<number> => {
@@ -47,7 +48,10 @@ const freeRange = async (n: number, offsets: ReadonlyArray<number>, taken: Set<n
     if (ports.some((p) => taken.has(p))) continue
     let ok = true
     for (const p of ports) if (!(ok = await canBind(p))) break
-    if (ok) { for (const p of ports) taken.add(p); return base }
+    if (ok) {
+      for (const p of ports) taken.add(p)
+      return base
+    }
   }
   throw new Error("no free range of loopback ports for the cluster")
 }
@@ -102,7 +106,16 @@ export const start = async (o: { nodes: number; base: Record<string, unknown>; l
   Object.assign(process.env, env)
   let launched: Launcher.Launched
   try {
-    launched = await Launcher.up({ nodes: o.nodes, dir, natsPort, smtpPort, submissionPort, base: o.base, missive: NODE_SCRIPT, out: () => undefined })
+    launched = await Launcher.up({
+      nodes: o.nodes,
+      dir,
+      natsPort,
+      smtpPort,
+      submissionPort,
+      base: o.base,
+      missive: NODE_SCRIPT,
+      out: () => undefined
+    })
   } catch (e) {
     rmSync(dir, { recursive: true, force: true })
     throw e
@@ -143,7 +156,8 @@ export const start = async (o: { nodes: number; base: Record<string, unknown>; l
     if (pidOf(k) !== undefined) return
     const n = nodes[k - 1]!
     const p = spawn(process.execPath, [NODE_SCRIPT, "start", "--config", n.config], {
-      stdio: "ignore", env: { ...process.env, ...env }
+      stdio: "ignore",
+      env: { ...process.env, ...env }
     })
     ours.set(k, p)
     dead.delete(k)
@@ -151,15 +165,28 @@ export const start = async (o: { nodes: number; base: Record<string, unknown>; l
   }
 
   return {
-    dir, nodes, nats: launched.nats, kill, restart, cpuMs,
+    dir,
+    nodes,
+    nats: launched.nats,
+    kill,
+    restart,
+    cpuMs,
     running: (k) => pidOf(k) !== undefined,
     stop: async () => {
-      await Promise.all([...ours.values()].map((p) => new Promise<void>((done) => {
-        if (p.exitCode !== null || p.signalCode !== null) return done()
-        const t = setTimeout(() => p.kill("SIGKILL"), 15_000)
-        p.once("exit", () => { clearTimeout(t); done() })
-        p.kill("SIGTERM")
-      })))
+      await Promise.all(
+        [...ours.values()].map(
+          (p) =>
+            new Promise<void>((done) => {
+              if (p.exitCode !== null || p.signalCode !== null) return done()
+              const t = setTimeout(() => p.kill("SIGKILL"), 15_000)
+              p.once("exit", () => {
+                clearTimeout(t)
+                done()
+              })
+              p.kill("SIGTERM")
+            })
+        )
+      )
       await launched.stop()
       rmSync(dir, { recursive: true, force: true })
     }

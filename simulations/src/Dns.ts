@@ -90,7 +90,12 @@ export const startDnsServer = async (zones: Zones = {}, options: DnsOptions = {}
       const base = { name: q.name, class: Packet.CLASS.IN, ttl }
       if (q.type === Packet.TYPE.MX) {
         for (const mx of zone.mx ?? []) {
-          response.answers.push({ ...base, type: Packet.TYPE.MX, priority: mx.preference, exchange: mx.exchange === "." ? "" : mx.exchange } as never)
+          response.answers.push({
+            ...base,
+            type: Packet.TYPE.MX,
+            priority: mx.preference,
+            exchange: mx.exchange === "." ? "" : mx.exchange
+          } as never)
         }
       } else if (q.type === Packet.TYPE.A) {
         for (const address of zone.a ?? []) response.answers.push({ ...base, type: Packet.TYPE.A, address } as never)

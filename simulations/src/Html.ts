@@ -12,7 +12,7 @@ const COLORS = ["#2b6cb0", "#38a169", "#d69e2e", "#e53e3e", "#805ad5", "#718096"
 const nice = (max: number): number => {
   if (max <= 0) return 1
   const p = 10 ** Math.floor(Math.log10(max))
-  return ([1, 2, 5, 10].map((m) => m * p).find((v) => v >= max) ?? 10 * p)
+  return [1, 2, 5, 10].map((m) => m * p).find((v) => v >= max) ?? 10 * p
 }
 
 const axes = (xMax: number, yMax: number, xLabel: string): string => {
@@ -20,26 +20,49 @@ const axes = (xMax: number, yMax: number, xLabel: string): string => {
   const ih = H - PAD.t - PAD.b
   const ticks = [0, 0.25, 0.5, 0.75, 1]
   return [
-    ...ticks.map((f) => `<line x1="${PAD.l}" x2="${W - PAD.r}" y1="${PAD.t + ih * (1 - f)}" y2="${PAD.t + ih * (1 - f)}" stroke="#e2e8f0"/>` +
-      `<text x="${PAD.l - 6}" y="${PAD.t + ih * (1 - f) + 4}" text-anchor="end">${+(yMax * f).toPrecision(3)}</text>`),
-    ...ticks.map((f) => `<text x="${PAD.l + iw * f}" y="${H - 8}" text-anchor="middle">${+(xMax * f).toPrecision(3)}${f === 1 ? ` ${xLabel}` : ""}</text>`)
+    ...ticks.map(
+      (f) =>
+        `<line x1="${PAD.l}" x2="${W - PAD.r}" y1="${PAD.t + ih * (1 - f)}" y2="${PAD.t + ih * (1 - f)}" stroke="#e2e8f0"/>` +
+        `<text x="${PAD.l - 6}" y="${PAD.t + ih * (1 - f) + 4}" text-anchor="end">${+(yMax * f).toPrecision(3)}</text>`
+    ),
+    ...ticks.map(
+      (f) =>
+        `<text x="${PAD.l + iw * f}" y="${H - 8}" text-anchor="middle">${+(xMax * f).toPrecision(3)}${f === 1 ? ` ${xLabel}` : ""}</text>`
+    )
   ].join("")
 }
 
 /** A line chart of series sharing one x axis. */
-export const lineChart = (title: string, xLabel: string, series: ReadonlyArray<{ name: string; points: ReadonlyArray<readonly [number, number]> }>): string => {
+export const lineChart = (
+  title: string,
+  xLabel: string,
+  series: ReadonlyArray<{ name: string; points: ReadonlyArray<readonly [number, number]> }>
+): string => {
   const xMax = nice(Math.max(0, ...series.flatMap((s) => s.points.map((p) => p[0]))))
   const yMax = nice(Math.max(0, ...series.flatMap((s) => s.points.map((p) => p[1]))))
   const x = (v: number): number => PAD.l + ((W - PAD.l - PAD.r) * v) / xMax
   const y = (v: number): number => PAD.t + (H - PAD.t - PAD.b) * (1 - v / yMax)
-  const paths = series.map((s, i) =>
-    `<polyline fill="none" stroke="${COLORS[i % COLORS.length]}" stroke-width="1.6" points="${s.points.map(([a, b]) => `${x(a).toFixed(1)},${y(b).toFixed(1)}`).join(" ")}"/>`)
-  return figure(title, `${axes(xMax, yMax, xLabel)}${paths.join("")}`, series.map((s) => s.name))
+  const paths = series.map(
+    (s, i) =>
+      `<polyline fill="none" stroke="${COLORS[i % COLORS.length]}" stroke-width="1.6" points="${s.points.map(([a, b]) => `${x(a).toFixed(1)},${y(b).toFixed(1)}`).join(" ")}"/>`
+  )
+  return figure(
+    title,
+    `${axes(xMax, yMax, xLabel)}${paths.join("")}`,
+    series.map((s) => s.name)
+  )
 }
 
 /** Groups of bars (one group per category, one bar per series). */
-export const barChart = (title: string, categories: ReadonlyArray<string>, series: ReadonlyArray<{ name: string; values: ReadonlyArray<number> }>, stacked = false): string => {
-  const totals = categories.map((_, c) => (stacked ? series.reduce((a, s) => a + (s.values[c] ?? 0), 0) : Math.max(0, ...series.map((s) => s.values[c] ?? 0))))
+export const barChart = (
+  title: string,
+  categories: ReadonlyArray<string>,
+  series: ReadonlyArray<{ name: string; values: ReadonlyArray<number> }>,
+  stacked = false
+): string => {
+  const totals = categories.map((_, c) =>
+    stacked ? series.reduce((a, s) => a + (s.values[c] ?? 0), 0) : Math.max(0, ...series.map((s) => s.values[c] ?? 0))
+  )
   const yMax = nice(Math.max(0, ...totals))
   const iw = W - PAD.l - PAD.r
   const ih = H - PAD.t - PAD.b
@@ -53,14 +76,26 @@ export const barChart = (title: string, categories: ReadonlyArray<string>, serie
       const h = (ih * v) / yMax
       const x0 = stacked ? PAD.l + gw * c + gw * 0.2 : PAD.l + gw * c + gw * 0.1 + bw * i
       const y0 = PAD.t + ih - h - (stacked ? (ih * base) / yMax : 0)
-      if (v > 0) bars.push(`<rect x="${x0.toFixed(1)}" y="${y0.toFixed(1)}" width="${bw.toFixed(1)}" height="${h.toFixed(1)}" fill="${COLORS[i % COLORS.length]}"><title>${esc(`${cat} ${s.name}: ${v}`)}</title></rect>`)
+      if (v > 0)
+        bars.push(
+          `<rect x="${x0.toFixed(1)}" y="${y0.toFixed(1)}" width="${bw.toFixed(1)}" height="${h.toFixed(1)}" fill="${COLORS[i % COLORS.length]}"><title>${esc(`${cat} ${s.name}: ${v}`)}</title></rect>`
+        )
       base += stacked ? v : 0
     })
     bars.push(`<text x="${(PAD.l + gw * c + gw / 2).toFixed(1)}" y="${H - 8}" text-anchor="middle">${esc(cat)}</text>`)
   })
-  const grid = [0, 0.25, 0.5, 0.75, 1].map((f) => `<line x1="${PAD.l}" x2="${W - PAD.r}" y1="${PAD.t + ih * (1 - f)}" y2="${PAD.t + ih * (1 - f)}" stroke="#e2e8f0"/>` +
-    `<text x="${PAD.l - 6}" y="${PAD.t + ih * (1 - f) + 4}" text-anchor="end">${+(yMax * f).toPrecision(3)}</text>`).join("")
-  return figure(title, grid + bars.join(""), series.map((s) => s.name))
+  const grid = [0, 0.25, 0.5, 0.75, 1]
+    .map(
+      (f) =>
+        `<line x1="${PAD.l}" x2="${W - PAD.r}" y1="${PAD.t + ih * (1 - f)}" y2="${PAD.t + ih * (1 - f)}" stroke="#e2e8f0"/>` +
+        `<text x="${PAD.l - 6}" y="${PAD.t + ih * (1 - f) + 4}" text-anchor="end">${+(yMax * f).toPrecision(3)}</text>`
+    )
+    .join("")
+  return figure(
+    title,
+    grid + bars.join(""),
+    series.map((s) => s.name)
+  )
 }
 
 const figure = (title: string, body: string, legend: ReadonlyArray<string>): string =>
@@ -68,7 +103,10 @@ const figure = (title: string, body: string, legend: ReadonlyArray<string>): str
   `<div class="legend">${legend.map((n, i) => `<span><i style="background:${COLORS[i % COLORS.length]}"></i>${esc(n)}</span>`).join("")}</div></figure>`
 
 /** Per-second rates from cumulative samples. */
-const rates = (samples: ReadonlyArray<Report.Report["samples"][number]>, pick: (s: Report.Report["samples"][number]) => number): Array<readonly [number, number]> =>
+const rates = (
+  samples: ReadonlyArray<Report.Report["samples"][number]>,
+  pick: (s: Report.Report["samples"][number]) => number
+): Array<readonly [number, number]> =>
   samples.slice(1).map((s, i) => {
     const prev = samples[i]!
     const dt = (s.at - prev.at) / 1000
@@ -79,9 +117,22 @@ export const render = (r: Report.Report): string => {
   const c = r.counts
   const lat = (p: Report.Percentiles): ReadonlyArray<number> => [p.p50, p.p90, p.p99, p.max]
   const replyCodes = [...new Set([...Object.keys(r.sourceReplies), ...Object.keys(r.sinkReplies)])].sort()
-  const rows = ([["sent", c.sent], ["accepted", c.accepted], ["refused", c.refused], ["recipients", c.recipients], ["delivered", c.delivered],
-    ["bounced", c.bounced], ["expired", c.expired], ["deferred (receiver 4xx and cuts)", r.deferred], ["duplicates", r.duplicates], ["lost", c.lost]] as const)
-    .map(([k, v]) => `<tr><th>${k}</th><td>${v}</td></tr>`).join("")
+  const rows = (
+    [
+      ["sent", c.sent],
+      ["accepted", c.accepted],
+      ["refused", c.refused],
+      ["recipients", c.recipients],
+      ["delivered", c.delivered],
+      ["bounced", c.bounced],
+      ["expired", c.expired],
+      ["deferred (receiver 4xx and cuts)", r.deferred],
+      ["duplicates", r.duplicates],
+      ["lost", c.lost]
+    ] as const
+  )
+    .map(([k, v]) => `<tr><th>${k}</th><td>${v}</td></tr>`)
+    .join("")
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Missive simulation: ${esc(r.scenario)}</title>
 <style>
@@ -94,24 +145,56 @@ th,td{padding:2px 10px;border-bottom:1px solid #edf2f7;text-align:right}th{text-
 </style></head><body>
 <h1>Missive simulation: ${esc(r.scenario)} <small>(seed ${r.seed}, target ${esc(r.target)})</small></h1>
 <p>${esc(r.description)}</p>
-<p class="${c.lost === 0 ? "ok" : "fail"}">${c.lost === 0 ? "Loss check passed: every accepted recipient was delivered or its sender received a DSN."
-    : `Loss check FAILED: ${c.lost} accepted recipient(s) were neither delivered nor bounced (${esc(r.lostExamples.join(", "))}).`}</p>
+<p class="${c.lost === 0 ? "ok" : "fail"}">${
+    c.lost === 0
+      ? "Loss check passed: every accepted recipient was delivered or its sender received a DSN."
+      : `Loss check FAILED: ${c.lost} accepted recipient(s) were neither delivered nor bounced (${esc(r.lostExamples.join(", "))}).`
+  }</p>
 <div class="grid"><table>${rows}</table>
 <table><tr><th>accepted msgs/s while sending</th><td>${r.acceptRate.toFixed(1)}</td></tr><tr><th>delivered rcpts/s overall</th><td>${r.deliverRate.toFixed(1)}</td></tr>
 <tr><th>sending time</th><td>${(r.sendMs / 1000).toFixed(1)} s</td></tr><tr><th>run time</th><td>${(r.elapsedMs / 1000).toFixed(1)} s</td></tr>
 ${r.cpuMs !== undefined ? `<tr><th>CPU (this process)</th><td>${(r.cpuMs / 1000).toFixed(1)} s</td></tr>` : ""}</table></div>
 <div class="grid">
-${lineChart("Throughput over time (per second)", "s", [{ name: "accepted msgs/s", points: rates(r.samples, (s) => s.accepted) }, { name: "delivered rcpts/s", points: rates(r.samples, (s) => s.delivered) }])}
+${lineChart("Throughput over time (per second)", "s", [
+  { name: "accepted msgs/s", points: rates(r.samples, (s) => s.accepted) },
+  { name: "delivered rcpts/s", points: rates(r.samples, (s) => s.delivered) }
+])}
 ${lineChart("Queue depth over time (accepted messages not yet resolved)", "s", [{ name: "messages in flight", points: r.samples.map((s) => [s.at / 1000, s.queued] as const) }])}
-${barChart("Latency percentiles (ms)", ["p50", "p90", "p99", "max"], [{ name: "accept (submission → 250)", values: lat(r.acceptLatency) }, { name: "end-to-end (250 → delivered)", values: lat(r.endToEnd) }])}
-${barChart("Outcomes per destination (recipients; deferred = 4xx replies)", r.destinations.map((d) => d.domain), [
-    { name: "delivered", values: r.destinations.map((d) => d.delivered) }, { name: "deferred", values: r.destinations.map((d) => d.deferred) },
-    { name: "expired", values: r.destinations.map((d) => d.expired) }, { name: "bounced", values: r.destinations.map((d) => d.bounced) }], true)}
-${barChart("SMTP reply codes", replyCodes, [{ name: "target → senders", values: replyCodes.map((k) => r.sourceReplies[k] ?? 0) }, { name: "receivers → target", values: replyCodes.map((k) => r.sinkReplies[k] ?? 0) }])}
+${barChart(
+  "Latency percentiles (ms)",
+  ["p50", "p90", "p99", "max"],
+  [
+    { name: "accept (submission → 250)", values: lat(r.acceptLatency) },
+    { name: "end-to-end (250 → delivered)", values: lat(r.endToEnd) }
+  ]
+)}
+${barChart(
+  "Outcomes per destination (recipients; deferred = 4xx replies)",
+  r.destinations.map((d) => d.domain),
+  [
+    { name: "delivered", values: r.destinations.map((d) => d.delivered) },
+    { name: "deferred", values: r.destinations.map((d) => d.deferred) },
+    { name: "expired", values: r.destinations.map((d) => d.expired) },
+    { name: "bounced", values: r.destinations.map((d) => d.bounced) }
+  ],
+  true
+)}
+${barChart("SMTP reply codes", replyCodes, [
+  { name: "target → senders", values: replyCodes.map((k) => r.sourceReplies[k] ?? 0) },
+  { name: "receivers → target", values: replyCodes.map((k) => r.sinkReplies[k] ?? 0) }
+])}
 </div>
-${r.faults.length > 0 ? `<h2>Faults</h2><table><tr><th>scenario time</th><th>node</th><th>what</th></tr>${r.faults.map((f) =>
-    `<tr><td>${(f.at / 1000).toFixed(1)} s</td><td>node-${f.node}</td><td>${f.action === "killed" ? "killed (SIGKILL)" : "restarted"}${f.error ? ` — failed: ${esc(f.error)}` : ""}</td></tr>`).join("")}</table>
-<p>Submissions tried again on another node after a connection failure: ${r.resubmitted}.</p>` : ""}
+${
+  r.faults.length > 0
+    ? `<h2>Faults</h2><table><tr><th>scenario time</th><th>node</th><th>what</th></tr>${r.faults
+        .map(
+          (f) =>
+            `<tr><td>${(f.at / 1000).toFixed(1)} s</td><td>node-${f.node}</td><td>${f.action === "killed" ? "killed (SIGKILL)" : "restarted"}${f.error ? ` — failed: ${esc(f.error)}` : ""}</td></tr>`
+        )
+        .join("")}</table>
+<p>Submissions tried again on another node after a connection failure: ${r.resubmitted}.</p>`
+    : ""
+}
 ${r.notes.map((n) => `<p>Note: ${esc(n)}</p>`).join("\n")}
 </body></html>
 `

@@ -86,7 +86,18 @@ const tagOf = (rcpt: string): string => {
 const domainOf = (rcpt: string): string => rcpt.slice(rcpt.lastIndexOf("@") + 1).toLowerCase()
 
 export const make = (): Ledger => {
-  const counters: Counters = { sent: 0, accepted: 0, refused: 0, recipients: 0, delivered: 0, bounced: 0, expired: 0, deferred: 0, duplicates: 0, dsns: 0 }
+  const counters: Counters = {
+    sent: 0,
+    accepted: 0,
+    refused: 0,
+    recipients: 0,
+    delivered: 0,
+    bounced: 0,
+    expired: 0,
+    deferred: 0,
+    duplicates: 0,
+    dsns: 0
+  }
   const recipients = new Map<string, RecipientRecord>()
   /** Deliveries or DSNs that arrived before the source recorded the 250 (the target can be that fast). */
   const early = new Map<string, Array<(r: RecipientRecord) => void>>()
@@ -119,7 +130,14 @@ export const make = (): Ledger => {
   }
 
   return {
-    counters, recipients, destinations, sourceReplies, sinkReplies, acceptLatency, endToEnd, samples,
+    counters,
+    recipients,
+    destinations,
+    sourceReplies,
+    sinkReplies,
+    acceptLatency,
+    endToEnd,
+    samples,
     sent: () => void counters.sent++,
     accepted: (tag, rcpts, at, latency) => {
       counters.accepted++
@@ -149,15 +167,16 @@ export const make = (): Ledger => {
         d.deferred++
       } else if (code >= 500) d.rejected++
     },
-    delivered: (rcpt, domain, at) => withRecord(rcpt, (r) => {
-      r.deliveries++
-      if (r.deliveries > 1) return void counters.duplicates++
-      r.deliveredAt = at
-      counters.delivered++
-      dest(domain).delivered++
-      endToEnd.push(Math.max(0, at - r.acceptedAt))
-      if (r.dsnAt === undefined) resolve(r)
-    }),
+    delivered: (rcpt, domain, at) =>
+      withRecord(rcpt, (r) => {
+        r.deliveries++
+        if (r.deliveries > 1) return void counters.duplicates++
+        r.deliveredAt = at
+        counters.delivered++
+        dest(domain).delivered++
+        endToEnd.push(Math.max(0, at - r.acceptedAt))
+        if (r.dsnAt === undefined) resolve(r)
+      }),
     dsn: (rcpt, status, at) => {
       counters.dsns++
       withRecord(rcpt, (r) => {
@@ -165,13 +184,26 @@ export const make = (): Ledger => {
         r.dsnAt = at
         r.dsnStatus = status
         const d = dest(r.domain)
-        if (status.startsWith("4")) { counters.expired++; d.expired++ } else { counters.bounced++; d.bounced++ }
+        if (status.startsWith("4")) {
+          counters.expired++
+          d.expired++
+        } else {
+          counters.bounced++
+          d.bounced++
+        }
         if (r.deliveredAt === undefined) resolve(r)
       })
     },
     queued: () => openByTag.size,
     unresolved: () => counters.recipients - resolvedRecipients,
-    sample: (at) => samples.push({ at, accepted: counters.accepted, delivered: counters.delivered, resolved: resolvedRecipients, queued: openByTag.size }),
+    sample: (at) =>
+      samples.push({
+        at,
+        accepted: counters.accepted,
+        delivered: counters.delivered,
+        resolved: resolvedRecipients,
+        queued: openByTag.size
+      }),
     lost: () => [...recipients.values()].filter((r) => r.deliveredAt === undefined && r.dsnAt === undefined)
   }
 }

@@ -87,7 +87,10 @@ export const startDestination = async (d: Scenario.Destination, state: Destinati
           return refuse(cb, 421, "4.7.0 Too many messages on this connection, come back later")
         }
         const minute = Math.floor(o.now() / 60_000)
-        if (minute !== state.minute) { state.minute = minute; state.inMinute = 0 }
+        if (minute !== state.minute) {
+          state.minute = minute
+          state.inMinute = 0
+        }
         if (b.throttle?.per_minute !== undefined && ++state.inMinute > b.throttle.per_minute) {
           return refuse(cb, 421, "4.7.0 Rate limit reached, come back later")
         }
@@ -103,7 +106,8 @@ export const startDestination = async (d: Scenario.Destination, state: Destinati
         state.attempts.set(rcpt, attempt)
         if (b.greylist && attempt === 1) return refuse(cb, 451, "4.7.1 Greylisted, please try again later")
         if (Random.keyed(o.seed, d.domain, "perm", tag, rcpt) < b.perm_fail) return refuse(cb, 550, "5.1.1 No such user here")
-        if (Random.keyed(o.seed, d.domain, "temp", tag, rcpt, attempt) < b.temp_fail) return refuse(cb, 451, "4.3.0 Temporary failure, try again later")
+        if (Random.keyed(o.seed, d.domain, "temp", tag, rcpt, attempt) < b.temp_fail)
+          return refuse(cb, 451, "4.3.0 Temporary failure, try again later")
         cb()
       })
     },

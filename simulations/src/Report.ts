@@ -80,25 +80,57 @@ export const percentiles = (values: ReadonlyArray<number>): Percentiles => {
 }
 
 export const make = (o: {
-  scenario: string; description: string; target: string; seed: number; ledger: Ledger.Ledger; elapsedMs: number; sendMs: number
-  cpuMs?: number | undefined; targetCpuMs?: number | undefined; notes?: ReadonlyArray<string>
-  faults?: ReadonlyArray<Fault>; resubmitted?: number
+  scenario: string
+  description: string
+  target: string
+  seed: number
+  ledger: Ledger.Ledger
+  elapsedMs: number
+  sendMs: number
+  cpuMs?: number | undefined
+  targetCpuMs?: number | undefined
+  notes?: ReadonlyArray<string>
+  faults?: ReadonlyArray<Fault>
+  resubmitted?: number
 }): Report => {
   const c = o.ledger.counters
   const lost = o.ledger.lost()
   return {
-    scenario: o.scenario, description: o.description, target: o.target, seed: o.seed,
-    counts: { sent: c.sent, accepted: c.accepted, refused: c.refused, recipients: c.recipients, delivered: c.delivered, bounced: c.bounced, expired: c.expired, lost: lost.length },
-    deferred: c.deferred, duplicates: c.duplicates, dsns: c.dsns,
-    elapsedMs: o.elapsedMs, sendMs: o.sendMs,
+    scenario: o.scenario,
+    description: o.description,
+    target: o.target,
+    seed: o.seed,
+    counts: {
+      sent: c.sent,
+      accepted: c.accepted,
+      refused: c.refused,
+      recipients: c.recipients,
+      delivered: c.delivered,
+      bounced: c.bounced,
+      expired: c.expired,
+      lost: lost.length
+    },
+    deferred: c.deferred,
+    duplicates: c.duplicates,
+    dsns: c.dsns,
+    elapsedMs: o.elapsedMs,
+    sendMs: o.sendMs,
     acceptRate: o.sendMs > 0 ? (c.accepted * 1000) / o.sendMs : 0,
     deliverRate: o.elapsedMs > 0 ? (c.delivered * 1000) / o.elapsedMs : 0,
     acceptLatency: percentiles(o.ledger.acceptLatency),
     endToEnd: percentiles(o.ledger.endToEnd),
-    destinations: [...o.ledger.destinations.entries()].map(([domain, d]) => ({ domain, ...d })).sort((a, b) => a.domain.localeCompare(b.domain)),
-    sourceReplies: o.ledger.sourceReplies, sinkReplies: o.ledger.sinkReplies, samples: o.ledger.samples,
-    cpuMs: o.cpuMs, targetCpuMs: o.targetCpuMs, lostExamples: lost.slice(0, 10).map((r) => r.rcpt), notes: o.notes ?? [],
-    faults: o.faults ?? [], resubmitted: o.resubmitted ?? 0
+    destinations: [...o.ledger.destinations.entries()]
+      .map(([domain, d]) => ({ domain, ...d }))
+      .sort((a, b) => a.domain.localeCompare(b.domain)),
+    sourceReplies: o.ledger.sourceReplies,
+    sinkReplies: o.ledger.sinkReplies,
+    samples: o.ledger.samples,
+    cpuMs: o.cpuMs,
+    targetCpuMs: o.targetCpuMs,
+    lostExamples: lost.slice(0, 10).map((r) => r.rcpt),
+    notes: o.notes ?? [],
+    faults: o.faults ?? [],
+    resubmitted: o.resubmitted ?? 0
   }
 }
 
@@ -110,7 +142,10 @@ const table = (rows: ReadonlyArray<ReadonlyArray<string>>): string => {
 }
 
 const codes = (r: Readonly<Record<string, number>>): string =>
-  Object.entries(r).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k}×${v}`).join(" ") || "-"
+  Object.entries(r)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, v]) => `${k}×${v}`)
+    .join(" ") || "-"
 
 /** The summary printed at the end of `missive sim run`. */
 export const formatText = (r: Report): string => {
@@ -118,10 +153,12 @@ export const formatText = (r: Report): string => {
   const lines = [
     `scenario ${r.scenario} (seed ${r.seed}) against ${r.target}: ${ms(r.elapsedMs)}`,
     "",
-    table([
-      ["sent", "accepted", "refused", "recipients", "delivered", "bounced", "expired", "deferred", "duplicates", "lost"],
-      [c.sent, c.accepted, c.refused, c.recipients, c.delivered, c.bounced, c.expired, r.deferred, r.duplicates, c.lost].map(String)
-    ].map((row, i) => (i === 0 ? row : row))).replace(/^/gm, "  "),
+    table(
+      [
+        ["sent", "accepted", "refused", "recipients", "delivered", "bounced", "expired", "deferred", "duplicates", "lost"],
+        [c.sent, c.accepted, c.refused, c.recipients, c.delivered, c.bounced, c.expired, r.deferred, r.duplicates, c.lost].map(String)
+      ].map((row, i) => (i === 0 ? row : row))
+    ).replace(/^/gm, "  "),
     "",
     `  throughput   ${r.acceptRate.toFixed(1)} accepted msgs/s while sending (${ms(r.sendMs)}), ${r.deliverRate.toFixed(1)} delivered rcpts/s overall` +
       (r.cpuMs !== undefined && c.accepted > 0 ? `, ${(r.cpuMs / c.accepted).toFixed(2)} ms CPU per accepted message (this process)` : ""),
@@ -130,10 +167,20 @@ export const formatText = (r: Report): string => {
     `  replies to senders    ${codes(r.sourceReplies)}`,
     `  replies by receivers  ${codes(r.sinkReplies)}`,
     "",
-    table([["destination", "delivered", "bounced", "expired", "deferred", "5xx"],
-      ...r.destinations.map((d) => [d.domain, d.delivered, d.bounced, d.expired, d.deferred, d.rejected].map(String))]).replace(/^/gm, "  "),
-    ...(r.faults.length > 0 ? ["", ...r.faults.map((f) => `  fault  ${ms(f.at).padStart(8)}  node-${f.node} ${f.action === "killed" ? "killed (SIGKILL)" : "restarted"}${f.error ? ` FAILED: ${f.error}` : ""}`),
-      `  resubmitted to another node after a connection failure: ${r.resubmitted}`] : []),
+    table([
+      ["destination", "delivered", "bounced", "expired", "deferred", "5xx"],
+      ...r.destinations.map((d) => [d.domain, d.delivered, d.bounced, d.expired, d.deferred, d.rejected].map(String))
+    ]).replace(/^/gm, "  "),
+    ...(r.faults.length > 0
+      ? [
+          "",
+          ...r.faults.map(
+            (f) =>
+              `  fault  ${ms(f.at).padStart(8)}  node-${f.node} ${f.action === "killed" ? "killed (SIGKILL)" : "restarted"}${f.error ? ` FAILED: ${f.error}` : ""}`
+          ),
+          `  resubmitted to another node after a connection failure: ${r.resubmitted}`
+        ]
+      : []),
     ...r.notes.map((n) => `  note: ${n}`),
     "",
     c.lost === 0

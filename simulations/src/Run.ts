@@ -52,16 +52,24 @@ export const run = async (o: RunOptions): Promise<Report.Report> => {
   const faults: Array<Fault> = []
   try {
     target = await Target.start(o.target, s, world, { logFile: o.logFile })
-    if (o.target.kind === "direct") notes.push("target direct: no MTA, senders deliver straight into the simulated receivers; refusals are not retried and no DSNs exist")
-    if (s.senders.loop === "open") notes.push("accept latency of an open loop counts from the scheduled arrival, so waiting for a free connection is included")
+    if (o.target.kind === "direct")
+      notes.push("target direct: no MTA, senders deliver straight into the simulated receivers; refusals are not retried and no DSNs exist")
+    if (s.senders.loop === "open")
+      notes.push("accept latency of an open loop counts from the scheduled arrival, so waiting for a free connection is included")
     const traffic = Traffic.plan(s)
     const endpoints = target.endpoints ?? (target.endpoint ? [target.endpoint] : [])
     const route = (m: Traffic.Message, k: number, attempt: number): Sender.Endpoint | undefined =>
       endpoints.length === 0
-        ? attempt === 0 ? { host: world.hosts.get(Ledger.domainOf(m.to[0]!))![0]!, port: world.port } : undefined
-        : attempt === 0 || endpoints.length > 1 ? endpoints[(k + attempt) % endpoints.length] : undefined
-    if (s.faults.length > 0 && !target.faults) notes.push(`the scenario's ${s.faults.length} fault(s) were not carried out: the target cannot kill nodes`)
-    if (endpoints.length > 1) notes.push(`sender connections spread over ${endpoints.length} nodes (connection k to node k mod ${endpoints.length} + 1)`)
+        ? attempt === 0
+          ? { host: world.hosts.get(Ledger.domainOf(m.to[0]!))![0]!, port: world.port }
+          : undefined
+        : attempt === 0 || endpoints.length > 1
+          ? endpoints[(k + attempt) % endpoints.length]
+          : undefined
+    if (s.faults.length > 0 && !target.faults)
+      notes.push(`the scenario's ${s.faults.length} fault(s) were not carried out: the target cannot kill nodes`)
+    if (endpoints.length > 1)
+      notes.push(`sender connections spread over ${endpoints.length} nodes (connection k to node k mod ${endpoints.length} + 1)`)
     const cpu0 = process.cpuUsage()
     const targetCpu0 = target.cpuMs?.()
     now.reset()
@@ -76,7 +84,18 @@ export const run = async (o: RunOptions): Promise<Report.Report> => {
       while (window.length > 5) window.shift()
       const first = window[0]!
       const rate = at > first.at ? ((c.accepted - first.accepted) * 1000) / (at - first.at) : 0
-      o.onProgress?.({ at, phase, total: traffic.length, sent: c.sent, accepted: c.accepted, delivered: c.delivered, deferred: c.deferred, bounced: c.bounced + c.expired, queued: ledger.queued(), rate })
+      o.onProgress?.({
+        at,
+        phase,
+        total: traffic.length,
+        sent: c.sent,
+        accepted: c.accepted,
+        delivered: c.delivered,
+        deferred: c.deferred,
+        bounced: c.bounced + c.expired,
+        queued: ledger.queued(),
+        rate
+      })
     }
     timer = setInterval(tick, 250)
     ledger.sample(0)
@@ -84,7 +103,12 @@ export const run = async (o: RunOptions): Promise<Report.Report> => {
     if (f) {
       const act = (node: number, action: Fault["action"], todo: () => Promise<void>): void => {
         const at = now()
-        faultWork.push(todo().then(() => void faults.push({ at, node, action }), (e: unknown) => void faults.push({ at, node, action, error: String((e as Error)?.message ?? e) })))
+        faultWork.push(
+          todo().then(
+            () => void faults.push({ at, node, action }),
+            (e: unknown) => void faults.push({ at, node, action, error: String((e as Error)?.message ?? e) })
+          )
+        )
       }
       /** Runs `g` at scenario time `t` (a timer may fire a little early: it is armed again for the rest). */
       const atTime = (t: number, g: () => void): void => {
@@ -105,7 +129,8 @@ export const run = async (o: RunOptions): Promise<Report.Report> => {
     phase = "draining"
     const deadline = now() + s.drain
     while (ledger.unresolved() > 0 && now() < deadline) await sleep(50)
-    if (ledger.unresolved() > 0) notes.push(`drain limit reached (${s.drain} ms after the last submission) with ${ledger.unresolved()} recipient(s) unresolved`)
+    if (ledger.unresolved() > 0)
+      notes.push(`drain limit reached (${s.drain} ms after the last submission) with ${ledger.unresolved()} recipient(s) unresolved`)
     const elapsedMs = now()
     ledger.sample(elapsedMs)
     tick()
@@ -113,9 +138,18 @@ export const run = async (o: RunOptions): Promise<Report.Report> => {
     const cpu = process.cpuUsage(cpu0)
     const targetCpuMs = targetCpu0 === undefined ? undefined : target.cpuMs!() - targetCpu0
     return Report.make({
-      scenario: s.name, description: s.description, target: Target.describeSpec(o.target), seed: s.seed, ledger, elapsedMs, sendMs,
-      cpuMs: (cpu.user + cpu.system) / 1000, targetCpuMs, notes,
-      faults: [...faults].sort((a, b) => a.at - b.at), resubmitted: senders.retried()
+      scenario: s.name,
+      description: s.description,
+      target: Target.describeSpec(o.target),
+      seed: s.seed,
+      ledger,
+      elapsedMs,
+      sendMs,
+      cpuMs: (cpu.user + cpu.system) / 1000,
+      targetCpuMs,
+      notes,
+      faults: [...faults].sort((a, b) => a.at - b.at),
+      resubmitted: senders.retried()
     })
   } finally {
     if (timer) clearInterval(timer)

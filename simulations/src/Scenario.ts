@@ -24,7 +24,9 @@ const integer = (min: number, expected: string) =>
 const Count = integer(1, "a positive integer")
 const Natural = integer(0, "a whole number (0 or more)")
 const Positive = parsed(Schema.Number, "a positive number", (u) => (typeof u === "number" && Number.isFinite(u) && u > 0 ? u : undefined))
-const Weight = parsed(Schema.Number, "a weight (a number of at least 0)", (u) => (typeof u === "number" && Number.isFinite(u) && u >= 0 ? u : undefined))
+const Weight = parsed(Schema.Number, "a weight (a number of at least 0)", (u) =>
+  typeof u === "number" && Number.isFinite(u) && u >= 0 ? u : undefined
+)
 const Fraction = parsed(Schema.Number, "a fraction from 0 to 1", (u) => (typeof u === "number" && u >= 0 && u <= 1 ? u : undefined))
 const Bool = parsed(Schema.Boolean, "true or false", (u) => (typeof u === "boolean" ? u : undefined))
 const Text = parsed(Schema.String, "a non-empty string", (u) => (typeof u === "string" && u.trim() !== "" ? u : undefined))
@@ -42,7 +44,9 @@ const Domain = parsed(Schema.String, "a domain name with at least two labels", (
   return domainPattern.test(d) ? d : undefined
 })
 const oneOf = <const L extends ReadonlyArray<string>>(values: L) =>
-  parsed(Schema.Literals(values), values.map((v) => JSON.stringify(v)).join(" or "), (u) => (values.includes(u as string) ? (u as L[number]) : undefined))
+  parsed(Schema.Literals(values), values.map((v) => JSON.stringify(v)).join(" or "), (u) =>
+    values.includes(u as string) ? (u as L[number]) : undefined
+  )
 
 // ---------------------------------------------------------------------------------------------
 // Receiver behaviour. A `schedule` entry overrides some of these keys between two scenario times.
@@ -119,12 +123,19 @@ const Senders = Schema.Struct({
   /** Total messages; default for the open loop: what `rate` over `duration` gives. Required for the closed loop. */
   messages: field(Schema.NullOr(Count), null),
   ramp_up: field(Dur, 0),
-  sizes: field(Schema.Array(SizeWeight).check(Schema.makeFilter((a) => (a.length === 0 ? "needs at least one size" : undefined))), [{ size: 4000, weight: 1 }]),
-  recipients: field(Schema.Struct({ min: field(Count, 1), max: field(Count, 1) }).check(
-    Schema.makeFilter((r) => (r.max < r.min ? { path: ["max"], issue: "must not be less than min" } : undefined))
-  ), { min: 1, max: 1 }),
+  sizes: field(Schema.Array(SizeWeight).check(Schema.makeFilter((a) => (a.length === 0 ? "needs at least one size" : undefined))), [
+    { size: 4000, weight: 1 }
+  ]),
+  recipients: field(
+    Schema.Struct({ min: field(Count, 1), max: field(Count, 1) }).check(
+      Schema.makeFilter((r) => (r.max < r.min ? { path: ["max"], issue: "must not be less than min" } : undefined))
+    ),
+    { min: 1, max: 1 }
+  ),
   /** Envelope sender domains; each gets a simulated receiver that collects DSNs. */
-  domains: field(Schema.Array(Domain).check(Schema.makeFilter((a) => (a.length === 0 ? "needs at least one domain" : undefined))), ["senders.sim"]),
+  domains: field(Schema.Array(Domain).check(Schema.makeFilter((a) => (a.length === 0 ? "needs at least one domain" : undefined))), [
+    "senders.sim"
+  ]),
   auth: field(Schema.NullOr(Schema.Struct({ user: Text, password: Text })), null),
   /** STARTTLS towards the target. */
   tls: field(Bool, false)
@@ -133,7 +144,10 @@ const Senders = Schema.Struct({
 const Retry = Schema.Struct({
   initial: field(PositiveDur, 1_000),
   max: field(PositiveDur, 5_000),
-  multiplier: field(parsed(Schema.Number, "a number of at least 1", (u) => (typeof u === "number" && u >= 1 ? u : undefined)), 2),
+  multiplier: field(
+    parsed(Schema.Number, "a number of at least 1", (u) => (typeof u === "number" && u >= 1 ? u : undefined)),
+    2
+  ),
   lifetime: field(PositiveDur, 120_000)
 })
 
@@ -178,10 +192,12 @@ const File = Schema.Struct({
 }).check(
   Schema.makeFilter((s) => {
     const issues: Array<Schema.FilterIssue> = []
-    if (s.senders.loop === "closed" && s.senders.messages === null) issues.push({ path: ["senders", "messages"], issue: "required when senders.loop is \"closed\"" })
+    if (s.senders.loop === "closed" && s.senders.messages === null)
+      issues.push({ path: ["senders", "messages"], issue: 'required when senders.loop is "closed"' })
     const dest = new Set(s.destinations.map((d) => d.domain))
     s.senders.domains.forEach((d, i) => {
-      if (dest.has(d)) issues.push({ path: ["senders", "domains", i], issue: `${d} is also a destination; sender domains must be their own` })
+      if (dest.has(d))
+        issues.push({ path: ["senders", "domains", i], issue: `${d} is also a destination; sender domains must be their own` })
     })
     if (s.faults.length > 0 && s.requires !== "cluster") issues.push({ path: ["faults"], issue: "node faults need requires: cluster" })
     return issues
@@ -192,9 +208,7 @@ export type Scenario = typeof File.Type
 export type Destination = Scenario["destinations"][number]
 export type Senders = Scenario["senders"]
 
-export type Result =
-  | { readonly ok: true; readonly scenario: Scenario }
-  | { readonly ok: false; readonly errors: ReadonlyArray<string> }
+export type Result = { readonly ok: true; readonly scenario: Scenario } | { readonly ok: false; readonly errors: ReadonlyArray<string> }
 
 const decode = Schema.decodeUnknownResult(File)
 const options: SchemaAST.ParseOptions = { errors: "all", onExcessProperty: "error", reportInput: true }
@@ -224,7 +238,7 @@ export const load = (path: string): Result => {
     text = readFileSync(path, "utf8")
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
-    return { ok: false, errors: [`${path}: cannot read scenario (${code === "ENOENT" ? "no such file" : code ?? String(error)})`] }
+    return { ok: false, errors: [`${path}: cannot read scenario (${code === "ENOENT" ? "no such file" : (code ?? String(error))})`] }
   }
   return parse(text, path)
 }
@@ -234,7 +248,10 @@ export const bundledDir = resolve(import.meta.dirname, "../scenarios")
 
 /** Bundled scenarios by name (file name without .yaml), sorted. */
 export const bundled = (): ReadonlyArray<{ readonly name: string; readonly path: string }> =>
-  readdirSync(bundledDir).filter((f) => f.endsWith(".yaml")).sort().map((f) => ({ name: f.replace(/\.yaml$/, ""), path: join(bundledDir, f) }))
+  readdirSync(bundledDir)
+    .filter((f) => f.endsWith(".yaml"))
+    .sort()
+    .map((f) => ({ name: f.replace(/\.yaml$/, ""), path: join(bundledDir, f) }))
 
 /** A file path, or the name of a bundled scenario. */
 export const locate = (nameOrPath: string): string => {
@@ -252,7 +269,7 @@ export interface Overrides {
 
 /** The number of messages a scenario sends. */
 export const messageCount = (s: Scenario): number =>
-  s.senders.messages ?? Math.max(1, Math.round(s.senders.rate * Math.max(0, s.duration - s.senders.ramp_up / 2) / 1000))
+  s.senders.messages ?? Math.max(1, Math.round((s.senders.rate * Math.max(0, s.duration - s.senders.ramp_up / 2)) / 1000))
 
 /** Applies run-time overrides; the result is again a plain, valid scenario. */
 export const adjust = (s: Scenario, o: Overrides): Scenario => {
@@ -264,7 +281,7 @@ export const adjust = (s: Scenario, o: Overrides): Scenario => {
     ...s,
     seed: o.seed ?? s.seed,
     duration: t(s.duration),
-    senders: { ...s.senders, ramp_up: t(s.senders.ramp_up), rate: s.senders.rate * scale / f, messages: count },
+    senders: { ...s.senders, ramp_up: t(s.senders.ramp_up), rate: (s.senders.rate * scale) / f, messages: count },
     destinations: s.destinations.map((d) => ({ ...d, schedule: d.schedule.map((p) => ({ ...p, from: t(p.from), to: t(p.to) })) })),
     faults: s.faults.map((x) => ({ ...x, at: t(x.at), restart_after: x.restart_after === null ? null : Math.max(1, t(x.restart_after)) }))
   }

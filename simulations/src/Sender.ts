@@ -73,10 +73,19 @@ export const start = (o: SenderOptions): Senders => {
     let t = mine.get(key)
     if (!t) {
       t = nodemailer.createTransport({
-        pool: true, maxConnections: 1, maxMessages: Infinity, host: e.host, port: e.port, secure: false,
-        ignoreTLS: !s.tls, requireTLS: s.tls, tls: { rejectUnauthorized: false },
+        pool: true,
+        maxConnections: 1,
+        maxMessages: Infinity,
+        host: e.host,
+        port: e.port,
+        secure: false,
+        ignoreTLS: !s.tls,
+        requireTLS: s.tls,
+        tls: { rejectUnauthorized: false },
         ...(s.auth ? { auth: { user: s.auth.user, pass: s.auth.password } } : {}),
-        connectionTimeout: 15_000, greetingTimeout: 15_000, socketTimeout: 120_000
+        connectionTimeout: 15_000,
+        greetingTimeout: 15_000,
+        socketTimeout: 120_000
       })
       mine.set(key, t)
     }
@@ -162,7 +171,12 @@ export const start = (o: SenderOptions): Senders => {
       endProduction()
       await done
       for (const m of transports) for (const t of m?.values() ?? []) t.close()
-      for (const m of sessions) for (const p of m?.values() ?? []) void p.then((c) => c.close(), () => undefined)
+      for (const m of sessions)
+        for (const p of m?.values() ?? [])
+          void p.then(
+            (c) => c.close(),
+            () => undefined
+          )
     }
   }
 }

@@ -54,29 +54,39 @@ const deepMerge = (a: Record<string, unknown>, b: Record<string, unknown>): Reco
   const out: Record<string, unknown> = { ...a }
   for (const [k, v] of Object.entries(b)) {
     const cur = out[k]
-    out[k] = v && typeof v === "object" && !Array.isArray(v) && cur && typeof cur === "object" && !Array.isArray(cur)
-      ? deepMerge(cur as Record<string, unknown>, v as Record<string, unknown>) : v
+    out[k] =
+      v && typeof v === "object" && !Array.isArray(v) && cur && typeof cur === "object" && !Array.isArray(cur)
+        ? deepMerge(cur as Record<string, unknown>, v as Record<string, unknown>)
+        : v
   }
   return out
 }
 
 /** The embedded node's configuration for a scenario and world (before the scenario's own `node` keys). */
-export const embeddedConfig = async (s: Scenario.Scenario, world: World, dataDir: string): Promise<Record<string, unknown>> => deepMerge({
-  hostname: "missive.sim",
-  node_id: "sim-node",
-  data_dir: dataDir,
-  listeners: { smtp: { host: "127.0.0.1", port: 0 }, submission: { enabled: false } },
-  relay: { local_domains: ["missive.sim"], trusted_networks: s.senders.auth ? [] : ["127.0.0.0/8"] },
-  auth: {
-    require_tls: s.senders.tls,
-    users: s.senders.auth ? [{ name: s.senders.auth.user, password: await Config.hashPassword(s.senders.auth.password) }] : []
-  },
-  limits: { max_connections: Math.max(100, s.senders.connections * 2), max_connections_per_ip: Math.max(50, s.senders.connections * 2), max_message_size: "12MB" },
-  dns: { servers: [world.dns.server], timeout: "2s" },
-  delivery: { port: world.port, connect_timeout: "5s", command_timeout: "60s" },
-  retry: { initial: s.retry.initial, max: s.retry.max, multiplier: s.retry.multiplier, jitter: 0, lifetime: s.retry.lifetime },
-  store: { min_free_space: "10MB" }
-}, s.node)
+export const embeddedConfig = async (s: Scenario.Scenario, world: World, dataDir: string): Promise<Record<string, unknown>> =>
+  deepMerge(
+    {
+      hostname: "missive.sim",
+      node_id: "sim-node",
+      data_dir: dataDir,
+      listeners: { smtp: { host: "127.0.0.1", port: 0 }, submission: { enabled: false } },
+      relay: { local_domains: ["missive.sim"], trusted_networks: s.senders.auth ? [] : ["127.0.0.0/8"] },
+      auth: {
+        require_tls: s.senders.tls,
+        users: s.senders.auth ? [{ name: s.senders.auth.user, password: await Config.hashPassword(s.senders.auth.password) }] : []
+      },
+      limits: {
+        max_connections: Math.max(100, s.senders.connections * 2),
+        max_connections_per_ip: Math.max(50, s.senders.connections * 2),
+        max_message_size: "12MB"
+      },
+      dns: { servers: [world.dns.server], timeout: "2s" },
+      delivery: { port: world.port, connect_timeout: "5s", command_timeout: "60s" },
+      retry: { initial: s.retry.initial, max: s.retry.max, multiplier: s.retry.multiplier, jitter: 0, lifetime: s.retry.lifetime },
+      store: { min_free_space: "10MB" }
+    },
+    s.node
+  )
 
 /** The base configuration of every node of a `cluster:N` target (the launcher adds node_id, data_dir, listeners, NATS). */
 export const clusterConfig = async (s: Scenario.Scenario, world: World): Promise<Record<string, unknown>> => {
@@ -84,7 +94,12 @@ export const clusterConfig = async (s: Scenario.Scenario, world: World): Promise
   return deepMerge({ ...rest, cluster: { lease: "3s" } }, s.node)
 }
 
-export const start = async (spec: Spec, s: Scenario.Scenario, world: World, opts: { logFile?: string | undefined } = {}): Promise<Running> => {
+export const start = async (
+  spec: Spec,
+  s: Scenario.Scenario,
+  world: World,
+  opts: { logFile?: string | undefined } = {}
+): Promise<Running> => {
   if (spec.kind === "custom") return spec.start(world)
   if (spec.kind === "direct") return { endpoint: undefined, stop: async () => undefined }
   if (spec.kind === "smtp") return { endpoint: { host: spec.host, port: spec.port }, stop: async () => undefined }
@@ -112,7 +127,15 @@ const startCluster = async (n: number, s: Scenario.Scenario, world: World): Prom
   const bad = s.faults.find((f) => f.kill_node > n)
   if (bad) throw new TargetError(`scenario ${s.name} kills node ${bad.kill_node}, but the target has ${n} node(s)`)
   const base = await clusterConfig(s, world)
-  const parsed = Config.parse(stringify({ ...base, node_id: "check", data_dir: "/nonexistent", cluster: { ...(base["cluster"] as object), nats: ["nats://127.0.0.1:4222"] } }), "cluster node configuration")
+  const parsed = Config.parse(
+    stringify({
+      ...base,
+      node_id: "check",
+      data_dir: "/nonexistent",
+      cluster: { ...(base["cluster"] as object), nats: ["nats://127.0.0.1:4222"] }
+    }),
+    "cluster node configuration"
+  )
   if (!parsed.ok) throw new TargetError(`the scenario's node configuration is invalid:\n${parsed.errors.map((e) => `  ${e}`).join("\n")}`)
   let cluster: Cluster.SimCluster
   try {
@@ -122,7 +145,8 @@ const startCluster = async (n: number, s: Scenario.Scenario, world: World): Prom
   }
   const endpoints = cluster.nodes.map((x) => ({ host: "127.0.0.1", port: x.smtp }))
   return {
-    endpoint: endpoints[0], endpoints,
+    endpoint: endpoints[0],
+    endpoints,
     faults: { kill: cluster.kill, restart: cluster.restart, nodes: n },
     cpuMs: cluster.cpuMs,
     stop: cluster.stop

@@ -48,10 +48,18 @@ let filler = Buffer.alloc(0)
 
 /** The message as sent, in two parts (headers with X-Sim-Tag, and a shared filler body), `size` bytes give or take a line. */
 export const parts = (m: Message): [Buffer, Buffer] => {
-  const head = Buffer.from([
-    `From: <${m.from}>`, `To: ${m.to.map((t) => `<${t}>`).join(", ")}`, `Subject: simulated message ${m.tag}`,
-    `Message-ID: <${m.tag}@sim.missive>`, `X-Sim-Tag: ${m.tag}`, ``, ``
-  ].join("\r\n"), "latin1")
+  const head = Buffer.from(
+    [
+      `From: <${m.from}>`,
+      `To: ${m.to.map((t) => `<${t}>`).join(", ")}`,
+      `Subject: simulated message ${m.tag}`,
+      `Message-ID: <${m.tag}@sim.missive>`,
+      `X-Sim-Tag: ${m.tag}`,
+      ``,
+      ``
+    ].join("\r\n"),
+    "latin1"
+  )
   const lines = Math.max(1, Math.floor((m.size - head.length) / LINE.length))
   if (filler.length < lines * LINE.length) filler = Buffer.concat(Array.from({ length: lines }, () => LINE))
   return [head, filler.subarray(0, lines * LINE.length)]

@@ -30,13 +30,19 @@ export const start = async (scenario: Scenario.Scenario, now: Now, ledger: Ledge
   const tls = scenario.destinations.some((d) => d.tls) ? await selfSigned() : undefined
   const hosts = new Map<string, Array<string>>()
   let k = 0
-  for (const d of scenario.destinations) hosts.set(d.domain, Array.from({ length: d.mx }, () => addressOf(k++)))
+  for (const d of scenario.destinations)
+    hosts.set(
+      d.domain,
+      Array.from({ length: d.mx }, () => addressOf(k++))
+    )
   for (const domain of scenario.senders.domains) hosts.set(domain, [addressOf(k++)])
 
   const zones: Record<string, Dns.Zone> = {}
   for (const [domain, addresses] of hosts) {
     zones[domain] = { mx: addresses.map((_, j) => ({ preference: 10, exchange: `mx${j + 1}.${domain}` })), ttl: 60 }
-    addresses.forEach((a, j) => { zones[`mx${j + 1}.${domain}`] = { a: [a], ttl: 60 } })
+    addresses.forEach((a, j) => {
+      zones[`mx${j + 1}.${domain}`] = { a: [a], ttl: 60 }
+    })
   }
 
   // One port for all: taken free on the first address, then bound on the others; another process may hold it on
@@ -61,7 +67,10 @@ export const start = async (scenario: Scenario.Scenario, now: Now, ledger: Ledge
     }
     const dns = await Dns.startDnsServer(zones)
     return {
-      dns, port, hosts, ledger,
+      dns,
+      port,
+      hosts,
+      ledger,
       close: async () => {
         await Promise.all(started.map((r) => r.close()))
         await dns.close()

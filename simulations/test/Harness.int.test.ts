@@ -40,8 +40,17 @@ describe("simulation harness", () => {
   })
 
   it("the loss check fails a target that answers 250 and drops the message", async () => {
-    const hole = new SMTPServer({ authOptional: true, disabledCommands: ["AUTH"], hideSTARTTLS: true, logger: false, disableReverseLookup: true,
-      onData: (stream, _s, cb) => { stream.resume(); stream.on("end", () => cb(null, "2.0.0 gone")) } })
+    const hole = new SMTPServer({
+      authOptional: true,
+      disabledCommands: ["AUTH"],
+      hideSTARTTLS: true,
+      logger: false,
+      disableReverseLookup: true,
+      onData: (stream, _s, cb) => {
+        stream.resume()
+        stream.on("end", () => cb(null, "2.0.0 gone"))
+      }
+    })
     await new Promise<void>((done) => hole.listen(0, "127.0.0.1", () => done()))
     const port = (hole.server.address() as { port: number }).port
     try {
@@ -56,13 +65,22 @@ describe("simulation harness", () => {
 
   it("the senders' lean client: pipelined envelope, dot-stuffing, partial and total refusals, reuse after a refusal", async () => {
     const bodies: Array<string> = []
-    const server = new SMTPServer({ authOptional: true, disabledCommands: ["AUTH"], hideSTARTTLS: true, logger: false, disableReverseLookup: true,
+    const server = new SMTPServer({
+      authOptional: true,
+      disabledCommands: ["AUTH"],
+      hideSTARTTLS: true,
+      logger: false,
+      disableReverseLookup: true,
       onRcptTo: (a, _s, cb) => (a.address.startsWith("no") ? cb(Object.assign(new Error("5.1.1 no"), { responseCode: 550 })) : cb()),
       onData: (stream, _s, cb) => {
         const chunks: Array<Buffer> = []
         stream.on("data", (c: Buffer) => chunks.push(c))
-        stream.on("end", () => { bodies.push(Buffer.concat(chunks).toString()); cb(null, "2.0.0 ok") })
-      } })
+        stream.on("end", () => {
+          bodies.push(Buffer.concat(chunks).toString())
+          cb(null, "2.0.0 ok")
+        })
+      }
+    })
     await new Promise<void>((done) => server.listen(0, "127.0.0.1", () => done()))
     const port = (server.server.address() as { port: number }).port
     try {
@@ -76,7 +94,10 @@ describe("simulation harness", () => {
       expect(b.accepted).toEqual(["b@a.sim"])
       expect(bodies).toEqual(["Subject: x\r\n\r\n.dot\r\nmid\r\n..two\r\n", "y\r\n"])
       c.close()
-      await expect(Client.open({ host: "127.0.0.1", port: 1, helo: "t.sim", timeoutMs: 1_000 })).rejects.toMatchObject({ responseCode: undefined, stage: "connect" })
+      await expect(Client.open({ host: "127.0.0.1", port: 1, helo: "t.sim", timeoutMs: 1_000 })).rejects.toMatchObject({
+        responseCode: undefined,
+        stage: "connect"
+      })
     } finally {
       await new Promise<void>((done) => server.close(() => done()))
     }
@@ -98,7 +119,8 @@ describe("simulation harness", () => {
   })
 
   it("missive sim: check reports key paths, bad targets and cluster-only scenarios are refused with exit 2", () => {
-    const cli = (...args: Array<string>) => spawnSync(process.execPath, [resolve(ROOT, "bin/missive.mjs"), "sim", ...args], { cwd: ROOT, encoding: "utf8" })
+    const cli = (...args: Array<string>) =>
+      spawnSync(process.execPath, [resolve(ROOT, "bin/missive.mjs"), "sim", ...args], { cwd: ROOT, encoding: "utf8" })
     const bad = cli("check", resolve(ROOT, "package.json"))
     expect(bad.status).toBe(1)
     expect(bad.stderr).toMatch(/package.json:1:1: destinations: required key is missing\n/)

@@ -13,7 +13,10 @@ describe("bundled scenarios, short versions, cluster target", () => {
     expect(s.faults).toEqual([{ at: 3000, kill_node: 1, restart_after: 1500 }])
     const r = await Run.run({ scenario: s, target: { kind: "cluster", nodes: 3 } })
     expect(r.counts).toEqual({ sent: 138, accepted: 138, refused: 0, recipients: 209, delivered: 209, bounced: 0, expired: 0, lost: 0 })
-    expect(r.faults.map((f) => [f.node, f.action, f.error])).toEqual([[1, "killed", undefined], [1, "restarted", undefined]])
+    expect(r.faults.map((f) => [f.node, f.action, f.error])).toEqual([
+      [1, "killed", undefined],
+      [1, "restarted", undefined]
+    ])
     expect(r.faults[0]!.at).toBeGreaterThanOrEqual(3000)
     const two = r.destinations.find((d) => d.domain === "two.sim")!
     expect(two.replies["451"]).toBeGreaterThanOrEqual(two.delivered)

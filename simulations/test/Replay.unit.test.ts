@@ -49,14 +49,75 @@ describe("timeline", () => {
     const policy = "p1"
     const m = { v: 1, policy } as const
     const events: Array<Message.Event> = [
-      { ...m, at: 1000, node: "a", type: "MessageReceived", id: "X", sender: "s@x.test", recipients: ["r@y.test"], size: 10, digest: "sha256:0", client: { ip: "127.0.0.1", helo: "h", tls: false } },
-      { ...m, at: 1010, node: "a", type: "RecipientsRouted", routes: [{ rcpt: "r@y.test", destination: { kind: "smtp", key: "mx:y.test", hops: [{ host: "mx.y.test", port: 25, preference: 10 }], via: "mx" }, dns: [{ name: "y.test", type: "MX", rcode: "NOERROR", answers: ["10 mx.y.test"] }] }] },
+      {
+        ...m,
+        at: 1000,
+        node: "a",
+        type: "MessageReceived",
+        id: "X",
+        sender: "s@x.test",
+        recipients: ["r@y.test"],
+        size: 10,
+        digest: "sha256:0",
+        client: { ip: "127.0.0.1", helo: "h", tls: false }
+      },
+      {
+        ...m,
+        at: 1010,
+        node: "a",
+        type: "RecipientsRouted",
+        routes: [
+          {
+            rcpt: "r@y.test",
+            destination: { kind: "smtp", key: "mx:y.test", hops: [{ host: "mx.y.test", port: 25, preference: 10 }], via: "mx" },
+            dns: [{ name: "y.test", type: "MX", rcode: "NOERROR", answers: ["10 mx.y.test"] }]
+          }
+        ]
+      },
       { ...m, at: 1010, node: "a", type: "AttemptStarted", attempt: 1, rcpts: ["r@y.test"], destination: "mx:y.test" },
-      { ...m, at: 1500, node: "a", type: "AttemptDeferred", attempt: 1, rcpts: ["r@y.test"], host: "mx.y.test:25", reply: { code: 451, enhanced: "4.7.1", text: "Greylisted" }, nextAttemptAt: 301_500 },
-      { ...m, at: 301_600, node: "b", type: "RecipientsRouted", routes: [{ rcpt: "r@y.test", destination: { kind: "smtp", key: "mx:y.test", hops: [{ host: "mx.y.test", port: 25, preference: 10 }], via: "mx" } }] },
+      {
+        ...m,
+        at: 1500,
+        node: "a",
+        type: "AttemptDeferred",
+        attempt: 1,
+        rcpts: ["r@y.test"],
+        host: "mx.y.test:25",
+        reply: { code: 451, enhanced: "4.7.1", text: "Greylisted" },
+        nextAttemptAt: 301_500
+      },
+      {
+        ...m,
+        at: 301_600,
+        node: "b",
+        type: "RecipientsRouted",
+        routes: [
+          {
+            rcpt: "r@y.test",
+            destination: { kind: "smtp", key: "mx:y.test", hops: [{ host: "mx.y.test", port: 25, preference: 10 }], via: "mx" }
+          }
+        ]
+      },
       { ...m, at: 301_600, node: "b", type: "AttemptStarted", attempt: 2, rcpts: ["r@y.test"], destination: "mx:y.test" },
-      { ...m, at: 301_900, node: "b", type: "AttemptSucceeded", attempt: 2, rcpts: ["r@y.test"], host: "mx.y.test:25", reply: { code: 250, enhanced: "2.0.0", text: "Ok: queued as 123" } },
-      { ...m, at: 301_900, node: "b", type: "RecipientDelivered", rcpt: "r@y.test", host: "mx.y.test:25", reply: { code: 250, enhanced: "2.0.0", text: "Ok: queued as 123" } },
+      {
+        ...m,
+        at: 301_900,
+        node: "b",
+        type: "AttemptSucceeded",
+        attempt: 2,
+        rcpts: ["r@y.test"],
+        host: "mx.y.test:25",
+        reply: { code: 250, enhanced: "2.0.0", text: "Ok: queued as 123" }
+      },
+      {
+        ...m,
+        at: 301_900,
+        node: "b",
+        type: "RecipientDelivered",
+        rcpt: "r@y.test",
+        host: "mx.y.test:25",
+        reply: { code: 250, enhanced: "2.0.0", text: "Ok: queued as 123" }
+      },
       { ...m, at: 301_900, node: "b", type: "MessageCompleted", delivered: 1, bounced: 0, expired: 0, deleted: false }
     ]
     await store.append("message-X", 0, events)
@@ -82,8 +143,11 @@ describe("queue at a past moment", () => {
     for (const t of [START + H, START + 3 * H + 17_000, START + 20 * H]) {
       const byId = new Map<string, Array<Message.Event>>()
       for (const e of all) if (e.event.at <= t) byId.set(e.stream.slice(8), [...(byId.get(e.stream.slice(8)) ?? []), e.event])
-      const expected = [...byId.values()].map((evs) => Message.fold(evs)).filter((s) => s.status === "active")
-        .map((s) => QueueView.rowOf(s, t)!).sort((a, b) => a.receivedAt - b.receivedAt || (a.id < b.id ? -1 : 1))
+      const expected = [...byId.values()]
+        .map((evs) => Message.fold(evs))
+        .filter((s) => s.status === "active")
+        .map((s) => QueueView.rowOf(s, t)!)
+        .sort((a, b) => a.receivedAt - b.receivedAt || (a.id < b.id ? -1 : 1))
       const r = await queueAt(store, t)
       expect(r.rows).toEqual(expected)
     }
@@ -106,7 +170,8 @@ describe("queue at a past moment", () => {
 describe("incident report", () => {
   it("counts per destination what the log holds in the window", async () => {
     const store = await synthetic()
-    const from = START + H, to = START + 4 * H
+    const from = START + H,
+      to = START + 4 * H
     const r = await Report.build(store, { from, to, buckets: 12 })
     const all = (await store.readAll(0, 1e9)).map((e) => e.event).filter((e) => e.at >= from && e.at <= to)
     const count = (type: Message.EventType) => all.filter((e) => e.type === type).length
@@ -115,12 +180,19 @@ describe("incident report", () => {
     expect(r.total.attempts).toBe(count("AttemptStarted"))
     expect(r.destinations.reduce((n, d) => n + d.delivered, 0)).toBe(r.total.delivered)
     expect(Object.values(r.total.replies).reduce((a, b) => a + b, 0)).toBe(
-      all.reduce((n, e) => n + (e.type === "AttemptSucceeded" || e.type === "AttemptDeferred" || e.type === "AttemptFailed" ? e.rcpts.length : 0), 0))
+      all.reduce(
+        (n, e) => n + (e.type === "AttemptSucceeded" || e.type === "AttemptDeferred" || e.type === "AttemptFailed" ? e.rcpts.length : 0),
+        0
+      )
+    )
     expect(r.total.depth).toHaveLength(12)
     expect(r.total.latency.count).toBe(r.total.delivered)
     const only = await Report.build(store, { from, to, domain: "d0.example" })
     expect(only.destinations.map((d) => d.destination)).toEqual(["d0.example"])
-    expect(only.destinations[0]).toEqual({ ...r.destinations.find((d) => d.destination === "d0.example")!, depth: only.destinations[0]!.depth })
+    expect(only.destinations[0]).toEqual({
+      ...r.destinations.find((d) => d.destination === "d0.example")!,
+      depth: only.destinations[0]!.depth
+    })
     expect(Report.format(r)).toMatch(/DESTINATION\s+MSGS\s+ATTEMPTS\s+DELIVERED\s+DEFERRED\s+BOUNCED\s+EXPIRED\s+P50/)
   })
 
@@ -182,7 +254,9 @@ describe("progress bar", () => {
       ;(s as unknown as { clearLine: () => boolean }).clearLine = () => true
       ;(s as unknown as { moveCursor: () => boolean }).moveCursor = () => true
       let out = ""
-      ;(s as unknown as NodeJS.ReadableStream).on("data", (b: Buffer) => { out += b.toString() })
+      ;(s as unknown as NodeJS.ReadableStream).on("data", (b: Buffer) => {
+        out += b.toString()
+      })
       return { s, out: () => out }
     }
     const tty = capture(true)

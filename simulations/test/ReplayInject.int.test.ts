@@ -8,8 +8,18 @@ import * as Inject from "../src/replay/Inject.js"
 import { Clock } from "@missive/node"
 
 const received = (id: string, at: number, o: { digest: string; size: number; dsnOf?: string; rcpts?: Array<string> }): Message.Event => ({
-  v: 1, at, node: "n", policy: "p", type: "MessageReceived", id, sender: o.dsnOf ? "" : `s-${id}@x.test`, recipients: o.rcpts ?? [`r-${id}@y.test`],
-  size: o.size, digest: o.digest, client: { ip: "127.0.0.1", helo: "h", tls: false }, ...(o.dsnOf ? { dsnOf: o.dsnOf } : {})
+  v: 1,
+  at,
+  node: "n",
+  policy: "p",
+  type: "MessageReceived",
+  id,
+  sender: o.dsnOf ? "" : `s-${id}@x.test`,
+  recipients: o.rcpts ?? [`r-${id}@y.test`],
+  size: o.size,
+  digest: o.digest,
+  client: { ip: "127.0.0.1", helo: "h", tls: false },
+  ...(o.dsnOf ? { dsnOf: o.dsnOf } : {})
 })
 
 describe("replay inject", () => {
@@ -25,8 +35,21 @@ describe("replay inject", () => {
       await events.append("message-C", 0, [received("C", 80_000, { digest: "sha256:gone2", size: 900, dsnOf: "A" })])
       const clock = Clock.manualClock(1_000_000)
       const slept: Array<number> = []
-      const sleep = async (ms: number) => { slept.push(ms); clock.advance(ms) }
-      const r = await Inject.inject(events, bodies, { from: 0, to: 100_000, host: "127.0.0.1", port: target.port, speed: 10, syntheticBodies: false, clock, sleep, concurrency: 1 })
+      const sleep = async (ms: number) => {
+        slept.push(ms)
+        clock.advance(ms)
+      }
+      const r = await Inject.inject(events, bodies, {
+        from: 0,
+        to: 100_000,
+        host: "127.0.0.1",
+        port: target.port,
+        speed: 10,
+        syntheticBodies: false,
+        clock,
+        sleep,
+        concurrency: 1
+      })
       expect(r).toMatchObject({ messages: 2, sent: 2, failed: 0, storedBodies: 1, syntheticBodies: 1 })
       expect(slept).toEqual([6000])
       expect(target.messages.map((m) => m.from)).toEqual(["s-A@x.test", "s-B@x.test"])
@@ -36,10 +59,22 @@ describe("replay inject", () => {
       expect(synthetic.raw.length).toBe(5000)
       expect(synthetic.raw.toString()).toMatch(/X-Missive-Replay: synthetic body, 5000 bytes/)
 
-      const forced = await Inject.inject(events, bodies, { from: 0, to: 100_000, host: "127.0.0.1", port: target.port, speed: 1000, syntheticBodies: true, clock, sleep })
+      const forced = await Inject.inject(events, bodies, {
+        from: 0,
+        to: 100_000,
+        host: "127.0.0.1",
+        port: target.port,
+        speed: 1000,
+        syntheticBodies: true,
+        clock,
+        sleep
+      })
       expect(forced).toMatchObject({ sent: 2, storedBodies: 0, syntheticBodies: 2 })
       // A's recorded size (62) is below a synthetic message's own headers: it gets just the headers.
-      const sizes = target.messages.slice(2).map((m) => m.raw.length).sort((a, b) => a - b)
+      const sizes = target.messages
+        .slice(2)
+        .map((m) => m.raw.length)
+        .sort((a, b) => a - b)
       expect(sizes[1]).toBe(5000)
       expect(sizes[0]).toBeLessThan(200)
     } finally {

@@ -16,18 +16,29 @@ describe("Scenario", () => {
     const r = Scenario.parse(minimal)
     if (!r.ok) throw new Error(r.errors.join("\n"))
     expect(r.scenario.senders.connections).toBe(4)
-    expect(r.scenario.destinations[0]!.behaviour).toEqual({ latency: 0, temp_fail: 0, perm_fail: 0, greylist: false, throttle: null, disconnect_in_data: 0, slow_data: 0 })
+    expect(r.scenario.destinations[0]!.behaviour).toEqual({
+      latency: 0,
+      temp_fail: 0,
+      perm_fail: 0,
+      greylist: false,
+      throttle: null,
+      disconnect_in_data: 0,
+      slow_data: 0
+    })
   })
 
   it("reports every problem with its key path and line:col", () => {
-    const r = Scenario.parse([
-      "name: t",
-      "senders: { loop: closed, connection: 3 }",
-      "destinations:",
-      "  - domain: a",
-      "    behaviour: { temp_fail: 2 }",
-      "    schedule: [{ from: 5s, to: 1s, behaviour: { greylist: yes } }]"
-    ].join("\n"), "bad.yaml")
+    const r = Scenario.parse(
+      [
+        "name: t",
+        "senders: { loop: closed, connection: 3 }",
+        "destinations:",
+        "  - domain: a",
+        "    behaviour: { temp_fail: 2 }",
+        "    schedule: [{ from: 5s, to: 1s, behaviour: { greylist: yes } }]"
+      ].join("\n"),
+      "bad.yaml"
+    )
     expect(r.ok).toBe(false)
     expect(!r.ok && r.errors).toEqual([
       "bad.yaml:2:26: senders.connection: unknown key (did you mean connections?)",
@@ -38,7 +49,9 @@ describe("Scenario", () => {
   })
 
   it("checks rules across keys", () => {
-    const r = Scenario.parse("name: t\nsenders: { loop: closed, domains: [a.sim] }\ndestinations:\n  - domain: a.sim\nfaults: [{ at: 1s, kill_node: 1 }]\n")
+    const r = Scenario.parse(
+      "name: t\nsenders: { loop: closed, domains: [a.sim] }\ndestinations:\n  - domain: a.sim\nfaults: [{ at: 1s, kill_node: 1 }]\n"
+    )
     expect(!r.ok && r.errors).toEqual([
       `senders.messages: required when senders.loop is "closed"`,
       "senders.domains[0]: a.sim is also a destination; sender domains must be their own",

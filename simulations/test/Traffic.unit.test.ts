@@ -44,7 +44,8 @@ describe("Traffic and Random", () => {
   })
 
   it("reads failed recipients and their status out of a DSN", () => {
-    const dsn = "Reporting-MTA: dns; x\r\n\r\nFinal-Recipient: rfc822; r0.m1@a.sim\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n" +
+    const dsn =
+      "Reporting-MTA: dns; x\r\n\r\nFinal-Recipient: rfc822; r0.m1@a.sim\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n" +
       "Final-Recipient: rfc822; r1.m1@b.sim\r\nAction: delayed\r\nStatus: 4.4.7\r\n"
     expect(Receiver.parseDsn(dsn)).toEqual([
       { rcpt: "r0.m1@a.sim", action: "failed", status: "5.1.1" },

@@ -3,8 +3,19 @@ import { writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startCapture, type CaptureServer } from "../src/CaptureServer.js"
-import { freePort, rawMessage, ROOT, send, spawnNode, tempDir, testConfig, waitFor, writeConfig, type ChildNode, missive } from "../src/Harness.js"
-
+import {
+  freePort,
+  rawMessage,
+  ROOT,
+  send,
+  spawnNode,
+  tempDir,
+  testConfig,
+  waitFor,
+  writeConfig,
+  type ChildNode,
+  missive
+} from "../src/Harness.js"
 
 describe("missive CLI", () => {
   let down: CaptureServer
@@ -15,12 +26,15 @@ describe("missive CLI", () => {
   beforeAll(async () => {
     down = await startCapture({ onRcpt: () => ({ code: 451, text: "4.2.1 Mailbox busy" }) })
     const port = await freePort()
-    configPath = writeConfig(dir.path, testConfig(join(dir.path, "data"), {
-      listeners: { smtp: { host: "127.0.0.1", port }, submission: { enabled: false } },
-      routes: { "down.test": `127.0.0.1:${down.port}` },
-      relay: { relay_domains: ["down.test"] },
-      retry: { initial: "1h", max: "2h", lifetime: "5d" }
-    }))
+    configPath = writeConfig(
+      dir.path,
+      testConfig(join(dir.path, "data"), {
+        listeners: { smtp: { host: "127.0.0.1", port }, submission: { enabled: false } },
+        routes: { "down.test": `127.0.0.1:${down.port}` },
+        relay: { relay_domains: ["down.test"] },
+        retry: { initial: "1h", max: "2h", lifetime: "5d" }
+      })
+    )
     node = await spawnNode(configPath)
   })
   afterAll(async () => {
@@ -53,7 +67,11 @@ describe("missive CLI", () => {
 
   it("lists a deferred message and shows its timeline", async () => {
     const port = Number(/port: (\d+)/.exec((await import("node:fs")).readFileSync(configPath, "utf8"))?.[1])
-    const s = await send(port, { from: "a@sender.test", to: ["b@down.test"] }, rawMessage({ from: "a@sender.test", to: "b@down.test", subject: "deferred one" }))
+    const s = await send(
+      port,
+      { from: "a@sender.test", to: ["b@down.test"] },
+      rawMessage({ from: "a@sender.test", to: "b@down.test", subject: "deferred one" })
+    )
     expect(s.ok, s.response).toBe(true)
     const list = await waitFor("deferred in queue list", async () => {
       const r = await missive("queue", "list", "--config", configPath)
@@ -73,10 +91,16 @@ describe("missive CLI", () => {
 
   it("holds, releases, retries and deletes a message through the running node, recording who asked", async () => {
     const port = Number(/port: (\d+)/.exec((await import("node:fs")).readFileSync(configPath, "utf8"))?.[1])
-    const s = await send(port, { from: "op@sender.test", to: ["c@down.test"] }, rawMessage({ from: "op@sender.test", to: "c@down.test", subject: "operated" }))
+    const s = await send(
+      port,
+      { from: "op@sender.test", to: ["c@down.test"] },
+      rawMessage({ from: "op@sender.test", to: "c@down.test", subject: "operated" })
+    )
     expect(s.ok, s.response).toBe(true)
     const id = s.id!
-    await waitFor("first attempt", async () => (await missive("queue", "show", id, "--config", configPath)).stdout.includes("AttemptDeferred"))
+    await waitFor("first attempt", async () =>
+      (await missive("queue", "show", id, "--config", configPath)).stdout.includes("AttemptDeferred")
+    )
     const hold = await missive("queue", "hold", id, "--config", configPath, "--by", "carol")
     expect(hold.code, hold.stderr).toBe(0)
     expect(hold.stdout).toContain("MessageHeld")
@@ -84,8 +108,11 @@ describe("missive CLI", () => {
     expect((await missive("queue", "release", id, "--config", configPath)).stdout).toContain("MessageReleased")
     const attemptsBefore = ((await missive("queue", "show", id, "--config", configPath)).stdout.match(/AttemptStarted/g) ?? []).length
     expect((await missive("queue", "retry", id, "--config", configPath)).stdout).toContain("RetryRequested")
-    await waitFor("an attempt right after retry", async () =>
-      ((await missive("queue", "show", id, "--config", configPath)).stdout.match(/AttemptStarted/g) ?? []).length > attemptsBefore)
+    await waitFor(
+      "an attempt right after retry",
+      async () =>
+        ((await missive("queue", "show", id, "--config", configPath)).stdout.match(/AttemptStarted/g) ?? []).length > attemptsBefore
+    )
     const del = await missive("queue", "delete", id, "--config", configPath)
     expect(del.stdout).toContain("MessageDeleted")
     expect((await missive("queue", "list", "--config", configPath)).stdout).not.toContain(id)

@@ -8,7 +8,8 @@ import { startMissiveCluster, type MissiveCluster } from "../src/MissiveCluster.
 import { startNatsCluster, type NatsCluster } from "../src/Nats.js"
 
 const seqOf = (raw: Buffer) => Number(/X-Seq: (\d+)/.exec(raw.toString())?.[1])
-const msg = (seq: number) => rawMessage({ from: "load@sender.test", to: "x@sink.test", subject: `seq ${seq}`, headers: { "X-Seq": String(seq) } })
+const msg = (seq: number) =>
+  rawMessage({ from: "load@sender.test", to: "x@sink.test", subject: `seq ${seq}`, headers: { "X-Seq": String(seq) } })
 const env = { from: "load@sender.test", to: ["x@sink.test"] }
 
 describe("cluster", () => {
@@ -73,18 +74,26 @@ describe("cluster", () => {
       while (next < end) {
         const seq = next++
         const node = cluster.nodes[(seq + w) % 3]!
-        if (!node.proc()) { next--; await new Promise((r) => setTimeout(r, 50)); continue }
+        if (!node.proc()) {
+          next--
+          await new Promise((r) => setTimeout(r, 50))
+          continue
+        }
         const r = await send(node.port, env, msg(seq))
         if (r.ok) acknowledged.add(seq)
       }
     }
     await Promise.all(Array.from({ length: 8 }, (_, w) => worker(w)))
     await killer
-    await waitFor("every acknowledged message delivered", () => [...acknowledged].every((s) => counts().has(s)), 90_000).catch(() => undefined)
+    await waitFor("every acknowledged message delivered", () => [...acknowledged].every((s) => counts().has(s)), 90_000).catch(
+      () => undefined
+    )
     const c = counts()
     const lost = [...acknowledged].filter((s) => !c.has(s))
     const duplicates = [...c.values()].reduce((n, x) => n + (x - 1), 0)
-    console.log(`cluster kill -9: ${total} sent, ${acknowledged.size} answered 250, ${kills} kills, delivered ${c.size} distinct, lost ${lost.length}, duplicates ${duplicates}`)
+    console.log(
+      `cluster kill -9: ${total} sent, ${acknowledged.size} answered 250, ${kills} kills, delivered ${c.size} distinct, lost ${lost.length}, duplicates ${duplicates}`
+    )
     expect(kills).toBeGreaterThan(0)
     expect(lost).toEqual([])
   }, 240_000)

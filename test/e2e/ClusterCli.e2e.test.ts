@@ -25,11 +25,12 @@ const missive = async (cwd: string, ...args: Array<string>) => {
   }
 }
 
-const portFree = (port: number) => new Promise<boolean>((done) => {
-  const s = createServer()
-  s.once("error", () => done(false))
-  s.listen(port, "127.0.0.1", () => s.close(() => done(true)))
-})
+const portFree = (port: number) =>
+  new Promise<boolean>((done) => {
+    const s = createServer()
+    s.once("error", () => done(false))
+    s.listen(port, "127.0.0.1", () => s.close(() => done(true)))
+  })
 
 /** A base port whose NATS (P..P+2), route (P+10..), SMTP (P+20..) and submission (P+30..) ports are all free. */
 const freeBase = async (): Promise<number> => {
@@ -42,15 +43,33 @@ const freeBase = async (): Promise<number> => {
 }
 
 const childrenOf = (pid: number): Array<number> =>
-  readdirSync("/proc").filter((p) => /^\d+$/.test(p)).map(Number).filter((p) => {
-    try {
-      const s = readFileSync(`/proc/${p}/stat`, "utf8")
-      return Number(s.slice(s.lastIndexOf(")") + 2).split(" ")[1]) === pid
-    } catch { return false }
-  })
+  readdirSync("/proc")
+    .filter((p) => /^\d+$/.test(p))
+    .map(Number)
+    .filter((p) => {
+      try {
+        const s = readFileSync(`/proc/${p}/stat`, "utf8")
+        return Number(s.slice(s.lastIndexOf(")") + 2).split(" ")[1]) === pid
+      } catch {
+        return false
+      }
+    })
 const descendantsOf = (pid: number): Array<number> => childrenOf(pid).flatMap((c) => [c, ...descendantsOf(c)])
-const commOf = (pid: number) => { try { return readFileSync(`/proc/${pid}/comm`, "utf8").trim() } catch { return "?" } }
-const alive = (pid: number) => { try { process.kill(pid, 0); return true } catch { return false } }
+const commOf = (pid: number) => {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, "utf8").trim()
+  } catch {
+    return "?"
+  }
+}
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
 
 describe("missive cluster up (as a user runs it)", () => {
   const dir = tempDir("missive-cup-")
@@ -65,24 +84,43 @@ describe("missive cluster up (as a user runs it)", () => {
   beforeAll(async () => {
     sink = await startCapture()
     down = await startCapture({ onRcpt: () => ({ code: 451, text: "4.2.1 Mailbox busy" }) })
-    writeFileSync(join(dir.path, "base.yaml"), stringify({
-      hostname: "cluster.missive.test",
-      relay: { relay_domains: ["sink.test", "down.test"] },
-      routes: { "sink.test": `127.0.0.1:${sink.port}`, "down.test": `127.0.0.1:${down.port}` },
-      delivery: { tls: "none" },
-      retry: { initial: "1h", max: "2h", lifetime: "5d" }
-    }))
+    writeFileSync(
+      join(dir.path, "base.yaml"),
+      stringify({
+        hostname: "cluster.missive.test",
+        relay: { relay_domains: ["sink.test", "down.test"] },
+        routes: { "sink.test": `127.0.0.1:${sink.port}`, "down.test": `127.0.0.1:${down.port}` },
+        delivery: { tls: "none" },
+        retry: { initial: "1h", max: "2h", lifetime: "5d" }
+      })
+    )
     base = await freeBase()
     nats = [0, 1, 2].map((k) => `nats://127.0.0.1:${base + k}`).join(",")
-    up = spawn(process.execPath, [join(ROOT, "bin/missive.mjs"), "cluster", "up", "--nodes", "3", "--base-port", String(base), "--config", "base.yaml"],
-      { cwd: dir.path, stdio: ["ignore", "pipe", "pipe"] })
-    up.stdout!.on("data", (b: Buffer) => { out += b.toString() })
-    up.stderr!.on("data", (b: Buffer) => { out += b.toString() })
-    up.once("exit", (code) => { exited.code = code })
-    await waitFor("cluster up prints its listening lines", () => exited.code !== undefined ? Promise.reject(new Error(`cluster up exited ${exited.code}:\n${out}`)) : /Ctrl-C stops all/.test(out), 120_000)
+    up = spawn(
+      process.execPath,
+      [join(ROOT, "bin/missive.mjs"), "cluster", "up", "--nodes", "3", "--base-port", String(base), "--config", "base.yaml"],
+      { cwd: dir.path, stdio: ["ignore", "pipe", "pipe"] }
+    )
+    up.stdout!.on("data", (b: Buffer) => {
+      out += b.toString()
+    })
+    up.stderr!.on("data", (b: Buffer) => {
+      out += b.toString()
+    })
+    up.once("exit", (code) => {
+      exited.code = code
+    })
+    await waitFor(
+      "cluster up prints its listening lines",
+      () =>
+        exited.code !== undefined ? Promise.reject(new Error(`cluster up exited ${exited.code}:\n${out}`)) : /Ctrl-C stops all/.test(out),
+      120_000
+    )
   }, 150_000)
   afterAll(async () => {
-    if (up && exited.code === undefined) { up.kill("SIGKILL") }
+    if (up && exited.code === undefined) {
+      up.kill("SIGKILL")
+    }
     await sink?.close()
     await down?.close()
     dir.remove()
@@ -91,8 +129,16 @@ describe("missive cluster up (as a user runs it)", () => {
   it("starts 3 NATS servers and 3 nodes, data under ./data/cluster, and prints where each listens and logs in a screenful", () => {
     console.log(out)
     for (let k = 1; k <= 3; k++) {
-      expect(out).toMatch(new RegExp(`node-${k} +smtp 127\\.0\\.0\\.1:${base + 19 + k}  submission 127\\.0\\.0\\.1:${base + 29 + k}  log data/cluster/node-${k}/node\\.log`))
-      expect(out).toMatch(new RegExp(`NATS s${k} +nats://127\\.0\\.0\\.1:${base + k - 1} +monitor http://127\\.0\\.0\\.1:\\d+  log data/cluster/nats-${k}/nats-server\\.log`))
+      expect(out).toMatch(
+        new RegExp(
+          `node-${k} +smtp 127\\.0\\.0\\.1:${base + 19 + k}  submission 127\\.0\\.0\\.1:${base + 29 + k}  log data/cluster/node-${k}/node\\.log`
+        )
+      )
+      expect(out).toMatch(
+        new RegExp(
+          `NATS s${k} +nats://127\\.0\\.0\\.1:${base + k - 1} +monitor http://127\\.0\\.0\\.1:\\d+  log data/cluster/nats-${k}/nats-server\\.log`
+        )
+      )
     }
     expect(out).toMatch(/nats-server \d+\.\d+\.\d+, JetStream writes synced \(sync_interval: always\)/)
     expect(out).toMatch(/ready in [\d.]+ s: 3 NATS servers \(JetStream R3\) and 3 nodes/)
@@ -101,7 +147,8 @@ describe("missive cluster up (as a user runs it)", () => {
     expect(out.split("\n").length, out).toBeLessThanOrEqual(20)
     expect(out).not.toContain(`{"t":`)
     expect(out).not.toContain("[INF]")
-    for (const d of ["nats-1", "nats-2", "nats-3", "node-1", "node-2", "node-3"]) expect(existsSync(join(dir.path, "data/cluster", d))).toBe(true)
+    for (const d of ["nats-1", "nats-2", "nats-3", "node-1", "node-2", "node-3"])
+      expect(existsSync(join(dir.path, "data/cluster", d))).toBe(true)
     for (let k = 1; k <= 3; k++) {
       expect(readFileSync(join(dir.path, `data/cluster/nats-${k}/nats-server.log`), "utf8")).toMatch(/Server is ready/)
       expect(readFileSync(join(dir.path, `data/cluster/nats-${k}/server.conf`), "utf8")).toMatch(/sync_interval: always/)
@@ -113,7 +160,7 @@ describe("missive cluster up (as a user runs it)", () => {
     const monitors = [...out.matchAll(/monitor (http:\/\/127\.0\.0\.1:\d+)/g)].map((m) => m[1]!)
     expect(monitors).toHaveLength(3)
     for (const m of monitors) {
-      const varz = await (await fetch(`${m}/varz`)).json() as { version: string; jetstream: { config: { sync_always?: boolean } } }
+      const varz = (await (await fetch(`${m}/varz`)).json()) as { version: string; jetstream: { config: { sync_always?: boolean } } }
       expect(varz.jetstream.config.sync_always, `${m}/varz`).toBe(true)
     }
   })
@@ -121,38 +168,66 @@ describe("missive cluster up (as a user runs it)", () => {
   const ids: Array<string> = []
   it("every node accepts and delivers mail", async () => {
     for (let k = 0; k < 3; k++) {
-      const r = await send(base + 20 + k, { from: "a@src.test", to: ["x@sink.test"] }, rawMessage({ from: "a@src.test", to: "x@sink.test", subject: `to node ${k + 1}` }))
+      const r = await send(
+        base + 20 + k,
+        { from: "a@src.test", to: ["x@sink.test"] },
+        rawMessage({ from: "a@src.test", to: "x@sink.test", subject: `to node ${k + 1}` })
+      )
       expect(r.response).toMatch(/^250/)
-      const d = await send(base + 20 + k, { from: "a@src.test", to: ["y@down.test"] }, rawMessage({ from: "a@src.test", to: "y@down.test", subject: `deferred via node ${k + 1}` }))
+      const d = await send(
+        base + 20 + k,
+        { from: "a@src.test", to: ["y@down.test"] },
+        rawMessage({ from: "a@src.test", to: "y@down.test", subject: `deferred via node ${k + 1}` })
+      )
       expect(d.response).toMatch(/^250/)
       ids.push(d.id!)
     }
     await waitFor("3 delivered", () => sink.messages.length >= 3, 30_000)
-    expect(new Set(sink.messages.map((m) => m.raw.toString().match(/Subject: (.*)/)?.[1]?.trim()))).toEqual(new Set(["to node 1", "to node 2", "to node 3"]))
+    expect(
+      new Set(
+        sink.messages.map((m) =>
+          m.raw
+            .toString()
+            .match(/Subject: (.*)/)?.[1]
+            ?.trim()
+        )
+      )
+    ).toEqual(new Set(["to node 1", "to node 2", "to node 3"]))
   }, 60_000)
 
   it("cluster status shows the nodes alive, the NATS servers and each stream's replication", async () => {
-    const r = await waitFor("3 nodes alive in status", async () => {
-      const x = await missive(dir.path, "cluster", "status", "--nats", nats)
-      return (x.stdout.match(/ alive /g) ?? []).length === 3 ? x : undefined
-    }, 30_000)
+    const r = await waitFor(
+      "3 nodes alive in status",
+      async () => {
+        const x = await missive(dir.path, "cluster", "status", "--nats", nats)
+        return (x.stdout.match(/ alive /g) ?? []).length === 3 ? x : undefined
+      },
+      30_000
+    )
     console.log(r.stdout)
     expect(r.code).toBe(0)
     for (let k = 1; k <= 3; k++) expect(r.stdout).toMatch(new RegExp(`node-${k}\\s+alive`))
     expect(r.stdout).toMatch(/JetStream servers seen: s1, s2, s3/)
     expect(r.stdout).toMatch(/MISSIVE_EVENTS .* replicas s\d, s\d/)
     expect(r.stdout).not.toMatch(/DEGRADED/)
-    const j = JSON.parse((await missive(dir.path, "cluster", "status", "--nats", nats, "--json")).stdout) as { nodes: Array<{ alive: boolean }>; streams: Array<{ replicas: Array<unknown> }> }
+    const j = JSON.parse((await missive(dir.path, "cluster", "status", "--nats", nats, "--json")).stdout) as {
+      nodes: Array<{ alive: boolean }>
+      streams: Array<{ replicas: Array<unknown> }>
+    }
     expect(j.nodes.filter((n) => n.alive)).toHaveLength(3)
     expect(j.streams.length).toBeGreaterThanOrEqual(4)
     for (const s of j.streams) expect(s.replicas).toHaveLength(2)
   }, 60_000)
 
   it("queue list and queue show read the cluster's queue", async () => {
-    const r = await waitFor("3 deferred messages listed", async () => {
-      const x = await missive(dir.path, "queue", "list", "--nats", nats)
-      return ids.every((id) => x.stdout.includes(id)) ? x : undefined
-    }, 30_000)
+    const r = await waitFor(
+      "3 deferred messages listed",
+      async () => {
+        const x = await missive(dir.path, "queue", "list", "--nats", nats)
+        return ids.every((id) => x.stdout.includes(id)) ? x : undefined
+      },
+      30_000
+    )
     console.log(r.stdout)
     expect(r.code).toBe(0)
     const s = await missive(dir.path, "queue", "show", ids[0]!, "--nats", nats)
@@ -163,10 +238,20 @@ describe("missive cluster up (as a user runs it)", () => {
 
   it("a node killed is reported as down, and nothing else is printed", async () => {
     const before = out.length
-    const node3 = childrenOf(up!.pid!).find((p) => { try { return readFileSync(`/proc/${p}/cmdline`, "utf8").includes("node-3/missive.yaml") } catch { return false } })
+    const node3 = childrenOf(up!.pid!).find((p) => {
+      try {
+        return readFileSync(`/proc/${p}/cmdline`, "utf8").includes("node-3/missive.yaml")
+      } catch {
+        return false
+      }
+    })
     expect(node3).toBeDefined()
     process.kill(node3!, "SIGKILL")
-    await waitFor("node-3 reported down", () => /node-3 \(smtp [^)]*\) is DOWN \(killed by SIGKILL\); its log: data\/cluster\/node-3\/node\.log/.test(out), 10_000)
+    await waitFor(
+      "node-3 reported down",
+      () => /node-3 \(smtp [^)]*\) is DOWN \(killed by SIGKILL\); its log: data\/cluster\/node-3\/node\.log/.test(out),
+      10_000
+    )
     await new Promise((r) => setTimeout(r, 1000))
     expect(out.slice(before).trim().split("\n"), out.slice(before)).toHaveLength(1)
   }, 30_000)
@@ -196,10 +281,18 @@ describe("missive cluster up with a nats-server older than 2.10.23", () => {
     mkdirSync(bin)
     writeFileSync(join(bin, "nats-server"), "#!/bin/sh\necho 'nats-server: v2.9.25'\n")
     chmodSync(join(bin, "nats-server"), 0o755)
-    const r = await run(process.execPath, [join(ROOT, "bin/missive.mjs"), "cluster", "up", "--nodes", "1", "--base-port", String(await freeBase())],
-      { cwd: dir.path, env: { ...process.env, PATH: `${bin}:${process.env["PATH"] ?? ""}` } }).then(() => ({ code: 0, stderr: "" }), (e: { code: number; stderr: string }) => e)
+    const r = await run(
+      process.execPath,
+      [join(ROOT, "bin/missive.mjs"), "cluster", "up", "--nodes", "1", "--base-port", String(await freeBase())],
+      { cwd: dir.path, env: { ...process.env, PATH: `${bin}:${process.env["PATH"] ?? ""}` } }
+    ).then(
+      () => ({ code: 0, stderr: "" }),
+      (e: { code: number; stderr: string }) => e
+    )
     expect(r.code).toBe(1)
-    expect(r.stderr).toMatch(/nats-server 2\.9\.25 is older than 2\.10\.23: it cannot fsync each JetStream write \(jetstream \{ sync_interval: always \}\)/)
+    expect(r.stderr).toMatch(
+      /nats-server 2\.9\.25 is older than 2\.10\.23: it cannot fsync each JetStream write \(jetstream \{ sync_interval: always \}\)/
+    )
     expect(r.stderr).toMatch(/--allow-unsynced/)
     expect(existsSync(join(dir.path, "data"))).toBe(false)
   })

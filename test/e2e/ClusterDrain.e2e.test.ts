@@ -9,7 +9,8 @@ import { startMissiveCluster, type MissiveCluster } from "../src/MissiveCluster.
 import { startNatsCluster, type NatsCluster } from "../src/Nats.js"
 
 const seqOf = (raw: Buffer) => Number(/X-Seq: (\d+)/.exec(raw.toString())?.[1])
-const msg = (seq: number) => rawMessage({ from: "load@sender.test", to: "x@sink.test", subject: `seq ${seq}`, headers: { "X-Seq": String(seq) } })
+const msg = (seq: number) =>
+  rawMessage({ from: "load@sender.test", to: "x@sink.test", subject: `seq ${seq}`, headers: { "X-Seq": String(seq) } })
 const env = { from: "load@sender.test", to: ["x@sink.test"] }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
@@ -46,9 +47,12 @@ describe("cluster operations", () => {
         const seq = next++
         for (let tries = 0; tries < 50; tries++) {
           const r = await send(three[k]!.port, env, msg(seq))
-          const cls = r.ok ? "2" : /^(\d)\d\d/.exec(r.response)?.[1] ?? "conn"
+          const cls = r.ok ? "2" : (/^(\d)\d\d/.exec(r.response)?.[1] ?? "conn")
           replies.set(cls, (replies.get(cls) ?? 0) + 1)
-          if (r.ok) { acknowledged.add(seq); break }
+          if (r.ok) {
+            acknowledged.add(seq)
+            break
+          }
           k = (k + 1) % 3
           if (cls === "5") break
           await sleep(100)
@@ -69,13 +73,17 @@ describe("cluster operations", () => {
     running = false
     await Promise.all(clients)
     const delivered = () => new Set(sink.messages.map((m) => seqOf(m.raw)))
-    await waitFor("every acknowledged message delivered", () => [...acknowledged].every((s) => delivered().has(s)), 60_000).catch(() => undefined)
+    await waitFor("every acknowledged message delivered", () => [...acknowledged].every((s) => delivered().has(s)), 60_000).catch(
+      () => undefined
+    )
     const got = delivered()
     const lost = [...acknowledged].filter((s) => !got.has(s))
     const perSeq = new Map<number, number>()
     for (const m of sink.messages) perSeq.set(seqOf(m.raw), (perSeq.get(seqOf(m.raw)) ?? 0) + 1)
     const duplicates = [...perSeq.values()].reduce((n, c) => n + c - 1, 0)
-    console.log(`cluster rolling restart: ${acknowledged.size} acknowledged, replies ${JSON.stringify(Object.fromEntries(replies))}, lost ${lost.length}, duplicates ${duplicates}, exit codes ${exits.join(",")}`)
+    console.log(
+      `cluster rolling restart: ${acknowledged.size} acknowledged, replies ${JSON.stringify(Object.fromEntries(replies))}, lost ${lost.length}, duplicates ${duplicates}, exit codes ${exits.join(",")}`
+    )
     expect(exits).toEqual([0, 0, 0])
     expect(lost).toEqual([])
     expect(replies.get("5") ?? 0).toBe(0)

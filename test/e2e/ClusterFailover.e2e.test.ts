@@ -9,7 +9,8 @@ import { startMissiveCluster, type MissiveCluster } from "../src/MissiveCluster.
 import { startNatsCluster, type NatsCluster } from "../src/Nats.js"
 
 const seqOf = (raw: Buffer) => Number(/X-Seq: (\d+)/.exec(raw.toString())?.[1])
-const msg = (seq: number) => rawMessage({ from: "load@sender.test", to: "x@sink.test", subject: `seq ${seq}`, headers: { "X-Seq": String(seq) } })
+const msg = (seq: number) =>
+  rawMessage({ from: "load@sender.test", to: "x@sink.test", subject: `seq ${seq}`, headers: { "X-Seq": String(seq) } })
 const env = { from: "load@sender.test", to: ["x@sink.test"] }
 
 describe("cluster failover without restart", () => {
@@ -33,8 +34,13 @@ describe("cluster failover without restart", () => {
         return undefined
       }
     })
-    cluster = await startMissiveCluster({ dir: dir.path, nats: nats.urls, sinkPort: sink.port, lease: "3s",
-      extra: { retry: { initial: "8s", max: "20s", multiplier: 2, jitter: 0, lifetime: "1h" } } })
+    cluster = await startMissiveCluster({
+      dir: dir.path,
+      nats: nats.urls,
+      sinkPort: sink.port,
+      lease: "3s",
+      extra: { retry: { initial: "8s", max: "20s", multiplier: 2, jitter: 0, lifetime: "1h" } }
+    })
   }, 120_000)
   afterAll(async () => {
     await cluster?.stop()
@@ -62,7 +68,9 @@ describe("cluster failover without restart", () => {
     const perSeq = new Map<number, number>()
     for (const m of sink.messages) perSeq.set(seqOf(m.raw), (perSeq.get(seqOf(m.raw)) ?? 0) + 1)
     const duplicates = [...perSeq.values()].reduce((n, c) => n + c - 1, 0)
-    console.log(`cluster kill -9 without restart: 20 accepted by node-1, ${victimHeld.length} of them tried by node-1 before it died, delivered ${got.size} (${sink.messages.length - byVictim} by peers), lost ${lost.length}, duplicates ${duplicates}`)
+    console.log(
+      `cluster kill -9 without restart: 20 accepted by node-1, ${victimHeld.length} of them tried by node-1 before it died, delivered ${got.size} (${sink.messages.length - byVictim} by peers), lost ${lost.length}, duplicates ${duplicates}`
+    )
     expect(victimHeld.length).toBeGreaterThan(0)
     expect(lost).toEqual([])
     expect(byVictim).toBe(0)

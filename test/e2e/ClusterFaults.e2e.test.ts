@@ -12,7 +12,8 @@ import { startMissiveCluster, type MissiveCluster } from "../src/MissiveCluster.
 import { jetStreamReady, startNatsCluster, type NatsCluster } from "../src/Nats.js"
 
 const seqOf = (raw: Buffer) => Number(/X-Seq: (\d+)/.exec(raw.toString())?.[1])
-const msg = (seq: number) => rawMessage({ from: "load@sender.test", to: "x@sink.test", subject: `seq ${seq}`, headers: { "X-Seq": String(seq) } })
+const msg = (seq: number) =>
+  rawMessage({ from: "load@sender.test", to: "x@sink.test", subject: `seq ${seq}`, headers: { "X-Seq": String(seq) } })
 const env = { from: "load@sender.test", to: ["x@sink.test"] }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const nodeOfHelo = (helo: string) => `node-${/^n(\d+)\./.exec(helo)?.[1]}`
@@ -30,10 +31,16 @@ describe("cluster faults", () => {
   beforeAll(async () => {
     nats = await startNatsCluster(3)
     sink = await startCapture({
-      onData: () => new Promise((done) => setTimeout(() => done(mode.refusing ? { code: 451, text: "4.7.1 try later" } : undefined), mode.delayMs))
+      onData: () =>
+        new Promise((done) => setTimeout(() => done(mode.refusing ? { code: 451, text: "4.7.1 try later" } : undefined), mode.delayMs))
     })
-    cluster = await startMissiveCluster({ dir: dir.path, nats: nats.urls, sinkPort: sink.port, lease: "3s",
-      extra: { retry: { initial: "10s", max: "20s", multiplier: 2, jitter: 0, lifetime: "1h" } } })
+    cluster = await startMissiveCluster({
+      dir: dir.path,
+      nats: nats.urls,
+      sinkPort: sink.port,
+      lease: "3s",
+      extra: { retry: { initial: "10s", max: "20s", multiplier: 2, jitter: 0, lifetime: "1h" } }
+    })
     nc = await connect({ servers: [...nats.urls], maxReconnectAttempts: -1 })
     log = await JetStreamEventStore.open({ nc, prefix: "missive" })
   }, 120_000)
@@ -66,19 +73,35 @@ describe("cluster faults", () => {
     mode.refusing = false
     mode.delayMs = 0
     a.resume()
-    await waitFor("all 20 delivered", () => ids.length === new Set(sink.messages.map((m) => seqOf(m.raw))).size, 60_000).catch(async (e) => {
-      const got = new Set(sink.messages.map((m) => seqOf(m.raw)))
-      for (const [i, id] of ids.entries()) if (!got.has(i))
-        console.log(id, (await log.read(EventStore.streamOf(id))).map((x) => `${x.event.type}@${x.event.node}+${x.event.at - pausedAt}`).join(" "))
-      const stuck = ids.filter((_, i) => !got.has(i))
-      for (const n of cluster.nodes) console.log("LOG", n.name, (n.proc()?.output() ?? "").split("\n").filter((l) => l.includes(stuck[0]!)).slice(-12).map((l) => l.slice(0, 300)).join("\n"))
-      const { JetStreamInbox } = await import("@missive/events")
-      const w = await JetStreamInbox.open({ nc, prefix: "missive" })
-      console.log("now", Date.now() - pausedAt, JSON.stringify((await w.list(100)).map((x) => ({ ...x, at: x.at - pausedAt }))))
-      const { gather } = (await import("@missive/node")).Service
-      console.log(JSON.stringify(await gather(nc, "missive")))
-      throw e
-    })
+    await waitFor("all 20 delivered", () => ids.length === new Set(sink.messages.map((m) => seqOf(m.raw))).size, 60_000).catch(
+      async (e) => {
+        const got = new Set(sink.messages.map((m) => seqOf(m.raw)))
+        for (const [i, id] of ids.entries())
+          if (!got.has(i))
+            console.log(
+              id,
+              (await log.read(EventStore.streamOf(id))).map((x) => `${x.event.type}@${x.event.node}+${x.event.at - pausedAt}`).join(" ")
+            )
+        const stuck = ids.filter((_, i) => !got.has(i))
+        for (const n of cluster.nodes)
+          console.log(
+            "LOG",
+            n.name,
+            (n.proc()?.output() ?? "")
+              .split("\n")
+              .filter((l) => l.includes(stuck[0]!))
+              .slice(-12)
+              .map((l) => l.slice(0, 300))
+              .join("\n")
+          )
+        const { JetStreamInbox } = await import("@missive/events")
+        const w = await JetStreamInbox.open({ nc, prefix: "missive" })
+        console.log("now", Date.now() - pausedAt, JSON.stringify((await w.list(100)).map((x) => ({ ...x, at: x.at - pausedAt }))))
+        const { gather } = (await import("@missive/node")).Service
+        console.log(JSON.stringify(await gather(nc, "missive")))
+        throw e
+      }
+    )
     await sleep(3000)
     // Stale actions: node-1 reporting an attempt another node started, or delivering a message whose successful
     // attempt was another node's; and duplicates at the sink.
@@ -91,7 +114,11 @@ describe("cluster faults", () => {
       let seq = -1
       for (const e of evs) {
         if (e.type === "AttemptStarted") startedBy.set(e.attempt, e.node)
-        if ((e.type === "AttemptSucceeded" || e.type === "AttemptDeferred" || e.type === "AttemptFailed") && startedBy.get(e.attempt) !== e.node) staleAppends++
+        if (
+          (e.type === "AttemptSucceeded" || e.type === "AttemptDeferred" || e.type === "AttemptFailed") &&
+          startedBy.get(e.attempt) !== e.node
+        )
+          staleAppends++
         if (e.type === "MessageReceived") seq = ids.indexOf(id)
         if (e.type === "AttemptSucceeded") successBy.set(seq, e.node)
       }
@@ -103,7 +130,9 @@ describe("cluster faults", () => {
       if (successBy.get(s) !== nodeOfHelo(m.helo)) staleDeliveries++
     }
     const duplicates = [...perSeq.values()].reduce((n, c) => n + c - 1, 0)
-    console.log(`cluster SIGSTOP: 20 messages, ${takenOver.size} taken over by peers while node-1 was paused, stale appends ${staleAppends}, stale deliveries ${staleDeliveries}, duplicates ${duplicates}`)
+    console.log(
+      `cluster SIGSTOP: 20 messages, ${takenOver.size} taken over by peers while node-1 was paused, stale appends ${staleAppends}, stale deliveries ${staleDeliveries}, duplicates ${duplicates}`
+    )
     expect(takenOver.size).toBeGreaterThan(0)
     expect(staleAppends).toBe(0)
     expect(staleDeliveries).toBe(0)
@@ -120,26 +149,37 @@ describe("cluster faults", () => {
     let next = 1000
     const end = next + total
     const victim = nats.servers[1]!
-    const killer = (async () => { await sleep(2000); await victim.kill() })()
-    await Promise.all(Array.from({ length: 6 }, async (_, w) => {
-      while (next < end) {
-        const seq = next++
-        const r = await send(cluster.nodes[(seq + w) % 3]!.port, env, msg(seq))
-        const cls = /^(\d)/.exec(r.response)?.[1] ?? "x"
-        replies.set(cls, (replies.get(cls) ?? 0) + 1)
-        if (r.ok) acknowledged.add(seq)
-      }
-    }))
+    const killer = (async () => {
+      await sleep(2000)
+      await victim.kill()
+    })()
+    await Promise.all(
+      Array.from({ length: 6 }, async (_, w) => {
+        while (next < end) {
+          const seq = next++
+          const r = await send(cluster.nodes[(seq + w) % 3]!.port, env, msg(seq))
+          const cls = /^(\d)/.exec(r.response)?.[1] ?? "x"
+          replies.set(cls, (replies.get(cls) ?? 0) + 1)
+          if (r.ok) acknowledged.add(seq)
+        }
+      })
+    )
     await killer
-    await waitFor("every acknowledged message delivered", () => {
-      const got = new Set(sink.messages.map((m) => seqOf(m.raw)))
-      return [...acknowledged].every((s) => got.has(s))
-    }, 90_000).catch(() => undefined)
+    await waitFor(
+      "every acknowledged message delivered",
+      () => {
+        const got = new Set(sink.messages.map((m) => seqOf(m.raw)))
+        return [...acknowledged].every((s) => got.has(s))
+      },
+      90_000
+    ).catch(() => undefined)
     const got = new Map<number, number>()
     for (const m of sink.messages) got.set(seqOf(m.raw), (got.get(seqOf(m.raw)) ?? 0) + 1)
     const lost = [...acknowledged].filter((s) => !got.has(s))
     const duplicates = [...got.values()].reduce((n, c) => n + c - 1, 0)
-    console.log(`cluster nats-server kill -9: ${total} sent, replies by class ${JSON.stringify(Object.fromEntries(replies))}, lost ${lost.length}, duplicates ${duplicates}`)
+    console.log(
+      `cluster nats-server kill -9: ${total} sent, replies by class ${JSON.stringify(Object.fromEntries(replies))}, lost ${lost.length}, duplicates ${duplicates}`
+    )
     expect(lost).toEqual([])
     expect([...replies.keys()].every((k) => k === "2" || k === "4")).toBe(true)
     await victim.restart()
@@ -165,7 +205,9 @@ describe("cluster faults", () => {
     const deferredAt = async () => {
       const out = new Map<string, number>()
       for (const id of ids) {
-        const d = (await log.read(EventStore.streamOf(id))).map((e) => e.event).filter((e): e is Extract<Message.Event, { type: "AttemptDeferred" }> => e.type === "AttemptDeferred")
+        const d = (await log.read(EventStore.streamOf(id)))
+          .map((e) => e.event)
+          .filter((e): e is Extract<Message.Event, { type: "AttemptDeferred" }> => e.type === "AttemptDeferred")
         if (d.length > 0 && d[d.length - 1]!.nextAttemptAt !== null) out.set(id, d[d.length - 1]!.nextAttemptAt!)
       }
       return out.size === ids.length ? out : undefined
@@ -192,7 +234,9 @@ describe("cluster faults", () => {
       if (!second || second.at < due.get(id)!) early.push(id)
       else if (second.at > Math.max(due.get(id)!, backAt) + 10_000) late.push(id)
     }
-    console.log(`cluster restart: 10 deferred messages, retried early ${early.length}, more than 10 s after max(due, cluster back) ${late.length}`)
+    console.log(
+      `cluster restart: 10 deferred messages, retried early ${early.length}, more than 10 s after max(due, cluster back) ${late.length}`
+    )
     expect(early).toEqual([])
     expect(late).toEqual([])
   }, 240_000)

@@ -25,11 +25,21 @@ describe("cluster-wide destination limits", () => {
       onData: () => {
         inData += 1
         maxInData = Math.max(maxInData, inData)
-        return new Promise((done) => setTimeout(() => { inData -= 1; done(undefined) }, 150))
+        return new Promise((done) =>
+          setTimeout(() => {
+            inData -= 1
+            done(undefined)
+          }, 150)
+        )
       }
     })
-    cluster = await startMissiveCluster({ dir: dir.path, nats: nats.urls, sinkPort: sink.port, lease: "3s",
-      extra: { delivery: { concurrency_per_destination: 2 } } })
+    cluster = await startMissiveCluster({
+      dir: dir.path,
+      nats: nats.urls,
+      sinkPort: sink.port,
+      lease: "3s",
+      extra: { delivery: { concurrency_per_destination: 2 } }
+    })
   }, 120_000)
   afterAll(async () => {
     await cluster?.stop()
@@ -39,13 +49,21 @@ describe("cluster-wide destination limits", () => {
   })
 
   it("3 nodes with concurrency_per_destination 2 never open more than 2 connections to one receiver", async () => {
-    const sampler = setInterval(() => { maxOpen = Math.max(maxOpen, sink.open) }, 2)
+    const sampler = setInterval(() => {
+      maxOpen = Math.max(maxOpen, sink.open)
+    }, 2)
     try {
       const total = 60
-      await Promise.all(Array.from({ length: total }, async (_, seq) => {
-        const r = await send(cluster.nodes[seq % 3]!.port, env, rawMessage({ from: env.from, to: "x@sink.test", subject: `seq ${seq}`, headers: { "X-Seq": String(seq) } }))
-        expect(r.response).toMatch(/^250/)
-      }))
+      await Promise.all(
+        Array.from({ length: total }, async (_, seq) => {
+          const r = await send(
+            cluster.nodes[seq % 3]!.port,
+            env,
+            rawMessage({ from: env.from, to: "x@sink.test", subject: `seq ${seq}`, headers: { "X-Seq": String(seq) } })
+          )
+          expect(r.response).toMatch(/^250/)
+        })
+      )
       await waitFor("all delivered", () => new Set(sink.messages.map((m) => seqOf(m.raw))).size === total, 90_000)
       // Connections stay pooled for a few seconds after the last message: keep sampling until they close.
       await waitFor("connections closed", () => sink.open === 0, 30_000)
@@ -54,7 +72,9 @@ describe("cluster-wide destination limits", () => {
     }
     const byHelo = new Map<string, number>()
     for (const m of sink.messages) byHelo.set(m.helo, (byHelo.get(m.helo) ?? 0) + 1)
-    console.log(`cluster limits: 60 messages via 3 nodes, limit 2: at most ${maxOpen} connections open and ${maxInData} in DATA at once; connections ${sink.connections}; delivered by ${JSON.stringify(Object.fromEntries(byHelo))}`)
+    console.log(
+      `cluster limits: 60 messages via 3 nodes, limit 2: at most ${maxOpen} connections open and ${maxInData} in DATA at once; connections ${sink.connections}; delivered by ${JSON.stringify(Object.fromEntries(byHelo))}`
+    )
     expect(maxOpen).toBeLessThanOrEqual(2)
     expect(maxInData).toBeLessThanOrEqual(2)
     expect(maxOpen).toBeGreaterThan(0)

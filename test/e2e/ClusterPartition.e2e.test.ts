@@ -35,11 +35,16 @@ const ROUTE_PORT = 6222
 const MONITOR_PORT = 8222
 
 const env = { from: "load@sender.test", to: ["x@sink.test"] }
-const msg = (seq: number) => rawMessage({ from: "load@sender.test", to: "x@sink.test", subject: `seq ${seq}`, headers: { "X-Seq": String(seq) } })
+const msg = (seq: number) =>
+  rawMessage({ from: "load@sender.test", to: "x@sink.test", subject: `seq ${seq}`, headers: { "X-Seq": String(seq) } })
 const seqOf = (raw: Buffer) => Number(/X-Seq: (\d+)/.exec(raw.toString("latin1"))?.[1])
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-interface Server { readonly proc: ChildProcess; readonly exited: Promise<void>; err: string }
+interface Server {
+  readonly proc: ChildProcess
+  readonly exited: Promise<void>
+  err: string
+}
 
 /** nats-server k inside ns k: clients on every address of its namespace, routes and monitoring on its own bridges. */
 const startServer = async (net: PartitionNet, dir: string, k: number): Promise<Server> => {
@@ -47,17 +52,22 @@ const startServer = async (net: PartitionNet, dir: string, k: number): Promise<S
   mkdirSync(d, { recursive: true })
   const others = Array.from({ length: N }, (_, i) => i + 1).filter((j) => j !== k)
   const conf = join(d, "server.conf")
-  writeFileSync(conf, [
-    `server_name: s${k}`,
-    `listen: 0.0.0.0:${NATS_PORT}`,
-    `http: "${net.serviceAddress(k)}:${MONITOR_PORT}"`,
-    `jetstream { store_dir: "${join(d, "js")}", max_file_store: 2G, max_memory_store: 256M, sync_interval: always }`,
-    // no_advertise: clients keep the URLs they were given (node k: its own server, then the others' cluster addresses).
-    `cluster { name: missive, listen: "${net.clusterAddress(k)}:${ROUTE_PORT}", no_advertise: true, routes: [${others.map((j) => `nats-route://${net.clusterAddress(j)}:${ROUTE_PORT}`).join(", ")}] }`
-  ].join("\n"))
+  writeFileSync(
+    conf,
+    [
+      `server_name: s${k}`,
+      `listen: 0.0.0.0:${NATS_PORT}`,
+      `http: "${net.serviceAddress(k)}:${MONITOR_PORT}"`,
+      `jetstream { store_dir: "${join(d, "js")}", max_file_store: 2G, max_memory_store: 256M, sync_interval: always }`,
+      // no_advertise: clients keep the URLs they were given (node k: its own server, then the others' cluster addresses).
+      `cluster { name: missive, listen: "${net.clusterAddress(k)}:${ROUTE_PORT}", no_advertise: true, routes: [${others.map((j) => `nats-route://${net.clusterAddress(j)}:${ROUTE_PORT}`).join(", ")}] }`
+    ].join("\n")
+  )
   const proc = spawn(net.exec(k)[0]!, [...net.exec(k).slice(1), "nats-server", "-c", conf], { stdio: ["ignore", "ignore", "pipe"] })
   const s: Server = { proc, exited: new Promise((done) => proc.once("exit", () => done())), err: "" }
-  proc.stderr!.on("data", (b: Buffer) => { s.err = (s.err + b.toString()).slice(-4000) })
+  proc.stderr!.on("data", (b: Buffer) => {
+    s.err = (s.err + b.toString()).slice(-4000)
+  })
   const monitor = `http://${net.serviceAddress(k)}:${MONITOR_PORT}`
   for (let deadline = Date.now() + 15_000; ; await sleep(100)) {
     if (proc.exitCode !== null) throw new Error(`nats-server s${k} exited at start:\n${s.err}`)
@@ -70,8 +80,19 @@ const startServer = async (net: PartitionNet, dir: string, k: number): Promise<S
   }
 }
 
-interface Reply { readonly node: number; readonly seq: number; readonly start: number; readonly end: number; readonly cls: string; readonly response: string }
-interface Arrival { readonly at: number; readonly seq: number; readonly node: number }
+interface Reply {
+  readonly node: number
+  readonly seq: number
+  readonly start: number
+  readonly end: number
+  readonly cls: string
+  readonly response: string
+}
+interface Arrival {
+  readonly at: number
+  readonly seq: number
+  readonly node: number
+}
 
 describe("cluster partition", () => {
   const dir = tempDir("missive-cpart-")
@@ -85,7 +106,11 @@ describe("cluster partition", () => {
     net = createPartitionNet(N)
     const n = net
     for (let k = 1; k <= N; k++) servers.push(await startServer(n, dir.path, k))
-    await jetStreamReady(Array.from({ length: N }, (_, i) => `nats://${n.serviceAddress(i + 1)}:${NATS_PORT}`), N, 90_000).catch((e) => {
+    await jetStreamReady(
+      Array.from({ length: N }, (_, i) => `nats://${n.serviceAddress(i + 1)}:${NATS_PORT}`),
+      N,
+      90_000
+    ).catch((e) => {
       for (const [i, s] of servers.entries()) console.log(`---- nats-server s${i + 1} (tail)\n${s.err}`)
       throw e
     })
@@ -99,13 +124,23 @@ describe("cluster partition", () => {
     for (let k = 1; k <= N; k++) {
       const others = Array.from({ length: N }, (_, i) => i + 1).filter((j) => j !== k)
       const path = join(dir.path, `node-${k}.yaml`)
-      writeFileSync(path, stringify(testConfig(join(dir.path, `node-${k}`), {
-        hostname: `n${k}.missive.test`, node_id: `node-${k}`,
-        listeners: { smtp: { host: n.serviceAddress(k), port: SMTP_PORT }, submission: { enabled: false } },
-        routes: { "sink.test": `${n.host}:${sink.port}` },
-        relay: { relay_domains: ["sink.test"] },
-        cluster: { nats: [`nats://127.0.0.1:${NATS_PORT}`, ...others.map((j) => `nats://${n.clusterAddress(j)}:${NATS_PORT}`)], lease: `${LEASE_MS}ms`, replicas: 3 }
-      })))
+      writeFileSync(
+        path,
+        stringify(
+          testConfig(join(dir.path, `node-${k}`), {
+            hostname: `n${k}.missive.test`,
+            node_id: `node-${k}`,
+            listeners: { smtp: { host: n.serviceAddress(k), port: SMTP_PORT }, submission: { enabled: false } },
+            routes: { "sink.test": `${n.host}:${sink.port}` },
+            relay: { relay_domains: ["sink.test"] },
+            cluster: {
+              nats: [`nats://127.0.0.1:${NATS_PORT}`, ...others.map((j) => `nats://${n.clusterAddress(j)}:${NATS_PORT}`)],
+              lease: `${LEASE_MS}ms`,
+              replicas: 3
+            }
+          })
+        )
+      )
       nodes.push(await spawnNode(path, n.exec(k)))
     }
   }, 180_000)
@@ -124,18 +159,20 @@ describe("cluster partition", () => {
     const replies: Array<Reply> = []
     let next = 0
     let running = true
-    const clients = CLIENTS.flatMap((count, i) => Array.from({ length: count }, async () => {
-      const node = i + 1
-      while (running) {
-        const seq = next++
-        const start = Date.now()
-        const r = await send(SMTP_PORT, env, msg(seq), { host: n.serviceAddress(node) })
-        const cls = r.ok ? "2" : /^(\d)\d\d/.exec(r.response)?.[1] ?? "conn"
-        replies.push({ node, seq, start, end: Date.now(), cls, response: r.response })
-        if (node === 1) await sleep(Math.random() * NODE1_GAP_MS)
-        else if (!r.ok) await sleep(100)
-      }
-    }))
+    const clients = CLIENTS.flatMap((count, i) =>
+      Array.from({ length: count }, async () => {
+        const node = i + 1
+        while (running) {
+          const seq = next++
+          const start = Date.now()
+          const r = await send(SMTP_PORT, env, msg(seq), { host: n.serviceAddress(node) })
+          const cls = r.ok ? "2" : (/^(\d)\d\d/.exec(r.response)?.[1] ?? "conn")
+          replies.push({ node, seq, start, end: Date.now(), cls, response: r.response })
+          if (node === 1) await sleep(Math.random() * NODE1_GAP_MS)
+          else if (!r.ok) await sleep(100)
+        }
+      })
+    )
     await sleep(WARMUP_MS)
     const cutAt = Date.now()
     n.cut(1)
@@ -171,7 +208,9 @@ describe("cluster partition", () => {
     const minority250 = during(1).filter((r) => r.cls === "2")
     const steady = (k: number) => during(k).filter((r) => r.start >= cutAt + GRACE_MS)
     const straddling = replies.filter((r) => r.node === 1 && r.start >= cutAt && r.start < healAt && r.end > healAt)
-    const latencies = during(1).map((r) => r.end - r.start).sort((a, b) => a - b)
+    const latencies = during(1)
+      .map((r) => r.end - r.start)
+      .sort((a, b) => a - b)
     const median = latencies.length ? latencies[Math.floor(latencies.length / 2)]! : 0
     const firstAfterHeal = replies.filter((r) => r.node === 1 && r.start >= healAt && r.cls === "2").sort((a, b) => a.end - b.end)[0]
     // Deliveries by node 1 while cut off, after its tokens' AckWait had run out: peers may have taken them over.
@@ -181,20 +220,26 @@ describe("cluster partition", () => {
       const rs = steady(k)
       return rs.length === 0 ? "-" : `${Math.round((100 * rs.filter((r) => r.cls === "2").length) / rs.length)}%`
     }
-    console.log(`cluster partition: ${replies.length} transactions, ${acknowledged.size} answered 250, lost ${lost.length} ` +
-      `(all delivered ${(drainedMs / 1000).toFixed(1)} s after the load stopped), duplicates ${duplicates}; ` +
-      `during the ${PARTITION_MS / 1000} s cut: node-1 ${JSON.stringify(classes(during(1)))} (250s started after the cut ${minority250.length}, ` +
-      `in flight at the cut ${inFlight250.length}, of them after ${GRACE_MS} ms ${late250.length}; answer after median ${(median / 1000).toFixed(1)} s, ` +
-      `max ${((latencies.at(-1) ?? 0) / 1000).toFixed(1)} s; started during the cut, answered after the heal ${JSON.stringify(classes(straddling))}), ` +
-      `node-2 ${JSON.stringify(classes(during(2)))}, node-3 ${JSON.stringify(classes(during(3)))}; ` +
-      `250 share after the grace: node-2 ${share(2)}, node-3 ${share(3)}; ` +
-      `node-1 deliveries while cut ${node1DuringCut.length} (after its lease ${staleDeliveries.length}); ` +
-      `node-1's first 250 ${firstAfterHeal ? `${((firstAfterHeal.end - healAt) / 1000).toFixed(1)} s` : "never"} after the heal; ` +
-      `after the heal: ${[1, 2, 3].map((k) => `node-${k} ${JSON.stringify(classes(replies.filter((r) => r.node === k && r.start >= healAt)))}`).join(", ")}`)
+    console.log(
+      `cluster partition: ${replies.length} transactions, ${acknowledged.size} answered 250, lost ${lost.length} ` +
+        `(all delivered ${(drainedMs / 1000).toFixed(1)} s after the load stopped), duplicates ${duplicates}; ` +
+        `during the ${PARTITION_MS / 1000} s cut: node-1 ${JSON.stringify(classes(during(1)))} (250s started after the cut ${minority250.length}, ` +
+        `in flight at the cut ${inFlight250.length}, of them after ${GRACE_MS} ms ${late250.length}; answer after median ${(median / 1000).toFixed(1)} s, ` +
+        `max ${((latencies.at(-1) ?? 0) / 1000).toFixed(1)} s; started during the cut, answered after the heal ${JSON.stringify(classes(straddling))}), ` +
+        `node-2 ${JSON.stringify(classes(during(2)))}, node-3 ${JSON.stringify(classes(during(3)))}; ` +
+        `250 share after the grace: node-2 ${share(2)}, node-3 ${share(3)}; ` +
+        `node-1 deliveries while cut ${node1DuringCut.length} (after its lease ${staleDeliveries.length}); ` +
+        `node-1's first 250 ${firstAfterHeal ? `${((firstAfterHeal.end - healAt) / 1000).toFixed(1)} s` : "never"} after the heal; ` +
+        `after the heal: ${[1, 2, 3].map((k) => `node-${k} ${JSON.stringify(classes(replies.filter((r) => r.node === k && r.start >= healAt)))}`).join(", ")}`
+    )
     const other4xx = during(1).filter((r) => r.cls !== "4")
     if (minority250.length > 0 || late250.length > 0 || other4xx.length > 0 || lost.length > 0) {
-      console.log("node-1 transactions from the cut on (ms from the cut):", JSON.stringify(replies.filter((r) => r.node === 1 && r.end >= cutAt)
-        .map((r) => [r.start - cutAt, r.end - cutAt, r.response.slice(0, 80)])))
+      console.log(
+        "node-1 transactions from the cut on (ms from the cut):",
+        JSON.stringify(
+          replies.filter((r) => r.node === 1 && r.end >= cutAt).map((r) => [r.start - cutAt, r.end - cutAt, r.response.slice(0, 80)])
+        )
+      )
       if (lost.length > 0) console.log("lost seqs:", lost.slice(0, 50).join(","))
       for (const [i, c] of nodes.entries()) console.log(`---- node-${i + 1} log (tail)\n${c.output().split("\n").slice(-80).join("\n")}`)
     }

@@ -37,7 +37,11 @@ const retrying = async <T>(what: string, f: () => Promise<T>, ms = 30_000): Prom
   }
 }
 
-interface Fault { readonly what: string; readonly from: number; to: number }
+interface Fault {
+  readonly what: string
+  readonly from: number
+  to: number
+}
 
 interface Outcome {
   readonly accepted: Map<string, string> // tag → id
@@ -61,7 +65,12 @@ describe("cluster: nats-server faults under load", () => {
 
   beforeAll(async () => {
     nats = await startNatsCluster(3)
-    sink = await startCapture({ onData: () => { arrivals.push(Date.now()); return undefined } })
+    sink = await startCapture({
+      onData: () => {
+        arrivals.push(Date.now())
+        return undefined
+      }
+    })
     cluster = await startMissiveCluster({ dir: dir.path, nats: nats.urls, sinkPort: sink.port, lease: `${LEASE_MS}ms` })
     nc = await connect({ servers: [...nats.urls], maxReconnectAttempts: -1 })
     jsm = await jetstreamManager(nc, { checkAPI: false })
@@ -80,29 +89,31 @@ describe("cluster: nats-server faults under load", () => {
     const perClient = Math.ceil(messages / CLIENTS)
     const gap = durationMs / perClient
     const t0 = Date.now()
-    await Promise.all(Array.from({ length: CLIENTS }, async (_, c) => {
-      for (let k = 0; k < perClient && c * perClient + k < messages; k++) {
-        await sleep(Math.max(0, t0 + k * gap + (c * gap) / CLIENTS - Date.now()))
-        const tag = `${run}-${c}-${k}`
-        const raw = rawMessage({ from: env.from, to: env.to[0]!, subject: `tag ${tag}`, headers: { "X-Tag": tag } })
-        o.tags++
-        for (let attempt = 0; attempt < 120; attempt++) {
-          const node = cluster.nodes[(c + k + attempt) % 3]!
-          const r = await send(node.port, env, raw)
-          o.transactions++
-          const cls = /^\d{3}/.exec(r.response)?.[0] ?? "conn"
-          o.replies.set(cls, (o.replies.get(cls) ?? 0) + 1)
-          if (r.ok && /^250/.test(r.response)) {
-            if (attempt === 0) o.firstTry250++
-            o.accepted.set(tag, r.id ?? "?")
-            break
+    await Promise.all(
+      Array.from({ length: CLIENTS }, async (_, c) => {
+        for (let k = 0; k < perClient && c * perClient + k < messages; k++) {
+          await sleep(Math.max(0, t0 + k * gap + (c * gap) / CLIENTS - Date.now()))
+          const tag = `${run}-${c}-${k}`
+          const raw = rawMessage({ from: env.from, to: env.to[0]!, subject: `tag ${tag}`, headers: { "X-Tag": tag } })
+          o.tags++
+          for (let attempt = 0; attempt < 120; attempt++) {
+            const node = cluster.nodes[(c + k + attempt) % 3]!
+            const r = await send(node.port, env, raw)
+            o.transactions++
+            const cls = /^\d{3}/.exec(r.response)?.[0] ?? "conn"
+            o.replies.set(cls, (o.replies.get(cls) ?? 0) + 1)
+            if (r.ok && /^250/.test(r.response)) {
+              if (attempt === 0) o.firstTry250++
+              o.accepted.set(tag, r.id ?? "?")
+              break
+            }
+            o.non250++
+            if (/^5/.test(r.response)) break // permanent: not retried (and counted as a failure below)
+            await sleep(1000)
           }
-          o.non250++
-          if (/^5/.test(r.response)) break // permanent: not retried (and counted as a failure below)
-          await sleep(1000)
         }
-      }
-    }))
+      })
+    )
     return o
   }
 
@@ -110,10 +121,17 @@ describe("cluster: nats-server faults under load", () => {
   const check = async (name: string, o: Outcome, faults: ReadonlyArray<Fault>, from: number, since: number) => {
     const lastFault = Math.max(...faults.map((f) => f.to))
     const deliveredTags = () => new Set(sink.messages.slice(from).map((m) => tagOf(m.raw)))
-    const allIn = await waitFor("every accepted message delivered", () => {
-      const got = deliveredTags()
-      return [...o.accepted.keys()].every((t) => got.has(t))
-    }, Math.max(1000, lastFault + 30_000 - Date.now())).then(() => Date.now(), () => undefined)
+    const allIn = await waitFor(
+      "every accepted message delivered",
+      () => {
+        const got = deliveredTags()
+        return [...o.accepted.keys()].every((t) => got.has(t))
+      },
+      Math.max(1000, lastFault + 30_000 - Date.now())
+    ).then(
+      () => Date.now(),
+      () => undefined
+    )
     const got = deliveredTags()
     const lost = [...o.accepted.keys()].filter((t) => !got.has(t))
     // Duplicates: the same message (id) delivered more than once, and the same tag delivered more than once (which
@@ -152,31 +170,64 @@ describe("cluster: nats-server faults under load", () => {
     const queued = q.code === 0 ? (JSON.parse(q.stdout || "[]") as Array<{ id: string }>) : undefined
     const firstTryPct = (100 * o.firstTry250) / Math.max(1, o.tags)
     const deliveredIn = allIn === undefined ? "not all" : `${((allIn - lastFault) / 1000).toFixed(1)} s after the last fault`
-    console.log([
-      `${name}: ${o.tags} tags, ${o.transactions} SMTP transactions, replies ${JSON.stringify(Object.fromEntries(o.replies))}`,
-      `  250 at the first try ${o.firstTry250}/${o.tags} = ${firstTryPct.toFixed(1)} %; accepted ${o.accepted.size}; lost ${lost.length}${lost.length ? ` (${lost.slice(0, 10).join(" ")})` : ""}; delivered: ${deliveredIn}`,
-      `  duplicates: ${dupDeliveries} extra deliveries of ${dupIds.length} messages (same id), ${dupTags} of the same tag; outside the at-least-once window ${dupOutside.length}`,
-      `  log: ${facts.events} events, ${[...facts.receivedAt.values()].filter((at) => at >= since).length} MessageReceived ids in this scenario (${ids.size} answered 250, ${extra.length} others, ${o.non250} non-250 answers), ${incomplete.length} without MessageCompleted, ${notInLog.length} 250-ids not in the log`,
-      `  work left: ${work.map((w) => `${w.name} ${w.left} ${w.what}`).join("; ") || "no work-ish stream"}; queue list --nats: ${queued === undefined ? `exit ${q.code} ${q.stderr.slice(0, 200)}` : `${queued.length} messages`}`,
-      `  faults: ${faults.map((f) => `${f.what} ${((f.to - f.from) / 1000).toFixed(1)} s`).join(", ")}`
-    ].join("\n"))
+    console.log(
+      [
+        `${name}: ${o.tags} tags, ${o.transactions} SMTP transactions, replies ${JSON.stringify(Object.fromEntries(o.replies))}`,
+        `  250 at the first try ${o.firstTry250}/${o.tags} = ${firstTryPct.toFixed(1)} %; accepted ${o.accepted.size}; lost ${lost.length}${lost.length ? ` (${lost.slice(0, 10).join(" ")})` : ""}; delivered: ${deliveredIn}`,
+        `  duplicates: ${dupDeliveries} extra deliveries of ${dupIds.length} messages (same id), ${dupTags} of the same tag; outside the at-least-once window ${dupOutside.length}`,
+        `  log: ${facts.events} events, ${[...facts.receivedAt.values()].filter((at) => at >= since).length} MessageReceived ids in this scenario (${ids.size} answered 250, ${extra.length} others, ${o.non250} non-250 answers), ${incomplete.length} without MessageCompleted, ${notInLog.length} 250-ids not in the log`,
+        `  work left: ${work.map((w) => `${w.name} ${w.left} ${w.what}`).join("; ") || "no work-ish stream"}; queue list --nats: ${queued === undefined ? `exit ${q.code} ${q.stderr.slice(0, 200)}` : `${queued.length} messages`}`,
+        `  faults: ${faults.map((f) => `${f.what} ${((f.to - f.from) / 1000).toFixed(1)} s`).join(", ")}`
+      ].join("\n")
+    )
     expect.soft(lost, "lost (answered 250, never delivered)").toEqual([])
     expect.soft(allIn, "every accepted message delivered within 30 s of the last fault").toBeDefined()
-    expect.soft([...o.replies.keys()].filter((k) => /^5/.test(k)), "no 5xx answers").toEqual([])
+    expect
+      .soft(
+        [...o.replies.keys()].filter((k) => /^5/.test(k)),
+        "no 5xx answers"
+      )
+      .toEqual([])
     expect.soft(firstTryPct, "≥ 95 % answered 250 at the first try").toBeGreaterThanOrEqual(95)
-    expect.soft(dupOutside.map(([id]) => id), "duplicates outside the at-least-once window").toEqual([])
+    expect
+      .soft(
+        dupOutside.map(([id]) => id),
+        "duplicates outside the at-least-once window"
+      )
+      .toEqual([])
     expect.soft(incomplete, "MessageReceived without MessageCompleted").toEqual([])
     expect.soft(notInLog, "250-answered ids missing from the log").toEqual([])
     expect.soft(extra.length, "ids in the log beyond the 250s: at most the non-250 answers").toBeLessThanOrEqual(o.non250)
-    expect.soft(work.filter((w) => w.left > 0), "work-ish streams and buckets empty").toEqual([])
-    expect.soft(queued?.map((m) => m.id), "queue list --nats shows nothing").toEqual([])
+    expect
+      .soft(
+        work.filter((w) => w.left > 0),
+        "work-ish streams and buckets empty"
+      )
+      .toEqual([])
+    expect
+      .soft(
+        queued?.map((m) => m.id),
+        "queue list --nats shows nothing"
+      )
+      .toEqual([])
   }
 
   const healthy = async () => {
     await jetStreamReady(nats.urls, 3)
     // Every node accepts again before the next scenario starts.
     for (const n of cluster.nodes)
-      await waitFor(`${n.name} answers 250`, async () => (await send(n.port, env, rawMessage({ from: env.from, to: env.to[0]!, subject: "probe", headers: { "X-Tag": `probe-${n.name}-${Date.now()}` } }))).ok, 60_000)
+      await waitFor(
+        `${n.name} answers 250`,
+        async () =>
+          (
+            await send(
+              n.port,
+              env,
+              rawMessage({ from: env.from, to: env.to[0]!, subject: "probe", headers: { "X-Tag": `probe-${n.name}-${Date.now()}` } })
+            )
+          ).ok,
+        60_000
+      )
   }
 
   it("kill -9 of one nats-server (a minority, rotating) every 10 s, restarted 1.5 s later, under load", async () => {
@@ -224,7 +275,9 @@ describe("cluster: nats-server faults under load", () => {
       f.to = Date.now()
       faults.push(f)
       await sleep(Math.max(0, t0 + 20_000 - Date.now()))
-      const ev = byName(await retrying("events leader", async () => (await streamLeader(jsm, "MISSIVE_EVENTS")) ?? Promise.reject(new Error("none"))))
+      const ev = byName(
+        await retrying("events leader", async () => (await streamLeader(jsm, "MISSIVE_EVENTS")) ?? Promise.reject(new Error("none")))
+      )
       f = { what: `kill -9 events leader ${ev.name}`, from: Date.now(), to: 0 }
       await ev.kill()
       await sleep(8000)
@@ -248,7 +301,7 @@ describe("cluster: nats-server faults under load", () => {
       const victim = nats.servers.find((x) => x.name === "s1")!
       const name = (await retrying("events leader", () => streamLeader(jsm, "MISSIVE_EVENTS"))) ?? victim.name
       const s = nats.servers.find((x) => x.name === name) ?? victim
-      const f: Fault = { what: `SIGSTOP ${s.name} ${3 * LEASE_MS / 1000} s`, from: Date.now(), to: 0 }
+      const f: Fault = { what: `SIGSTOP ${s.name} ${(3 * LEASE_MS) / 1000} s`, from: Date.now(), to: 0 }
       process.kill(s.pid()!, "SIGSTOP")
       await sleep(3 * LEASE_MS)
       process.kill(s.pid()!, "SIGCONT")

@@ -9,7 +9,9 @@ describe("crash recovery", () => {
   let node: ChildNode | undefined
   const dir = tempDir()
 
-  beforeAll(async () => { sink = await startCapture() })
+  beforeAll(async () => {
+    sink = await startCapture()
+  })
   afterAll(async () => {
     await node?.stop()
     await sink?.close()
@@ -18,11 +20,14 @@ describe("crash recovery", () => {
 
   it("delivers every 250-answered message after kill -9 and restart", async () => {
     const port = await freePort()
-    const config = writeConfig(dir.path, testConfig(`${dir.path}/data`, {
-      listeners: { smtp: { host: "127.0.0.1", port }, submission: { enabled: false } },
-      routes: { "sink.test": `127.0.0.1:${sink.port}` },
-      relay: { relay_domains: ["sink.test"] }
-    }))
+    const config = writeConfig(
+      dir.path,
+      testConfig(`${dir.path}/data`, {
+        listeners: { smtp: { host: "127.0.0.1", port }, submission: { enabled: false } },
+        routes: { "sink.test": `127.0.0.1:${sink.port}` },
+        relay: { relay_domains: ["sink.test"] }
+      })
+    )
     node = await spawnNode(config)
     const acknowledged = new Set<number>()
     const total = 200
@@ -31,7 +36,11 @@ describe("crash recovery", () => {
     const worker = async () => {
       while (next < total) {
         const seq = next++
-        const r = await send(port, { from: "load@sender.test", to: ["x@sink.test"] }, rawMessage({ from: "load@sender.test", to: "x@sink.test", subject: `seq ${seq}`, headers: { "X-Seq": String(seq) } }))
+        const r = await send(
+          port,
+          { from: "load@sender.test", to: ["x@sink.test"] },
+          rawMessage({ from: "load@sender.test", to: "x@sink.test", subject: `seq ${seq}`, headers: { "X-Seq": String(seq) } })
+        )
         if (r.ok) acknowledged.add(seq)
         if (!killed && acknowledged.size >= 100) {
           killed = true
@@ -45,19 +54,29 @@ describe("crash recovery", () => {
     node = await spawnNode(config)
     // The rest of the traffic goes to the restarted node.
     for (let seq = total; seq < total + 20; seq++) {
-      const r = await send(port, { from: "load@sender.test", to: ["x@sink.test"] }, rawMessage({ from: "load@sender.test", to: "x@sink.test", subject: `seq ${seq}`, headers: { "X-Seq": String(seq) } }))
+      const r = await send(
+        port,
+        { from: "load@sender.test", to: ["x@sink.test"] },
+        rawMessage({ from: "load@sender.test", to: "x@sink.test", subject: `seq ${seq}`, headers: { "X-Seq": String(seq) } })
+      )
       if (r.ok) acknowledged.add(seq)
     }
     const seqOf = (raw: Buffer) => Number(/X-Seq: (\d+)/.exec(raw.toString())?.[1])
-    await waitFor("every acknowledged message delivered", () => {
-      const got = new Set(sink.messages.map((m) => seqOf(m.raw)))
-      return [...acknowledged].every((s) => got.has(s))
-    }, 60_000)
+    await waitFor(
+      "every acknowledged message delivered",
+      () => {
+        const got = new Set(sink.messages.map((m) => seqOf(m.raw)))
+        return [...acknowledged].every((s) => got.has(s))
+      },
+      60_000
+    )
     const counts = new Map<number, number>()
     for (const m of sink.messages) counts.set(seqOf(m.raw), (counts.get(seqOf(m.raw)) ?? 0) + 1)
     const lost = [...acknowledged].filter((s) => !counts.has(s))
     const duplicates = [...counts.values()].reduce((n, c) => n + (c - 1), 0)
-    console.log(`crash test: acknowledged ${acknowledged.size} (${beforeRestart} before the kill), delivered ${counts.size} distinct, lost ${lost.length}, duplicates ${duplicates}`)
+    console.log(
+      `crash test: acknowledged ${acknowledged.size} (${beforeRestart} before the kill), delivered ${counts.size} distinct, lost ${lost.length}, duplicates ${duplicates}`
+    )
     expect(lost).toEqual([])
   }, 120_000)
 })

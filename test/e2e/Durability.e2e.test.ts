@@ -15,7 +15,11 @@ describe("store limits", () => {
   })
 
   it("answers 452 4.3.1 when the disk is nearly full, and keeps nothing", async () => {
-    const r = await send(node.ports["smtp"]!, { from: "a@x.test", to: ["bob@missive.test"] }, rawMessage({ from: "a@x.test", to: "bob@missive.test", subject: "no room" }))
+    const r = await send(
+      node.ports["smtp"]!,
+      { from: "a@x.test", to: ["bob@missive.test"] },
+      rawMessage({ from: "a@x.test", to: "bob@missive.test", subject: "no room" })
+    )
     expect(r.ok).toBe(false)
     expect(r.response).toMatch(/^452 4\.3\.1/)
     expect(await node.store.events.head()).toBe(0)

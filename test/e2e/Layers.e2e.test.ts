@@ -13,12 +13,17 @@ const T0 = Date.UTC(2030, 0, 1, 12, 0, 0)
 
 /** DNS as a table: `layered.test` has one MX whose address is loopback. */
 const cannedDns: Dns.DnsResolver = {
-  mx: async (name) => name === "layered.test"
-    ? { records: [{ preference: 10, exchange: "mx.layered.test" }], evidence: { name, type: "MX", rcode: "NOERROR", answers: ["10 mx.layered.test"] } }
-    : { records: [], evidence: { name, type: "MX", rcode: "NXDOMAIN", answers: [] } },
-  a: async (name) => name === "mx.layered.test"
-    ? { records: ["127.0.0.1"], evidence: { name, type: "A", rcode: "NOERROR", answers: ["127.0.0.1"] } }
-    : { records: [], evidence: { name, type: "A", rcode: "NXDOMAIN", answers: [] } },
+  mx: async (name) =>
+    name === "layered.test"
+      ? {
+          records: [{ preference: 10, exchange: "mx.layered.test" }],
+          evidence: { name, type: "MX", rcode: "NOERROR", answers: ["10 mx.layered.test"] }
+        }
+      : { records: [], evidence: { name, type: "MX", rcode: "NXDOMAIN", answers: [] } },
+  a: async (name) =>
+    name === "mx.layered.test"
+      ? { records: ["127.0.0.1"], evidence: { name, type: "A", rcode: "NOERROR", answers: ["127.0.0.1"] } }
+      : { records: [], evidence: { name, type: "A", rcode: "NXDOMAIN", answers: [] } },
   aaaa: async (name) => ({ records: [], evidence: { name, type: "AAAA", rcode: "NODATA", answers: [] } })
 }
 
@@ -31,9 +36,16 @@ describe("a node on a swapped layer set (memory stores, fixed clock, canned DNS)
   beforeAll(async () => {
     dest = await startCapture()
     // No DNS server runs: an MX lookup that reached the system resolver would fail and the mail would not arrive.
-    const parsed = Config.parse(stringify(testConfig(dir.path, {
-      delivery: { port: dest.port }, dns: { servers: ["127.0.0.1:1"] }, relay: { relay_domains: ["layered.test"] }
-    })), "test")
+    const parsed = Config.parse(
+      stringify(
+        testConfig(dir.path, {
+          delivery: { port: dest.port },
+          dns: { servers: ["127.0.0.1:1"] },
+          relay: { relay_domains: ["layered.test"] }
+        })
+      ),
+      "test"
+    )
     if (!parsed.ok) throw new Error(parsed.errors.join("\n"))
     const layer = Memory.layer(parsed.config, {
       clock: Clock.manualClock(T0),
@@ -59,8 +71,14 @@ describe("a node on a swapped layer set (memory stores, fixed clock, canned DNS)
     const stream = `message-${r.id}`
     await waitFor("completion", async () => (await node.store.events.read(stream)).some((e) => e.event.type === "MessageCompleted"))
     const events = (await node.store.events.read(stream)).map((e) => e.event)
-    expect(events.map((e) => e.type)).toEqual(
-      ["MessageReceived", "RecipientsRouted", "AttemptStarted", "AttemptSucceeded", "RecipientDelivered", "MessageCompleted"])
+    expect(events.map((e) => e.type)).toEqual([
+      "MessageReceived",
+      "RecipientsRouted",
+      "AttemptStarted",
+      "AttemptSucceeded",
+      "RecipientDelivered",
+      "MessageCompleted"
+    ])
     // Every fact is stamped by the test clock, and the route used the canned MX answer.
     expect(new Set(events.map((e) => e.at))).toEqual(new Set([T0]))
     expect(JSON.stringify(events[1])).toContain("10 mx.layered.test")
@@ -75,8 +93,9 @@ describe("a node on a swapped layer set (memory stores, fixed clock, canned DNS)
     writeFileSync(join(other.path, "missive.lock"), `${process.ppid}\n`)
     const parsed = Config.parse(stringify(testConfig(other.path)), "test")
     if (!parsed.ok) throw new Error(parsed.errors.join("\n"))
-    await expect(Node.startWith(parsed.config, Memory.layer(parsed.config, { log: () => {} })))
-      .rejects.toMatchObject({ _tag: "StartError" })
+    await expect(Node.startWith(parsed.config, Memory.layer(parsed.config, { log: () => {} }))).rejects.toMatchObject({
+      _tag: "StartError"
+    })
     other.remove()
   })
 })

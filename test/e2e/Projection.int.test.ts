@@ -21,22 +21,46 @@ const lifecycle = (i: number): Array<Message.Event> => {
   const at = 1_000_000 + i * 1000
   const rcpt = `u${i}@d${i % 7}.test`
   const head: Array<Message.Event> = [
-    { ...meta(at), type: "MessageReceived", id: `m${i}`, sender: "s@x.test", recipients: [rcpt], size: 100, digest: "sha256:0", client: { ip: "127.0.0.1", helo: "h", tls: false } },
-    { ...meta(at + 1), type: "RecipientsRouted", routes: [{ rcpt, destination: { kind: "smtp", key: `mx:d${i % 7}.test`, hops: [{ host: "mx", port: 25, preference: 0 }], via: "mx" } }] },
+    {
+      ...meta(at),
+      type: "MessageReceived",
+      id: `m${i}`,
+      sender: "s@x.test",
+      recipients: [rcpt],
+      size: 100,
+      digest: "sha256:0",
+      client: { ip: "127.0.0.1", helo: "h", tls: false }
+    },
+    {
+      ...meta(at + 1),
+      type: "RecipientsRouted",
+      routes: [
+        { rcpt, destination: { kind: "smtp", key: `mx:d${i % 7}.test`, hops: [{ host: "mx", port: 25, preference: 0 }], via: "mx" } }
+      ]
+    },
     { ...meta(at + 1), type: "AttemptStarted", attempt: 1, rcpts: [rcpt], destination: `mx:d${i % 7}.test` }
   ]
-  if (i % 3 === 0) return [...head, { ...meta(at + 5), type: "AttemptDeferred", attempt: 1, rcpts: [rcpt], host: "mx:25", reply: defer, nextAttemptAt: at + 300_000 }]
-  return [...head,
+  if (i % 3 === 0)
+    return [
+      ...head,
+      { ...meta(at + 5), type: "AttemptDeferred", attempt: 1, rcpts: [rcpt], host: "mx:25", reply: defer, nextAttemptAt: at + 300_000 }
+    ]
+  return [
+    ...head,
     { ...meta(at + 5), type: "AttemptSucceeded", attempt: 1, rcpts: [rcpt], host: "mx:25", reply },
     { ...meta(at + 5), type: "RecipientDelivered", rcpt, host: "mx:25", reply },
-    { ...meta(at + 5), type: "MessageCompleted", delivered: 1, bounced: 0, expired: 0, deleted: false }]
+    { ...meta(at + 5), type: "MessageCompleted", delivered: 1, bounced: 0, expired: 0, deleted: false }
+  ]
 }
 
 const fill = async (store: SqliteStore.SqliteStore, from: number, to: number) => {
-  await Promise.all(Array.from({ length: to - from }, (_, k) => store.events.append(EventStore.streamOf(`m${from + k}`), 0, lifecycle(from + k))))
+  await Promise.all(
+    Array.from({ length: to - from }, (_, k) => store.events.append(EventStore.streamOf(`m${from + k}`), 0, lifecycle(from + k)))
+  )
 }
 
-const snapshot = (m: Map<string, ReadonlyArray<Message.Event>>) => [...Projection.queueStates(m).entries()].sort(([a], [b]) => (a < b ? -1 : 1))
+const snapshot = (m: Map<string, ReadonlyArray<Message.Event>>) =>
+  [...Projection.queueStates(m).entries()].sort(([a], [b]) => (a < b ? -1 : 1))
 
 describe("checkpointed projections", () => {
   const store = SqliteStore.open({ path: join(dir, "missive.db"), synchronous: "OFF" })
@@ -63,10 +87,15 @@ describe("checkpointed projections", () => {
   it("catches up from its checkpoint after a crash and ends where a clean run ends", async () => {
     const cp = checkpoints()
     await cp.reset("destinations")
-    await expect(Projection.run(store.events, Projection.destinations, cp, {
-      batch: 200, checkpointEvery: 1000,
-      afterBatch: (p) => { if (p >= 3000) throw new Error("crash") }
-    })).rejects.toThrow("crash")
+    await expect(
+      Projection.run(store.events, Projection.destinations, cp, {
+        batch: 200,
+        checkpointEvery: 1000,
+        afterBatch: (p) => {
+          if (p >= 3000) throw new Error("crash")
+        }
+      })
+    ).rejects.toThrow("crash")
     await cp.close()
     // A new process: reopen the checkpoint file.
     const cp2 = checkpoints()

@@ -22,19 +22,26 @@ describe("relay through a single node", () => {
     // Both capture servers listen on 127.0.0.1, on different ports: MX routing reaches `dest` through the DNS
     // server (delivery.port = dest.port); the senders' domain is routed to `senderMx` by a relay route.
     dns = await startDnsServer({
-      "mx-routed.test": { mx: [{ preference: 20, exchange: "backup.mx-routed.test" }, { preference: 10, exchange: "primary.mx-routed.test" }] },
+      "mx-routed.test": {
+        mx: [
+          { preference: 20, exchange: "backup.mx-routed.test" },
+          { preference: 10, exchange: "primary.mx-routed.test" }
+        ]
+      },
       "primary.mx-routed.test": { a: ["127.0.0.1"] },
       "backup.mx-routed.test": { a: ["127.0.0.2"] },
       "a-only.test": { a: ["127.0.0.1"] },
       "no-mail.test": nullMx
     })
-    node = await startNode(testConfig(dir.path, {
-      dns: { servers: [dns.server], timeout: "2s" },
-      delivery: { port: dest.port },
-      routes: { "routed.test": `127.0.0.1:${dest.port}`, "sender.test": `127.0.0.1:${senderMx.port}` },
-      relay: { local_domains: ["missive.test"], trusted_networks: [] },
-      auth: { require_tls: true, users: [{ name: "alice", password: await Config.hashPassword("s3cret") }] }
-    }))
+    node = await startNode(
+      testConfig(dir.path, {
+        dns: { servers: [dns.server], timeout: "2s" },
+        delivery: { port: dest.port },
+        routes: { "routed.test": `127.0.0.1:${dest.port}`, "sender.test": `127.0.0.1:${senderMx.port}` },
+        relay: { local_domains: ["missive.test"], trusted_networks: [] },
+        auth: { require_tls: true, users: [{ name: "alice", password: await Config.hashPassword("s3cret") }] }
+      })
+    )
   })
   afterAll(async () => {
     await node?.stop()
@@ -43,8 +50,16 @@ describe("relay through a single node", () => {
   })
 
   it("delivers a message to a relay route with the body byte-exact apart from the trace header", async () => {
-    const raw = rawMessage({ from: "a@sender.test", to: "b@routed.test", subject: "byte exact", body: "Line one\r\n.leading dot\r\n\u00e9t\u00e9 8bit\r\n\r\nend\r\n" })
-    const r = await send(node.ports["submission"]!, { from: "a@sender.test", to: ["b@routed.test"] }, raw, { auth: { user: "alice", pass: "s3cret" }, requireTLS: true })
+    const raw = rawMessage({
+      from: "a@sender.test",
+      to: "b@routed.test",
+      subject: "byte exact",
+      body: "Line one\r\n.leading dot\r\n\u00e9t\u00e9 8bit\r\n\r\nend\r\n"
+    })
+    const r = await send(node.ports["submission"]!, { from: "a@sender.test", to: ["b@routed.test"] }, raw, {
+      auth: { user: "alice", pass: "s3cret" },
+      requireTLS: true
+    })
     expect(r.ok, r.response).toBe(true)
     const got = await waitFor("delivery", () => dest.messages.find((m) => m.raw.includes("byte exact")))
     const text = got.raw.toString("utf8")
@@ -57,13 +72,22 @@ describe("relay through a single node", () => {
 
   it("routes by MX through the DNS server on loopback, lowest preference first", async () => {
     const raw = rawMessage({ from: "a@sender.test", to: "x@mx-routed.test", subject: "via mx" })
-    const r = await send(node.ports["submission"]!, { from: "a@sender.test", to: ["x@mx-routed.test"] }, raw, { auth: { user: "alice", pass: "s3cret" }, requireTLS: true })
+    const r = await send(node.ports["submission"]!, { from: "a@sender.test", to: ["x@mx-routed.test"] }, raw, {
+      auth: { user: "alice", pass: "s3cret" },
+      requireTLS: true
+    })
     expect(r.ok, r.response).toBe(true)
     await waitFor("mx delivery", () => dest.messages.find((m) => m.raw.includes("via mx")))
-    await waitFor("completion", async () => (await node.store.events.read(`message-${r.id}`)).some((e) => e.event.type === "MessageCompleted"))
+    await waitFor("completion", async () =>
+      (await node.store.events.read(`message-${r.id}`)).some((e) => e.event.type === "MessageCompleted")
+    )
     const events = (await node.store.events.read(`message-${r.id}`)).map((e) => e.event)
     const routed = events.find((e) => e.type === "RecipientsRouted")
-    expect(routed?.type === "RecipientsRouted" && routed.routes[0]!.destination).toMatchObject({ kind: "smtp", via: "mx", key: "mx:mx-routed.test" })
+    expect(routed?.type === "RecipientsRouted" && routed.routes[0]!.destination).toMatchObject({
+      kind: "smtp",
+      via: "mx",
+      key: "mx:mx-routed.test"
+    })
     expect(routed?.type === "RecipientsRouted" && routed.routes[0]!.dns?.some((d) => d.type === "MX" && d.answers.length === 2)).toBe(true)
     const delivered = events.find((e) => e.type === "RecipientDelivered")
     expect(delivered?.type === "RecipientDelivered" && delivered.host).toBe(`127.0.0.1:${dest.port}`)
@@ -71,14 +95,20 @@ describe("relay through a single node", () => {
 
   it("falls back to the A record when a domain has no MX", async () => {
     const raw = rawMessage({ from: "a@sender.test", to: "y@a-only.test", subject: "a fallback" })
-    const r = await send(node.ports["submission"]!, { from: "a@sender.test", to: ["y@a-only.test"] }, raw, { auth: { user: "alice", pass: "s3cret" }, requireTLS: true })
+    const r = await send(node.ports["submission"]!, { from: "a@sender.test", to: ["y@a-only.test"] }, raw, {
+      auth: { user: "alice", pass: "s3cret" },
+      requireTLS: true
+    })
     expect(r.ok, r.response).toBe(true)
     await waitFor("A delivery", () => dest.messages.find((m) => m.raw.includes("a fallback")))
   })
 
   it("bounces a null-MX domain at once, with a DSN to the sender", async () => {
     const raw = rawMessage({ from: "nullmx@sender.test", to: "z@no-mail.test", subject: "null mx" })
-    const r = await send(node.ports["submission"]!, { from: "nullmx@sender.test", to: ["z@no-mail.test"] }, raw, { auth: { user: "alice", pass: "s3cret" }, requireTLS: true })
+    const r = await send(node.ports["submission"]!, { from: "nullmx@sender.test", to: ["z@no-mail.test"] }, raw, {
+      auth: { user: "alice", pass: "s3cret" },
+      requireTLS: true
+    })
     expect(r.ok, r.response).toBe(true)
     const dsn = await waitFor("DSN", () => senderMx.messages.find((m) => m.to.includes("nullmx@sender.test")))
     expect(dsn.from).toBe("")
@@ -90,7 +120,10 @@ describe("relay through a single node", () => {
 
   it("sends a DSN to the sender when the remote answers 550, and none for the bounce itself", async () => {
     const raw = rawMessage({ from: "bouncer@sender.test", to: "nobody@routed.test", subject: "will bounce" })
-    const r = await send(node.ports["submission"]!, { from: "bouncer@sender.test", to: ["nobody@routed.test", "b@routed.test"] }, raw, { auth: { user: "alice", pass: "s3cret" }, requireTLS: true })
+    const r = await send(node.ports["submission"]!, { from: "bouncer@sender.test", to: ["nobody@routed.test", "b@routed.test"] }, raw, {
+      auth: { user: "alice", pass: "s3cret" },
+      requireTLS: true
+    })
     expect(r.ok, r.response).toBe(true)
     const dsn = await waitFor("DSN", () => senderMx.messages.find((m) => m.to.includes("bouncer@sender.test")))
     const text = dsn.raw.toString()
@@ -108,9 +141,15 @@ describe("relay through a single node", () => {
     const denied = await send(node.ports["smtp"]!, { from: "a@sender.test", to: ["b@routed.test"] }, raw)
     expect(denied.ok).toBe(false)
     expect(denied.response).toMatch(/550 5\.7\.1/)
-    const allowed = await send(node.ports["submission"]!, { from: "a@sender.test", to: ["b@routed.test"] }, raw, { auth: { user: "alice", pass: "s3cret" }, requireTLS: true })
+    const allowed = await send(node.ports["submission"]!, { from: "a@sender.test", to: ["b@routed.test"] }, raw, {
+      auth: { user: "alice", pass: "s3cret" },
+      requireTLS: true
+    })
     expect(allowed.ok, allowed.response).toBe(true)
-    const badAuth = await send(node.ports["submission"]!, { from: "a@sender.test", to: ["b@routed.test"] }, raw, { auth: { user: "alice", pass: "wrong" }, requireTLS: true })
+    const badAuth = await send(node.ports["submission"]!, { from: "a@sender.test", to: ["b@routed.test"] }, raw, {
+      auth: { user: "alice", pass: "wrong" },
+      requireTLS: true
+    })
     expect(badAuth.ok).toBe(false)
     expect(badAuth.response).toMatch(/535/)
   })

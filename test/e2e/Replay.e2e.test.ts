@@ -11,7 +11,6 @@ import { Config, Log, Node } from "@missive/node"
 import { startCapture, type CaptureServer } from "../src/CaptureServer.js"
 import { rawMessage, ROOT, send, tempDir, testConfig, waitFor, writeConfig, missive } from "../src/Harness.js"
 
-
 describe("replay of a real node's log", () => {
   const dir = tempDir("missive-replay-")
   let flaky: CaptureServer, picky: CaptureServer, down: CaptureServer, senderMx: CaptureServer, target: CaptureServer
@@ -35,7 +34,12 @@ describe("replay of a real node's log", () => {
     senderMx = await startCapture()
     target = await startCapture()
     const config = testConfig(join(dir.path, "data"), {
-      routes: { "flaky.test": `127.0.0.1:${flaky.port}`, "picky.test": `127.0.0.1:${picky.port}`, "down.test": `127.0.0.1:${down.port}`, "sender.test": `127.0.0.1:${senderMx.port}` },
+      routes: {
+        "flaky.test": `127.0.0.1:${flaky.port}`,
+        "picky.test": `127.0.0.1:${picky.port}`,
+        "down.test": `127.0.0.1:${down.port}`,
+        "sender.test": `127.0.0.1:${senderMx.port}`
+      },
       relay: { relay_domains: ["flaky.test", "picky.test", "down.test"] },
       retry: { initial: "300ms", max: "1s", multiplier: 2, jitter: 0, lifetime: "3s" }
     })
@@ -54,12 +58,16 @@ describe("replay of a real node's log", () => {
     await mail("down", "d@sender.test", ["x@down.test"])
     await mail("fine", "e@sender.test", ["y@picky.test"])
     // Every message completes: flaky after 3 attempts, mixed with a bounce and a DSN, down by expiry and a DSN.
-    await waitFor("all messages and DSNs completed", async () => {
-      const all = await node.store.events.readAll(0, 100_000)
-      const streams = new Set(all.map((e) => e.stream))
-      const done = new Set(all.filter((e) => e.event.type === "MessageCompleted").map((e) => e.stream))
-      return streams.size >= 6 && [...streams].every((s) => done.has(s)) && senderMx.messages.length >= 2
-    }, 40_000)
+    await waitFor(
+      "all messages and DSNs completed",
+      async () => {
+        const all = await node.store.events.readAll(0, 100_000)
+        const streams = new Set(all.map((e) => e.stream))
+        const done = new Set(all.filter((e) => e.event.type === "MessageCompleted").map((e) => e.stream))
+        return streams.size >= 6 && [...streams].every((s) => done.has(s)) && senderMx.messages.length >= 2
+      },
+      40_000
+    )
     await node.stop()
   }, 90_000)
 
@@ -84,7 +92,14 @@ describe("replay of a real node's log", () => {
     const summary: Record<string, number> = {}
     for (const e of all) summary[e.event.type] = (summary[e.event.type] ?? 0) + 1
     // 4 messages and 2 DSNs; delivered: flaky, ok@picky, y@picky and both DSNs; the expiry's deferrals depend on timing.
-    expect(summary).toMatchObject({ MessageReceived: 6, RecipientDelivered: 5, RecipientBounced: 1, RecipientExpired: 1, BounceQueued: 2, MessageCompleted: 6 })
+    expect(summary).toMatchObject({
+      MessageReceived: 6,
+      RecipientDelivered: 5,
+      RecipientBounced: 1,
+      RecipientExpired: 1,
+      BounceQueued: 2,
+      MessageCompleted: 6
+    })
     expect(summary["AttemptDeferred"]).toBeGreaterThanOrEqual(2 + 3)
     // What replay needs is on every event.
     const hash = all[0]!.event.policy
@@ -96,7 +111,9 @@ describe("replay of a real node's log", () => {
         expect(e.reply.text.length).toBeGreaterThan(0)
       }
     }
-    expect(all.find((e) => e.event.type === "AttemptFailed")?.event).toMatchObject({ reply: { code: 550, enhanced: "5.1.1", text: "No such user here" } })
+    expect(all.find((e) => e.event.type === "AttemptFailed")?.event).toMatchObject({
+      reply: { code: 550, enhanced: "5.1.1", text: "No such user here" }
+    })
     expect(hash).toMatch(/^[0-9a-f]{8}$/)
     await store.close()
   })
@@ -146,16 +163,36 @@ describe("replay of a real node's log", () => {
     const page = readFileSync(html, "utf8")
     expect(page).toMatch(/<svg /)
     expect(page).not.toMatch(/<script|src=|https?:\/\//i)
-    const one = await missive("replay", "report", "--from", "-10m", "--to", "now", "--config", configPath, "--domain", "down.test", "--json")
-    expect((JSON.parse(one.stdout) as { destinations: Array<{ destination: string }> }).destinations.map((d) => d.destination)).toEqual(["down.test"])
+    const one = await missive(
+      "replay",
+      "report",
+      "--from",
+      "-10m",
+      "--to",
+      "now",
+      "--config",
+      configPath,
+      "--domain",
+      "down.test",
+      "--json"
+    )
+    expect((JSON.parse(one.stdout) as { destinations: Array<{ destination: string }> }).destinations.map((d) => d.destination)).toEqual([
+      "down.test"
+    ])
   })
 
   it("replay what-if compares the recording with a longer lifetime", async () => {
     mkdirSync(join(dir.path, "alt"), { recursive: true })
-    const alt = writeConfig(join(dir.path, "alt"), { ...testConfig(join(dir.path, "data")), retry: { initial: "300ms", max: "1s", multiplier: 2, jitter: 0, lifetime: "1h" } })
+    const alt = writeConfig(join(dir.path, "alt"), {
+      ...testConfig(join(dir.path, "data")),
+      retry: { initial: "300ms", max: "1s", multiplier: 2, jitter: 0, lifetime: "1h" }
+    })
     const r = await missive("replay", "what-if", "--from", "-10m", "--to", "now", "--config", alt, "--json")
     expect(r.code, r.stderr).toBe(0)
-    const j = JSON.parse(r.stdout) as { recorded: { messages: number; expired: number; delivered: number }; alternative: { messages: number; expired: number; queued: number } }
+    const j = JSON.parse(r.stdout) as {
+      recorded: { messages: number; expired: number; delivered: number }
+      alternative: { messages: number; expired: number; queued: number }
+    }
     expect(j.recorded).toMatchObject({ messages: 4, expired: 1, delivered: 3, bounced: 1 })
     expect(j.alternative).toMatchObject({ messages: 4, expired: 0 })
     expect(j.alternative.queued).toBe(1)
@@ -164,11 +201,26 @@ describe("replay of a real node's log", () => {
   })
 
   it("replay inject re-sends the recorded arrivals to a target, with synthetic bodies of the recorded size", async () => {
-    const r = await missive("replay", "inject", "--from", "-10m", "--to", "now", "--config", configPath, "--target", `smtp://127.0.0.1:${target.port}`, "--speed", "50")
+    const r = await missive(
+      "replay",
+      "inject",
+      "--from",
+      "-10m",
+      "--to",
+      "now",
+      "--config",
+      configPath,
+      "--target",
+      `smtp://127.0.0.1:${target.port}`,
+      "--speed",
+      "50"
+    )
     expect(r.code, r.stderr + r.stdout).toBe(0)
     expect(r.stdout).toMatch(/re-injected 4 message\(s\).*4 accepted/)
     expect(target.messages).toHaveLength(4)
-    expect(target.messages.map((m) => [...m.to].sort().join(",")).sort()).toEqual(["b@flaky.test", "nobody@picky.test,ok@picky.test", "x@down.test", "y@picky.test"].sort())
+    expect(target.messages.map((m) => [...m.to].sort().join(",")).sort()).toEqual(
+      ["b@flaky.test", "nobody@picky.test,ok@picky.test", "x@down.test", "y@picky.test"].sort()
+    )
     expect(target.messages.every((m) => m.raw.toString().includes("X-Missive-Replay: synthetic body"))).toBe(true)
     const bad = await missive("replay", "inject", "--from", "-10m", "--to", "now", "--config", configPath, "--target", "http://x")
     expect(bad.code).toBe(2)

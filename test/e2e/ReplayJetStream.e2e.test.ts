@@ -3,9 +3,20 @@
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startCapture, type CaptureServer } from "../src/CaptureServer.js"
-import { freePort, rawMessage, ROOT, send, spawnNode, tempDir, testConfig, waitFor, writeConfig, type ChildNode, missive } from "../src/Harness.js"
+import {
+  freePort,
+  rawMessage,
+  ROOT,
+  send,
+  spawnNode,
+  tempDir,
+  testConfig,
+  waitFor,
+  writeConfig,
+  type ChildNode,
+  missive
+} from "../src/Harness.js"
 import { startNatsServer, type NatsServer } from "../src/Nats.js"
-
 
 describe("replay on the JetStream log", () => {
   const dir = tempDir("missive-replay-js-")
@@ -21,13 +32,16 @@ describe("replay on the JetStream log", () => {
     ok = await startCapture()
     busy = await startCapture({ onRcpt: () => ({ code: 451, text: "4.2.1 Mailbox busy" }) })
     port = await freePort()
-    config = writeConfig(dir.path, testConfig(join(dir.path, "data"), {
-      listeners: { smtp: { host: "127.0.0.1", port }, submission: { enabled: false } },
-      routes: { "ok.test": `127.0.0.1:${ok.port}`, "busy.test": `127.0.0.1:${busy.port}` },
-      relay: { relay_domains: ["ok.test", "busy.test"] },
-      retry: { initial: "1h", max: "2h", lifetime: "5d" },
-      cluster: { nats: [nats.url] }
-    }))
+    config = writeConfig(
+      dir.path,
+      testConfig(join(dir.path, "data"), {
+        listeners: { smtp: { host: "127.0.0.1", port }, submission: { enabled: false } },
+        routes: { "ok.test": `127.0.0.1:${ok.port}`, "busy.test": `127.0.0.1:${busy.port}` },
+        relay: { relay_domains: ["ok.test", "busy.test"] },
+        retry: { initial: "1h", max: "2h", lifetime: "5d" },
+        cluster: { nats: [nats.url] }
+      })
+    )
     node = await spawnNode(config)
   }, 120_000)
   afterAll(async () => {
@@ -38,15 +52,27 @@ describe("replay on the JetStream log", () => {
   })
 
   it("shows a timeline, the queue at a moment and a report, read from NATS", async () => {
-    const delivered = await send(port, { from: "a@sender.test", to: ["x@ok.test"] }, rawMessage({ from: "a@sender.test", to: "x@ok.test", subject: "js ok" }))
-    const deferred = await send(port, { from: "a@sender.test", to: ["y@busy.test"] }, rawMessage({ from: "a@sender.test", to: "y@busy.test", subject: "js busy" }))
+    const delivered = await send(
+      port,
+      { from: "a@sender.test", to: ["x@ok.test"] },
+      rawMessage({ from: "a@sender.test", to: "x@ok.test", subject: "js ok" })
+    )
+    const deferred = await send(
+      port,
+      { from: "a@sender.test", to: ["y@busy.test"] },
+      rawMessage({ from: "a@sender.test", to: "y@busy.test", subject: "js busy" })
+    )
     expect(delivered.ok, delivered.response).toBe(true)
     expect(deferred.ok, deferred.response).toBe(true)
     await waitFor("delivery", () => ok.messages.length === 1)
-    const timeline = await waitFor("deferral in the JetStream timeline", async () => {
-      const r = await missive("replay", "timeline", deferred.id!, "--config", config)
-      return r.stdout.includes("AttemptDeferred") ? r : undefined
-    }, 30_000)
+    const timeline = await waitFor(
+      "deferral in the JetStream timeline",
+      async () => {
+        const r = await missive("replay", "timeline", deferred.id!, "--config", config)
+        return r.stdout.includes("AttemptDeferred") ? r : undefined
+      },
+      30_000
+    )
     expect(timeline.stdout).toMatch(/451 4\.2\.1 Mailbox busy/)
     expect(timeline.stdout).toMatch(/route:127\.0\.0\.1/)
     const json = JSON.parse((await missive("replay", "timeline", delivered.id!, "--config", config, "--json")).stdout)

@@ -23,11 +23,17 @@ describe("retries and expiry", () => {
     })
     down = await startCapture({ onRcpt: () => ({ code: 451, text: "4.7.1 Greylisted forever" }) })
     senderMx = await startCapture()
-    node = await startNode(testConfig(dir.path, {
-      routes: { "flaky.test": `127.0.0.1:${flaky.port}`, "down.test": `127.0.0.1:${down.port}`, "sender.test": `127.0.0.1:${senderMx.port}` },
-      relay: { relay_domains: ["flaky.test", "down.test"] },
-      retry: { initial: "300ms", max: "1s", multiplier: 2, jitter: 0, lifetime: "3s" }
-    }))
+    node = await startNode(
+      testConfig(dir.path, {
+        routes: {
+          "flaky.test": `127.0.0.1:${flaky.port}`,
+          "down.test": `127.0.0.1:${down.port}`,
+          "sender.test": `127.0.0.1:${senderMx.port}`
+        },
+        relay: { relay_domains: ["flaky.test", "down.test"] },
+        retry: { initial: "300ms", max: "1s", multiplier: 2, jitter: 0, lifetime: "3s" }
+      })
+    )
   })
   afterAll(async () => {
     await node?.stop()
@@ -36,10 +42,16 @@ describe("retries and expiry", () => {
   })
 
   it("delivers on the third attempt after 451 twice, with each attempt in the log", async () => {
-    const r = await send(node.ports["smtp"]!, { from: "a@sender.test", to: ["b@flaky.test"] }, rawMessage({ from: "a@sender.test", to: "b@flaky.test", subject: "third time" }))
+    const r = await send(
+      node.ports["smtp"]!,
+      { from: "a@sender.test", to: ["b@flaky.test"] },
+      rawMessage({ from: "a@sender.test", to: "b@flaky.test", subject: "third time" })
+    )
     expect(r.ok, r.response).toBe(true)
     await waitFor("delivery", () => flaky.messages.find((m) => m.raw.includes("third time")))
-    await waitFor("completion", async () => (await node.store.events.read(`message-${r.id}`)).some((e) => e.event.type === "MessageCompleted"))
+    await waitFor("completion", async () =>
+      (await node.store.events.read(`message-${r.id}`)).some((e) => e.event.type === "MessageCompleted")
+    )
     const types = (await node.store.events.read(`message-${r.id}`)).map((e) => e.event.type)
     expect(types.filter((t) => t === "AttemptStarted").length).toBe(3)
     expect(types.filter((t) => t === "AttemptDeferred").length).toBe(2)
@@ -50,7 +62,11 @@ describe("retries and expiry", () => {
   })
 
   it("expires a message that is deferred past its lifetime and sends a DSN", async () => {
-    const r = await send(node.ports["smtp"]!, { from: "late@sender.test", to: ["b@down.test"] }, rawMessage({ from: "late@sender.test", to: "b@down.test", subject: "never" }))
+    const r = await send(
+      node.ports["smtp"]!,
+      { from: "late@sender.test", to: ["b@down.test"] },
+      rawMessage({ from: "late@sender.test", to: "b@down.test", subject: "never" })
+    )
     expect(r.ok, r.response).toBe(true)
     const dsn = await waitFor("DSN after expiry", () => senderMx.messages.find((m) => m.to.includes("late@sender.test")), 30_000)
     const text = dsn.raw.toString()

@@ -39,19 +39,26 @@ describe("what-if replays a live node's run exactly", () => {
       tries.set(k, n)
       return n
     }
-    flaky = await startCapture({ onData: (m) => (attemptOf("flaky", m.raw) <= 2 ? { code: 451, text: "4.3.2 Try again later" } : undefined) })
+    flaky = await startCapture({
+      onData: (m) => (attemptOf("flaky", m.raw) <= 2 ? { code: 451, text: "4.3.2 Try again later" } : undefined)
+    })
     picky = await startCapture({ onRcpt: (r) => (r.startsWith("nobody@") ? { code: 550, text: "5.1.1 No such user here" } : undefined) })
     down = await startCapture({ onRcpt: () => ({ code: 451, text: "4.7.1 Greylisted forever" }) })
     later = await startCapture({ onData: (m) => (attemptOf("later", m.raw) <= 1 ? { code: 452, text: "4.2.2 Mailbox busy" } : undefined) })
     senderMx = await startCapture()
-    node = await startNode(testConfig(join(dir.path, "data"), {
-      routes: {
-        "flaky.test": `127.0.0.1:${flaky.port}`, "picky.test": `127.0.0.1:${picky.port}`, "down.test": `127.0.0.1:${down.port}`,
-        "later.test": `127.0.0.1:${later.port}`, "sender.test": `127.0.0.1:${senderMx.port}`
-      },
-      relay: { relay_domains: ["flaky.test", "picky.test", "down.test", "later.test"] },
-      retry: { initial: "1s", max: "1s", multiplier: 1, jitter: 0, lifetime: `${LIFETIME}ms` }
-    }))
+    node = await startNode(
+      testConfig(join(dir.path, "data"), {
+        routes: {
+          "flaky.test": `127.0.0.1:${flaky.port}`,
+          "picky.test": `127.0.0.1:${picky.port}`,
+          "down.test": `127.0.0.1:${down.port}`,
+          "later.test": `127.0.0.1:${later.port}`,
+          "sender.test": `127.0.0.1:${senderMx.port}`
+        },
+        relay: { relay_domains: ["flaky.test", "picky.test", "down.test", "later.test"] },
+        retry: { initial: "1s", max: "1s", multiplier: 1, jitter: 0, lifetime: `${LIFETIME}ms` }
+      })
+    )
     const port = node.ports["smtp"]!
     const mail = async (name: string, from: string, to: Array<string>) => {
       const r = await send(port, { from, to }, rawMessage({ from, to: to[0]!, subject: name }))
@@ -65,20 +72,26 @@ describe("what-if replays a live node's run exactly", () => {
     await mail("parked", "f@sender.test", ["z@later.test"])
     // The operator holds "held" and "parked" after their first deferral; "held" is released 1.5 s later (past its
     // next attempt time), "parked" never: it expires when its lifetime ends.
-    const deferredOnce = (name: string) => waitFor(`${name} deferred once`, async () =>
-      (await node.store.events.read(EventStore.streamOf(ids[name]!))).some((e) => e.event.type === "AttemptDeferred"))
+    const deferredOnce = (name: string) =>
+      waitFor(`${name} deferred once`, async () =>
+        (await node.store.events.read(EventStore.streamOf(ids[name]!))).some((e) => e.event.type === "AttemptDeferred")
+      )
     await deferredOnce("held")
     await deferredOnce("parked")
     expect(await node.host.operate(ids["held"]!, "hold", "ops")).toMatchObject({ ok: true, events: ["MessageHeld"] })
     expect(await node.host.operate(ids["parked"]!, "hold", "ops")).toMatchObject({ ok: true, events: ["MessageHeld"] })
     await new Promise((r) => setTimeout(r, 1500))
     expect(await node.host.operate(ids["held"]!, "release", "ops")).toMatchObject({ ok: true, events: ["MessageReleased"] })
-    await waitFor("every message and DSN completed", async () => {
-      const all = await node.store.events.readAll(0, 100_000)
-      const streams = new Set(all.map((e) => e.stream))
-      const done = new Set(all.filter((e) => e.event.type === "MessageCompleted").map((e) => e.stream))
-      return streams.size >= 8 && [...streams].every((s) => done.has(s)) && senderMx.messages.length >= 3
-    }, 30_000)
+    await waitFor(
+      "every message and DSN completed",
+      async () => {
+        const all = await node.store.events.readAll(0, 100_000)
+        const streams = new Set(all.map((e) => e.stream))
+        const done = new Set(all.filter((e) => e.event.type === "MessageCompleted").map((e) => e.stream))
+        return streams.size >= 8 && [...streams].every((s) => done.has(s)) && senderMx.messages.length >= 3
+      },
+      30_000
+    )
     expect(node.host.counters()).toEqual({ emptyReads: 0, driveFailures: 0, conflicts: 0 })
     await node.stop()
   }, 60_000)
@@ -98,13 +111,22 @@ describe("what-if replays a live node's run exactly", () => {
       expect(rec.operations?.map((o) => o.op)).toEqual(["hold", "hold", "release"])
 
       const simulated = new Map<string, Array<Message.Event>>()
-      const sim = Replay.WhatIf.simulate(rec, { retry, concurrencyPerDestination: 20, maxConnections: 100, hash: rec.policies[0]! }, {
-        replies: "message", node: "test-node",
-        onEvents: (id, evs) => void simulated.set(id, [...(simulated.get(id) ?? []), ...evs])
-      })
+      const sim = Replay.WhatIf.simulate(
+        rec,
+        { retry, concurrencyPerDestination: 20, maxConnections: 100, hash: rec.policies[0]! },
+        {
+          replies: "message",
+          node: "test-node",
+          onEvents: (id, evs) => void simulated.set(id, [...(simulated.get(id) ?? []), ...evs])
+        }
+      )
       expect(sim.outcome).toMatchObject({
-        messages: rec.recorded.messages, delivered: rec.recorded.delivered, bounced: rec.recorded.bounced,
-        expired: rec.recorded.expired, queued: 0, attempts: rec.recorded.attempts
+        messages: rec.recorded.messages,
+        delivered: rec.recorded.delivered,
+        bounced: rec.recorded.bounced,
+        expired: rec.recorded.expired,
+        queued: 0,
+        attempts: rec.recorded.attempts
       })
       expect(rec.recorded).toMatchObject({ messages: 5, delivered: 3, bounced: 1, expired: 2, queued: 0 })
 
@@ -112,7 +134,10 @@ describe("what-if replays a live node's run exactly", () => {
         const live = (await store.events.read(EventStore.streamOf(id))).map((e) => e.event)
         const receivedAt = live[0]!.at
         const replayed = simulated.get(id) ?? []
-        expect(replayed.map((e) => normal(e, receivedAt)), name).toEqual(live.map((e) => normal(e, receivedAt)))
+        expect(
+          replayed.map((e) => normal(e, receivedAt)),
+          name
+        ).toEqual(live.map((e) => normal(e, receivedAt)))
       }
       // The scenario did what it says: retries then delivery, a bounce, an expiry at the lifetime, a hold and release.
       const types = async (name: string) => (await store.events.read(EventStore.streamOf(ids[name]!))).map((e) => e.event.type)

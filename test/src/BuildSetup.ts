@@ -18,16 +18,27 @@ export default async function setup(): Promise<void> {
       break
     } catch {
       // Another run is building; a lock older than 5 minutes is left over from a killed run.
-      try { if (Date.now() - statSync(lock).mtimeMs > 300_000) rmSync(lock, { recursive: true, force: true }) } catch { /* gone */ }
+      try {
+        if (Date.now() - statSync(lock).mtimeMs > 300_000) rmSync(lock, { recursive: true, force: true })
+      } catch {
+        /* gone */
+      }
       if (i > 3000) throw new Error(`build lock ${lock} held for 5 minutes`)
       await new Promise((r) => setTimeout(r, 100))
     }
   }
   try {
-    const r = spawnSync(process.execPath, [join(ROOT, "scripts/build.mjs")], { cwd: ROOT, encoding: "utf8", env: { ...process.env, MISSIVE_BUILD_QUIET: "1" } })
+    const r = spawnSync(process.execPath, [join(ROOT, "scripts/build.mjs")], {
+      cwd: ROOT,
+      encoding: "utf8",
+      env: { ...process.env, MISSIVE_BUILD_QUIET: "1" }
+    })
     if (r.status !== 0) {
-      if (!existsSync(join(ROOT, "cli/dist/index.js"))) throw new Error(`npm run build failed and left no cli/dist:\n${r.stdout}${r.stderr}`)
-      process.stderr.write(`build: tsc reported errors (tests run on what it emitted):\n${(r.stdout + r.stderr).split("\n").slice(0, 10).join("\n")}\n`)
+      if (!existsSync(join(ROOT, "cli/dist/index.js")))
+        throw new Error(`npm run build failed and left no cli/dist:\n${r.stdout}${r.stderr}`)
+      process.stderr.write(
+        `build: tsc reported errors (tests run on what it emitted):\n${(r.stdout + r.stderr).split("\n").slice(0, 10).join("\n")}\n`
+      )
     }
   } finally {
     rmSync(lock, { recursive: true, force: true })

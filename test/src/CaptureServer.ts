@@ -67,8 +67,7 @@ const selfSigned = (): Promise<{ key: string; cert: string }> =>
     cert: p.cert
   })))
 
-const refusal = (r: Rejection): Error & { responseCode: number } =>
-  Object.assign(new Error(r.text), { responseCode: r.code })
+const refusal = (r: Rejection): Error & { responseCode: number } => Object.assign(new Error(r.text), { responseCode: r.code })
 
 export const startCapture = async (options: CaptureOptions = {}): Promise<CaptureServer> => {
   let behaviour: Behaviour = { onMailFrom: options.onMailFrom, onRcpt: options.onRcpt, onData: options.onData }
@@ -97,12 +96,10 @@ export const startCapture = async (options: CaptureOptions = {}): Promise<Captur
       open--
     },
     onMailFrom(address, _session, callback) {
-      Promise.resolve(behaviour.onMailFrom?.(address.address))
-        .then((r) => callback(r ? refusal(r) : null), callback)
+      Promise.resolve(behaviour.onMailFrom?.(address.address)).then((r) => callback(r ? refusal(r) : null), callback)
     },
     onRcptTo(address, _session, callback) {
-      Promise.resolve(behaviour.onRcpt?.(address.address))
-        .then((r) => callback(r ? refusal(r) : null), callback)
+      Promise.resolve(behaviour.onRcpt?.(address.address)).then((r) => callback(r ? refusal(r) : null), callback)
     },
     onData(stream, session: SMTPServerSession, callback) {
       const chunks: Buffer[] = []
@@ -126,7 +123,10 @@ export const startCapture = async (options: CaptureOptions = {}): Promise<Captur
           const answers = base.to.map((_, i) => (answer as ReadonlyArray<Rejection | undefined>)[i])
           const accepted = base.to.filter((_, i) => answers[i] === undefined)
           if (accepted.length > 0) messages.push({ ...base, to: accepted })
-          return callback(null, answers.map((a, i) => (a ? refusal(a) : `2.0.0 <${base.to[i]}> delivered`)))
+          return callback(
+            null,
+            answers.map((a, i) => (a ? refusal(a) : `2.0.0 <${base.to[i]}> delivered`))
+          )
         }, callback)
       })
     }
@@ -145,9 +145,15 @@ export const startCapture = async (options: CaptureOptions = {}): Promise<Captur
     host,
     port: address.port,
     messages,
-    get connections() { return connections },
-    get open() { return open },
-    setBehaviour: (b) => { behaviour = b },
+    get connections() {
+      return connections
+    },
+    get open() {
+      return open
+    },
+    setBehaviour: (b) => {
+      behaviour = b
+    },
     close: () => new Promise<void>((resolve) => server.close(() => resolve()))
   }
 }

@@ -19,22 +19,28 @@ export const tempDir = (prefix = "missive-e2e-"): { path: string; remove: () => 
 export { freePort } from "./Support.js"
 
 /** A configuration for tests: loopback listeners on the given ports, fast retries, quiet. */
-export const testConfig = (dataDir: string, extra: Record<string, unknown> = {}): Record<string, unknown> => deepMerge({
-  hostname: "mx.missive.test",
-  node_id: "test-node",
-  data_dir: dataDir,
-  listeners: { smtp: { host: "127.0.0.1", port: 0 }, submission: { host: "127.0.0.1", port: 0 } },
-  relay: { local_domains: ["missive.test"] },
-  retry: { initial: "200ms", max: "1s", multiplier: 2, jitter: 0, lifetime: "1h" },
-  delivery: { tls: "none", connect_timeout: "5s", command_timeout: "10s" }
-}, extra)
+export const testConfig = (dataDir: string, extra: Record<string, unknown> = {}): Record<string, unknown> =>
+  deepMerge(
+    {
+      hostname: "mx.missive.test",
+      node_id: "test-node",
+      data_dir: dataDir,
+      listeners: { smtp: { host: "127.0.0.1", port: 0 }, submission: { host: "127.0.0.1", port: 0 } },
+      relay: { local_domains: ["missive.test"] },
+      retry: { initial: "200ms", max: "1s", multiplier: 2, jitter: 0, lifetime: "1h" },
+      delivery: { tls: "none", connect_timeout: "5s", command_timeout: "10s" }
+    },
+    extra
+  )
 
 const deepMerge = (a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> => {
   const out: Record<string, unknown> = { ...a }
   for (const [k, v] of Object.entries(b)) {
     const cur = out[k]
-    out[k] = v && typeof v === "object" && !Array.isArray(v) && cur && typeof cur === "object" && !Array.isArray(cur)
-      ? deepMerge(cur as Record<string, unknown>, v as Record<string, unknown>) : v
+    out[k] =
+      v && typeof v === "object" && !Array.isArray(v) && cur && typeof cur === "object" && !Array.isArray(cur)
+        ? deepMerge(cur as Record<string, unknown>, v as Record<string, unknown>)
+        : v
   }
   return out
 }
@@ -69,21 +75,37 @@ export const spawnNode = async (configPath: string, prefix: ReadonlyArray<string
   const [cmd, ...args] = [...prefix, ...argv]
   const proc = spawn(cmd!, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] })
   let out = ""
-  proc.stdout!.on("data", (b: Buffer) => { out += b.toString() })
-  proc.stderr!.on("data", (b: Buffer) => { out += b.toString() })
+  proc.stdout!.on("data", (b: Buffer) => {
+    out += b.toString()
+  })
+  proc.stderr!.on("data", (b: Buffer) => {
+    out += b.toString()
+  })
   const exited = new Promise<number | null>((done) => proc.once("exit", (code) => done(code)))
   await new Promise<void>((done, fail) => {
     const t = setInterval(() => {
-      if (out.includes("listening on")) { clearInterval(t); done() }
+      if (out.includes("listening on")) {
+        clearInterval(t)
+        done()
+      }
     }, 50)
-    void exited.then((code) => { clearInterval(t); fail(new Error(`node exited (${code}) before listening:\n${out}`)) })
+    void exited.then((code) => {
+      clearInterval(t)
+      fail(new Error(`node exited (${code}) before listening:\n${out}`))
+    })
   })
   return {
     proc,
     output: () => out,
     exited,
-    kill9: async () => { proc.kill("SIGKILL"); await exited },
-    stop: async () => { proc.kill("SIGTERM"); return exited }
+    kill9: async () => {
+      proc.kill("SIGKILL")
+      await exited
+    },
+    stop: async () => {
+      proc.kill("SIGTERM")
+      return exited
+    }
   }
 }
 
@@ -94,11 +116,23 @@ export interface SendResult {
 }
 
 /** Sends one raw message with nodemailer's SMTP transport; never throws. */
-export const send = async (port: number, envelope: { from: string; to: ReadonlyArray<string> }, raw: string | Buffer,
-  opts: { auth?: { user: string; pass: string }; secure?: boolean; requireTLS?: boolean; host?: string } = {}): Promise<SendResult> => {
+export const send = async (
+  port: number,
+  envelope: { from: string; to: ReadonlyArray<string> },
+  raw: string | Buffer,
+  opts: { auth?: { user: string; pass: string }; secure?: boolean; requireTLS?: boolean; host?: string } = {}
+): Promise<SendResult> => {
   const t = nodemailer.createTransport({
-    host: opts.host ?? "127.0.0.1", port, secure: false, ignoreTLS: !opts.auth && !opts.requireTLS, requireTLS: opts.requireTLS ?? false,
-    tls: { rejectUnauthorized: false }, auth: opts.auth, connectionTimeout: 10_000, greetingTimeout: 10_000, socketTimeout: 20_000
+    host: opts.host ?? "127.0.0.1",
+    port,
+    secure: false,
+    ignoreTLS: !opts.auth && !opts.requireTLS,
+    requireTLS: opts.requireTLS ?? false,
+    tls: { rejectUnauthorized: false },
+    auth: opts.auth,
+    connectionTimeout: 10_000,
+    greetingTimeout: 10_000,
+    socketTimeout: 20_000
   })
   try {
     const info = await t.sendMail({ envelope: { from: envelope.from, to: [...envelope.to] }, raw })
@@ -111,7 +145,11 @@ export const send = async (port: number, envelope: { from: string; to: ReadonlyA
   }
 }
 
-export const waitFor = async <T>(what: string, f: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> => {
+export const waitFor = async <T>(
+  what: string,
+  f: () => T | undefined | false | Promise<T | undefined | false>,
+  timeoutMs = 20_000
+): Promise<T> => {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     const v = await f()
@@ -123,8 +161,13 @@ export const waitFor = async <T>(what: string, f: () => T | undefined | false | 
 
 export const rawMessage = (o: { from: string; to: string; subject: string; body?: string; headers?: Record<string, string> }): string =>
   [
-    `From: <${o.from}>`, `To: <${o.to}>`, `Subject: ${o.subject}`, `Message-ID: <${o.subject.replace(/\W/g, "")}.${Math.random().toString(36).slice(2)}@client.test>`,
-    ...Object.entries(o.headers ?? {}).map(([k, v]) => `${k}: ${v}`), ``, o.body ?? "Hello.\r\nSecond line.\r\n"
+    `From: <${o.from}>`,
+    `To: <${o.to}>`,
+    `Subject: ${o.subject}`,
+    `Message-ID: <${o.subject.replace(/\W/g, "")}.${Math.random().toString(36).slice(2)}@client.test>`,
+    ...Object.entries(o.headers ?? {}).map(([k, v]) => `${k}: ${v}`),
+    ``,
+    o.body ?? "Hello.\r\nSecond line.\r\n"
   ].join("\r\n")
 
 const execFileP = promisify(execFile)

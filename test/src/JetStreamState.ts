@@ -42,16 +42,28 @@ export const streams = async (nc: NatsConnection): Promise<ReadonlyArray<StreamS
     try {
       for await (const ci of jsm.consumers.list(si.config.name)) {
         consumers.push({
-          name: ci.name, durable: ci.config.durable_name !== undefined, explicitAck: ci.config.ack_policy === AckPolicy.Explicit || ci.config.ack_policy === AckPolicy.All,
-          delivered: ci.delivered.consumer_seq, acked: ci.ack_floor.consumer_seq, pending: ci.num_pending,
-          ackPending: ci.num_ack_pending, redelivered: ci.num_redelivered
+          name: ci.name,
+          durable: ci.config.durable_name !== undefined,
+          explicitAck: ci.config.ack_policy === AckPolicy.Explicit || ci.config.ack_policy === AckPolicy.All,
+          delivered: ci.delivered.consumer_seq,
+          acked: ci.ack_floor.consumer_seq,
+          pending: ci.num_pending,
+          ackPending: ci.num_ack_pending,
+          redelivered: ci.num_redelivered
         })
       }
-    } catch { /* a consumer went away while listing */ }
+    } catch {
+      /* a consumer went away while listing */
+    }
     out.push({
-      name: si.config.name, lastSeq: si.state.last_seq, messages: si.state.messages, bytes: si.state.bytes,
-      workQueue: si.config.retention === RetentionPolicy.Workqueue, replicas: si.config.num_replicas,
-      leader: si.cluster?.leader, consumers
+      name: si.config.name,
+      lastSeq: si.state.last_seq,
+      messages: si.state.messages,
+      bytes: si.state.bytes,
+      workQueue: si.config.retention === RetentionPolicy.Workqueue,
+      replicas: si.config.num_replicas,
+      leader: si.cluster?.leader,
+      consumers
     })
   }
   return out.sort((a, b) => a.name.localeCompare(b.name))
@@ -65,18 +77,20 @@ export interface Ops {
 }
 
 export const opsBetween = (before: ReadonlyArray<StreamState>, after: ReadonlyArray<StreamState>): Ops => {
-  const rows = after.map((s) => {
-    const b = before.find((x) => x.name === s.name)
-    let acks = 0
-    let deliveries = 0
-    for (const c of s.consumers) {
-      if (!c.explicitAck) continue
-      const cb = b?.consumers.find((x) => x.name === c.name)
-      acks += c.acked - (cb?.acked ?? 0)
-      deliveries += c.delivered - (cb?.delivered ?? 0)
-    }
-    return { name: s.name, writes: s.lastSeq - (b?.lastSeq ?? 0), acks, deliveries }
-  }).filter((r) => r.writes > 0 || r.acks > 0 || r.deliveries > 0)
+  const rows = after
+    .map((s) => {
+      const b = before.find((x) => x.name === s.name)
+      let acks = 0
+      let deliveries = 0
+      for (const c of s.consumers) {
+        if (!c.explicitAck) continue
+        const cb = b?.consumers.find((x) => x.name === c.name)
+        acks += c.acked - (cb?.acked ?? 0)
+        deliveries += c.delivered - (cb?.delivered ?? 0)
+      }
+      return { name: s.name, writes: s.lastSeq - (b?.lastSeq ?? 0), acks, deliveries }
+    })
+    .filter((r) => r.writes > 0 || r.acks > 0 || r.deliveries > 0)
   return { byStream: rows, writes: rows.reduce((n, r) => n + r.writes, 0), acks: rows.reduce((n, r) => n + r.acks, 0) }
 }
 
@@ -88,7 +102,9 @@ export const metaLeader = async (servers: ReadonlyArray<NatsServer>): Promise<st
     try {
       const j = (await (await fetch(`${m}/jsz`, { signal: AbortSignal.timeout(2000) })).json()) as { meta_cluster?: { leader?: string } }
       if (j.meta_cluster?.leader) return j.meta_cluster.leader
-    } catch { /* next server */ }
+    } catch {
+      /* next server */
+    }
   }
   return undefined
 }
@@ -101,7 +117,9 @@ export const streamLeader = async (jsm: JetStreamManager, name: string): Promise
  * INBOX), and streams/KV buckets whose name says work, inbox or queue. After the cluster has drained, each must hold
  * nothing: no message in a stream, no live key in a bucket, nothing pending or unacknowledged at a consumer.
  */
-export const workLeft = async (nc: NatsConnection): Promise<ReadonlyArray<{ readonly name: string; readonly left: number; readonly what: string }>> => {
+export const workLeft = async (
+  nc: NatsConnection
+): Promise<ReadonlyArray<{ readonly name: string; readonly left: number; readonly what: string }>> => {
   const out: Array<{ name: string; left: number; what: string }> = []
   const kvm = new Kvm(nc)
   for (const s of await streams(nc)) {
@@ -115,8 +133,9 @@ export const workLeft = async (nc: NatsConnection): Promise<ReadonlyArray<{ read
     } else {
       out.push({ name: s.name, left: s.messages, what: "messages" })
     }
-    for (const c of s.consumers) if (c.explicitAck && (c.pending > 0 || c.ackPending > 0))
-      out.push({ name: `${s.name}/${c.name}`, left: c.pending + c.ackPending, what: "pending or unacknowledged at the consumer" })
+    for (const c of s.consumers)
+      if (c.explicitAck && (c.pending > 0 || c.ackPending > 0))
+        out.push({ name: `${s.name}/${c.name}`, left: c.pending + c.ackPending, what: "pending or unacknowledged at the consumer" })
   }
   return out
 }
@@ -147,7 +166,10 @@ export const logFacts = async (nc: NatsConnection, prefix = "missive"): Promise<
     for (const e of page) {
       events++
       const id = e.stream.replace(/^message-/, "")
-      if (e.event.type === "MessageReceived") { received.add(id); receivedAt.set(id, e.event.at) }
+      if (e.event.type === "MessageReceived") {
+        received.add(id)
+        receivedAt.set(id, e.event.at)
+      }
       if (e.event.type === "MessageCompleted") completed.add(id)
       if (e.event.type === "AttemptSucceeded") succeeded.set(id, (succeeded.get(id) ?? 0) + 1)
     }

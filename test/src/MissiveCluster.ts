@@ -24,34 +24,59 @@ export interface MissiveCluster {
 }
 
 export const startMissiveCluster = async (o: {
-  dir: string; nats: ReadonlyArray<string>; size?: number; sinkPort: number; lease?: string; extra?: Record<string, unknown>
+  dir: string
+  nats: ReadonlyArray<string>
+  size?: number
+  sinkPort: number
+  lease?: string
+  extra?: Record<string, unknown>
 }): Promise<MissiveCluster> => {
   const nodes: Array<MissiveNode> = []
   for (let k = 1; k <= (o.size ?? 3); k++) {
     const port = await freePort()
     const dataDir = join(o.dir, `node-${k}`)
     const helo = `n${k}.missive.test`
-    const path = writeConfigAs(o.dir, `node-${k}.yaml`, testConfig(dataDir, {
-      hostname: helo, node_id: `node-${k}`,
-      listeners: { smtp: { host: "127.0.0.1", port }, submission: { enabled: false } },
-      routes: { "sink.test": `127.0.0.1:${o.sinkPort}` },
-      relay: { relay_domains: ["sink.test"] },
-      cluster: { nats: [...o.nats], lease: o.lease ?? "3s" },
-      ...(o.extra ?? {})
-    }))
+    const path = writeConfigAs(
+      o.dir,
+      `node-${k}.yaml`,
+      testConfig(dataDir, {
+        hostname: helo,
+        node_id: `node-${k}`,
+        listeners: { smtp: { host: "127.0.0.1", port }, submission: { enabled: false } },
+        routes: { "sink.test": `127.0.0.1:${o.sinkPort}` },
+        relay: { relay_domains: ["sink.test"] },
+        cluster: { nats: [...o.nats], lease: o.lease ?? "3s" },
+        ...(o.extra ?? {})
+      })
+    )
     let child: ChildNode | undefined
     nodes.push({
-      name: `node-${k}`, helo, port,
+      name: `node-${k}`,
+      helo,
+      port,
       proc: () => child,
-      start: async () => { child = await spawnNode(path) },
-      kill9: async () => { await child?.kill9(); child = undefined },
-      stop: async () => { await child?.stop(); child = undefined },
+      start: async () => {
+        child = await spawnNode(path)
+      },
+      kill9: async () => {
+        await child?.kill9()
+        child = undefined
+      },
+      stop: async () => {
+        await child?.stop()
+        child = undefined
+      },
       pause: () => void child?.proc.kill("SIGSTOP"),
       resume: () => void child?.proc.kill("SIGCONT")
     })
   }
   await Promise.all(nodes.map((n) => n.start()))
-  return { nodes, stop: async () => { await Promise.all(nodes.map((n) => n.stop())) } }
+  return {
+    nodes,
+    stop: async () => {
+      await Promise.all(nodes.map((n) => n.stop()))
+    }
+  }
 }
 
 const writeConfigAs = (dir: string, name: string, config: Record<string, unknown>): string => {

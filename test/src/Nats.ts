@@ -62,16 +62,19 @@ interface Spec {
   readonly cluster?: { readonly name: string; readonly port: number; readonly routes: ReadonlyArray<number> }
 }
 
-const configOf = (s: Spec): string => [
-  `server_name: ${s.name}`,
-  `listen: 127.0.0.1:${s.port}`,
-  `http: "127.0.0.1:-1"`,
-  `ports_file_dir: "${join(s.dir, "ports")}"`,
-  `jetstream { store_dir: "${join(s.dir, "js")}", max_file_store: 2G, max_memory_store: 256M, sync_interval: always }`,
-  ...(s.cluster ? [
-    `cluster { name: ${s.cluster.name}, listen: 127.0.0.1:${s.cluster.port}, routes: [${s.cluster.routes.map((p) => `nats-route://127.0.0.1:${p}`).join(", ")}] }`
-  ] : [])
-].join("\n")
+const configOf = (s: Spec): string =>
+  [
+    `server_name: ${s.name}`,
+    `listen: 127.0.0.1:${s.port}`,
+    `http: "127.0.0.1:-1"`,
+    `ports_file_dir: "${join(s.dir, "ports")}"`,
+    `jetstream { store_dir: "${join(s.dir, "js")}", max_file_store: 2G, max_memory_store: 256M, sync_interval: always }`,
+    ...(s.cluster
+      ? [
+          `cluster { name: ${s.cluster.name}, listen: 127.0.0.1:${s.cluster.port}, routes: [${s.cluster.routes.map((p) => `nats-route://127.0.0.1:${p}`).join(", ")}] }`
+        ]
+      : [])
+  ].join("\n")
 
 /** The first nats-server with `jetstream { sync_interval: always }` (an fsync per JetStream write). */
 export const SYNC_ALWAYS_SINCE = "2.10.23"
@@ -90,12 +93,16 @@ const versionAtLeast = (v: string, min: string): boolean => {
  */
 export const checkSynced = async (name: string, monitor: string | undefined): Promise<void> => {
   if (!monitor) throw new Error(`nats-server ${name}: no monitoring endpoint in its ports file (config has http: …)`)
-  const varz = await (await fetch(`${monitor}/varz`)).json() as { version?: string; jetstream?: { config?: { sync_always?: boolean } } }
+  const varz = (await (await fetch(`${monitor}/varz`)).json()) as { version?: string; jetstream?: { config?: { sync_always?: boolean } } }
   const v = varz.version ?? "?"
   if (!versionAtLeast(v, SYNC_ALWAYS_SINCE))
-    throw new Error(`nats-server ${name} is ${v}: Missive's tests need nats-server >= ${SYNC_ALWAYS_SINCE} (jetstream sync_interval: always, an fsync per write); scripts/setup.sh installs it`)
+    throw new Error(
+      `nats-server ${name} is ${v}: Missive's tests need nats-server >= ${SYNC_ALWAYS_SINCE} (jetstream sync_interval: always, an fsync per write); scripts/setup.sh installs it`
+    )
   if (varz.jetstream?.config?.sync_always !== true)
-    throw new Error(`nats-server ${name} (${v}) reports jetstream.config.sync_always = ${String(varz.jetstream?.config?.sync_always ?? "absent")} at ${monitor}/varz: its JetStream writes are not synced (the config needs jetstream { sync_interval: always })`)
+    throw new Error(
+      `nats-server ${name} (${v}) reports jetstream.config.sync_always = ${String(varz.jetstream?.config?.sync_always ?? "absent")} at ${monitor}/varz: its JetStream writes are not synced (the config needs jetstream { sync_interval: always })`
+    )
 }
 
 let binaryChecked = false
@@ -106,11 +113,15 @@ const checkBinary = (): void => {
   try {
     out = execFileSync("nats-server", ["--version"], { encoding: "utf8" })
   } catch (e) {
-    throw new Error(`no nats-server on the PATH (${(e as Error).message}); Missive's tests need nats-server >= ${SYNC_ALWAYS_SINCE}: scripts/setup.sh installs it`)
+    throw new Error(
+      `no nats-server on the PATH (${(e as Error).message}); Missive's tests need nats-server >= ${SYNC_ALWAYS_SINCE}: scripts/setup.sh installs it`
+    )
   }
   const v = out.match(/\d+\.\d+\.\d+/)?.[0] ?? out.trim()
   if (!versionAtLeast(v, SYNC_ALWAYS_SINCE))
-    throw new Error(`nats-server on the PATH is ${v}: Missive's tests need nats-server >= ${SYNC_ALWAYS_SINCE} (jetstream sync_interval: always, an fsync per write); scripts/setup.sh installs it`)
+    throw new Error(
+      `nats-server on the PATH is ${v}: Missive's tests need nats-server >= ${SYNC_ALWAYS_SINCE} (jetstream sync_interval: always, an fsync per write); scripts/setup.sh installs it`
+    )
   binaryChecked = true
 }
 
@@ -123,10 +134,14 @@ const launch = async (spec: Spec): Promise<{ proc: ChildProcess; port: number; m
   checkBinary()
   const proc = spawn("nats-server", ["-c", conf], { stdio: ["ignore", "ignore", "pipe"] })
   let err = ""
-  proc.stderr!.on("data", (b: Buffer) => { err = (err + b.toString()).slice(-4000) })
+  proc.stderr!.on("data", (b: Buffer) => {
+    err = (err + b.toString()).slice(-4000)
+  })
   const exited = new Promise<void>((done) => proc.once("exit", () => done()))
   let dead = false
-  void exited.then(() => { dead = true })
+  void exited.then(() => {
+    dead = true
+  })
   const deadline = Date.now() + 15_000
   let parsed: { port: number; monitor: string | undefined } | undefined
   for (;;) {
@@ -137,7 +152,9 @@ const launch = async (spec: Spec): Promise<{ proc: ChildProcess; port: number; m
         const ports = JSON.parse(readFileSync(join(portsDir, file), "utf8")) as { nats: Array<string>; monitoring?: Array<string> }
         const port = Number(new URL(ports.nats[0]!.replace(/^nats:/, "http:")).port)
         parsed = { port, monitor: ports.monitoring?.[0] }
-      } catch { /* partially written: read again */ }
+      } catch {
+        /* partially written: read again */
+      }
     }
     if (parsed) {
       try {
@@ -148,7 +165,10 @@ const launch = async (spec: Spec): Promise<{ proc: ChildProcess; port: number; m
       }
       return { proc, ...parsed, exited }
     }
-    if (Date.now() > deadline) { proc.kill("SIGKILL"); throw new Error(`nats-server ${spec.name} wrote no ports file:\n${err}`) }
+    if (Date.now() > deadline) {
+      proc.kill("SIGKILL")
+      throw new Error(`nats-server ${spec.name} wrote no ports file:\n${err}`)
+    }
     await new Promise((r) => setTimeout(r, 25))
   }
 }
@@ -157,7 +177,9 @@ const serverOf = async (spec: Spec): Promise<NatsServer> => {
   let cur = await launch(spec)
   spec.port = cur.port
   let alive = true
-  void cur.exited.then(() => { alive = false })
+  void cur.exited.then(() => {
+    alive = false
+  })
   const signal = async (sig: NodeJS.Signals) => {
     if (!alive) return
     cur.proc.kill(sig)
@@ -176,7 +198,9 @@ const serverOf = async (spec: Spec): Promise<NatsServer> => {
       await signal("SIGTERM")
       cur = await launch(spec)
       alive = true
-      void cur.exited.then(() => { alive = false })
+      void cur.exited.then(() => {
+        alive = false
+      })
     },
     dispose: async () => {
       await signal("SIGKILL")
@@ -206,7 +230,10 @@ export const startNatsCluster = async (n = 3, root?: string): Promise<NatsCluste
     return { name: `s${i + 1}`, dir, port: -1, cluster: { name: "missive", port: p, routes: routePorts.filter((q) => q !== p) } }
   })
   const servers = await Promise.all(specs.map(serverOf))
-  await jetStreamReady(servers.map((s) => s.url), n)
+  await jetStreamReady(
+    servers.map((s) => s.url),
+    n
+  )
   return {
     servers,
     urls: servers.map((s) => s.url),

@@ -14,7 +14,11 @@ const PREFIX = "mpt"
 
 const ip = (...args: Array<string>): string => execFileSync("ip", args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })
 const tryIp = (...args: Array<string>): void => {
-  try { ip(...args) } catch { /* already gone */ }
+  try {
+    ip(...args)
+  } catch {
+    /* already gone */
+  }
 }
 
 const alive = (pid: number): boolean => {
@@ -29,23 +33,44 @@ const alive = (pid: number): boolean => {
 /** Kills every process left in a namespace (a crashed run's nats-servers and nodes), then deletes it. */
 const removeNamespace = (ns: string): void => {
   let pids: Array<number> = []
-  try { pids = ip("netns", "pids", ns).split(/\s+/).filter(Boolean).map(Number) } catch { /* gone */ }
-  for (const pid of pids) try { process.kill(pid, "SIGKILL") } catch { /* gone */ }
+  try {
+    pids = ip("netns", "pids", ns).split(/\s+/).filter(Boolean).map(Number)
+  } catch {
+    /* gone */
+  }
+  for (const pid of pids)
+    try {
+      process.kill(pid, "SIGKILL")
+    } catch {
+      /* gone */
+    }
   tryIp("netns", "delete", ns)
 }
 
 /** Removes namespaces and root interfaces of earlier runs (this prefix) whose process no longer exists. */
 export const removeLeftovers = (): Array<string> => {
   const removed: Array<string> = []
-  const nss = ip("netns", "list").split("\n").map((l) => l.split(" ")[0]!).filter(Boolean)
+  const nss = ip("netns", "list")
+    .split("\n")
+    .map((l) => l.split(" ")[0]!)
+    .filter(Boolean)
   for (const ns of nss) {
     const m = new RegExp(`^${PREFIX}(\\d+)-`).exec(ns)
-    if (m && !alive(Number(m[1]))) { removeNamespace(ns); removed.push(ns) }
+    if (m && !alive(Number(m[1]))) {
+      removeNamespace(ns)
+      removed.push(ns)
+    }
   }
-  const links = ip("-o", "link", "show").split("\n").map((l) => /^\d+: ([^:@]+)/.exec(l)?.[1]).filter((x): x is string => !!x)
+  const links = ip("-o", "link", "show")
+    .split("\n")
+    .map((l) => /^\d+: ([^:@]+)/.exec(l)?.[1])
+    .filter((x): x is string => !!x)
   for (const link of links) {
     const m = new RegExp(`^${PREFIX}(\\d+)r$`).exec(link)
-    if (m && !alive(Number(m[1]))) { tryIp("link", "delete", link); removed.push(link) }
+    if (m && !alive(Number(m[1]))) {
+      tryIp("link", "delete", link)
+      removed.push(link)
+    }
   }
   return removed
 }

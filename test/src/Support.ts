@@ -41,18 +41,27 @@ export interface Child {
 }
 
 /** Starts `cmd` and resolves once `ready(output so far)`; fails when it exits first or is not ready in time. */
-export const startChild = async (cmd: string, args: ReadonlyArray<string>, ready: (out: string) => boolean,
-  opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<Child> => {
+export const startChild = async (
+  cmd: string,
+  args: ReadonlyArray<string>,
+  ready: (out: string) => boolean,
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}
+): Promise<Child> => {
   const proc = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ["ignore", "pipe", "pipe"] })
   let out = ""
-  const keep = (b: Buffer) => { out = (out + b.toString()).slice(-200_000) }
+  const keep = (b: Buffer) => {
+    out = (out + b.toString()).slice(-200_000)
+  }
   proc.stdout!.on("data", keep)
   proc.stderr!.on("data", keep)
   const exited = new Promise<void>((done) => proc.once("exit", () => done()))
   const deadline = Date.now() + (opts.timeoutMs ?? 20_000)
   while (!ready(out)) {
     if (proc.exitCode !== null) throw new Error(`${cmd} exited early:\n${out}`)
-    if (Date.now() > deadline) { proc.kill("SIGKILL"); throw new Error(`${cmd} not ready in time:\n${out}`) }
+    if (Date.now() > deadline) {
+      proc.kill("SIGKILL")
+      throw new Error(`${cmd} not ready in time:\n${out}`)
+    }
     await new Promise((r) => setTimeout(r, 50))
   }
   return {
@@ -61,7 +70,10 @@ export const startChild = async (cmd: string, args: ReadonlyArray<string>, ready
     stop: async (signal = "SIGTERM") => {
       if (proc.exitCode === null) proc.kill(signal)
       await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))])
-      if (proc.exitCode === null) { proc.kill("SIGKILL"); await exited }
+      if (proc.exitCode === null) {
+        proc.kill("SIGKILL")
+        await exited
+      }
     }
   }
 }

@@ -51,7 +51,10 @@ export const kindOf = (e: unknown): Kind => {
 
 export const isNoMessage = (e: unknown): boolean => kindOf(e) === "NoMessage"
 /** No message, or nothing of that name at all. */
-export const isGone = (e: unknown): boolean => { const k = kindOf(e); return k === "NoMessage" || k === "NotFound" }
+export const isGone = (e: unknown): boolean => {
+  const k = kindOf(e)
+  return k === "NoMessage" || k === "NotFound"
+}
 export const isAlreadyExists = (e: unknown): boolean => kindOf(e) === "AlreadyExists"
 export const isWrongLastSequence = (e: unknown): boolean => kindOf(e) === "WrongLastSequence"
 

@@ -25,7 +25,9 @@ export const prepareWriter = (db) => {
     insertEvent: db.prepare("INSERT INTO events (stream, version, type, at, data) VALUES (?, ?, ?, ?, ?)"),
     putBody: db.prepare("INSERT OR IGNORE INTO bodies (digest, bytes) VALUES (?, ?)"),
     deleteBody: db.prepare("DELETE FROM bodies WHERE digest = ?"),
-    schedule: db.prepare("INSERT INTO work (id, due_at, owner, lease_until) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET due_at = excluded.due_at, owner = excluded.owner, lease_until = excluded.lease_until"),
+    schedule: db.prepare(
+      "INSERT INTO work (id, due_at, owner, lease_until) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET due_at = excluded.due_at, owner = excluded.owner, lease_until = excluded.lease_until"
+    ),
     complete: db.prepare("DELETE FROM work WHERE id = ?"),
     due: db.prepare("SELECT id, due_at FROM work WHERE due_at <= ? AND lease_until <= ? ORDER BY due_at LIMIT ?"),
     lease: db.prepare("UPDATE work SET owner = ?, lease_until = ? WHERE id = ?"),

@@ -25,7 +25,11 @@ export const startAdmin = async (dataDir: string, host: Host): Promise<{ close: 
       buf = ""
       void (async () => {
         let req: { op?: unknown; id?: unknown; by?: unknown }
-        try { req = JSON.parse(line) } catch { return sock.end(JSON.stringify({ ok: false, error: "bad request: not JSON" }) + "\n") }
+        try {
+          req = JSON.parse(line)
+        } catch {
+          return sock.end(JSON.stringify({ ok: false, error: "bad request: not JSON" }) + "\n")
+        }
         const op = req.op as Operation
         if (!OPS.includes(op) || typeof req.id !== "string" || !/^[0-9A-Z]{10,40}$/i.test(req.id))
           return sock.end(JSON.stringify({ ok: false, error: "bad request: need op (hold|release|retry|delete|bounce) and id" }) + "\n")
@@ -35,18 +39,40 @@ export const startAdmin = async (dataDir: string, host: Host): Promise<{ close: 
       })()
     })
   })
-  await new Promise<void>((done, fail) => { server.once("error", fail); server.listen(path, () => done()) })
+  await new Promise<void>((done, fail) => {
+    server.once("error", fail)
+    server.listen(path, () => done())
+  })
   chmodSync(path, 0o600)
-  return { close: () => new Promise<void>((done) => server.close(() => { rmSync(path, { force: true }); done() })) }
+  return {
+    close: () =>
+      new Promise<void>((done) =>
+        server.close(() => {
+          rmSync(path, { force: true })
+          done()
+        })
+      )
+  }
 }
 
-export const request = (dataDir: string, req: { op: Operation; id: string; by: string }): Promise<{ ok: boolean; error?: string; events?: Array<string> }> =>
+export const request = (
+  dataDir: string,
+  req: { op: Operation; id: string; by: string }
+): Promise<{ ok: boolean; error?: string; events?: Array<string> }> =>
   new Promise((done, fail) => {
     const sock = connect(socketPath(dataDir))
     let buf = ""
     sock.setEncoding("utf8")
     sock.on("error", (e) => fail(new Error(`cannot reach the node at ${socketPath(dataDir)} (is it running?): ${e.message}`)))
-    sock.on("data", (c: string) => { buf += c })
-    sock.on("end", () => { try { done(JSON.parse(buf)) } catch { fail(new Error(`bad answer from node: ${buf}`)) } })
+    sock.on("data", (c: string) => {
+      buf += c
+    })
+    sock.on("end", () => {
+      try {
+        done(JSON.parse(buf))
+      } catch {
+        fail(new Error(`bad answer from node: ${buf}`))
+      }
+    })
     sock.write(JSON.stringify(req) + "\n")
   })

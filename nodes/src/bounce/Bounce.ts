@@ -22,9 +22,20 @@ export const originalHeaders = (body: Buffer | undefined): string => {
 export const dsnFor = (s: Message.Live & { bounceId: string }, body: Buffer | undefined, hostname: string, now: number): DsnMessage => {
   const failed = s.recipients.filter((r) => r.status === "bounced" || r.status === "expired")
   const text = Dsn.build({
-    dsnId: s.bounceId, originalId: s.id, reportingMta: hostname, postmaster: `MAILER-DAEMON@${hostname}`, to: s.sender,
-    arrivedAt: s.receivedAt, now, originalHeaders: originalHeaders(body),
-    failed: failed.map((r) => ({ rcpt: r.address, reply: r.lastReply ?? Reply.Replies.expired, action: "failed" as const, remoteMta: r.lastHost?.replace(/:\d+$/, "") }))
+    dsnId: s.bounceId,
+    originalId: s.id,
+    reportingMta: hostname,
+    postmaster: `MAILER-DAEMON@${hostname}`,
+    to: s.sender,
+    arrivedAt: s.receivedAt,
+    now,
+    originalHeaders: originalHeaders(body),
+    failed: failed.map((r) => ({
+      rcpt: r.address,
+      reply: r.lastReply ?? Reply.Replies.expired,
+      action: "failed" as const,
+      remoteMta: r.lastHost?.replace(/:\d+$/, "")
+    }))
   })
   return { id: s.bounceId, sender: "", recipients: [s.sender], body: Buffer.from(text, "utf8"), dsnOf: s.id, failed: failed.length }
 }

@@ -65,17 +65,24 @@ export const natsServerVersion = (): string | undefined => {
 const waitPort = (port: number, ms: number, proc: ChildProcess, what: string): Promise<void> =>
   Net.waitPort(port, { ms, what, alive: () => proc.exitCode === null && proc.signalCode === null })
 
-const stopProc = (p: ChildProcess, ms: number) => new Promise<void>((done) => {
-  if (p.exitCode !== null || p.signalCode !== null) return done()
-  const t = setTimeout(() => p.kill("SIGKILL"), ms)
-  p.once("exit", () => { clearTimeout(t); done() })
-  p.kill("SIGTERM")
-})
+const stopProc = (p: ChildProcess, ms: number) =>
+  new Promise<void>((done) => {
+    if (p.exitCode !== null || p.signalCode !== null) return done()
+    const t = setTimeout(() => p.kill("SIGKILL"), ms)
+    p.once("exit", () => {
+      clearTimeout(t)
+      done()
+    })
+    p.kill("SIGTERM")
+  })
 
 /** The last `n` non-empty lines of a log file, for a message about a process that went down. */
 const tail = (file: string, n: number): Array<string> => {
   try {
-    return readFileSync(file, "utf8").split("\n").filter((l) => l.trim() !== "").slice(-n)
+    return readFileSync(file, "utf8")
+      .split("\n")
+      .filter((l) => l.trim() !== "")
+      .slice(-n)
   } catch {
     return []
   }
@@ -89,7 +96,9 @@ const monitorOf = async (portsDir: string, ms: number): Promise<string | undefin
     if (file) {
       try {
         return (JSON.parse(readFileSync(join(portsDir, file), "utf8")) as { monitoring?: Array<string> }).monitoring?.[0]
-      } catch { /* partially written: read again */ }
+      } catch {
+        /* partially written: read again */
+      }
     }
     if (Date.now() > deadline) return undefined
     await new Promise((r) => setTimeout(r, 50))
@@ -100,14 +109,17 @@ export const up = async (o: LaunchOptions): Promise<Launched> => {
   const t0 = Date.now()
   const version = natsServerVersion()
   if (version === undefined)
-    throw new LaunchRefused(`no nats-server on the PATH: cluster up needs nats-server ${SYNC_ALWAYS_SINCE} or later (scripts/setup.sh installs it)`)
+    throw new LaunchRefused(
+      `no nats-server on the PATH: cluster up needs nats-server ${SYNC_ALWAYS_SINCE} or later (scripts/setup.sh installs it)`
+    )
   const synced = versionAtLeast(version, SYNC_ALWAYS_SINCE)
   if (!synced && !o.allowUnsynced)
     throw new LaunchRefused(
       `nats-server ${version} is older than ${SYNC_ALWAYS_SINCE}: it cannot fsync each JetStream write ` +
-      `(jetstream { sync_interval: always }), so mail acknowledged in the last 2 minutes could be lost if a majority ` +
-      `of the servers lost power at once. Install nats-server ${SYNC_ALWAYS_SINCE} or later (scripts/setup.sh does), ` +
-      `or pass --allow-unsynced to run with the server's periodic sync.`)
+        `(jetstream { sync_interval: always }), so mail acknowledged in the last 2 minutes could be lost if a majority ` +
+        `of the servers lost power at once. Install nats-server ${SYNC_ALWAYS_SINCE} or later (scripts/setup.sh does), ` +
+        `or pass --allow-unsynced to run with the server's periodic sync.`
+    )
   const dir = resolve(o.dir)
   const rel = (p: string) => relative(process.cwd(), p) || "."
   const servers: Array<ChildProcess> = []
@@ -115,23 +127,35 @@ export const up = async (o: LaunchOptions): Promise<Launched> => {
   const urls = Array.from({ length: o.nodes }, (_, k) => `nats://127.0.0.1:${o.natsPort + k}`)
   const routes = Array.from({ length: o.nodes }, (_, k) => (o.routePort ?? o.natsPort + 1000) + k)
   let stopping: Promise<void> | undefined
-  const stop = () => (stopping ??= (async () => {
-    await Promise.all(nodes.map((p) => stopProc(p, 15_000)))
-    await Promise.all(servers.map((p) => stopProc(p, 10_000)))
-    process.off("exit", killAll)
-  })())
+  const stop = () =>
+    (stopping ??= (async () => {
+      await Promise.all(nodes.map((p) => stopProc(p, 15_000)))
+      await Promise.all(servers.map((p) => stopProc(p, 10_000)))
+      process.off("exit", killAll)
+    })())
   // Last resort if this process dies of an exception: no nats-server (detached, see below) or node left behind.
-  const killAll = () => { for (const p of [...nodes, ...servers]) if (p.exitCode === null && p.signalCode === null) try { p.kill("SIGKILL") } catch { /* gone */ } }
+  const killAll = () => {
+    for (const p of [...nodes, ...servers])
+      if (p.exitCode === null && p.signalCode === null)
+        try {
+          p.kill("SIGKILL")
+        } catch {
+          /* gone */
+        }
+  }
   process.on("exit", killAll)
   /** Output after the start: only a process that ended while the cluster was not being stopped. */
-  const watch = (p: ChildProcess, what: string, log: string) => p.once("exit", (code, signal) => {
-    if (stopping) return
-    o.out(`missive cluster: ${what} is DOWN (${signal ? `killed by ${signal}` : `exit code ${code}`}); its log: ${rel(log)}`)
-    if (code) for (const l of tail(log, 5)) o.out(`    ${l.length > 200 ? `${l.slice(0, 200)}…` : l}`)
-  })
+  const watch = (p: ChildProcess, what: string, log: string) =>
+    p.once("exit", (code, signal) => {
+      if (stopping) return
+      o.out(`missive cluster: ${what} is DOWN (${signal ? `killed by ${signal}` : `exit code ${code}`}); its log: ${rel(log)}`)
+      if (code) for (const l of tail(log, 5)) o.out(`    ${l.length > 200 ? `${l.slice(0, 200)}…` : l}`)
+    })
   const openLog = (file: string) => openSync(file, "a")
   try {
-    o.out(`missive cluster: nats-server ${version}, ${synced ? "JetStream writes synced (sync_interval: always)" : "UNSYNCED JetStream writes (--allow-unsynced: fsync every 2 minutes)"}; data and logs in ${rel(dir)}/`)
+    o.out(
+      `missive cluster: nats-server ${version}, ${synced ? "JetStream writes synced (sync_interval: always)" : "UNSYNCED JetStream writes (--allow-unsynced: fsync every 2 minutes)"}; data and logs in ${rel(dir)}/`
+    )
     const made: Array<{ name: string; url: string; monitor: string | undefined; log: string }> = []
     for (let k = 0; k < o.nodes; k++) {
       const sdir = join(dir, `nats-${k + 1}`)
@@ -140,12 +164,24 @@ export const up = async (o: LaunchOptions): Promise<Launched> => {
       rmSync(portsDir, { recursive: true, force: true })
       mkdirSync(portsDir)
       const conf = join(sdir, "server.conf")
-      writeFileSync(conf, [
-        `server_name: s${k + 1}`, `listen: 127.0.0.1:${o.natsPort + k}`,
-        `http: "127.0.0.1:-1"`, `ports_file_dir: "${portsDir}"`,
-        `jetstream { store_dir: "${join(sdir, "js")}"${synced ? ", sync_interval: always" : ""} }`,
-        ...(o.nodes > 1 ? [`cluster { name: missive, listen: 127.0.0.1:${routes[k]}, routes: [${routes.filter((_, j) => j !== k).map((p) => `nats-route://127.0.0.1:${p}`).join(", ")}] }`] : [])
-      ].join("\n"))
+      writeFileSync(
+        conf,
+        [
+          `server_name: s${k + 1}`,
+          `listen: 127.0.0.1:${o.natsPort + k}`,
+          `http: "127.0.0.1:-1"`,
+          `ports_file_dir: "${portsDir}"`,
+          `jetstream { store_dir: "${join(sdir, "js")}"${synced ? ", sync_interval: always" : ""} }`,
+          ...(o.nodes > 1
+            ? [
+                `cluster { name: missive, listen: 127.0.0.1:${routes[k]}, routes: [${routes
+                  .filter((_, j) => j !== k)
+                  .map((p) => `nats-route://127.0.0.1:${p}`)
+                  .join(", ")}] }`
+              ]
+            : [])
+        ].join("\n")
+      )
       const log = join(sdir, "nats-server.log")
       const fd = openLog(log)
       // Its own process group: a Ctrl-C at the terminal must not stop NATS under nodes that are still draining;
@@ -161,9 +197,15 @@ export const up = async (o: LaunchOptions): Promise<Launched> => {
       s.monitor = await monitorOf(join(dir, `nats-${k + 1}`, "ports"), 5_000)
       if (synced) {
         // What the server runs with, not what we wrote: its /varz.
-        const varz = s.monitor ? await fetch(`${s.monitor}/varz`).then((r) => r.json() as Promise<{ jetstream?: { config?: { sync_always?: boolean } } }>).catch(() => undefined) : undefined
+        const varz = s.monitor
+          ? await fetch(`${s.monitor}/varz`)
+              .then((r) => r.json() as Promise<{ jetstream?: { config?: { sync_always?: boolean } } }>)
+              .catch(() => undefined)
+          : undefined
         if (varz?.jetstream?.config?.sync_always !== true)
-          throw new Error(`nats-server ${s.name} does not report synced JetStream writes (${s.monitor ?? "no monitoring endpoint"}/varz jetstream.config.sync_always is ${String(varz?.jetstream?.config?.sync_always ?? "absent")})`)
+          throw new Error(
+            `nats-server ${s.name} does not report synced JetStream writes (${s.monitor ?? "no monitoring endpoint"}/varz jetstream.config.sync_always is ${String(varz?.jetstream?.config?.sync_always ?? "absent")})`
+          )
       }
       o.out(`  NATS ${s.name.padEnd(6)} ${s.url.padEnd(22)}  monitor ${s.monitor ?? "-"}  log ${rel(s.log)}`)
       watch(servers[k]!, `NATS server ${s.name} (${s.url})`, s.log)
@@ -176,11 +218,16 @@ export const up = async (o: LaunchOptions): Promise<Launched> => {
       const config = join(ndir, "missive.yaml")
       const smtp = o.smtpPort + k
       const submission = o.submissionPort + k
-      writeFileSync(config, stringify({
-        ...o.base, node_id: name, data_dir: ndir,
-        listeners: { smtp: { host: "127.0.0.1", port: smtp }, submission: { host: "127.0.0.1", port: submission } },
-        cluster: { ...((o.base["cluster"] as object | undefined) ?? {}), nats: urls }
-      }))
+      writeFileSync(
+        config,
+        stringify({
+          ...o.base,
+          node_id: name,
+          data_dir: ndir,
+          listeners: { smtp: { host: "127.0.0.1", port: smtp }, submission: { host: "127.0.0.1", port: submission } },
+          cluster: { ...((o.base["cluster"] as object | undefined) ?? {}), nats: urls }
+        })
+      )
       const log = join(ndir, "node.log")
       const fd = openLog(log)
       const p = spawn(process.execPath, [o.missive, "start", "--config", config], { stdio: ["ignore", fd, fd] })
@@ -188,15 +235,25 @@ export const up = async (o: LaunchOptions): Promise<Launched> => {
       nodes.push(p)
       nodesMade.push({ name, smtp, submission, config, log })
     }
-    await Promise.all(nodes.map((p, k) => waitPort(o.smtpPort + k, 60_000, p, `${nodesMade[k]!.name} (log ${rel(nodesMade[k]!.log)})`).catch((e: Error) => {
-      throw new Error(`${e.message}${tail(nodesMade[k]!.log, 5).map((l) => `\n    ${l}`).join("")}`)
-    })))
+    await Promise.all(
+      nodes.map((p, k) =>
+        waitPort(o.smtpPort + k, 60_000, p, `${nodesMade[k]!.name} (log ${rel(nodesMade[k]!.log)})`).catch((e: Error) => {
+          throw new Error(
+            `${e.message}${tail(nodesMade[k]!.log, 5)
+              .map((l) => `\n    ${l}`)
+              .join("")}`
+          )
+        })
+      )
+    )
     for (const [k, n] of nodesMade.entries()) {
       o.out(`  ${n.name.padEnd(11)} smtp 127.0.0.1:${n.smtp}  submission 127.0.0.1:${n.submission}  log ${rel(n.log)}`)
       watch(nodes[k]!, `${n.name} (smtp 127.0.0.1:${n.smtp})`, n.log)
     }
     const replicas = Number((o.base["cluster"] as { replicas?: unknown } | undefined)?.replicas ?? 0) || (o.nodes >= 3 ? 3 : 1)
-    o.out(`missive cluster: ready in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${o.nodes} NATS server${o.nodes > 1 ? "s" : ""} (JetStream R${replicas}) and ${o.nodes} node${o.nodes > 1 ? "s" : ""}; any node accepts and delivers mail`)
+    o.out(
+      `missive cluster: ready in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${o.nodes} NATS server${o.nodes > 1 ? "s" : ""} (JetStream R${replicas}) and ${o.nodes} node${o.nodes > 1 ? "s" : ""}; any node accepts and delivers mail`
+    )
     return { nats: urls, nodes: nodesMade, servers: made, synced, stop }
   } catch (e) {
     await stop()

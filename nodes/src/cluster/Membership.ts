@@ -30,7 +30,12 @@ export interface Membership {
 export const bucketName = (prefix: string) => `${prefix}_nodes`
 
 export const open = async (o: {
-  nc: NatsConnection; prefix: string; replicas: number; node: string; clock: Clock; ttlMs: number
+  nc: NatsConnection
+  prefix: string
+  replicas: number
+  node: string
+  clock: Clock
+  ttlMs: number
   beat: () => Omit<Heartbeat, "node" | "pid" | "since" | "at">
 }): Promise<Membership> => {
   const kv: KV = await new Kvm(o.nc).create(bucketName(o.prefix), { history: 1, replicas: o.replicas, ttl: o.ttlMs })

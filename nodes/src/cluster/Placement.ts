@@ -28,7 +28,11 @@ const consumerLeaderOf = async (jsm: JetStreamManager, stream: string, consumer:
  * Assigns `streams[i]` to the i-th server (sorted by name, round-robin) and steps leaders down until they sit
  * there; a stream's `consumers` follow its leader. Returns where each ended up.
  */
-export const spread = async (nc: NatsConnection, streams: ReadonlyArray<{ name: string; consumer?: string }>, tries = 6): Promise<Array<Placed>> => {
+export const spread = async (
+  nc: NatsConnection,
+  streams: ReadonlyArray<{ name: string; consumer?: string }>,
+  tries = 6
+): Promise<Array<Placed>> => {
   const jsm = await jetstreamManager(nc)
   const first = streams[0]
   if (!first) return []

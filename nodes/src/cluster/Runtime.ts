@@ -38,21 +38,31 @@ export interface ClusterRuntime {
   close(): Promise<void>
 }
 
-export const replicasOf = (c: Config["cluster"]): number => c.replicas > 0 ? c.replicas : c.nats.length >= 3 ? 3 : 1
+export const replicasOf = (c: Config["cluster"]): number => (c.replicas > 0 ? c.replicas : c.nats.length >= 3 ? 3 : 1)
 
 /**
  * Pings every 2 s and gives a silent server up after 2 missed pongs, so a node whose server was killed or stopped
  * moves to a live one within seconds instead of waiting out TCP; reconnects try the other servers at once.
  */
 export const connectTo = (c: Config["cluster"], name: string): Promise<NatsConnection> =>
-  connect({ servers: [...c.nats], name, maxReconnectAttempts: -1, reconnectTimeWait: 250, timeout: 5_000, pingInterval: 2_000, maxPingOut: 2 })
+  connect({
+    servers: [...c.nats],
+    name,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+    timeout: 5_000,
+    pingInterval: 2_000,
+    maxPingOut: 2
+  })
 
 /** Inbox shards: one per server by default, so the leaders can spread and a lost server stalls at most one. */
-export const shardsOf = (c: Config["cluster"]): number => c.shards > 0 ? c.shards : Math.max(1, c.nats.length)
+export const shardsOf = (c: Config["cluster"]): number => (c.shards > 0 ? c.shards : Math.max(1, c.nats.length))
 
 /** The streams whose leaders are spread over the servers: the event log, then each inbox shard with its consumer. */
-export const placementOf = (prefix: string, inbox: { streams: ReadonlyArray<string>; consumer: string }) =>
-  [{ name: JetStreamEventStore.streamName(prefix) }, ...inbox.streams.map((name) => ({ name, consumer: inbox.consumer }))]
+export const placementOf = (prefix: string, inbox: { streams: ReadonlyArray<string>; consumer: string }) => [
+  { name: JetStreamEventStore.streamName(prefix) },
+  ...inbox.streams.map((name) => ({ name, consumer: inbox.consumer }))
+]
 
 /** Bodies up to this size travel inside the carrier; larger ones go to the object store first. */
 const INLINE_MAX = 512 * 1024
@@ -81,11 +91,21 @@ export const open = async (config: Config, clock: Clock, log: Logger): Promise<C
     const [events, objects, inbox, slots] = await Promise.all([
       retrying(log, "event stream", () => JetStreamEventStore.open({ nc, prefix: c.prefix, replicas, timeoutMs: 5_000 })),
       retrying(log, "body store", () => JetStreamBodyStore.open({ nc, prefix: c.prefix, replicas })),
-      retrying(log, "inbox", () => JetStreamInbox.open({ nc, prefix: c.prefix, replicas, shards: shardsOf(c), ackWaitMs: c.lease, inlineMax: INLINE_MAX })),
-      retrying(log, "destination slots", () => Slots.open({
-        nc, prefix: c.prefix, replicas, node: config.node_id, limit: config.delivery.concurrency_per_destination, leaseMs: c.lease,
-        idleMs: config.delivery.reuse_connections ? 5_000 : 0, now: () => clock.now()
-      }))
+      retrying(log, "inbox", () =>
+        JetStreamInbox.open({ nc, prefix: c.prefix, replicas, shards: shardsOf(c), ackWaitMs: c.lease, inlineMax: INLINE_MAX })
+      ),
+      retrying(log, "destination slots", () =>
+        Slots.open({
+          nc,
+          prefix: c.prefix,
+          replicas,
+          node: config.node_id,
+          limit: config.delivery.concurrency_per_destination,
+          leaseMs: c.lease,
+          idleMs: config.delivery.reuse_connections ? 5_000 : 0,
+          now: () => clock.now()
+        })
+      )
     ])
     // Which bodies live in the object store (large ones): only those are deleted there when their message completes;
     // an inline body goes with its carrier's ack.
@@ -114,11 +134,18 @@ export const open = async (config: Config, clock: Clock, log: Logger): Promise<C
     const work = await ClusterWork.open({ nc, inbox, now: () => clock.now(), log, fetchBody: (digest) => bodies.get(digest) })
     const fenced: Fence.FenceCounters = { appends: 0, deliveries: 0 }
     // The node that created the inbox spreads the leaders once, in the background (`missive cluster balance` later).
-    if (inbox.created) void Placement.spread(nc, placementOf(c.prefix, inbox))
-      .then((placed) => log("info", "cluster leaders placed", { placed }))
-      .catch((e) => log("warn", "cluster leader placement failed", { error: String(e) }))
+    if (inbox.created)
+      void Placement.spread(nc, placementOf(c.prefix, inbox))
+        .then((placed) => log("info", "cluster leaders placed", { placed }))
+        .catch((e) => log("warn", "cluster leader placement failed", { error: String(e) }))
     return {
-      nc, bodies, work, inbox, fenced, replicas, slots,
+      nc,
+      bodies,
+      work,
+      inbox,
+      fenced,
+      replicas,
+      slots,
       commit: async (id, evs, body, digest) => {
         if (body.length > INLINE_MAX) {
           await bodies.put(body, digest)
@@ -129,14 +156,32 @@ export const open = async (config: Config, clock: Clock, log: Logger): Promise<C
       // A node that held a message and lost it (its AckWait ran out) may not append to it until it holds it again.
       events: Fence.events(events, { holds: (id) => !work.lost(id) }, log, fenced),
       announce: async ({ ports, active, drain }) => {
-        membership = await retrying(log, "membership", () => Membership.open({
-          nc, prefix: c.prefix, replicas, node: config.node_id, clock, ttlMs: c.lease,
-          beat: () => ({ active: active(), held: work.held(), partitions: work.shards(), ports })
-        }))
-        service = Service.serve({ nc, prefix: c.prefix, node: config.node_id, drain, status: () => ({
-          node: config.node_id, ports, active: active(), held: work.held(), partitions: work.shards(), fenced: { ...fenced },
-          alive: membership?.alive().map((h) => h.node) ?? []
-        }) })
+        membership = await retrying(log, "membership", () =>
+          Membership.open({
+            nc,
+            prefix: c.prefix,
+            replicas,
+            node: config.node_id,
+            clock,
+            ttlMs: c.lease,
+            beat: () => ({ active: active(), held: work.held(), partitions: work.shards(), ports })
+          })
+        )
+        service = Service.serve({
+          nc,
+          prefix: c.prefix,
+          node: config.node_id,
+          drain,
+          status: () => ({
+            node: config.node_id,
+            ports,
+            active: active(),
+            held: work.held(),
+            partitions: work.shards(),
+            fenced: { ...fenced },
+            alive: membership?.alive().map((h) => h.node) ?? []
+          })
+        })
       },
       alive: () => membership?.alive() ?? [],
       close: async () => {

@@ -22,14 +22,22 @@ export const subjectOf = (prefix: string, node: string, what: "status" | "drain"
 
 export const serve = (o: { nc: NatsConnection; prefix: string; node: string; status: () => NodeStatus; drain?: () => void }): Service => {
   const subs: Array<Subscription> = [
-    o.nc.subscribe(subjectOf(o.prefix, o.node, "drain"), { callback: (_e, m) => {
-      m.respond(JSON.stringify({ node: o.node, draining: true }))
-      o.drain?.()
-    } }),
+    o.nc.subscribe(subjectOf(o.prefix, o.node, "drain"), {
+      callback: (_e, m) => {
+        m.respond(JSON.stringify({ node: o.node, draining: true }))
+        o.drain?.()
+      }
+    }),
     o.nc.subscribe(`${o.prefix}.cluster.status`, { callback: (_e, m) => void m.respond(JSON.stringify(o.status())) }),
-    o.nc.subscribe(`${o.prefix}.node.${o.node.replace(/[^A-Za-z0-9_-]/g, "_")}.status`, { callback: (_e, m) => void m.respond(JSON.stringify(o.status())) })
+    o.nc.subscribe(`${o.prefix}.node.${o.node.replace(/[^A-Za-z0-9_-]/g, "_")}.status`, {
+      callback: (_e, m) => void m.respond(JSON.stringify(o.status()))
+    })
   ]
-  return { close: () => { for (const s of subs) s.unsubscribe() } }
+  return {
+    close: () => {
+      for (const s of subs) s.unsubscribe()
+    }
+  }
 }
 
 /** Asks every node for its status; collects the answers that arrive within `waitMs`. */
@@ -41,6 +49,8 @@ export const gather = async (nc: NatsConnection, prefix: string, waitMs = 1000):
       if (m.data.length === 0) continue
       out.push(m.json<NodeStatus>())
     }
-  } catch { /* no node answered */ }
+  } catch {
+    /* no node answered */
+  }
   return out
 }

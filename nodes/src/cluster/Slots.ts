@@ -20,13 +20,28 @@ export interface Slots {
   close(): Promise<void>
 }
 
-interface Slot { readonly k: number; rev: number; busy: boolean }
-interface Lane { readonly slots: Array<Slot>; lastUsed: number; running: number }
+interface Slot {
+  readonly k: number
+  rev: number
+  busy: boolean
+}
+interface Lane {
+  readonly slots: Array<Slot>
+  lastUsed: number
+  running: number
+}
 
 export const bucketName = (prefix: string) => `${prefix}_slots`
 
 export const open = async (o: {
-  nc: NatsConnection; prefix: string; replicas: number; node: string; limit: number; leaseMs: number; idleMs: number; now?: () => number
+  nc: NatsConnection
+  prefix: string
+  replicas: number
+  node: string
+  limit: number
+  leaseMs: number
+  idleMs: number
+  now?: () => number
 }): Promise<Slots> => {
   const now = o.now ?? (() => Date.now())
   const kv: KV = await new Kvm(o.nc).create(bucketName(o.prefix), { history: 1, replicas: o.replicas })
@@ -55,7 +70,9 @@ export const open = async (o: {
         const s: Slot = { k, rev, busy: true }
         lane.slots.push(s)
         return s
-      } catch { /* someone else took it first: try the next */ }
+      } catch {
+        /* someone else took it first: try the next */
+      }
     }
     return undefined
   }
@@ -95,16 +112,21 @@ export const open = async (o: {
     try {
       const t = now()
       for (const [dest, lane] of [...lanes]) {
-        if (lane.running === 0 && t - lane.lastUsed > o.idleMs + 1000) { await give(dest, lane); continue }
-        await Promise.all(lane.slots.map(async (s) => {
-          try {
-            s.rev = await kv.update(keyOf(dest, s.k), value(), s.rev)
-          } catch {
-            // Lost (this node was paused past its lease and a peer took it): stop using it once it is free.
-            const i = lane.slots.indexOf(s)
-            if (i >= 0) lane.slots.splice(i, 1)
-          }
-        }))
+        if (lane.running === 0 && t - lane.lastUsed > o.idleMs + 1000) {
+          await give(dest, lane)
+          continue
+        }
+        await Promise.all(
+          lane.slots.map(async (s) => {
+            try {
+              s.rev = await kv.update(keyOf(dest, s.k), value(), s.rev)
+            } catch {
+              // Lost (this node was paused past its lease and a peer took it): stop using it once it is free.
+              const i = lane.slots.indexOf(s)
+              if (i >= 0) lane.slots.splice(i, 1)
+            }
+          })
+        )
       }
     } finally {
       ticking = false
@@ -125,14 +147,15 @@ export const open = async (o: {
 
 /** The node's limiter with the cluster-wide slot taken inside the local lane (local FIFO and totals unchanged). */
 export const limiter = (local: Limiter, slots: Slots): Limiter => ({
-  run: (key, task) => local.run(key, async () => {
-    const release = await slots.acquire(key)
-    try {
-      return await task()
-    } finally {
-      release()
-    }
-  }),
+  run: (key, task) =>
+    local.run(key, async () => {
+      const release = await slots.acquire(key)
+      try {
+        return await task()
+      } finally {
+        release()
+      }
+    }),
   running: () => local.running(),
   waiting: () => local.waiting()
 })

@@ -32,8 +32,7 @@ const parsed = <T>(to: Schema.Codec<T>, expected: string, parse: (input: unknown
   )
 
 /** A key that may be left out: `value` is used when it is. */
-const field = <S extends Schema.Top>(schema: S, value: S["Type"]) =>
-  schema.pipe(Schema.withDecodingDefaultTypeKey(Effect.succeed(value)))
+const field = <S extends Schema.Top>(schema: S, value: S["Type"]) => schema.pipe(Schema.withDecodingDefaultTypeKey(Effect.succeed(value)))
 
 /** A section that may be left out: all its keys take their defaults. */
 const section = <S extends Schema.Top & { readonly Encoded: object }>(schema: S) =>
@@ -51,7 +50,10 @@ const Bool = parsed(Schema.Boolean, "true or false", (u) => (typeof u === "boole
 const oneOf = <const L extends ReadonlyArray<string>>(values: L) =>
   parsed(
     Schema.Literals(values),
-    values.map((v) => JSON.stringify(v)).join(", ").replace(/, ([^,]*)$/, " or $1"),
+    values
+      .map((v) => JSON.stringify(v))
+      .join(", ")
+      .replace(/, ([^,]*)$/, " or $1"),
     (u) => (values.includes(u as string) ? (u as L[number]) : undefined)
   )
 
@@ -145,24 +147,28 @@ const User = Schema.Struct({
   )
 })
 
-const Routes = Schema.Record(Schema.String, HostPortValue).check(
-  Schema.makeFilter((routes: { readonly [domain: string]: HostPort }) => {
-    const seen = new Set<string>()
-    const issues: Array<Schema.FilterIssue> = []
-    for (const key of Object.keys(routes)) {
-      const domain = key === "*" ? key : domainOf(key)
-      if (domain === undefined) issues.push({ path: [key], issue: `expected a domain name or "*" as the key` })
-      else if (seen.has(domain)) issues.push({ path: [key], issue: `duplicate route for ${domain}` })
-      else seen.add(domain)
-    }
-    return issues
-  })
-).pipe(
-  Schema.decode({
-    decode: SchemaGetter.transform((routes) => Object.fromEntries(Object.entries(routes).map(([k, v]) => [k === "*" ? k : domainOf(k)!, v]))),
-    encode: SchemaGetter.passthrough()
-  })
-)
+const Routes = Schema.Record(Schema.String, HostPortValue)
+  .check(
+    Schema.makeFilter((routes: { readonly [domain: string]: HostPort }) => {
+      const seen = new Set<string>()
+      const issues: Array<Schema.FilterIssue> = []
+      for (const key of Object.keys(routes)) {
+        const domain = key === "*" ? key : domainOf(key)
+        if (domain === undefined) issues.push({ path: [key], issue: `expected a domain name or "*" as the key` })
+        else if (seen.has(domain)) issues.push({ path: [key], issue: `duplicate route for ${domain}` })
+        else seen.add(domain)
+      }
+      return issues
+    })
+  )
+  .pipe(
+    Schema.decode({
+      decode: SchemaGetter.transform((routes) =>
+        Object.fromEntries(Object.entries(routes).map(([k, v]) => [k === "*" ? k : domainOf(k)!, v]))
+      ),
+      encode: SchemaGetter.passthrough()
+    })
+  )
 
 // ---------------------------------------------------------------------------------------------
 // The file. Defaults follow Postfix where Postfix has the same knob.
@@ -173,17 +179,30 @@ const defaultHostname = hostnamePattern.test(osHostname()) ? osHostname() : "loc
 
 const File = Schema.Struct({
   /** Greeting, Received: and DSN Reporting-MTA name. */
-  hostname: field(textValue("a host name", (s) => hostnamePattern.test(s)), defaultHostname),
+  hostname: field(
+    textValue("a host name", (s) => hostnamePattern.test(s)),
+    defaultHostname
+  ),
   /** Recorded in every event; null means the hostname. */
-  node_id: field(nullable(Schema.String, "a non-empty node id", (u) => (typeof u === "string" && u.trim() !== "" ? u : undefined)), null),
-  data_dir: field(textValue("a directory path", (s) => s.trim() !== ""), "./data"),
+  node_id: field(
+    nullable(Schema.String, "a non-empty node id", (u) => (typeof u === "string" && u.trim() !== "" ? u : undefined)),
+    null
+  ),
+  data_dir: field(
+    textValue("a directory path", (s) => s.trim() !== ""),
+    "./data"
+  ),
   listeners: section(
     Schema.Struct({
       smtp: section(Listener(2525)),
       submission: section(Listener(2587))
     }).check(
       Schema.makeFilter((l) =>
-        l.smtp.enabled && l.submission.enabled && l.smtp.port !== 0 && l.smtp.port === l.submission.port && l.smtp.host === l.submission.host
+        l.smtp.enabled &&
+        l.submission.enabled &&
+        l.smtp.port !== 0 &&
+        l.smtp.port === l.submission.port &&
+        l.smtp.host === l.submission.host
           ? { path: ["submission", "port"], issue: `smtp and submission both listen on ${l.smtp.host}:${l.smtp.port}` }
           : undefined
       )
@@ -192,8 +211,14 @@ const File = Schema.Struct({
   /** PEM file paths; both null means a self-signed pair generated in <data_dir>/tls on first start. */
   tls: section(
     Schema.Struct({
-      cert: field(nullable(Schema.String, "a PEM file path", (u) => (typeof u === "string" && u.trim() !== "" ? u : undefined)), null),
-      key: field(nullable(Schema.String, "a PEM file path", (u) => (typeof u === "string" && u.trim() !== "" ? u : undefined)), null)
+      cert: field(
+        nullable(Schema.String, "a PEM file path", (u) => (typeof u === "string" && u.trim() !== "" ? u : undefined)),
+        null
+      ),
+      key: field(
+        nullable(Schema.String, "a PEM file path", (u) => (typeof u === "string" && u.trim() !== "" ? u : undefined)),
+        null
+      )
     }).check(
       Schema.makeFilter((t) =>
         (t.cert === null) !== (t.key === null)
@@ -246,7 +271,10 @@ const File = Schema.Struct({
   local: section(
     Schema.Struct({
       /** null means <data_dir>/maildir. */
-      maildir: field(nullable(Schema.String, "a directory path", (u) => (typeof u === "string" && u.trim() !== "" ? u : undefined)), null),
+      maildir: field(
+        nullable(Schema.String, "a directory path", (u) => (typeof u === "string" && u.trim() !== "" ? u : undefined)),
+        null
+      ),
       /** When set, local domains are delivered by LMTP to this server instead of to the Maildir. */
       lmtp: field(nullable(HostPortShape, `"host:port"`, hostPortOf), null)
     })
@@ -277,12 +305,18 @@ const File = Schema.Struct({
     Schema.Struct({
       initial: field(duration(1), 300_000),
       max: field(duration(1), 4_000_000),
-      multiplier: field(parsed(Schema.Number, "a number of at least 1", (u) => (typeof u === "number" && Number.isFinite(u) && u >= 1 ? u : undefined)), 2),
-      jitter: field(parsed(Schema.Number, "a fraction from 0 up to (not including) 1", (u) => (typeof u === "number" && u >= 0 && u < 1 ? u : undefined)), 0.1),
+      multiplier: field(
+        parsed(Schema.Number, "a number of at least 1", (u) => (typeof u === "number" && Number.isFinite(u) && u >= 1 ? u : undefined)),
+        2
+      ),
+      jitter: field(
+        parsed(Schema.Number, "a fraction from 0 up to (not including) 1", (u) =>
+          typeof u === "number" && u >= 0 && u < 1 ? u : undefined
+        ),
+        0.1
+      ),
       lifetime: field(duration(1), 5 * 86_400_000)
-    }).check(
-      Schema.makeFilter((r) => (r.max < r.initial ? { path: ["max"], issue: "must not be less than retry.initial" } : undefined))
-    )
+    }).check(Schema.makeFilter((r) => (r.max < r.initial ? { path: ["max"], issue: "must not be less than retry.initial" } : undefined)))
   ),
   store: section(
     Schema.Struct({
@@ -290,8 +324,12 @@ const File = Schema.Struct({
       /** Below this much free disk, intake answers 452. */
       min_free_space: field(Bytes, 100_000_000),
       /** The EventStore on EventStoreDB / KurrentDB (bodies and work stay in SQLite); null: events in SQLite. */
-      eventstoredb: field(nullable(Schema.String, `an EventStoreDB connection string ("esdb://host:2113?tls=false")`,
-        (u) => (typeof u === "string" && /^(esdb|esdb\+discover|kurrentdb|kurrentdb\+discover|kdb|kdb\+discover):\/\/\S+$/.test(u) ? u : undefined)), null)
+      eventstoredb: field(
+        nullable(Schema.String, `an EventStoreDB connection string ("esdb://host:2113?tls=false")`, (u) =>
+          typeof u === "string" && /^(esdb|esdb\+discover|kurrentdb|kurrentdb\+discover|kdb|kdb\+discover):\/\/\S+$/.test(u) ? u : undefined
+        ),
+        null
+      )
     })
   ),
   /** Cluster mode: NATS URLs of a JetStream cluster; empty means an embedded node (SQLite). `start --nats` overrides. */
@@ -307,7 +345,10 @@ const File = Schema.Struct({
       /** How long a node's hold on a message or partition lasts without renewal: the failover time after a kill -9. */
       lease: field(duration(500), 4_000),
       /** Prefix of the streams, buckets and subjects, so that clusters can share one NATS. */
-      prefix: field(textValue("a name of letters, digits, _ and -", (s) => /^[A-Za-z0-9_-]+$/.test(s)), "missive")
+      prefix: field(
+        textValue("a name of letters, digits, _ and -", (s) => /^[A-Za-z0-9_-]+$/.test(s)),
+        "missive"
+      )
     })
   )
 })
@@ -323,9 +364,7 @@ export type Config = Decoded & {
 export type User = Config["auth"]["users"][number]
 export type Listener = Config["listeners"]["smtp"]
 
-export type Result =
-  | { readonly ok: true; readonly config: Config }
-  | { readonly ok: false; readonly errors: ReadonlyArray<string> }
+export type Result = { readonly ok: true; readonly config: Config } | { readonly ok: false; readonly errors: ReadonlyArray<string> }
 
 const resolve = (d: Decoded): Config => ({
   ...d,
@@ -369,7 +408,10 @@ export const load = (path?: string): Result => {
     text = readFileSync(path, "utf8")
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
-    return { ok: false, errors: [`${path}: cannot read configuration file (${code === "ENOENT" ? "no such file" : code ?? String(error)})`] }
+    return {
+      ok: false,
+      errors: [`${path}: cannot read configuration file (${code === "ENOENT" ? "no such file" : (code ?? String(error))})`]
+    }
   }
   return parse(text, path)
 }

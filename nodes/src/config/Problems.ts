@@ -97,7 +97,13 @@ export const formatPath = (path: Path): string => {
   if (path.length === 0) return "(top level)"
   return path
     .map((k, i) =>
-      typeof k === "number" ? `[${k}]` : typeof k === "string" && /^[A-Za-z_][A-Za-z0-9_]*$/.test(k) ? (i === 0 ? k : `.${k}`) : `[${JSON.stringify(String(k))}]`
+      typeof k === "number"
+        ? `[${k}]`
+        : typeof k === "string" && /^[A-Za-z_][A-Za-z0-9_]*$/.test(k)
+          ? i === 0
+            ? k
+            : `.${k}`
+          : `[${JSON.stringify(String(k))}]`
     )
     .join("")
 }

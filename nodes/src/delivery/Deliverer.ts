@@ -8,17 +8,30 @@ import { makeMaildir } from "./Maildir.js"
 import { makeSmtpPool } from "./SmtpClient.js"
 
 export interface Deliverer {
-  deliver(destination: Route.Destination, envelope: { from: string; to: ReadonlyArray<string> }, body: Buffer, id: string): Promise<DeliveryResult>
+  deliver(
+    destination: Route.Destination,
+    envelope: { from: string; to: ReadonlyArray<string> },
+    body: Buffer,
+    id: string
+  ): Promise<DeliveryResult>
   close(): Promise<void>
 }
 
 export const makeDeliverer = (config: Config): Deliverer => {
   const smtp = makeSmtpPool({
-    hostname: config.hostname, tls: config.delivery.tls, connectTimeout: config.delivery.connect_timeout,
-    commandTimeout: config.delivery.command_timeout, maxPerDestination: config.delivery.concurrency_per_destination,
-    messagesPerConnection: config.delivery.messages_per_connection, idleMs: config.delivery.reuse_connections ? 5_000 : 0
+    hostname: config.hostname,
+    tls: config.delivery.tls,
+    connectTimeout: config.delivery.connect_timeout,
+    commandTimeout: config.delivery.command_timeout,
+    maxPerDestination: config.delivery.concurrency_per_destination,
+    messagesPerConnection: config.delivery.messages_per_connection,
+    idleMs: config.delivery.reuse_connections ? 5_000 : 0
   })
-  const lmtp = makeLmtpClient({ hostname: config.hostname, connectTimeout: config.delivery.connect_timeout, commandTimeout: config.delivery.command_timeout })
+  const lmtp = makeLmtpClient({
+    hostname: config.hostname,
+    connectTimeout: config.delivery.connect_timeout,
+    commandTimeout: config.delivery.command_timeout
+  })
   const maildir = makeMaildir({ root: config.local.maildir, hostname: config.hostname })
   return {
     deliver: async (destination, envelope, body) => {
@@ -38,4 +51,3 @@ export const makeDeliverer = (config: Config): Deliverer => {
     }
   }
 }
-

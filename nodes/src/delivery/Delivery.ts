@@ -23,5 +23,4 @@ export interface DeliveryResult {
 }
 
 /** The same reply for every recipient. */
-export const allGet = (to: ReadonlyArray<string>, reply: Reply.Reply): ReadonlyArray<RecipientResult> =>
-  to.map((rcpt) => ({ rcpt, reply }))
+export const allGet = (to: ReadonlyArray<string>, reply: Reply.Reply): ReadonlyArray<RecipientResult> => to.map((rcpt) => ({ rcpt, reply }))

@@ -47,8 +47,7 @@ export const makeLmtpClient = (options: LmtpOptions): LmtpClient => {
     }
   )
   return {
-    send: (destination, envelope, body) =>
-      pool.send(destination.key, [{ host: destination.host, port: destination.port }], envelope, body),
+    send: (destination, envelope, body) => pool.send(destination.key, [{ host: destination.host, port: destination.port }], envelope, body),
     close: () => pool.close()
   }
 }

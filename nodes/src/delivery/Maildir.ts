@@ -16,8 +16,13 @@ import type { DeliveryResult, Envelope, RecipientResult } from "./Delivery.js"
 const safeHost = (h: string): string => h.replace(/\//g, "\\057").replace(/:/g, "\\072")
 
 const SAFE_PART = (part: string): boolean =>
-  part.length > 0 && part.length <= 255 && !part.startsWith(".") && !part.includes("/") && !part.includes("\\") &&
-  !part.includes("..") && !/[\x00-\x1f\x7f]/.test(part)
+  part.length > 0 &&
+  part.length <= 255 &&
+  !part.startsWith(".") &&
+  !part.includes("/") &&
+  !part.includes("\\") &&
+  !part.includes("..") &&
+  !/[\x00-\x1f\x7f]/.test(part)
 
 /**
  * The mailbox directory of a recipient under `root` (local part and domain lower-cased), or null when the address

@@ -105,5 +105,4 @@ export class DataCheck {
 }
 
 /** Rewrites every bare CR and bare LF as CRLF; latin1 maps bytes to code units one to one. */
-export const normalizeLineEnds = (body: Buffer): Buffer =>
-  Buffer.from(body.toString("latin1").replace(/\r\n|\r|\n/g, "\r\n"), "latin1")
+export const normalizeLineEnds = (body: Buffer): Buffer => Buffer.from(body.toString("latin1").replace(/\r\n|\r|\n/g, "\r\n"), "latin1")

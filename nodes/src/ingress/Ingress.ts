@@ -79,8 +79,7 @@ const replyText = (r: { code: number; enhanced?: string | undefined; text: strin
   `${r.enhanced ?? `${Math.floor(r.code / 100)}.0.0`} ${r.text}`
 
 /** The error shape smtp-server's callbacks turn into a reply. */
-const refusal = (r: Reply.Reply): Error & { responseCode: number } =>
-  Object.assign(new Error(replyText(r)), { responseCode: r.code })
+const refusal = (r: Reply.Reply): Error & { responseCode: number } => Object.assign(new Error(replyText(r)), { responseCode: r.code })
 
 type SmtpConnection = SMTPServer["connections"] extends Set<infer C> ? C : never
 
@@ -322,9 +321,7 @@ export const startIngress = async (opts: IngressOptions): Promise<Ingress> => {
     }
 
     const server = new HookedServer(options, hookReplies)
-    server.on("error", (err: Error & { code?: string }) =>
-      log({ event: "ingress.error", listener, error: err.message, code: err.code })
-    )
+    server.on("error", (err: Error & { code?: string }) => log({ event: "ingress.error", listener, error: err.message, code: err.code }))
     return server
   }
 

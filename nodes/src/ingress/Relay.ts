@@ -65,8 +65,7 @@ export const make = (options: RelayOptions, hostname: string): RelayPolicy => {
     return address.slice(0, at).toLowerCase() === "postmaster" && domain !== undefined && local.has(domain)
   }
 
-  const qualify = (address: string): string =>
-    address.toLowerCase() === "postmaster" ? `postmaster@${postmasterDomain}` : address
+  const qualify = (address: string): string => (address.toLowerCase() === "postmaster" ? `postmaster@${postmasterDomain}` : address)
 
   const decide: RelayPolicy["decide"] = (address, client) => {
     if (isPostmaster(address)) return "local"

@@ -70,15 +70,39 @@ export const make = (d: IntakeDeps): Intake => {
       }
       const id = m.id ?? d.ids.next()
       const at = d.clock.now()
-      const body = m.dsnOf !== undefined ? m.body : stamp(m.body, { id, hostname: d.hostname, helo: m.client.helo, ip: m.client.ip, tls: m.client.tls, user: m.client.user, recipients: m.recipients, at })
+      const body =
+        m.dsnOf !== undefined
+          ? m.body
+          : stamp(m.body, {
+              id,
+              hostname: d.hostname,
+              helo: m.client.helo,
+              ip: m.client.ip,
+              tls: m.client.tls,
+              user: m.client.user,
+              recipients: m.recipients,
+              at
+            })
       // The put, the append and the work entry are queued in one turn of the event loop: they share one commit.
       const digest = BodyStore.digestOf(body)
-      const decision = Message.decide({
-        type: "Receive", ctx: { at, node: d.node, policy: d.policyHash }, id, sender: m.sender, recipients: m.recipients,
-        size: body.length, digest, client: m.client, dsnOf: m.dsnOf
-      }, Message.initialState)
+      const decision = Message.decide(
+        {
+          type: "Receive",
+          ctx: { at, node: d.node, policy: d.policyHash },
+          id,
+          sender: m.sender,
+          recipients: m.recipients,
+          size: body.length,
+          digest,
+          client: m.client,
+          dsnOf: m.dsnOf
+        },
+        Message.initialState
+      )
       if (E.isLeft(decision)) {
-        return decision.left._tag === "NoRecipients" ? { code: 554, enhanced: "5.5.1", text: "No valid recipients" } : Reply.Replies.storeBusy
+        return decision.left._tag === "NoRecipients"
+          ? { code: 554, enhanced: "5.5.1", text: "No valid recipients" }
+          : Reply.Replies.storeBusy
       }
       if (d.commit) {
         try {
@@ -87,7 +111,14 @@ export const make = (d: IntakeDeps): Intake => {
           d.log("error", "intake commit failed", { id, error: String(e) })
           return (e as { full?: boolean }).full ? Reply.Replies.storeFull : Reply.Replies.storeBusy
         }
-        d.log("info", "received", { id, from: m.sender, rcpts: m.recipients.length, size: body.length, client: m.client.ip, dsnOf: m.dsnOf })
+        d.log("info", "received", {
+          id,
+          from: m.sender,
+          rcpts: m.recipients.length,
+          size: body.length,
+          client: m.client.ip,
+          dsnOf: m.dsnOf
+        })
         return { ...Reply.Replies.queued(id), id }
       }
       try {

@@ -19,19 +19,20 @@ export const layerNone: Layer.Layer<ClusterService> = Layer.succeed(ClusterServi
 
 /** Opens the NATS connection and the JetStream adapters; closes them with the scope. */
 export const layerRuntime = (config: Config): Layer.Layer<ClusterService | StoreService, StartError, ClockService | LogService> =>
-  Layer.effectContext(Effect.gen(function* () {
-    const clock = yield* ClockService
-    const log = yield* LogService
-    const runtime = yield* Effect.acquireRelease(
-      Effect.tryPromise({
-        try: () => Runtime.open(config, clock, log),
-        catch: (e) => new StartError(`cluster: ${e instanceof Error ? e.message : String(e)}`)
-      }),
-      (c) => Effect.promise(() => c.close())
-    )
-    const ports = { events: runtime.events, bodies: runtime.bodies, work: runtime.work, pending: () => 0 }
-    return Context.make(ClusterService, { runtime }).pipe(Context.add(StoreService, ports))
-  }))
+  Layer.effectContext(
+    Effect.gen(function* () {
+      const clock = yield* ClockService
+      const log = yield* LogService
+      const runtime = yield* Effect.acquireRelease(
+        Effect.tryPromise({
+          try: () => Runtime.open(config, clock, log),
+          catch: (e) => new StartError(`cluster: ${e instanceof Error ? e.message : String(e)}`)
+        }),
+        (c) => Effect.promise(() => c.close())
+      )
+      const ports = { events: runtime.events, bodies: runtime.bodies, work: runtime.work, pending: () => 0 }
+      return Context.make(ClusterService, { runtime }).pipe(Context.add(StoreService, ports))
+    })
+  )
 
-export const layer = (config: Config, o: System.Overrides = {}) =>
-  layerRuntime(config).pipe(Layer.provideMerge(System.layer(config, o)))
+export const layer = (config: Config, o: System.Overrides = {}) => layerRuntime(config).pipe(Layer.provideMerge(System.layer(config, o)))

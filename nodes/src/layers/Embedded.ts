@@ -17,17 +17,29 @@ export interface Options extends System.Overrides {
 }
 
 /** `missive.db` in the data directory; closed (pending commits first) with the scope. */
-export const layerSqlite = (config: Config, synchronous: "FULL" | "NORMAL" = "FULL"): Layer.Layer<StoreService, StartError, DataDirService> =>
-  Layer.effect(StoreService, Effect.gen(function* () {
-    const dir = yield* DataDirService
-    return yield* Effect.acquireRelease(
-      Effect.tryPromise({
-        try: () => EmbeddedStore.open({ path: join(dir.path, "missive.db"), groupCommitMs: config.store.group_commit, synchronous, eventstoredb: config.store.eventstoredb }),
-        catch: (e) => new StartError(`store: ${e instanceof Error ? e.message : String(e)}`)
-      }),
-      (s) => Effect.promise(() => s.close())
-    )
-  }))
+export const layerSqlite = (
+  config: Config,
+  synchronous: "FULL" | "NORMAL" = "FULL"
+): Layer.Layer<StoreService, StartError, DataDirService> =>
+  Layer.effect(
+    StoreService,
+    Effect.gen(function* () {
+      const dir = yield* DataDirService
+      return yield* Effect.acquireRelease(
+        Effect.tryPromise({
+          try: () =>
+            EmbeddedStore.open({
+              path: join(dir.path, "missive.db"),
+              groupCommitMs: config.store.group_commit,
+              synchronous,
+              eventstoredb: config.store.eventstoredb
+            }),
+          catch: (e) => new StartError(`store: ${e instanceof Error ? e.message : String(e)}`)
+        }),
+        (s) => Effect.promise(() => s.close())
+      )
+    })
+  )
 
 export const layer = (config: Config, o: Options = {}) =>
   Layer.mergeAll(layerSqlite(config, o.synchronous), Cluster.layerNone).pipe(Layer.provideMerge(System.layer(config, o)))

@@ -81,19 +81,36 @@ export const makeResolver = (options: ResolverOptions = {}): DnsResolver => {
 
   return {
     mx: (name) =>
-      lookup(name, "MX", () => resolver.resolveMx(normName(name)),
+      lookup(
+        name,
+        "MX",
+        () => resolver.resolveMx(normName(name)),
         (r): MxRecord => ({ preference: r.priority, exchange: normExchange(r.exchange) }),
-        (m) => `${m.preference} ${m.exchange}`),
+        (m) => `${m.preference} ${m.exchange}`
+      ),
     a: (name) =>
-      lookup(name, "A", () => resolver.resolve4(normName(name), { ttl: true }), (r) => r.address, (a) => a, (r) => r.ttl),
+      lookup(
+        name,
+        "A",
+        () => resolver.resolve4(normName(name), { ttl: true }),
+        (r) => r.address,
+        (a) => a,
+        (r) => r.ttl
+      ),
     aaaa: (name) =>
-      lookup(name, "AAAA", () => resolver.resolve6(normName(name), { ttl: true }), (r) => r.address, (a) => a, (r) => r.ttl)
+      lookup(
+        name,
+        "AAAA",
+        () => resolver.resolve6(normName(name), { ttl: true }),
+        (r) => r.address,
+        (a) => a,
+        (r) => r.ttl
+      )
   }
 }
 
 /** The DNS the router asks, as a service. */
 export class DnsService extends Context.Service<DnsService, DnsResolver>()("missive/Dns") {}
 
-export const layerSystem = (options: ResolverOptions = {}): Layer.Layer<DnsService> =>
-  Layer.sync(DnsService, () => makeResolver(options))
+export const layerSystem = (options: ResolverOptions = {}): Layer.Layer<DnsService> => Layer.sync(DnsService, () => makeResolver(options))
 export const layer = (resolver: DnsResolver): Layer.Layer<DnsService> => Layer.succeed(DnsService, resolver)

@@ -9,8 +9,7 @@ import type { DnsResolver, Lookup, MxRecord } from "./Resolver.js"
 
 /** A decision, or a temporary failure (4xx) the caller records as a deferral with the evidence that caused it. */
 export type RouteOutcome =
-  | { readonly ok: Route.RouteDecision }
-  | { readonly temporary: Reply.Reply; readonly dns: ReadonlyArray<Route.DnsEvidence> }
+  { readonly ok: Route.RouteDecision } | { readonly temporary: Reply.Reply; readonly dns: ReadonlyArray<Route.DnsEvidence> }
 
 export interface DnsCache {
   /** A cached lookup still fresh at this moment, if any. */
@@ -120,8 +119,9 @@ export const makeRouter = (options: RouterOptions): Router => {
   const dns = options.cache === false ? options.resolver : cachedResolver(options.resolver, options.cache ?? makeDnsCache())
   const ipv6 = options.ipv6 ?? true
 
-  const decided = (rcpt: string, destination: Route.Destination, evidence?: ReadonlyArray<Route.DnsEvidence>): RouteOutcome =>
-    ({ ok: { rcpt, destination, ...(evidence ? { dns: evidence } : {}) } })
+  const decided = (rcpt: string, destination: Route.Destination, evidence?: ReadonlyArray<Route.DnsEvidence>): RouteOutcome => ({
+    ok: { rcpt, destination, ...(evidence ? { dns: evidence } : {}) }
+  })
 
   /** A and AAAA of one host: addresses in order, the evidence, and whether a temporary failure hid some. */
   const addresses = async (host: string) => {
@@ -149,7 +149,11 @@ export const makeRouter = (options: RouterOptions): Router => {
         const self = await addresses(domain)
         evidence.push(...self.evidence)
         if (self.ips.length > 0) {
-          return decided(rcpt, { kind: "smtp", key, via: "a", hops: self.ips.map((host) => ({ host, port: options.mxPort, preference: 0 })) }, evidence)
+          return decided(
+            rcpt,
+            { kind: "smtp", key, via: "a", hops: self.ips.map((host) => ({ host, port: options.mxPort, preference: 0 })) },
+            evidence
+          )
         }
         return self.temporary ? tempFail() : unroutable(Reply.Replies.noSuchDomain)
       }
@@ -189,7 +193,8 @@ export const makeRouter = (options: RouterOptions): Router => {
       const domain = Route.domainOf(rcpt)
       if (domain === "") return decided(rcpt, { kind: "unroutable", key: "unroutable", reply: Reply.Replies.badSyntax })
       if (local.has(domain)) {
-        if (lmtp) return decided(rcpt, { kind: "lmtp", key: `lmtp:${showHostPort(lmtp.host, lmtp.port)}`, host: lmtp.host, port: lmtp.port })
+        if (lmtp)
+          return decided(rcpt, { kind: "lmtp", key: `lmtp:${showHostPort(lmtp.host, lmtp.port)}`, host: lmtp.host, port: lmtp.port })
         const mailbox = mailboxPath(options.maildirRoot, rcpt)
         return mailbox === null
           ? decided(rcpt, { kind: "unroutable", key: "local", reply: Reply.Replies.mailboxUnavailable })
@@ -198,7 +203,9 @@ export const makeRouter = (options: RouterOptions): Router => {
       const route = routes.get(domain) ?? routes.get("*")
       if (route) {
         return decided(rcpt, {
-          kind: "smtp", via: "route", key: `route:${showHostPort(route.host, route.port)}`,
+          kind: "smtp",
+          via: "route",
+          key: `route:${showHostPort(route.host, route.port)}`,
           hops: [{ host: route.host, port: route.port, preference: 0 }]
         })
       }

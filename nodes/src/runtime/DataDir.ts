@@ -11,7 +11,11 @@ const holder = (lock: string): number | undefined => {
   try {
     const pid = Number(readFileSync(lock, "utf8").trim())
     if (!pid || pid === process.pid) return undefined
-    try { process.kill(pid, 0) } catch { return undefined }
+    try {
+      process.kill(pid, 0)
+    } catch {
+      return undefined
+    }
     return pid
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined
@@ -19,17 +23,22 @@ const holder = (lock: string): number | undefined => {
   }
 }
 
-const lock = (dir: string): Effect.Effect<string, DataDirInUse> => Effect.suspend(() => {
-  mkdirSync(dir, { recursive: true })
-  const path = join(dir, "missive.lock")
-  const pid = holder(path)
-  if (pid !== undefined) return Effect.fail(new DataDirInUse(dir, pid, path))
-  writeFileSync(path, `${process.pid}\n`)
-  closeSync(openSync(path, "r"))
-  return Effect.succeed(path)
-})
+const lock = (dir: string): Effect.Effect<string, DataDirInUse> =>
+  Effect.suspend(() => {
+    mkdirSync(dir, { recursive: true })
+    const path = join(dir, "missive.lock")
+    const pid = holder(path)
+    if (pid !== undefined) return Effect.fail(new DataDirInUse(dir, pid, path))
+    writeFileSync(path, `${process.pid}\n`)
+    closeSync(openSync(path, "r"))
+    return Effect.succeed(path)
+  })
 
 /** Creates and locks `dir` (resolved against the working directory); the lock goes with the scope. */
-export const layerLocked = (dir: string): Layer.Layer<DataDirService, DataDirInUse> => Layer.effect(DataDirService,
-  Effect.acquireRelease(lock(resolve(dir)), (path) => Effect.sync(() => rmSync(path, { force: true })))
-    .pipe(Effect.as({ path: resolve(dir) })))
+export const layerLocked = (dir: string): Layer.Layer<DataDirService, DataDirInUse> =>
+  Layer.effect(
+    DataDirService,
+    Effect.acquireRelease(lock(resolve(dir)), (path) => Effect.sync(() => rmSync(path, { force: true }))).pipe(
+      Effect.as({ path: resolve(dir) })
+    )
+  )

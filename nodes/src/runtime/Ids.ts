@@ -12,7 +12,10 @@ export const makeIds = (clock: Clock, random: Random): { next(): string } => {
       if (t === lastTime) {
         // Monotonic within the same millisecond: increment the random part.
         for (let i = lastRand.length - 1; i >= 0; i--) {
-          if (lastRand[i]! < 31) { lastRand[i]! += 1; break }
+          if (lastRand[i]! < 31) {
+            lastRand[i]! += 1
+            break
+          }
           lastRand[i] = 0
         }
       } else {
@@ -21,7 +24,10 @@ export const makeIds = (clock: Clock, random: Random): { next(): string } => {
       }
       let time = ""
       let v = t
-      for (let i = 0; i < 10; i++) { time = ALPHABET[v % 32] + time; v = Math.floor(v / 32) }
+      for (let i = 0; i < 10; i++) {
+        time = ALPHABET[v % 32] + time
+        v = Math.floor(v / 32)
+      }
       return time + lastRand.map((d) => ALPHABET[d]).join("")
     }
   }

@@ -41,7 +41,9 @@ export const silent: Logger = () => {}
 export class LogService extends Context.Service<LogService, Logger>()("missive/Log") {}
 
 /** JSON lines on stdout, stamped by the Clock service, at `MISSIVE_LOG_LEVEL` (info by default). */
-export const layerStdout: Layer.Layer<LogService, never, ClockService> =
-  Layer.effect(LogService, ClockService.useSync((clock) => makeLogger(clock)))
+export const layerStdout: Layer.Layer<LogService, never, ClockService> = Layer.effect(
+  LogService,
+  ClockService.useSync((clock) => makeLogger(clock))
+)
 export const layer = (logger: Logger): Layer.Layer<LogService> => Layer.succeed(LogService, logger)
 export const layerSilent: Layer.Layer<LogService> = layer(silent)

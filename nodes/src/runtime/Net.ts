@@ -5,14 +5,15 @@
 import { connect, createServer } from "node:net"
 
 /** A port nothing listens on at this moment on `host` (the kernel's pick for port 0). */
-export const freePort = (host = "127.0.0.1"): Promise<number> => new Promise((done, fail) => {
-  const s = createServer()
-  s.once("error", fail)
-  s.listen(0, host, () => {
-    const port = (s.address() as { port: number }).port
-    s.close(() => done(port))
+export const freePort = (host = "127.0.0.1"): Promise<number> =>
+  new Promise((done, fail) => {
+    const s = createServer()
+    s.once("error", fail)
+    s.listen(0, host, () => {
+      const port = (s.address() as { port: number }).port
+      s.close(() => done(port))
+    })
   })
-})
 
 export interface WaitPortOptions {
   /** Milliseconds before it gives up. */
@@ -33,7 +34,10 @@ export const waitPort = async (port: number, o: WaitPortOptions): Promise<void> 
     if (o.alive && !o.alive()) throw new Error(`${what} exited before listening on ${port}`)
     const ok = await new Promise<boolean>((done) => {
       const s = connect(port, host)
-      s.once("connect", () => { s.destroy(); done(true) })
+      s.once("connect", () => {
+        s.destroy()
+        done(true)
+      })
       s.once("error", () => done(false))
     })
     if (ok) return

@@ -18,5 +18,8 @@ export const layer = (ports: Ports): Layer.Layer<StoreService> => Layer.succeed(
 
 /** Fresh in-memory adapters (events/src makeMemory): tests, nothing survives the process. */
 export const layerMemory: Layer.Layer<StoreService> = Layer.sync(StoreService, () => ({
-  events: EventStore.makeMemory(), bodies: BodyStore.makeMemory(), work: Work.makeMemory(), pending: () => 0
+  events: EventStore.makeMemory(),
+  bodies: BodyStore.makeMemory(),
+  work: Work.makeMemory(),
+  pending: () => 0
 }))

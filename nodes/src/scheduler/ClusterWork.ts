@@ -65,7 +65,10 @@ export const open = async (o: ClusterWorkOptions): Promise<ClusterWork> => {
   const stops: Array<() => void> = []
 
   const tokensOf = (id: string) => tokens.get(id) ?? []
-  const drop = (id: string) => { tokens.delete(id); claimed.delete(id) }
+  const drop = (id: string) => {
+    tokens.delete(id)
+    claimed.delete(id)
+  }
 
   const onToken = (shard: number, m: JsMsg) => {
     const now = o.now()
@@ -94,7 +97,11 @@ export const open = async (o: ClusterWorkOptions): Promise<ClusterWork> => {
     const received = cr.events.find((e) => e.type === "MessageReceived") as { digest?: string } | undefined
     void o.fetchBody(received?.digest ?? "").then(
       (body) => hold(shard, m, kind, id, { events: cr.events, body }),
-      (e) => { log("warn", "body of a carrier unreadable; retrying", { id, error: String(e) }); m.nak(2_000) })
+      (e) => {
+        log("warn", "body of a carrier unreadable; retrying", { id, error: String(e) })
+        m.nak(2_000)
+      }
+    )
   }
 
   const hold = (shard: number, m: JsMsg, kind: Token["kind"], id: string, carried: Work.WorkItem["carried"]) => {
@@ -128,36 +135,46 @@ export const open = async (o: ClusterWorkOptions): Promise<ClusterWork> => {
   }
 
   // In-progress acks for tokens held long enough to need them; a token past its deadline is dropped, never refreshed.
-  const beat = setInterval(() => {
-    const now = o.now()
-    for (const [id, list] of tokens) {
-      const keep: Array<Token> = []
-      for (const t of list) {
-        if (now > t.lastWorking + ackWait - margin) {
-          c.lostTokens += 1
-          log("warn", "lease lost: token held past its AckWait", { id, shard: t.shard, kind: t.kind })
-          continue
+  const beat = setInterval(
+    () => {
+      const now = o.now()
+      for (const [id, list] of tokens) {
+        const keep: Array<Token> = []
+        for (const t of list) {
+          if (now > t.lastWorking + ackWait - margin) {
+            c.lostTokens += 1
+            log("warn", "lease lost: token held past its AckWait", { id, shard: t.shard, kind: t.kind })
+            continue
+          }
+          if (now - t.lastWorking >= ackWait / 3 && !t.pending) {
+            // Confirmed in-progress ack: the lease is extended only when the consumer's leader answers, so a node cut
+            // off from the quorum (a partition) lets its tokens die by the clock instead of believing it holds them.
+            t.pending = true
+            o.nc
+              .request((t.msg as unknown as { reply: string }).reply, "+WPI", { timeout: Math.max(200, Math.floor(ackWait / 3)) })
+              .then(
+                () => {
+                  t.lastWorking = Math.max(t.lastWorking, now)
+                },
+                () => {}
+              )
+              .finally(() => {
+                t.pending = false
+              })
+          }
+          keep.push(t)
         }
-        if (now - t.lastWorking >= ackWait / 3 && !t.pending) {
-          // Confirmed in-progress ack: the lease is extended only when the consumer's leader answers, so a node cut
-          // off from the quorum (a partition) lets its tokens die by the clock instead of believing it holds them.
-          t.pending = true
-          o.nc.request((t.msg as unknown as { reply: string }).reply, "+WPI", { timeout: Math.max(200, Math.floor(ackWait / 3)) }).then(
-            () => { t.lastWorking = Math.max(t.lastWorking, now) },
-            () => {}
-          ).finally(() => { t.pending = false })
-        }
-        keep.push(t)
+        if (keep.length === 0) {
+          drop(id)
+          lostIds.add(id)
+          if (lostIds.size > 10_000) lostIds.delete(lostIds.values().next().value!)
+          const i = ready.indexOf(id)
+          if (i >= 0) ready.splice(i, 1)
+        } else tokens.set(id, keep)
       }
-      if (keep.length === 0) {
-        drop(id)
-        lostIds.add(id)
-        if (lostIds.size > 10_000) lostIds.delete(lostIds.values().next().value!)
-        const i = ready.indexOf(id)
-        if (i >= 0) ready.splice(i, 1)
-      } else tokens.set(id, keep)
-    }
-  }, Math.max(100, Math.floor(ackWait / 6)))
+    },
+    Math.max(100, Math.floor(ackWait / 6))
+  )
   beat.unref?.()
 
   // Pulling starts when the host is ready to claim (it registers its kick), not when the runtime opens.
@@ -178,7 +195,11 @@ export const open = async (o: ClusterWorkOptions): Promise<ClusterWork> => {
       drop(id)
       let carrierHeld = false
       for (const t of list) {
-        if (t.kind === "wake") { t.msg.ack(); c.acked += 1; continue }
+        if (t.kind === "wake") {
+          t.msg.ack()
+          c.acked += 1
+          continue
+        }
         carrierHeld = true
         t.msg.nak(Math.max(0, Math.min(MAX_DELAY_MS, dueAt - now)))
         c.naked += 1
@@ -215,7 +236,11 @@ export const open = async (o: ClusterWorkOptions): Promise<ClusterWork> => {
       return out
     },
     releaseAll: async () => {
-      for (const list of tokens.values()) for (const t of list) { t.msg.nak(0); c.naked += 1 }
+      for (const list of tokens.values())
+        for (const t of list) {
+          t.msg.nak(0)
+          c.naked += 1
+        }
       tokens.clear()
       claimed.clear()
       ready.length = 0

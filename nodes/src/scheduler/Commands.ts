@@ -9,7 +9,9 @@ import * as E from "fp-ts/lib/Either.js"
 export const MAX_TRIES = 5
 
 /** A decision against a state: the events to append and whatever else the caller needs from it. */
-export type Decider<A> = (state: Message.State) => E.Either<Message.DecideError, { readonly events: ReadonlyArray<Message.Event>; readonly value: A }>
+export type Decider<A> = (
+  state: Message.State
+) => E.Either<Message.DecideError, { readonly events: ReadonlyArray<Message.Event>; readonly value: A }>
 
 export interface Handled<A> {
   /** The state the decision was made against (after any carried events). */
@@ -39,7 +41,10 @@ export interface HandleOptions {
 /** The decider refused the command: the caller matches on `error._tag`. */
 export class Refused extends Error {
   readonly _tag = "Refused" as const
-  constructor(readonly id: string, readonly error: Message.DecideError) {
+  constructor(
+    readonly id: string,
+    readonly error: Message.DecideError
+  ) {
     super(`decider refused a command on ${id}: ${JSON.stringify(error)}`)
   }
 }
@@ -81,7 +86,9 @@ export const make = (events: EventStore.EventStore): Commands => {
 }
 
 /** A plain command as a Decider. */
-export const command = (c: Message.Command): Decider<undefined> => (state) => {
-  const r = Message.decide(c, state)
-  return E.isLeft(r) ? r : E.right({ events: r.right, value: undefined })
-}
+export const command =
+  (c: Message.Command): Decider<undefined> =>
+  (state) => {
+    const r = Message.decide(c, state)
+    return E.isLeft(r) ? r : E.right({ events: r.right, value: undefined })
+  }

@@ -11,20 +11,30 @@ import * as Commands from "./Commands.js"
 import type { Limiter } from "./Limiter.js"
 
 export type RouteOutcome =
-  | { readonly ok: Route.RouteDecision }
-  | { readonly temporary: Reply.Reply; readonly dns: ReadonlyArray<Route.DnsEvidence> }
+  { readonly ok: Route.RouteDecision } | { readonly temporary: Reply.Reply; readonly dns: ReadonlyArray<Route.DnsEvidence> }
 
 export interface Router {
   route(rcpt: string): Promise<RouteOutcome>
 }
 
 export interface Deliverer {
-  deliver(destination: Route.Destination, envelope: { from: string; to: ReadonlyArray<string> }, body: Buffer, id: string):
-    Promise<{ host: string; results: ReadonlyArray<Message.AttemptResult> }>
+  deliver(
+    destination: Route.Destination,
+    envelope: { from: string; to: ReadonlyArray<string> },
+    body: Buffer,
+    id: string
+  ): Promise<{ host: string; results: ReadonlyArray<Message.AttemptResult> }>
 }
 
 export interface Injector {
-  accept(m: { id: string; sender: string; recipients: ReadonlyArray<string>; body: Buffer; dsnOf: string; client: Message.Client }): Promise<Reply.Reply>
+  accept(m: {
+    id: string
+    sender: string
+    recipients: ReadonlyArray<string>
+    body: Buffer
+    dsnOf: string
+    client: Message.Client
+  }): Promise<Reply.Reply>
 }
 
 /** Events not yet in the log, and the body, handed over with a work entry (cluster intake). */
@@ -94,8 +104,13 @@ export const make = (d: DriverDeps): Driver => {
 
   const finished = (s: Message.State & { status: "completed" }) => {
     bodyCache.delete(s.id)
-    d.log("info", "completed", { id: s.id, delivered: s.recipients.filter((r) => r.status === "delivered").length,
-      bounced: s.recipients.filter((r) => r.status === "bounced").length, expired: s.recipients.filter((r) => r.status === "expired").length, deleted: s.deleted })
+    d.log("info", "completed", {
+      id: s.id,
+      delivered: s.recipients.filter((r) => r.status === "delivered").length,
+      bounced: s.recipients.filter((r) => r.status === "bounced").length,
+      expired: s.recipients.filter((r) => r.status === "expired").length,
+      deleted: s.deleted
+    })
   }
 
   const finish = async (s: Message.State & { status: "completed" }) => {
@@ -107,16 +122,21 @@ export const make = (d: DriverDeps): Driver => {
   /** Routes the due recipients; a temporary DNS failure becomes a route with no hops, reported below as a 4xx. */
   const routeAll = async (due: ReadonlyArray<Message.Recipient>) => {
     const temporary = new Map<string, Reply.Reply>()
-    const routes = await Promise.all(due.map(async (r): Promise<Route.RouteDecision> => {
-      const o = await d.router.route(r.address)
-      if ("ok" in o) return o.ok
-      temporary.set(r.address, o.temporary)
-      return { rcpt: r.address, destination: { kind: "smtp", key: `mx:${Route.domainOf(r.address)}`, hops: [], via: "mx" }, dns: o.dns }
-    }))
+    const routes = await Promise.all(
+      due.map(async (r): Promise<Route.RouteDecision> => {
+        const o = await d.router.route(r.address)
+        if ("ok" in o) return o.ok
+        temporary.set(r.address, o.temporary)
+        return { rcpt: r.address, destination: { kind: "smtp", key: `mx:${Route.domainOf(r.address)}`, hops: [], via: "mx" }, dns: o.dns }
+      })
+    )
     return { routes, temporary }
   }
 
-  const driveOnce = async (id: string, start: { fresh?: Message.State | undefined; carried?: Carried | undefined } = {}): Promise<Driven> => {
+  const driveOnce = async (
+    id: string,
+    start: { fresh?: Message.State | undefined; carried?: Carried | undefined } = {}
+  ): Promise<Driven> => {
     let state = start.fresh ?? (await d.commands.load(id))
     let carried = state.status === "empty" ? start.carried?.events : undefined
     if (state.status === "empty" && !carried) return "empty"
@@ -149,12 +169,22 @@ export const make = (d: DriverDeps): Driver => {
         case "route": {
           const now = d.clock.now()
           const { routes, temporary } = await routeAll(plan.due)
-          const c = ctx(), dsnId = d.ids.next()
+          const c = ctx(),
+            dsnId = d.ids.next()
           const begun = await write((s) => {
             const r = Drive.begin(s, now, routes, c, dsnId, owner)
             return E.isLeft(r) ? r : E.right({ events: r.right.events, value: r.right.attempts })
           })
-          if (begun.value.length > 0 && (await attempt(id, begun.value, temporary, () => state, (s) => void (state = s)))) {
+          if (
+            begun.value.length > 0 &&
+            (await attempt(
+              id,
+              begun.value,
+              temporary,
+              () => state,
+              (s) => void (state = s)
+            ))
+          ) {
             finished(state as Message.State & { status: "completed" })
             return "driven"
           }
@@ -171,62 +201,84 @@ export const make = (d: DriverDeps): Driver => {
    * Runs the attempts in parallel (one per destination, each through its limiter); their reports are appended one
    * after another. True when a report completed the message and its clean-up shared the report's commit.
    */
-  const attempt = async (id: string, attempts: ReadonlyArray<Drive.Attempt>, temporary: ReadonlyMap<string, Reply.Reply>,
-    get: () => Message.State, set: (s: Message.State) => void): Promise<boolean> => {
+  const attempt = async (
+    id: string,
+    attempts: ReadonlyArray<Drive.Attempt>,
+    temporary: ReadonlyMap<string, Reply.Reply>,
+    get: () => Message.State,
+    set: (s: Message.State) => void
+  ): Promise<boolean> => {
     let chain: Promise<void> = Promise.resolve()
     let cleaned = false
-    await Promise.all(attempts.map(async (a) => {
-      const live = get() as Message.Live
-      let outcome: { host: string; results: ReadonlyArray<Message.AttemptResult> }
-      if (a.destination.kind === "smtp" && a.destination.hops.length === 0) {
-        outcome = { host: "dns", results: a.rcpts.map((rcpt) => ({ rcpt, reply: temporary.get(rcpt) ?? Reply.Replies.dnsTempFail })) }
-      } else {
-        const body = await bodyOf(id, live.digest)
-        outcome = await d.limiter.run(a.destination.key, () =>
-          d.deliverer.deliver(a.destination, { from: live.sender, to: a.rcpts }, body, id).catch((e: unknown) => ({
-            host: "unknown", results: a.rcpts.map((rcpt) => ({ rcpt, reply: Reply.Replies.connectFailed(String((e as Error)?.message ?? e)) }))
-          })))
-      }
-      const report = chain.then(async () => {
-        const command = Drive.reportCommand(ctx(), a, outcome, d.retry, d.random.next(), d.ids.next())
-        let quiet = false
-        // The remote server has answered: that fact is worth waiting for a store that is briefly away (a leader
-        // election), since giving up means attempting the delivery again. The same command is re-sent, so an append
-        // that did land before its acknowledgement was lost is recognised as ours, not written twice.
-        const patience = d.clock.now() + REPORT_PATIENCE_MS
-        const record = async (tries: number): Promise<Commands.Handled<undefined>> => {
-          try {
-            return await recordOnce()
-          } catch (e) {
-            if ((e as { _tag?: string })?._tag !== "StoreUnavailable" || d.clock.now() > patience) throw e
-            d.log("warn", "attempt report not recorded yet; retrying", { id, attempt: a.attempt, tries, error: String((e as Error)?.message ?? e) })
-            await new Promise((r) => setTimeout(r, Math.min(2_000, 250 * 2 ** tries)))
-            return record(tries + 1)
-          }
+    await Promise.all(
+      attempts.map(async (a) => {
+        const live = get() as Message.Live
+        let outcome: { host: string; results: ReadonlyArray<Message.AttemptResult> }
+        if (a.destination.kind === "smtp" && a.destination.hops.length === 0) {
+          outcome = { host: "dns", results: a.rcpts.map((rcpt) => ({ rcpt, reply: temporary.get(rcpt) ?? Reply.Replies.dnsTempFail })) }
+        } else {
+          const body = await bodyOf(id, live.digest)
+          outcome = await d.limiter.run(a.destination.key, () =>
+            d.deliverer.deliver(a.destination, { from: live.sender, to: a.rcpts }, body, id).catch((e: unknown) => ({
+              host: "unknown",
+              results: a.rcpts.map((rcpt) => ({ rcpt, reply: Reply.Replies.connectFailed(String((e as Error)?.message ?? e)) }))
+            }))
+          )
         }
-        const recordOnce = () => d.commands.handle(id, Commands.command(command), {
-          known: get(),
-          // A report that completes the message without a DSN commits together with the clean-up: one fsync.
-          alongside: (_after, events) => {
-            quiet = Drive.completesQuietly(events)
-            return quiet && d.work.commitsWithLog !== false ? [d.work.complete(id), d.bodies.delete(live.digest)] : []
-          },
-          // The message must stay in the index whatever failed; a re-drive reads the log and carries on.
-          repair: () => d.work.schedule(id, d.clock.now()).catch(() => {})
+        const report = chain.then(async () => {
+          const command = Drive.reportCommand(ctx(), a, outcome, d.retry, d.random.next(), d.ids.next())
+          let quiet = false
+          // The remote server has answered: that fact is worth waiting for a store that is briefly away (a leader
+          // election), since giving up means attempting the delivery again. The same command is re-sent, so an append
+          // that did land before its acknowledgement was lost is recognised as ours, not written twice.
+          const patience = d.clock.now() + REPORT_PATIENCE_MS
+          const record = async (tries: number): Promise<Commands.Handled<undefined>> => {
+            try {
+              return await recordOnce()
+            } catch (e) {
+              if ((e as { _tag?: string })?._tag !== "StoreUnavailable" || d.clock.now() > patience) throw e
+              d.log("warn", "attempt report not recorded yet; retrying", {
+                id,
+                attempt: a.attempt,
+                tries,
+                error: String((e as Error)?.message ?? e)
+              })
+              await new Promise((r) => setTimeout(r, Math.min(2_000, 250 * 2 ** tries)))
+              return record(tries + 1)
+            }
+          }
+          const recordOnce = () =>
+            d.commands.handle(id, Commands.command(command), {
+              known: get(),
+              // A report that completes the message without a DSN commits together with the clean-up: one fsync.
+              alongside: (_after, events) => {
+                quiet = Drive.completesQuietly(events)
+                return quiet && d.work.commitsWithLog !== false ? [d.work.complete(id), d.bodies.delete(live.digest)] : []
+              },
+              // The message must stay in the index whatever failed; a re-drive reads the log and carries on.
+              repair: () => d.work.schedule(id, d.clock.now()).catch(() => {})
+            })
+          const h = await record(0)
+          // Where the clean-up cannot share the append's commit (cluster: the ack removes the carrier, i.e. the body),
+          // it follows the append, never precedes it: a failed append must leave the message whole.
+          if (quiet && d.work.commitsWithLog === false) await Promise.all([d.work.complete(id), d.bodies.delete(live.digest)])
+          if (quiet) cleaned = true
+          set(h.state)
+          d.onState?.(id, h.state)
+          for (const res of outcome.results)
+            d.log("info", "attempt", {
+              id,
+              rcpt: res.rcpt,
+              host: outcome.host,
+              code: res.reply.code,
+              reply: Reply.format(res.reply),
+              attempt: a.attempt
+            })
         })
-        const h = await record(0)
-        // Where the clean-up cannot share the append's commit (cluster: the ack removes the carrier, i.e. the body),
-        // it follows the append, never precedes it: a failed append must leave the message whole.
-        if (quiet && d.work.commitsWithLog === false) await Promise.all([d.work.complete(id), d.bodies.delete(live.digest)])
-        if (quiet) cleaned = true
-        set(h.state)
-        d.onState?.(id, h.state)
-        for (const res of outcome.results)
-          d.log("info", "attempt", { id, rcpt: res.rcpt, host: outcome.host, code: res.reply.code, reply: Reply.format(res.reply), attempt: a.attempt })
+        chain = report.catch(() => {})
+        await report
       })
-      chain = report.catch(() => {})
-      await report
-    }))
+    )
     return cleaned && get().status === "completed"
   }
 

@@ -62,8 +62,7 @@ export interface Host {
 export type Operation = "hold" | "release" | "retry" | "delete" | "bounce"
 
 export type OperateResult =
-  | { readonly ok: true; readonly events: ReadonlyArray<Message.EventType> }
-  | { readonly ok: false; readonly error: string }
+  { readonly ok: true; readonly events: ReadonlyArray<Message.EventType> } | { readonly ok: false; readonly error: string }
 
 /** Delay before the n-th consecutive retry of a failed or empty drive: 1 s, 2 s, 4 s … at most 5 s (a store that was away is back within seconds of its recovery). */
 export const retryDelay = (n: number): number => Math.min(5_000, 1000 * 2 ** Math.max(0, n - 1))
@@ -82,7 +81,14 @@ export const make = (d: HostDeps): Host => {
   const base = Commands.make(d.events)
   const commands: Commands.Commands = {
     load: base.load,
-    handle: (id, decide, opts = {}) => base.handle(id, decide, { ...opts, onConflict: () => { counts.conflicts += 1; opts.onConflict?.() } })
+    handle: (id, decide, opts = {}) =>
+      base.handle(id, decide, {
+        ...opts,
+        onConflict: () => {
+          counts.conflicts += 1
+          opts.onConflict?.()
+        }
+      })
   }
   const driver = Driver.make({ ...d, commands, injector: () => inject })
 
@@ -138,7 +144,10 @@ export const make = (d: HostDeps): Host => {
         const now = d.clock.now()
         const items = await d.work.claim(now, room, d.node, now + d.leaseMs)
         for (const item of items)
-          void drive(item.id, item.carried ? { carried: item.carried, ...(item.unlogged ? { fresh: Message.initialState } : {}) } : undefined)
+          void drive(
+            item.id,
+            item.carried ? { carried: item.carried, ...(item.unlogged ? { fresh: Message.initialState } : {}) } : undefined
+          )
         backlog = items.length === room
         if (backlog) delay = 10
       }
@@ -162,14 +171,20 @@ export const make = (d: HostDeps): Host => {
     try {
       const c: Message.Ctx = { at: d.clock.now(), node: d.node, policy: d.policyHash }
       const command: Message.Command =
-        op === "hold" ? { type: "Hold", ctx: c, by, reason: "operator" }
-        : op === "release" ? { type: "Release", ctx: c, by }
-        : op === "retry" ? { type: "RetryNow", ctx: c, by }
-        : op === "delete" ? { type: "Delete", ctx: c, by }
-        : { type: "Bounce", ctx: c, by, dsnId: d.ids.next() }
+        op === "hold"
+          ? { type: "Hold", ctx: c, by, reason: "operator" }
+          : op === "release"
+            ? { type: "Release", ctx: c, by }
+            : op === "retry"
+              ? { type: "RetryNow", ctx: c, by }
+              : op === "delete"
+                ? { type: "Delete", ctx: c, by }
+                : { type: "Bounce", ctx: c, by, dsnId: d.ids.next() }
       let h: Commands.Handled<undefined>
       try {
-        h = await commands.handle(id, (s) => s.status === "empty" ? E.left({ _tag: "MessageNotFound" as const }) : Commands.command(command)(s))
+        h = await commands.handle(id, (s) =>
+          s.status === "empty" ? E.left({ _tag: "MessageNotFound" as const }) : Commands.command(command)(s)
+        )
       } catch (e) {
         if (!(e instanceof Commands.Refused)) throw e
         return { ok: false, error: e.error._tag === "MessageNotFound" ? `no message ${id}` : e.error._tag }

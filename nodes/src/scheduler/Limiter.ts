@@ -38,21 +38,24 @@ export const make = (opts: { perDestination: number; total: number }): Limiter =
   }
 
   return {
-    run: (key, task) => new Promise((resolve, reject) => {
-      let lane = lanes.get(key)
-      if (!lane) lanes.set(key, (lane = { running: 0, queue: [] }))
-      const l = lane
-      l.queue.push(() => {
-        task().then(resolve, reject).finally(() => {
-          l.running -= 1
-          total -= 1
-          if (l.running === 0 && l.queue.length === 0) lanes.delete(key)
-          pump()
+    run: (key, task) =>
+      new Promise((resolve, reject) => {
+        let lane = lanes.get(key)
+        if (!lane) lanes.set(key, (lane = { running: 0, queue: [] }))
+        const l = lane
+        l.queue.push(() => {
+          task()
+            .then(resolve, reject)
+            .finally(() => {
+              l.running -= 1
+              total -= 1
+              if (l.running === 0 && l.queue.length === 0) lanes.delete(key)
+              pump()
+            })
         })
-      })
-      if (!ready.includes(key)) ready.push(key)
-      pump()
-    }),
+        if (!ready.includes(key)) ready.push(key)
+        pump()
+      }),
     running: () => new Map([...lanes].filter(([, l]) => l.running > 0).map(([k, l]) => [k, l.running])),
     waiting: () => [...lanes.values()].reduce((n, l) => n + l.queue.length, 0)
   }

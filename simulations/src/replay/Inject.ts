@@ -35,8 +35,15 @@ export interface InjectResult {
 
 /** A plain-text message of exactly `size` bytes (at least its headers) that says what it stands in for. */
 export const syntheticBody = (o: { id: string; sender: string; recipients: ReadonlyArray<string>; size: number }): Buffer => {
-  const head = [`From: <${o.sender || "mailer-daemon@invalid"}>`, `To: ${o.recipients.map((r) => `<${r}>`).join(", ")}`,
-    `Subject: Missive replay of ${o.id}`, `Message-ID: <replay.${o.id}@missive.invalid>`, `X-Missive-Replay: synthetic body, ${o.size} bytes`, "", ""].join("\r\n")
+  const head = [
+    `From: <${o.sender || "mailer-daemon@invalid"}>`,
+    `To: ${o.recipients.map((r) => `<${r}>`).join(", ")}`,
+    `Subject: Missive replay of ${o.id}`,
+    `Message-ID: <replay.${o.id}@missive.invalid>`,
+    `X-Missive-Replay: synthetic body, ${o.size} bytes`,
+    "",
+    ""
+  ].join("\r\n")
   const room = Math.max(0, o.size - head.length)
   const line = "This is a synthetic body standing in for a recorded message.".padEnd(76, ".") + "\r\n"
   let body = line.repeat(Math.floor(room / line.length))
@@ -58,12 +65,24 @@ export const inject = async (store: Store, bodies: BodyStore.BodyStore | undefin
         arrivals.push({ id: e.id, at: e.at, sender: e.sender, recipients: e.recipients, size: e.size, digest: e.digest })
   arrivals.sort((a, b) => a.at - b.at)
   const transport = nodemailer.createTransport({
-    host: o.host, port: o.port, secure: false, ignoreTLS: true, pool: true, maxConnections: o.concurrency ?? 5, maxMessages: Infinity,
-    connectionTimeout: 10_000, greetingTimeout: 10_000, socketTimeout: 60_000
+    host: o.host,
+    port: o.port,
+    secure: false,
+    ignoreTLS: true,
+    pool: true,
+    maxConnections: o.concurrency ?? 5,
+    maxMessages: Infinity,
+    connectionTimeout: 10_000,
+    greetingTimeout: 10_000,
+    socketTimeout: 60_000
   })
   const replies: Record<string, number> = {}
   const errors: Array<string> = []
-  let sent = 0, failed = 0, stored = 0, synthetic = 0, done = 0
+  let sent = 0,
+    failed = 0,
+    stored = 0,
+    synthetic = 0,
+    done = 0
   const inflight = new Set<Promise<void>>()
   const limit = o.concurrency ?? 5
   const t0 = o.clock.now()
@@ -76,15 +95,30 @@ export const inject = async (store: Store, bodies: BodyStore.BodyStore | undefin
       let body: Buffer | undefined
       if (!o.syntheticBodies && bodies) body = await bodies.get(a.digest).catch(() => undefined)
       if (body) stored += 1
-      else { synthetic += 1; body = syntheticBody(a) }
-      const p = transport.sendMail({ envelope: { from: a.sender, to: [...a.recipients] }, raw: body }).then(
-        (info) => { sent += 1; const c = String(/^\d{3}/.exec(info.response)?.[0] ?? "250"); replies[c] = (replies[c] ?? 0) + 1 },
-        (e: { responseCode?: number; message?: string }) => {
-          failed += 1
-          const c = String(e.responseCode ?? "error")
-          replies[c] = (replies[c] ?? 0) + 1
-          if (errors.length < 20) errors.push(`${a.id}: ${e.message ?? String(e)}`)
-        }).finally(() => { inflight.delete(p); done += 1; o.onProgress?.(done, arrivals.length) })
+      else {
+        synthetic += 1
+        body = syntheticBody(a)
+      }
+      const p = transport
+        .sendMail({ envelope: { from: a.sender, to: [...a.recipients] }, raw: body })
+        .then(
+          (info) => {
+            sent += 1
+            const c = String(/^\d{3}/.exec(info.response)?.[0] ?? "250")
+            replies[c] = (replies[c] ?? 0) + 1
+          },
+          (e: { responseCode?: number; message?: string }) => {
+            failed += 1
+            const c = String(e.responseCode ?? "error")
+            replies[c] = (replies[c] ?? 0) + 1
+            if (errors.length < 20) errors.push(`${a.id}: ${e.message ?? String(e)}`)
+          }
+        )
+        .finally(() => {
+          inflight.delete(p)
+          done += 1
+          o.onProgress?.(done, arrivals.length)
+        })
       inflight.add(p)
     }
     await Promise.all(inflight)
@@ -95,7 +129,13 @@ export const inject = async (store: Store, bodies: BodyStore.BodyStore | undefin
 }
 
 export const format = (r: InjectResult, target: string): string =>
-  [`re-injected ${r.messages} message(s) into ${target}: ${r.sent} accepted, ${r.failed} refused or failed`,
+  [
+    `re-injected ${r.messages} message(s) into ${target}: ${r.sent} accepted, ${r.failed} refused or failed`,
     `bodies: ${r.storedBodies} from the body store, ${r.syntheticBodies} synthetic`,
-    `replies: ${Object.entries(r.replies).map(([k, n]) => `${k} x${n}`).join(", ") || "-"}`,
-    ...r.errors.map((e) => `  ${e}`)].join("\n")
+    `replies: ${
+      Object.entries(r.replies)
+        .map(([k, n]) => `${k} x${n}`)
+        .join(", ") || "-"
+    }`,
+    ...r.errors.map((e) => `  ${e}`)
+  ].join("\n")

@@ -39,7 +39,10 @@ export const positionAt = async (store: Store, at: number, head?: number): Promi
   while (lo < hi) {
     const mid = Math.floor((lo + hi) / 2)
     const e = (await store.readAll(mid - 1, 1))[0]
-    if (!e) { hi = mid; continue }
+    if (!e) {
+      hi = mid
+      continue
+    }
     if (e.event.at < at) lo = e.position + 1
     else hi = mid
   }

@@ -34,14 +34,31 @@ export interface Report {
 }
 
 interface Acc {
-  messages: number; attempts: number; delivered: number; deferred: number; bounced: number; expired: number
-  replies: Record<string, number>; latencies: Array<number>
-  open: number; bucketPeak: number; depth: Array<{ at: number; open: number; peak: number }>
+  messages: number
+  attempts: number
+  delivered: number
+  deferred: number
+  bounced: number
+  expired: number
+  replies: Record<string, number>
+  latencies: Array<number>
+  open: number
+  bucketPeak: number
+  depth: Array<{ at: number; open: number; peak: number }>
 }
 
 const newAcc = (buckets: number): Acc => ({
-  messages: 0, attempts: 0, delivered: 0, deferred: 0, bounced: 0, expired: 0, replies: {}, latencies: [],
-  open: 0, bucketPeak: 0, depth: Array.from({ length: buckets }, () => ({ at: 0, open: 0, peak: 0 }))
+  messages: 0,
+  attempts: 0,
+  delivered: 0,
+  deferred: 0,
+  bounced: 0,
+  expired: 0,
+  replies: {},
+  latencies: [],
+  open: 0,
+  bucketPeak: 0,
+  depth: Array.from({ length: buckets }, () => ({ at: 0, open: 0, peak: 0 }))
 })
 
 const replyKey = (r: Reply.Reply) => `${r.code}${r.enhanced ? ` ${r.enhanced}` : ""}`
@@ -61,7 +78,11 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
   const bucketMs = Math.ceil(span / buckets)
   const domainFilter = o.domain?.toLowerCase()
   const accs = new Map<string, Acc>()
-  const acc = (d: string) => { let a = accs.get(d); if (!a) accs.set(d, (a = newAcc(buckets))); return a }
+  const acc = (d: string) => {
+    let a = accs.get(d)
+    if (!a) accs.set(d, (a = newAcc(buckets)))
+    return a
+  }
   const want = (d: string) => domainFilter === undefined || d === domainFilter
   // Per open message: received time and its open recipients (for depth and latency).
   const open = new Map<string, { receivedAt: number; rcpts: Set<string> }>()
@@ -69,7 +90,10 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
   const closeBuckets = (upTo: number) => {
     // Record the depth of every bucket that ended before `upTo`.
     while (bucket < buckets - 1 && o.from + (bucket + 1) * bucketMs <= upTo) {
-      if (bucket >= 0) for (const a of accs.values()) { a.depth[bucket] = { at: o.from + (bucket + 1) * bucketMs, open: a.open, peak: Math.max(a.bucketPeak, a.open) } }
+      if (bucket >= 0)
+        for (const a of accs.values()) {
+          a.depth[bucket] = { at: o.from + (bucket + 1) * bucketMs, open: a.open, peak: Math.max(a.bucketPeak, a.open) }
+        }
       bucket += 1
       for (const a of accs.values()) a.bucketPeak = a.open
     }
@@ -104,7 +128,9 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
           if (w && want(d)) acc(d).attempts += 1
           break
         }
-        case "AttemptSucceeded": case "AttemptFailed": case "AttemptDeferred": {
+        case "AttemptSucceeded":
+        case "AttemptFailed":
+        case "AttemptDeferred": {
           if (!w) break
           for (const r of e.rcpts) {
             const d = Route.domainOf(r)
@@ -116,7 +142,9 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
           }
           break
         }
-        case "RecipientDelivered": case "RecipientBounced": case "RecipientExpired": {
+        case "RecipientDelivered":
+        case "RecipientBounced":
+        case "RecipientExpired": {
           const m = open.get(id)
           if (m?.rcpts.delete(e.rcpt)) change(e.rcpt, -1)
           const d = Route.domainOf(e.rcpt)
@@ -135,31 +163,51 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
           open.delete(id)
           break
         }
-        default: break
+        default:
+          break
       }
     }
   }
   closeBuckets(o.from + buckets * bucketMs)
   const last = buckets - 1
-  for (const a of accs.values()) if (a.depth[last]!.at === 0) a.depth[last] = { at: o.from + buckets * bucketMs, open: a.open, peak: Math.max(a.bucketPeak, a.open) }
+  for (const a of accs.values())
+    if (a.depth[last]!.at === 0) a.depth[last] = { at: o.from + buckets * bucketMs, open: a.open, peak: Math.max(a.bucketPeak, a.open) }
   const finish = (destination: string, a: Acc): DestinationReport => ({
-    destination, messages: a.messages, attempts: a.attempts, delivered: a.delivered, deferred: a.deferred, bounced: a.bounced, expired: a.expired,
-    replies: Object.fromEntries(Object.entries(a.replies).sort((x, y) => y[1] - x[1])), latency: percentiles(a.latencies), depth: a.depth,
+    destination,
+    messages: a.messages,
+    attempts: a.attempts,
+    delivered: a.delivered,
+    deferred: a.deferred,
+    bounced: a.bounced,
+    expired: a.expired,
+    replies: Object.fromEntries(Object.entries(a.replies).sort((x, y) => y[1] - x[1])),
+    latency: percentiles(a.latencies),
+    depth: a.depth,
     peakDepth: a.depth.reduce((m, d) => Math.max(m, d.peak), 0)
   })
   // Only destinations with activity in the window or mail queued during it.
-  const destinations = [...accs.entries()].map(([d, a]) => finish(d, a))
+  const destinations = [...accs.entries()]
+    .map(([d, a]) => finish(d, a))
     .filter((r) => r.messages + r.attempts + r.delivered + r.bounced + r.expired + r.peakDepth > 0)
     .sort((x, y) => y.messages - x.messages || y.attempts - x.attempts || (x.destination < y.destination ? -1 : 1))
   const t = newAcc(buckets)
   for (const [, a] of accs) {
-    t.messages += a.messages; t.attempts += a.attempts; t.delivered += a.delivered; t.deferred += a.deferred; t.bounced += a.bounced; t.expired += a.expired
+    t.messages += a.messages
+    t.attempts += a.attempts
+    t.delivered += a.delivered
+    t.deferred += a.deferred
+    t.bounced += a.bounced
+    t.expired += a.expired
     for (const [k, n] of Object.entries(a.replies)) t.replies[k] = (t.replies[k] ?? 0) + n
     for (const l of a.latencies) t.latencies.push(l)
   }
   t.depth = Array.from({ length: buckets }, (_, i) => {
-    let open = 0, peak = 0
-    for (const a of accs.values()) { open += a.depth[i]!.open; peak += a.depth[i]!.peak }
+    let open = 0,
+      peak = 0
+    for (const a of accs.values()) {
+      open += a.depth[i]!.open
+      peak += a.depth[i]!.peak
+    }
     return { at: o.from + (i + 1) * bucketMs, open, peak }
   })
   return { from: o.from, to: o.to, bucketMs, domain: domainFilter, destinations, total: finish("(all)", t) }
@@ -169,7 +217,11 @@ const ms = (v: number) => formatDuration(v)
 
 const table = (head: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>): string => {
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)))
-  const line = (r: ReadonlyArray<string>) => r.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join("  ").trimEnd()
+  const line = (r: ReadonlyArray<string>) =>
+    r
+      .map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!)))
+      .join("  ")
+      .trimEnd()
   return [line(head), line(w.map((n) => "-".repeat(n))), ...rows.map(line)].join("\n")
 }
 
@@ -178,16 +230,41 @@ export const format = (r: Report, opts: { maxDepthColumns?: number } = {}): stri
   const out: Array<string> = []
   out.push(`Incident report ${iso(r.from)} .. ${iso(r.to)} (${ms(r.to - r.from)})${r.domain ? `, domain ${r.domain}` : ""}`)
   out.push("")
-  out.push(table(["DESTINATION", "MSGS", "ATTEMPTS", "DELIVERED", "DEFERRED", "BOUNCED", "EXPIRED", "P50", "P90", "P99", "MAX", "PEAK QUEUE"],
-    all.map((d) => [d.destination, String(d.messages), String(d.attempts), String(d.delivered), String(d.deferred), String(d.bounced), String(d.expired),
-      ms(d.latency.p50), ms(d.latency.p90), ms(d.latency.p99), ms(d.latency.max), String(d.peakDepth)])))
+  out.push(
+    table(
+      ["DESTINATION", "MSGS", "ATTEMPTS", "DELIVERED", "DEFERRED", "BOUNCED", "EXPIRED", "P50", "P90", "P99", "MAX", "PEAK QUEUE"],
+      all.map((d) => [
+        d.destination,
+        String(d.messages),
+        String(d.attempts),
+        String(d.delivered),
+        String(d.deferred),
+        String(d.bounced),
+        String(d.expired),
+        ms(d.latency.p50),
+        ms(d.latency.p90),
+        ms(d.latency.p99),
+        ms(d.latency.max),
+        String(d.peakDepth)
+      ])
+    )
+  )
   out.push("")
   out.push("Reply codes (recipients)")
-  out.push(table(["DESTINATION", "REPLY", "COUNT"], all.flatMap((d) => Object.entries(d.replies).map(([k, n]) => [d.destination, k, String(n)]))))
+  out.push(
+    table(
+      ["DESTINATION", "REPLY", "COUNT"],
+      all.flatMap((d) => Object.entries(d.replies).map(([k, n]) => [d.destination, k, String(n)]))
+    )
+  )
   out.push("")
   const cols = [...r.destinations].sort((a, b) => b.peakDepth - a.peakDepth).slice(0, opts.maxDepthColumns ?? 6)
   out.push(`Queue depth (open recipients at the end of each ${ms(r.bucketMs)}; peak in brackets)`)
-  out.push(table(["TIME", ...cols.map((c) => c.destination), "(all)"],
-    r.total.depth.map((t, i) => [iso(t.at), ...cols.map((c) => `${c.depth[i]!.open} [${c.depth[i]!.peak}]`), `${t.open} [${t.peak}]`])))
+  out.push(
+    table(
+      ["TIME", ...cols.map((c) => c.destination), "(all)"],
+      r.total.depth.map((t, i) => [iso(t.at), ...cols.map((c) => `${c.depth[i]!.open} [${c.depth[i]!.peak}]`), `${t.open} [${t.peak}]`])
+    )
+  )
   return out.join("\n")
 }

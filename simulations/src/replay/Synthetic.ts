@@ -34,15 +34,22 @@ export const world = (o: WorldOptions): Recording => {
   const totalW = cum[cum.length - 1]!
   const pick = () => {
     const x = rnd.next() * totalW
-    let lo = 0, hi = cum.length - 1
-    while (lo < hi) { const m = (lo + hi) >> 1; if (cum[m]! < x) lo = m + 1; else hi = m }
+    let lo = 0,
+      hi = cum.length - 1
+    while (lo < hi) {
+      const m = (lo + hi) >> 1
+      if (cum[m]! < x) lo = m + 1
+      else hi = m
+    }
     return domains[lo]!
   }
   const end = o.start + o.spanMs + (o.tailMs ?? 0)
   const behaviour = new Map<string, Array<{ at: number; host: string; reply: Reply.Reply; durationMs: number }>>()
   domains.forEach((d, i) => {
     const host = `mx1.${d}:25`
-    const list: Array<{ at: number; host: string; reply: Reply.Reply; durationMs: number }> = [{ at: o.start - 1, host, reply: OK, durationMs: 20 + Math.floor(rnd.next() * 300) }]
+    const list: Array<{ at: number; host: string; reply: Reply.Reply; durationMs: number }> = [
+      { at: o.start - 1, host, reply: OK, durationMs: 20 + Math.floor(rnd.next() * 300) }
+    ]
     if (rnd.next() < (o.outageShare ?? 0.2) || i === 0) {
       const from = o.start + Math.floor(rnd.next() * o.spanMs * 0.8)
       const len = Math.floor(o.spanMs * (0.02 + rnd.next() * 0.1))
@@ -59,33 +66,70 @@ export const world = (o: WorldOptions): Recording => {
     const recipients = [...new Set(Array.from({ length: count }, () => `u${Math.floor(rnd.next() * 1000)}@${pick()}`))]
     for (const r of recipients) if (rnd.next() < (o.unknownUsers ?? 0.02)) permanent.set(`${id}\u0000${r}`, UNKNOWN)
     const event: Message.EventOf<"MessageReceived"> = {
-      v: 1, at, node: "synthetic", policy: "synthetic", type: "MessageReceived", id, sender: `s${n % 500}@sender.example`, recipients,
-      size: 1000 + Math.floor(rnd.next() * 50_000), digest: `sha256:${n.toString(16).padStart(64, "0")}`, client: { ip: "127.0.0.1", helo: "client.example", tls: false }
+      v: 1,
+      at,
+      node: "synthetic",
+      policy: "synthetic",
+      type: "MessageReceived",
+      id,
+      sender: `s${n % 500}@sender.example`,
+      recipients,
+      size: 1000 + Math.floor(rnd.next() * 50_000),
+      digest: `sha256:${n.toString(16).padStart(64, "0")}`,
+      client: { ip: "127.0.0.1", helo: "client.example", tls: false }
     }
     return { id, event }
   })
   return {
-    from: o.start, to: o.start + o.spanMs, horizon: end, arrivals, routes: new Map(), behaviour, permanent, policies: [], eventsRead: 0,
-    recorded: { messages: 0, recipients: 0, delivered: 0, bounced: 0, expired: 0, queued: 0, attempts: 0, latency: { count: 0, p50: 0, p90: 0, p99: 0, max: 0 }, peakQueue: 0 }
+    from: o.start,
+    to: o.start + o.spanMs,
+    horizon: end,
+    arrivals,
+    routes: new Map(),
+    behaviour,
+    permanent,
+    policies: [],
+    eventsRead: 0,
+    recorded: {
+      messages: 0,
+      recipients: 0,
+      delivered: 0,
+      bounced: 0,
+      expired: 0,
+      queued: 0,
+      attempts: 0,
+      latency: { count: 0, p50: 0, p90: 0, p99: 0, max: 0 },
+      peakQueue: 0
+    }
   }
 }
 
 export const livePolicy: AltPolicy = {
   retry: { initialMs: 5 * 60_000, maxMs: 4000_000, multiplier: 2, jitter: 0.1, lifetimeMs: 4 * 3600_000 },
-  concurrencyPerDestination: 20, maxConnections: 200, hash: "live0001"
+  concurrencyPerDestination: 20,
+  maxConnections: 200,
+  hash: "live0001"
 }
 
 /** Runs the world and hands each decision's events, in log order, to `sink` (at most `maxEvents` in all). */
-export const generate = (w: Recording, sink: (id: string, events: ReadonlyArray<Message.Event>) => void, opts: { policy?: AltPolicy; node?: string; seed?: number; maxEvents?: number } = {}): number => {
+export const generate = (
+  w: Recording,
+  sink: (id: string, events: ReadonlyArray<Message.Event>) => void,
+  opts: { policy?: AltPolicy; node?: string; seed?: number; maxEvents?: number } = {}
+): number => {
   let n = 0
   let written = 0
   const max = opts.maxEvents ?? Infinity
   simulate(w, opts.policy ?? livePolicy, {
-    seed: opts.seed ?? 3, node: opts.node ?? "node-a",
+    seed: opts.seed ?? 3,
+    node: opts.node ?? "node-a",
     onEvents: (id, events) => {
       // A decision's events are one append: a log cut at max keeps whole decisions only.
       if (n >= max || events.length === 0) return
-      if (n + events.length > max) { n = max; return }
+      if (n + events.length > max) {
+        n = max
+        return
+      }
       n += events.length
       written += events.length
       sink(id, events)

@@ -81,7 +81,10 @@ export interface Outcome {
 const key2 = (id: string, rcpt: string) => `${id}\u0000${rcpt}`
 
 /** Reads the window's arrivals and everything that happened to them (up to the head), and every attempt as behaviour. */
-export const record = async (store: Store, o: { from: number; to: number; onProgress?: (p: number, t: number) => void }): Promise<Recording> => {
+export const record = async (
+  store: Store,
+  o: { from: number; to: number; onProgress?: (p: number, t: number) => void }
+): Promise<Recording> => {
   const head = await store.head()
   const start = Math.max(0, (await positionAt(store, o.from - SLACK_MS, head)) - 1)
   const arrivals: Array<Arrival> = []
@@ -95,7 +98,13 @@ export const record = async (store: Store, o: { from: number; to: number; onProg
   const policies = new Set<string>()
   const latencies: Array<number> = []
   const depthChanges: Array<[number, number]> = []
-  let delivered = 0, bounced = 0, expired = 0, attempts = 0, recipients = 0, horizon = o.to, eventsRead = 0
+  let delivered = 0,
+    bounced = 0,
+    expired = 0,
+    attempts = 0,
+    recipients = 0,
+    horizon = o.to,
+    eventsRead = 0
   for await (const batch of scan(store, { after: start, until: head, onProgress: o.onProgress })) {
     eventsRead += batch.length
     for (const { stream, event: e } of batch) {
@@ -132,59 +141,125 @@ export const record = async (store: Store, o: { from: number; to: number; onProg
         case "RecipientsRouted":
           for (const r of e.routes) if (!routes.has(key2(id, r.rcpt))) routes.set(key2(id, r.rcpt), r)
           break
-        case "AttemptStarted": attempts += 1; break
-        case "AttemptSucceeded": case "AttemptDeferred": case "AttemptFailed": {
+        case "AttemptStarted":
+          attempts += 1
+          break
+        case "AttemptSucceeded":
+        case "AttemptDeferred":
+        case "AttemptFailed": {
           const k = key2(id, String(e.attempt))
-          const a = recordedAttempts.get(k) ?? { host: e.host, durationMs: Math.max(0, e.at - (started.get(id)?.get(e.attempt)?.at ?? e.at)), replies: new Map() }
+          const a = recordedAttempts.get(k) ?? {
+            host: e.host,
+            durationMs: Math.max(0, e.at - (started.get(id)?.get(e.attempt)?.at ?? e.at)),
+            replies: new Map()
+          }
           for (const r of e.rcpts) a.replies.set(r, e.reply)
           recordedAttempts.set(k, a)
           break
         }
-        case "MessageHeld": operations.push({ id, at: e.at, op: "hold", by: e.by, reason: e.reason }); break
-        case "MessageReleased": operations.push({ id, at: e.at, op: "release", by: e.by }); break
-        case "RetryRequested": operations.push({ id, at: e.at, op: "retry", by: e.by }); break
-        case "MessageDeleted": operations.push({ id, at: e.at, op: "delete", by: e.by }); break
-        case "RecipientDelivered": delivered += 1; latencies.push(e.at - t.receivedAt); break
-        case "RecipientBounced": bounced += 1; break
-        case "RecipientExpired": expired += 1; break
-        case "MessageCompleted": depthChanges.push([e.at, -1]); tracked.delete(id); break
-        default: break
+        case "MessageHeld":
+          operations.push({ id, at: e.at, op: "hold", by: e.by, reason: e.reason })
+          break
+        case "MessageReleased":
+          operations.push({ id, at: e.at, op: "release", by: e.by })
+          break
+        case "RetryRequested":
+          operations.push({ id, at: e.at, op: "retry", by: e.by })
+          break
+        case "MessageDeleted":
+          operations.push({ id, at: e.at, op: "delete", by: e.by })
+          break
+        case "RecipientDelivered":
+          delivered += 1
+          latencies.push(e.at - t.receivedAt)
+          break
+        case "RecipientBounced":
+          bounced += 1
+          break
+        case "RecipientExpired":
+          expired += 1
+          break
+        case "MessageCompleted":
+          depthChanges.push([e.at, -1])
+          tracked.delete(id)
+          break
+        default:
+          break
       }
     }
   }
   for (const list of behaviour.values()) list.sort((a, b) => a.at - b.at)
   return {
-    from: o.from, to: o.to, horizon, arrivals, routes, behaviour, permanent, attempts: recordedAttempts, operations, policies: [...policies], eventsRead,
-    recorded: { messages: arrivals.length, recipients, delivered, bounced, expired, queued: recipients - delivered - bounced - expired, attempts,
-      latency: percentiles(latencies), peakQueue: peakOf(depthChanges) }
+    from: o.from,
+    to: o.to,
+    horizon,
+    arrivals,
+    routes,
+    behaviour,
+    permanent,
+    attempts: recordedAttempts,
+    operations,
+    policies: [...policies],
+    eventsRead,
+    recorded: {
+      messages: arrivals.length,
+      recipients,
+      delivered,
+      bounced,
+      expired,
+      queued: recipients - delivered - bounced - expired,
+      attempts,
+      latency: percentiles(latencies),
+      peakQueue: peakOf(depthChanges)
+    }
   }
 }
 
 const peakOf = (changes: Array<[number, number]>): number => {
   changes.sort((a, b) => a[0] - b[0] || a[1] - b[1])
-  let cur = 0, peak = 0
-  for (const [, d] of changes) { cur += d; if (cur > peak) peak = cur }
+  let cur = 0,
+    peak = 0
+  for (const [, d] of changes) {
+    cur += d
+    if (cur > peak) peak = cur
+  }
   return peak
 }
 
 /** The reply a destination gave at time t: its last recorded reply at or before t (or its first, before any). */
 const sampleAt = (list: ReadonlyArray<Sample> | undefined, t: number): Sample | undefined => {
   if (!list || list.length === 0) return undefined
-  let lo = 0, hi = list.length
-  while (lo < hi) { const mid = (lo + hi) >> 1; if (list[mid]!.at <= t) lo = mid + 1; else hi = mid }
+  let lo = 0,
+    hi = list.length
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1
+    if (list[mid]!.at <= t) lo = mid + 1
+    else hi = mid
+  }
   return list[Math.max(0, lo - 1)]
 }
 
 // A binary min-heap of timed tasks; ties keep insertion order, so a run is deterministic.
-interface Task { readonly t: number; readonly seq: number; readonly run: () => void }
+interface Task {
+  readonly t: number
+  readonly seq: number
+  readonly run: () => void
+}
 class Heap {
   private a: Array<Task> = []
-  get size() { return this.a.length }
+  get size() {
+    return this.a.length
+  }
   push(x: Task) {
     const a = this.a
     a.push(x)
     let i = a.length - 1
-    while (i > 0) { const p = (i - 1) >> 1; if (less(a[p]!, x)) break; a[i] = a[p]!; i = p }
+    while (i > 0) {
+      const p = (i - 1) >> 1
+      if (less(a[p]!, x)) break
+      a[i] = a[p]!
+      i = p
+    }
     a[i] = x
   }
   pop(): Task | undefined {
@@ -194,7 +269,8 @@ class Heap {
     if (a.length === 0 || last === undefined) return top
     let i = 0
     for (;;) {
-      const l = 2 * i + 1, r = l + 1
+      const l = 2 * i + 1,
+        r = l + 1
       let m = i
       if (l < a.length && less(a[l]!, last)) m = l
       if (r < a.length && less(a[r]!, m === i ? last : a[m]!)) m = r
@@ -245,7 +321,12 @@ export const simulate = (rec: Recording, alt: AltPolicy, opts: SimOptions = {}):
   let total = 0
   const waitingKeys: Array<string> = []
   const unknown = new Set<string>()
-  let delivered = 0, bounced = 0, expired = 0, attempts = 0, active = 0, peak = 0
+  let delivered = 0,
+    bounced = 0,
+    expired = 0,
+    attempts = 0,
+    active = 0,
+    peak = 0
   const latencies: Array<number> = []
   const ctx = (): Message.Ctx => ({ at: now, node, policy: alt.hash })
   const dsnId = () => `what-if-${++nextId}`
@@ -256,8 +337,10 @@ export const simulate = (rec: Recording, alt: AltPolicy, opts: SimOptions = {}):
     for (const e of events) {
       next = Message.evolve(next, e)
       if (e.type === "AttemptStarted") attempts += 1
-      else if (e.type === "RecipientDelivered") { delivered += 1; latencies.push(e.at - (next as Message.Live).receivedAt) }
-      else if (e.type === "RecipientBounced") bounced += 1
+      else if (e.type === "RecipientDelivered") {
+        delivered += 1
+        latencies.push(e.at - (next as Message.Live).receivedAt)
+      } else if (e.type === "RecipientBounced") bounced += 1
       else if (e.type === "RecipientExpired") expired += 1
       else if (e.type === "MessageCompleted") active -= 1
     }
@@ -291,7 +374,13 @@ export const simulate = (rec: Recording, alt: AltPolicy, opts: SimOptions = {}):
     if (!lane) lanes.set(key, (lane = { running: 0, queue: [] }))
     const l = lane
     if (l.queue.length === 0) waitingKeys.push(key)
-    l.queue.push(() => task(() => { l.running -= 1; total -= 1; pump() }))
+    l.queue.push(() =>
+      task(() => {
+        l.running -= 1
+        total -= 1
+        pump()
+      })
+    )
     pump()
   }
 
@@ -299,7 +388,12 @@ export const simulate = (rec: Recording, alt: AltPolicy, opts: SimOptions = {}):
     const due = Math.max(t, now)
     if (scheduled.get(id) === due) return
     scheduled.set(id, due)
-    at(due, () => { if (scheduled.get(id) === due) { scheduled.delete(id); drive(id) } })
+    at(due, () => {
+      if (scheduled.get(id) === due) {
+        scheduled.delete(id)
+        drive(id)
+      }
+    })
   }
 
   /** The reply and timing of one attempt: the recorded one of this message, or the destination's at that moment. */
@@ -312,7 +406,8 @@ export const simulate = (rec: Recording, alt: AltPolicy, opts: SimOptions = {}):
     if (!sample) unknown.add(key)
     const base: Reply.Reply = sample?.reply ?? { code: 250, enhanced: "2.0.0", text: "no recorded reply (assumed accepted)" }
     return {
-      durationMs: sample?.durationMs ?? 0, host: sample?.host ?? "simulated",
+      durationMs: sample?.durationMs ?? 0,
+      host: sample?.host ?? "simulated",
       results: a.rcpts.map((rcpt) => {
         const perm = rec.permanent.get(key2(id, rcpt))
         return { rcpt, reply: perm && Reply.classify(base) !== "transient" ? perm : base }
@@ -327,15 +422,28 @@ export const simulate = (rec: Recording, alt: AltPolicy, opts: SimOptions = {}):
       if (!s || (inFlight.get(id) ?? 0) > 0) return
       const plan = Drive.next(s, now, alt.retry)
       switch (plan.kind) {
-        case "none": case "finish": return
-        case "park": case "wait": return scheduleDrive(id, plan.until)
+        case "none":
+        case "finish":
+          return
+        case "park":
+        case "wait":
+          return scheduleDrive(id, plan.until)
         case "expire":
           if (!apply(id, Drive.expireCommand(ctx(), alt.retry, dsnId()))) return
           continue
         case "route": {
-          const routes = plan.due.map((r): Route.RouteDecision => rec.routes.get(key2(id, r.address)) ?? {
-            rcpt: r.address, destination: { kind: "smtp", key: `mx:${Route.domainOf(r.address)}`, hops: [{ host: Route.domainOf(r.address), port: 25, preference: 0 }], via: "mx" }
-          })
+          const routes = plan.due.map(
+            (r): Route.RouteDecision =>
+              rec.routes.get(key2(id, r.address)) ?? {
+                rcpt: r.address,
+                destination: {
+                  kind: "smtp",
+                  key: `mx:${Route.domainOf(r.address)}`,
+                  hops: [{ host: Route.domainOf(r.address), port: 25, preference: 0 }],
+                  via: "mx"
+                }
+              }
+          )
           const begun = Drive.begin(s, now, routes, ctx(), dsnId())
           if (E.isLeft(begun)) return
           commit(id, begun.right.events)
@@ -362,26 +470,31 @@ export const simulate = (rec: Recording, alt: AltPolicy, opts: SimOptions = {}):
     })
   }
 
-  for (const a of rec.arrivals) at(a.event.at, () => {
-    const { type: _t, v: _v, at: _at, node: _n, policy: _p, ...rest } = a.event
-    states.set(a.id, Message.initialState)
-    if (!apply(a.id, { type: "Receive", ctx: ctx(), ...rest })) return
-    active += 1
-    if (active > peak) peak = active
-    drive(a.id)
-  })
+  for (const a of rec.arrivals)
+    at(a.event.at, () => {
+      const { type: _t, v: _v, at: _at, node: _n, policy: _p, ...rest } = a.event
+      states.set(a.id, Message.initialState)
+      if (!apply(a.id, { type: "Receive", ctx: ctx(), ...rest })) return
+      active += 1
+      if (active > peak) peak = active
+      drive(a.id)
+    })
 
   // Operator commands at their recorded times, as the node's host runs them: decide, then follow the plan.
-  for (const o of rec.operations ?? []) at(o.at, () => {
-    if (!states.has(o.id)) return
-    const c = ctx()
-    const command: Message.Command =
-      o.op === "hold" ? { type: "Hold", ctx: c, by: o.by, reason: o.reason ?? "operator" }
-      : o.op === "release" ? { type: "Release", ctx: c, by: o.by }
-      : o.op === "retry" ? { type: "RetryNow", ctx: c, by: o.by }
-      : { type: "Delete", ctx: c, by: o.by }
-    if (apply(o.id, command)) drive(o.id)
-  })
+  for (const o of rec.operations ?? [])
+    at(o.at, () => {
+      if (!states.has(o.id)) return
+      const c = ctx()
+      const command: Message.Command =
+        o.op === "hold"
+          ? { type: "Hold", ctx: c, by: o.by, reason: o.reason ?? "operator" }
+          : o.op === "release"
+            ? { type: "Release", ctx: c, by: o.by }
+            : o.op === "retry"
+              ? { type: "RetryNow", ctx: c, by: o.by }
+              : { type: "Delete", ctx: c, by: o.by }
+      if (apply(o.id, command)) drive(o.id)
+    })
 
   for (;;) {
     const task = heap.pop()
@@ -392,13 +505,25 @@ export const simulate = (rec: Recording, alt: AltPolicy, opts: SimOptions = {}):
   }
   const recipients = rec.arrivals.reduce((n, a) => n + new Set(a.event.recipients).size, 0)
   return {
-    steps, unknownDestinations: [...unknown].sort(),
-    outcome: { messages: rec.arrivals.length, recipients, delivered, bounced, expired, queued: recipients - delivered - bounced - expired, attempts, latency: percentiles(latencies), peakQueue: peak }
+    steps,
+    unknownDestinations: [...unknown].sort(),
+    outcome: {
+      messages: rec.arrivals.length,
+      recipients,
+      delivered,
+      bounced,
+      expired,
+      queued: recipients - delivered - bounced - expired,
+      attempts,
+      latency: percentiles(latencies),
+      peakQueue: peak
+    }
   }
 }
 
 export const format = (rec: Recording, alt: AltPolicy, sim: SimResult, wallMs: number): string => {
-  const r = rec.recorded, a = sim.outcome
+  const r = rec.recorded,
+    a = sim.outcome
   const rows: Array<[string, string, string]> = [
     ["policy", rec.policies.join(", ") || "-", alt.hash],
     ["messages", String(r.messages), String(a.messages)],
@@ -414,7 +539,9 @@ export const format = (rec: Recording, alt: AltPolicy, sim: SimResult, wallMs: n
     ["latency max", formatDuration(r.latency.max), formatDuration(a.latency.max)],
     ["peak queue (messages)", String(r.peakQueue), String(a.peakQueue)]
   ]
-  const w0 = Math.max(...rows.map((x) => x[0].length)), w1 = Math.max(8, ...rows.map((x) => x[1].length)), w2 = Math.max(11, ...rows.map((x) => x[2].length))
+  const w0 = Math.max(...rows.map((x) => x[0].length)),
+    w1 = Math.max(8, ...rows.map((x) => x[1].length)),
+    w2 = Math.max(11, ...rows.map((x) => x[2].length))
   const span = rec.horizon - rec.from
   return [
     `What-if ${iso(rec.from)} .. ${iso(rec.to)}: ${r.messages} arrivals, followed to ${iso(rec.horizon)}`,

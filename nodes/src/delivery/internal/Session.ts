@@ -66,7 +66,11 @@ export class Session {
   private deadListeners: Array<() => void> = []
   readonly ended: Promise<void>
 
-  private constructor(private readonly conn: SMTPConnection, readonly endpoint: Endpoint, private readonly lmtp: boolean) {
+  private constructor(
+    private readonly conn: SMTPConnection,
+    readonly endpoint: Endpoint,
+    private readonly lmtp: boolean
+  ) {
     let ended!: () => void
     this.ended = new Promise<void>((r) => (ended = r))
     const die = (err: SmtpError): void => {
@@ -85,11 +89,19 @@ export class Session {
     })
   }
 
-  get host(): string { return showEndpoint(this.endpoint) }
-  get isAlive(): boolean { return this.alive }
-  get secure(): boolean { return this.conn.secure }
+  get host(): string {
+    return showEndpoint(this.endpoint)
+  }
+  get isAlive(): boolean {
+    return this.alive
+  }
+  get secure(): boolean {
+    return this.conn.secure
+  }
 
-  onDead(f: () => void): void { this.deadListeners.push(f) }
+  onDead(f: () => void): void {
+    this.deadListeners.push(f)
+  }
 
   /** Connects, reads the greeting, says EHLO/LHLO and negotiates STARTTLS as the mode asks. */
   // nodemailer leaves Nagle's algorithm on: the small final write of a message (".\r\n", then the next
@@ -160,10 +172,12 @@ export class Session {
         for (const e of live.rejectedErrors ?? []) {
           if (e.recipient !== undefined && e.response) refused.set(e.recipient, Reply.parse(e.response))
         }
-        resolve(envelope.to.map((rcpt) => {
-          const key = rcpt.trim()
-          return { rcpt, reply: lmtpReplies.get(key) ?? refused.get(key) ?? general }
-        }))
+        resolve(
+          envelope.to.map((rcpt) => {
+            const key = rcpt.trim()
+            return { rcpt, reply: lmtpReplies.get(key) ?? refused.get(key) ?? general }
+          })
+        )
       }
       if (!this.alive) return finish(Reply.Replies.connectFailed(`${this.host}: connection closed`))
       this.pending = (err) => finish(Reply.Replies.connectFailed(`${this.host}: ${detailOf(err)}`))
