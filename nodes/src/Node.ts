@@ -92,7 +92,7 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
       perDestination: config.delivery.concurrency_per_destination,
       total: config.delivery.max_connections
     })
-    // Cluster mode: a delivery also holds one of the destination's cluster-wide slots (nodes/src/cluster/Slots.ts).
+    // Cluster mode: a delivery also holds one of the destination's cluster-wide slots (nodes/src/scheduler/Slots.ts).
     const limiter = cluster ? cluster.limiter(localLimiter) : localLimiter
     const host = Host.make({
       events: store.events,

@@ -14,7 +14,7 @@ import * as Fence from "./Fence.js"
 import * as Membership from "./Membership.js"
 import * as Placement from "./Placement.js"
 import * as Service from "./Service.js"
-import * as Slots from "./Slots.js"
+import * as Slots from "../scheduler/Slots.js"
 import type { Limiter } from "../scheduler/Limiter.js"
 
 export interface ClusterRuntime {

@@ -10,7 +10,7 @@
 // destination than slots held. Must not decide anything about a message.
 import { Kvm, type KV } from "@nats-io/kv"
 import type { NatsConnection } from "@nats-io/transport-node"
-import type { Limiter } from "../scheduler/Limiter.js"
+import type { Limiter } from "./Limiter.js"
 
 export interface Slots {
   /** Waits for a slot of `key`; resolves to its release. */
