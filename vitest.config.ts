@@ -1,4 +1,5 @@
 import { defaultServerConditions } from "vite"
+import { fileURLToPath } from "node:url"
 import { defineConfig } from "vitest/config"
 
 // Tests run the TypeScript sources: `@missive/*` resolves through each package.json's "source" export condition (the
@@ -10,7 +11,8 @@ export default defineConfig({
   test: {
     include: ["**/*.test.ts"],
     exclude: ["**/node_modules/**", "**/dist/**", "data/**"],
-    globalSetup: ["./test/src/BuildSetup.ts"],
+    // Absolute: each package runs vitest from its own directory (`--dir .`), where a relative path would not resolve.
+    globalSetup: [fileURLToPath(new URL("./test/src/BuildSetup.ts", import.meta.url))],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: "forks",
