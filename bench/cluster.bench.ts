@@ -507,7 +507,7 @@ export const run = async (): Promise<string> => {
           ``
         ]
       : []),
-    `The cluster does ${f(cl ? cl.perSecond / emb.perSecond : undefined, 2)}× the embedded node's throughput on this 2-core machine; every append, body and work-index change there is a replicated JetStream write (R3 quorum ack) instead of one group-committed SQLite fsync.`,
+    `The cluster does ${f(cl ? cl.perSecond / emb.perSecond : undefined, 2)}× the embedded node's throughput on this 2-core machine; every carrier, append and ack there is a replicated JetStream write, fsynced on each of 3 replicas, instead of one group-committed SQLite fsync.`,
     ``,
     `**Failover** (10 messages sent to node-1 and driven by whichever node the inbox hands each to; kill -9 of node-1 while its deliveries of its share hang at a slow receiver → first of the messages node-1 held delivered by a peer), ${failover.length} runs, lease ${LEASE_MS / 1000} s:`,
     ``,
