@@ -220,26 +220,40 @@ export const startNatsServer = async (): Promise<NatsServer> => {
  * A JetStream cluster of `n` servers. Client ports come from `port: -1` and the ports file; cluster (route) ports
  * must be known to every server's routes beforehand, so they are picked free first.
  */
+let clusters = 0
+
 export const startNatsCluster = async (n = 3, root?: string): Promise<NatsCluster> => {
-  const base = root ?? mkdtempSync(join(tmpdir(), "missive-natsc-"))
-  const routePorts: Array<number> = []
-  for (let i = 0; i < n; i++) routePorts.push(await freePort())
-  const specs: Array<Spec> = routePorts.map((p, i) => {
-    const dir = join(base, `s${i + 1}`)
-    mkdirSync(dir, { recursive: true })
-    return { name: `s${i + 1}`, dir, port: -1, cluster: { name: "missive", port: p, routes: routePorts.filter((q) => q !== p) } }
-  })
-  const servers = await Promise.all(specs.map(serverOf))
-  await jetStreamReady(
-    servers.map((s) => s.url),
-    n
-  )
-  return {
-    servers,
-    urls: servers.map((s) => s.url),
-    dispose: async () => {
-      await Promise.all(servers.map((s) => s.kill()))
-      if (!root) rmSync(base, { recursive: true, force: true })
+  // A route port picked free can be taken again before its server binds it (loopback connections churn through the
+  // same ephemeral range): a cluster that does not form is started again on new ports, up to three times.
+  for (let attempt = 1; ; attempt++) {
+    const base = root ? join(root, `try${attempt}`) : mkdtempSync(join(tmpdir(), "missive-natsc-"))
+    const routePorts: Array<number> = []
+    while (routePorts.length < n) {
+      const p = await freePort()
+      if (!routePorts.includes(p)) routePorts.push(p)
     }
+    const cluster = `missive-${process.pid}-${++clusters}`
+    const specs: Array<Spec> = routePorts.map((p, i) => {
+      const dir = join(base, `s${i + 1}`)
+      mkdirSync(dir, { recursive: true })
+      return { name: `s${i + 1}`, dir, port: -1, cluster: { name: cluster, port: p, routes: routePorts.filter((q) => q !== p) } }
+    })
+    const servers = await Promise.all(specs.map(serverOf))
+    const dispose = async () => {
+      await Promise.all(servers.map((s) => s.kill()))
+      rmSync(base, { recursive: true, force: true })
+    }
+    try {
+      await jetStreamReady(
+        servers.map((s) => s.url),
+        n,
+        attempt < 3 ? 30_000 : 60_000
+      )
+    } catch (e) {
+      await dispose().catch(() => {})
+      if (attempt >= 3) throw e
+      continue
+    }
+    return { servers, urls: servers.map((s) => s.url), dispose }
   }
 }
