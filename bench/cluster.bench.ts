@@ -18,7 +18,7 @@ import { startNatsCluster, startNatsServer, type NatsCluster, type NatsServer } 
 import { runLoad } from "./lib/Load.js"
 import * as Postfix from "./Postfix.js"
 import { JetStreamInbox } from "@missive/events"
-import { ClusterWork } from "@missive/node"
+import { ClusterRuntime, ClusterWork, Placement } from "@missive/node"
 import type { Message } from "@missive/core"
 import { headers } from "@nats-io/transport-node"
 import { startRelay } from "./relay.bench.js"
@@ -327,10 +327,14 @@ export const run = async (): Promise<string> => {
     })
     nodes = await configNodes(dir, nats.urls, sink.port, slow.port, lat.port)
     await Promise.all(nodes.map(startClusterNode))
-    // The node that created the streams spreads their leaders (step-downs, each an election): measure after that.
-    await waitUntil("leaders placed", () => nodes.some((x) => (x.child?.output() ?? "").includes("cluster leaders placed")), 120_000).catch(
-      () => undefined
-    )
+    // Spread the raft leaders over the servers (what `missive cluster balance` does) before measuring.
+    {
+      const pc = await connect({ servers: [...nats.urls] })
+      const inbox = await JetStreamInbox.open({ nc: pc, prefix: "missive" })
+      await Placement.spread(pc, ClusterRuntime.placementOf("missive", inbox)).catch(() => undefined)
+      await pc.close()
+      await sleep(5_000) // pulls that waited at a stepped-down leader are renewed (they expire every 4 s)
+    }
     settings = await serverSettings(nats.servers)
     const nc = await connect({ servers: [...nats.urls], maxReconnectAttempts: -1 })
     await jetstreamManager(nc)

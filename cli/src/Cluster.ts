@@ -6,7 +6,7 @@ import { jetstreamManager } from "@nats-io/jetstream"
 import { readFileSync } from "node:fs"
 import { resolve } from "node:path"
 import { parse as parseYaml } from "yaml"
-import { Clock, ClusterRuntime, Launcher, Membership, Service, type Config as Configuration } from "@missive/node"
+import { Clock, ClusterRuntime, Launcher, Membership, Placement, Service, type Config as Configuration } from "@missive/node"
 import { ClusterUsageError, natsFlag, withNats } from "./Help.js"
 import { drain } from "./Drain.js"
 export { CLUSTER_HELP as HELP, ClusterUsageError, natsFlag, withNats } from "./Help.js"
@@ -162,6 +162,22 @@ export const cluster = async (argv: ReadonlyArray<string>, loadConfig: (path: st
   if (sub === "status") {
     const config = withNats(loadConfig(flag(argv, "config")), natsFlag(flag(argv, "nats")))
     return status(config, argv.includes("--json"), out)
+  }
+  if (sub === "balance") {
+    const config = withNats(loadConfig(flag(argv, "config")), natsFlag(flag(argv, "nats")))
+    const nc = await connectTo(config.cluster, "missive-cli")
+    try {
+      const inbox = await JetStreamInbox.open({ nc, prefix: config.cluster.prefix })
+      const placed = await Placement.spread(nc, ClusterRuntime.placementOf(config.cluster.prefix, inbox))
+      if (placed.length === 0) out("missive cluster: one server: nothing to spread")
+      for (const p of placed)
+        out(
+          `  ${p.stream.padEnd(24)} leader ${String(p.leader ?? "-").padEnd(8)} wanted ${p.wanted}${p.consumerLeader === undefined ? "" : `  consumer leader ${p.consumerLeader}`}${p.leader === p.wanted ? "" : "  (not moved: try again)"}`
+        )
+      return placed.every((p) => p.leader === p.wanted) ? 0 : 1
+    } finally {
+      await nc.close()
+    }
   }
   if (sub === "drain") {
     const node = argv[1]

@@ -42,6 +42,10 @@ export const CLUSTER_HELP = `  missive cluster up [--nodes N] [--dir DIR] [--nat
                                            SMTP on P+20, submission on P+30; each process logs to a file in its
                                            directory under DIR; Ctrl-C stops all. Needs nats-server 2.10.23+
                                            (JetStream sync_interval: always); --allow-unsynced runs on an older one
+  missive cluster balance [--nats URLS | --config FILE]
+                                           spread the raft leaders (event log, each inbox shard and its consumer)
+                                           over the servers by step-downs; each step-down is a short election, so
+                                           run it when the cluster is new or quiet
   missive cluster drain NODE [--nats URLS | --config FILE] [--timeout SECONDS]
                                            the node stops accepting, finishes its deliveries in progress, hands
                                            its other messages to the peers and exits 0; waits until it is gone

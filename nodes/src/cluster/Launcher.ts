@@ -174,7 +174,7 @@ export const up = async (o: LaunchOptions): Promise<Launched> => {
           `jetstream { store_dir: "${join(sdir, "js")}"${synced ? ", sync_interval: always" : ""} }`,
           ...(o.nodes > 1
             ? [
-                `cluster { name: missive, listen: 127.0.0.1:${routes[k]}, routes: [${routes
+                `cluster { name: missive-${routes[0]}, listen: 127.0.0.1:${routes[k]}, routes: [${routes
                   .filter((_, j) => j !== k)
                   .map((p) => `nats-route://127.0.0.1:${p}`)
                   .join(", ")}] }`

@@ -12,7 +12,6 @@ import type { Clock } from "../runtime/Clock.js"
 import type { Logger } from "../runtime/Log.js"
 import * as Fence from "./Fence.js"
 import * as Membership from "./Membership.js"
-import * as Placement from "./Placement.js"
 import * as Service from "./Service.js"
 import * as Slots from "../scheduler/Slots.js"
 import type { Limiter } from "../scheduler/Limiter.js"
@@ -133,11 +132,6 @@ export const open = async (config: Config, clock: Clock, log: Logger): Promise<C
     }
     const work = await ClusterWork.open({ nc, inbox, now: () => clock.now(), log, fetchBody: (digest) => bodies.get(digest) })
     const fenced: Fence.FenceCounters = { appends: 0, deliveries: 0 }
-    // The node that created the inbox spreads the leaders once, in the background (`missive cluster balance` later).
-    if (inbox.created)
-      void Placement.spread(nc, placementOf(c.prefix, inbox))
-        .then((placed) => log("info", "cluster leaders placed", { placed }))
-        .catch((e) => log("warn", "cluster leader placement failed", { error: String(e) }))
     return {
       nc,
       bodies,

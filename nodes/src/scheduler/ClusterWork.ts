@@ -115,20 +115,22 @@ export const open = async (o: ClusterWorkOptions): Promise<ClusterWork> => {
     kick()
   }
 
+  // One pull request at a time per shard, each for up to `prefetch` messages and at most 4 s: a request lost with a
+  // server or a leader change ends by its own expiry and the next one goes to the new leader, so a node is never
+  // left without a pull (the client's long-lived consume() was seen to stay silent after an election).
   const pull = async (shard: number) => {
     while (!closed) {
       try {
         const consumer = await js.consumers.get(o.inbox.streams[shard]!, o.inbox.consumer)
-        // Short pulls (4 s, heartbeats every 2 s): a pull lost with a server is noticed and renewed within
-        // seconds, not after the client's 30 s default.
-        const it = await consumer.consume({ max_messages: o.prefetch ?? 64, expires: 4_000 })
-        stops.push(() => void it.stop())
-        for await (const m of it) {
-          if (closed) break
-          onToken(shard, m)
+        while (!closed) {
+          const it = await consumer.fetch({ max_messages: o.prefetch ?? 64, expires: 4_000 })
+          for await (const m of it) {
+            if (closed) break
+            onToken(shard, m)
+          }
         }
       } catch (e) {
-        if (!closed) log("warn", "inbox consumer interrupted; pulling again", { shard, error: String((e as Error)?.message ?? e) })
+        if (!closed) log("warn", "inbox pull interrupted; pulling again", { shard, error: String((e as Error)?.message ?? e) })
       }
       if (!closed) await new Promise((r) => setTimeout(r, 250))
     }
