@@ -123,10 +123,17 @@ export const open = async (o: ClusterWorkOptions): Promise<ClusterWork> => {
       try {
         const consumer = await js.consumers.get(o.inbox.streams[shard]!, o.inbox.consumer)
         while (!closed) {
-          const it = await consumer.fetch({ max_messages: o.prefetch ?? 64, expires: 4_000 })
-          for await (const m of it) {
-            if (closed) break
-            onToken(shard, m)
+          // Heartbeats make a pull lost on the server's side end with an error; the watchdog ends one the client
+          // itself never closes. Either way the next fetch is issued.
+          const it = await consumer.fetch({ max_messages: o.prefetch ?? 64, expires: 4_000, idle_heartbeat: 1_000 })
+          const watchdog = setTimeout(() => void it.stop(), 7_000)
+          try {
+            for await (const m of it) {
+              if (closed) break
+              onToken(shard, m)
+            }
+          } finally {
+            clearTimeout(watchdog)
           }
         }
       } catch (e) {
