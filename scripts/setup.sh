@@ -5,7 +5,8 @@
 #     ($MISSIVE_TOOLCHAIN, default <repo>/.toolchain/node-<version>; nothing system-wide, no root needed);
 #   - nats-server >= 2.10.23 (the first with `jetstream { sync_interval: always }`) when it is missing or older:
 #     Debian's candidate if it is recent enough, else trixie's, pinned so that nothing else comes from trixie;
-#   - swaks and Postfix's smtp-source/smtp-sink (tests and benchmarks), and Postfix's daemon stopped.
+#   - swaks and Postfix's smtp-source/smtp-sink (tests and benchmarks), and Postfix's daemon stopped;
+#   - chromium (headless, for the tests that open HTML reports and pages).
 #
 # Usage:   eval "$(bash scripts/setup.sh)"            # everything (apt-get needs root, or sudo)
 #          eval "$(bash scripts/setup.sh --node-only)" # only the private Node.js; no apt-get, no root
@@ -84,6 +85,8 @@ if ! $node_only; then
   need=()
   command -v swaks >/dev/null 2>&1 || need+=(swaks)
   command -v smtp-source >/dev/null 2>&1 || need+=(postfix)
+  # headless Chromium for the tests that open HTML reports and the dashboard (driven by playwright-core)
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
   have=$(nats_version)
   nats=false
   version_ge "$have" "$NATS_MIN" || nats=true
