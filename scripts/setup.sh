@@ -87,6 +87,10 @@ if ! $node_only; then
   command -v smtp-source >/dev/null 2>&1 || need+=(postfix)
   # headless Chromium for the tests that open HTML reports and the dashboard (driven by playwright-core)
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  # the content scanners the filter tests start on loopback (test/src/Rspamd.ts, Clamd.ts): rspamd also serves as the
+  # real milter (its proxy worker in milter mode); clamd runs with a signature database the test writes
+  command -v rspamd >/dev/null 2>&1 || need+=(rspamd)
+  command -v clamd >/dev/null 2>&1 || need+=(clamav-daemon)
   have=$(nats_version)
   nats=false
   version_ge "$have" "$NATS_MIN" || nats=true
