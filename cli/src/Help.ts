@@ -18,9 +18,12 @@ export const SIM_HELP = `  missive sim run SCENARIO [--target embedded|direct|cl
 
 export const REPLAY_HELP = `  missive replay timeline ID [--json]     every event of one message: time, node, policy, routes and DNS answers,
                                            each attempt with its host and full reply, delays, relative times
-  missive replay report --from T --to T [--domain D] [--html FILE] [--json]
-                                           per destination: messages, attempts, outcomes, reply codes, latency
-                                           percentiles, queue depth over time; --html writes a self-contained page
+  missive replay report --from T --to T [--domain D] [--html FILE] [--zoom] [--buckets N] [--json]
+                                           per destination and in all: messages, recipients, attempts, recipient
+                                           outcomes, queued at start and open at end, reply codes, latency
+                                           percentiles; queue depth, attempts and outcomes per bucket (N, default
+                                           120) over the window, or with --zoom over its traffic only; --html
+                                           writes a self-contained page with SVG charts
   missive replay queue --at T [--json]     the queue as it stood at T (the columns of "queue list"), from the log
   missive replay what-if --from T --to T --config ALT.yaml [--seed N] [--replies destination|message] [--json]
                                            recorded arrivals, operator commands and remote replies through the
@@ -53,6 +56,16 @@ export const CLUSTER_HELP = `  missive cluster up [--nodes N] [--dir DIR] [--nat
   missive cluster status [--nats URLS | --config FILE] [--json]
                                            nodes (alive, since, load, messages owned), NATS servers, streams
                                            and their replication
+`
+
+export const SUPPRESSION_HELP = `  missive suppression list [--config FILE] [--json]
+                                           addresses Missive no longer sends to: reason (bounce, complaint,
+                                           manual), since when, by whom, the message that caused it
+  missive suppression add ADDRESS… [--reason manual|bounce|complaint] [--config FILE] [--by NAME]
+  missive suppression remove ADDRESS… [--config FILE] [--by NAME]
+  missive suppression import FILE [--reason R] [--config FILE] [--by NAME]
+                                           on a running node; FILE has one address per line, optionally
+                                           "address,reason" (SES's CSV: BOUNCE / COMPLAINT); # starts a comment
 `
 
 export class ClusterUsageError extends Error {}

@@ -39,6 +39,7 @@ const OPTIONS: Record<string, "value" | "bool"> = {
   "synthetic-bodies": "bool",
   seed: "value",
   buckets: "value",
+  zoom: "bool",
   replies: "value"
 }
 
@@ -170,7 +171,14 @@ const run = async (argv: ReadonlyArray<string>): Promise<number> => {
       if (buckets !== undefined && !(Number.isInteger(buckets) && buckets >= 1 && buckets <= 10_000))
         throw new Usage(`--buckets: expected an integer from 1 to 10000`)
       const p = progress("report")
-      const r = await Report.build(store.events, { from, to, domain: a.str("domain"), buckets, onProgress: p.onProgress }).finally(p.stop)
+      const r = await Report.build(store.events, {
+        from,
+        to,
+        domain: a.str("domain"),
+        buckets,
+        zoom: a.flags.has("zoom"),
+        onProgress: p.onProgress
+      }).finally(p.stop)
       const html = a.str("html")
       if (html) {
         writeFileSync(html, Html.render(r))

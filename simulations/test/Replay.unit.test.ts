@@ -185,15 +185,19 @@ describe("incident report", () => {
         0
       )
     )
-    expect(r.total.depth).toHaveLength(12)
+    expect(r.total.series).toHaveLength(12)
+    expect(r.total.series.reduce((n, b) => n + b.attempts, 0)).toBe(r.total.attempts)
+    expect(r.total.queuedAtStart + r.total.recipients).toBe(
+      r.total.delivered + r.total.bounced + r.total.expired + r.total.deleted + r.total.openAtEnd
+    )
     expect(r.total.latency.count).toBe(r.total.delivered)
     const only = await Report.build(store, { from, to, domain: "d0.example" })
     expect(only.destinations.map((d) => d.destination)).toEqual(["d0.example"])
     expect(only.destinations[0]).toEqual({
       ...r.destinations.find((d) => d.destination === "d0.example")!,
-      depth: only.destinations[0]!.depth
+      series: only.destinations[0]!.series
     })
-    expect(Report.format(r)).toMatch(/DESTINATION\s+MSGS\s+ATTEMPTS\s+DELIVERED\s+DEFERRED\s+BOUNCED\s+EXPIRED\s+P50/)
+    expect(Report.format(r)).toMatch(/DESTINATION\s+MSGS\s+RCPTS\s+QUEUED@START\s+ATTEMPTS\s+DELIVERED\s+DEFERRALS\s+BOUNCED/)
   })
 
   it("renders a self-contained HTML page with inline SVG charts", async () => {

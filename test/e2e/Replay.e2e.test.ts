@@ -156,9 +156,10 @@ describe("replay of a real node's log", () => {
     const html = join(dir.path, "report.html")
     const r = await missive("replay", "report", "--from", "-10m", "--to", "now", "--config", configPath, "--html", html)
     expect(r.code, r.stderr).toBe(0)
-    expect(r.stdout).toMatch(/^flaky\.test\s+1\s+3\s+1\s+2\s+0\s+0\s/m)
-    expect(r.stdout).toMatch(/^picky\.test\s+2\s+2\s+2\s+0\s+1\s+0\s/m)
-    expect(r.stdout).toMatch(/^down\.test\s+1\s+\d+\s+0\s+\d+\s+0\s+1\s/m)
+    // MSGS RCPTS QUEUED@START ATTEMPTS DELIVERED DEFERRALS BOUNCED EXPIRED DELETED OPEN@END
+    expect(r.stdout).toMatch(/^flaky\.test\s+1\s+1\s+0\s+3\s+1\s+2\s+0\s+0\s+0\s+0\s/m)
+    expect(r.stdout).toMatch(/^picky\.test\s+2\s+3\s+0\s+2\s+2\s+0\s+1\s+0\s+0\s+0\s/m)
+    expect(r.stdout).toMatch(/^down\.test\s+1\s+1\s+0\s+\d+\s+0\s+\d+\s+0\s+1\s+0\s+0\s/m)
     expect(r.stdout).toMatch(/picky\.test\s+550 5\.1\.1\s+1/)
     const page = readFileSync(html, "utf8")
     expect(page).toMatch(/<svg /)

@@ -1,65 +1,124 @@
-// `missive replay report --from T --to T [--domain D]`: an incident report per destination (recipient domain) for a
-// time window: messages, attempts, outcomes, reply codes, delivery latency percentiles and queue depth over time.
-// Folds the log from position 0 (queue depth needs what was already queued at the window's start); never writes.
+// `missive replay report --from T --to T [--domain D] [--zoom]`: an incident report per destination (recipient
+// domain) for a time window, every count in a named unit (messages, recipients, attempts), plus time series per
+// bucket (open recipients, attempts, outcomes). Folds the log from position 0 (the queue at the window's start needs
+// what was queued before it); never writes.
+//
+// Units and the sums that hold, per destination and in all:
+//   queuedAtStart + recipients = delivered + bounced + expired + deleted + openAtEnd   (all recipients)
+// `messages` and `attempts` count a message or an attempt once under each destination it had recipients at, and
+// once in (all): with several domains behind one next hop the destinations' attempts add up to more than (all)'s.
 import { Reply, Route } from "@missive/core"
 import { EventStore } from "@missive/events"
 import { positionAt, scan, SLACK_MS, type Store } from "./Log.js"
 import { percentiles, type Percentiles } from "../Report.js"
 import { formatDuration, iso } from "./Time.js"
 
-export interface DestinationReport {
-  readonly destination: string
-  readonly messages: number
+/** One bucket of the chart range: [at, at + bucketMs). */
+export interface Bucket {
+  readonly at: number
+  /** Open recipients at the bucket's end, and the most that were open at any moment inside it. */
+  readonly open: number
+  readonly peak: number
+  /** Attempts started in the bucket. */
   readonly attempts: number
+  /** Recipients that reached each outcome in the bucket (deferred: recipients given a 4xx and a next attempt). */
   readonly delivered: number
   readonly deferred: number
   readonly bounced: number
   readonly expired: number
-  /** "451 4.3.2" → recipients that got it, in the window. */
+}
+
+export interface DestinationReport {
+  readonly destination: string
+  /** Messages received in the window with at least one recipient here. */
+  readonly messages: number
+  /** Recipients received in the window. */
+  readonly recipients: number
+  /** Recipients open (not delivered, bounced, expired or deleted) when the window starts, and when it ends. */
+  readonly queuedAtStart: number
+  readonly openAtEnd: number
+  /** Delivery attempts started in the window that carried at least one recipient here. */
+  readonly attempts: number
+  /** Recipients delivered, bounced, expired, or closed by an operator's delete, in the window. */
+  readonly delivered: number
+  readonly bounced: number
+  readonly expired: number
+  readonly deleted: number
+  /** Recipient deferrals: a recipient given a temporary failure and a next attempt (one recipient may defer often). */
+  readonly deferrals: number
+  /** "451 4.3.2" → recipients that got it as an attempt's reply, in the window. */
   readonly replies: Readonly<Record<string, number>>
-  /** Received → delivered, ms, for deliveries in the window. */
+  /** Received → delivered, ms, for recipients delivered in the window. */
   readonly latency: Percentiles
-  /** Open recipients at the end of each bucket, and the peak inside it. */
-  readonly depth: ReadonlyArray<{ readonly at: number; readonly open: number; readonly peak: number }>
+  readonly series: ReadonlyArray<Bucket>
+  /** Most recipients open at any moment in the chart range. */
   readonly peakDepth: number
 }
 
 export interface Report {
+  /** The window the counts cover. */
   readonly from: number
   readonly to: number
-  readonly bucketMs: number
+  /** The range the series cover: the window, or with `zoom` the part of it that has traffic. */
+  readonly chart: { readonly from: number; readonly to: number; readonly bucketMs: number; readonly zoomed: boolean }
   readonly domain?: string | undefined
   readonly destinations: ReadonlyArray<DestinationReport>
   readonly total: DestinationReport
 }
 
-interface Acc {
-  messages: number
+interface MutableBucket {
+  at: number
+  open: number
+  peak: number
   attempts: number
   delivered: number
   deferred: number
   bounced: number
   expired: number
-  replies: Record<string, number>
-  latencies: Array<number>
-  open: number
-  bucketPeak: number
-  depth: Array<{ at: number; open: number; peak: number }>
 }
 
-const newAcc = (buckets: number): Acc => ({
-  messages: 0,
-  attempts: 0,
-  delivered: 0,
-  deferred: 0,
-  bounced: 0,
-  expired: 0,
-  replies: {},
-  latencies: [],
-  open: 0,
-  bucketPeak: 0,
-  depth: Array.from({ length: buckets }, () => ({ at: 0, open: 0, peak: 0 }))
-})
+class Acc {
+  messages = 0
+  recipients = 0
+  queuedAtStart = 0
+  attempts = 0
+  delivered = 0
+  bounced = 0
+  expired = 0
+  deleted = 0
+  deferrals = 0
+  replies: Record<string, number> = {}
+  latencies: Array<number> = []
+  open = 0
+  /** Last bucket whose `open`/`peak` are up to date; buckets after it hold the value `open` had then. */
+  last = -1
+  readonly series: Array<MutableBucket>
+  constructor(
+    buckets: number,
+    readonly chartFrom: number,
+    readonly bucketMs: number
+  ) {
+    this.series = Array.from({ length: buckets }, (_, i) => ({
+      at: chartFrom + i * bucketMs,
+      open: 0,
+      peak: 0,
+      attempts: 0,
+      delivered: 0,
+      deferred: 0,
+      bounced: 0,
+      expired: 0
+    }))
+  }
+  /** Brings the depth series up to bucket `i` (exclusive of changes at i): buckets without a change keep the level. */
+  advance(i: number) {
+    for (let b = this.last + 1; b <= i; b++) {
+      const s = this.series[b]!
+      s.open = this.open
+      s.peak = this.open
+    }
+    if (i > this.last) this.last = i
+  }
+}
 
 const replyKey = (r: Reply.Reply) => `${r.code}${r.enhanced ? ` ${r.enhanced}` : ""}`
 
@@ -67,78 +126,135 @@ export interface ReportOptions {
   readonly from: number
   readonly to: number
   readonly domain?: string | undefined
-  /** Queue-depth samples over the window (default 48). */
+  /** Buckets of the chart range (default 120). */
   readonly buckets?: number
+  /** Narrow the chart range to the window's traffic (first to last event in it), a little padded. */
+  readonly zoom?: boolean
   readonly onProgress?: (position: number, target: number) => void
 }
 
+/** The chart range: the window, or the span of its events (found by two binary searches, no scan) when zoomed. */
+const chartRange = async (store: Store, o: ReportOptions, head: number): Promise<{ from: number; to: number }> => {
+  if (!o.zoom) return { from: o.from, to: o.to }
+  const first = (await store.readAll(Math.max(0, (await positionAt(store, o.from, head)) - 1), 1))[0]
+  const lastPos = (await positionAt(store, o.to + 1, head)) - 1
+  const last = lastPos >= 1 ? (await store.readAll(lastPos - 1, 1))[0] : undefined
+  if (!first || !last || first.event.at > o.to || last.event.at < o.from || last.event.at < first.event.at)
+    return { from: o.from, to: o.to }
+  const pad = Math.max(1000, Math.round((last.event.at - first.event.at) * 0.03))
+  return { from: Math.max(o.from, first.event.at - pad), to: Math.min(o.to, last.event.at + pad) }
+}
+
 export const build = async (store: Store, o: ReportOptions): Promise<Report> => {
-  const buckets = Math.max(1, o.buckets ?? 48)
-  const span = Math.max(1, o.to - o.from)
-  const bucketMs = Math.ceil(span / buckets)
+  const buckets = Math.max(1, o.buckets ?? 120)
+  const head = await store.head()
+  const range = await chartRange(store, o, head)
+  const bucketMs = Math.max(1, Math.ceil((range.to - range.from) / buckets))
   const domainFilter = o.domain?.toLowerCase()
   const accs = new Map<string, Acc>()
+  const total = new Acc(buckets, range.from, bucketMs)
   const acc = (d: string) => {
     let a = accs.get(d)
-    if (!a) accs.set(d, (a = newAcc(buckets)))
+    if (!a) accs.set(d, (a = new Acc(buckets, range.from, bucketMs)))
     return a
   }
   const want = (d: string) => domainFilter === undefined || d === domainFilter
-  // Per open message: received time and its open recipients (for depth and latency).
+  // Per open message: received time and its open recipients.
   const open = new Map<string, { receivedAt: number; rcpts: Set<string> }>()
-  let bucket = -1
-  const closeBuckets = (upTo: number) => {
-    // Record the depth of every bucket that ended before `upTo`.
-    while (bucket < buckets - 1 && o.from + (bucket + 1) * bucketMs <= upTo) {
-      if (bucket >= 0)
-        for (const a of accs.values()) {
-          a.depth[bucket] = { at: o.from + (bucket + 1) * bucketMs, open: a.open, peak: Math.max(a.bucketPeak, a.open) }
-        }
-      bucket += 1
-      for (const a of accs.values()) a.bucketPeak = a.open
-    }
-  }
   const inWindow = (at: number) => at >= o.from && at <= o.to
+  /** The chart bucket of a time, or -1 before the chart range (after it, events are not read or are clamped). */
+  const bucketOf = (at: number) => (at < range.from ? -1 : Math.min(buckets - 1, Math.floor((at - range.from) / bucketMs)))
+  let windowStarted = false
+  const startWindow = () => {
+    windowStarted = true
+    for (const a of accs.values()) a.queuedAtStart = a.open
+    total.queuedAtStart = total.open
+  }
   // Defined once, outside the loop: a closure made per event costs more than the work it does.
-  const change = (rcpt: string, delta: number) => {
+  const level = (a: Acc, at: number, delta: number) => {
+    // An event a little out of time order lands in the latest bucket already drawn, never back in time.
+    const i = at < 0 ? -1 : Math.max(at, a.last)
+    if (i >= 0) {
+      a.advance(i)
+      a.open += delta
+      const s = a.series[i]!
+      s.open = a.open
+      if (a.open > s.peak) s.peak = a.open
+    } else a.open += delta
+  }
+  const change = (rcpt: string, delta: number, i: number) => {
     const d = Route.domainOf(rcpt)
     if (!want(d)) return
     const a = acc(d)
-    a.open += delta
-    if (a.open > a.bucketPeak) a.bucketPeak = a.open
+    level(a, i, delta)
+    level(total, i, delta)
   }
-  const head = await store.head()
   const until = Math.min(head, (await positionAt(store, o.to + SLACK_MS + 1, head)) - 1)
   for await (const batch of scan(store, { until, onProgress: o.onProgress })) {
     for (const { stream, event: e } of batch) {
       if (e.at > o.to) continue
-      closeBuckets(e.at)
-      const id = EventStore.idOf(stream)
       const w = inWindow(e.at)
+      if (w && !windowStarted) startWindow()
+      const i = w ? bucketOf(e.at) : -1
+      const id = EventStore.idOf(stream)
       switch (e.type) {
         case "MessageReceived": {
           const rcpts = new Set(e.recipients)
           open.set(id, { receivedAt: e.at, rcpts })
-          for (const r of rcpts) change(r, +1)
-          if (w) for (const d of new Set(e.recipients.map(Route.domainOf))) if (want(d)) acc(d).messages += 1
+          for (const r of rcpts) change(r, +1, i)
+          if (!w) break
+          let any = false
+          const seen = new Set<string>()
+          for (const r of rcpts) {
+            const d = Route.domainOf(r)
+            if (!want(d)) continue
+            const a = acc(d)
+            a.recipients += 1
+            total.recipients += 1
+            any = true
+            if (!seen.has(d)) {
+              seen.add(d)
+              a.messages += 1
+            }
+          }
+          if (any) total.messages += 1
           break
         }
         case "AttemptStarted": {
-          const d = Route.domainOf(e.rcpts[0] ?? "")
-          if (w && want(d)) acc(d).attempts += 1
+          if (!w) break
+          let any = false
+          const seen = new Set<string>()
+          for (const r of e.rcpts) {
+            const d = Route.domainOf(r)
+            if (!want(d) || seen.has(d)) continue
+            seen.add(d)
+            any = true
+            const a = acc(d)
+            a.attempts += 1
+            if (i >= 0) a.series[i]!.attempts += 1
+          }
+          if (any) {
+            total.attempts += 1
+            if (i >= 0) total.series[i]!.attempts += 1
+          }
           break
         }
         case "AttemptSucceeded":
         case "AttemptFailed":
         case "AttemptDeferred": {
           if (!w) break
+          const k = replyKey(e.reply)
+          const deferral = e.type === "AttemptDeferred" && e.nextAttemptAt !== null
           for (const r of e.rcpts) {
             const d = Route.domainOf(r)
             if (!want(d)) continue
-            const a = acc(d)
-            const k = replyKey(e.reply)
-            a.replies[k] = (a.replies[k] ?? 0) + 1
-            if (e.type === "AttemptDeferred" && e.nextAttemptAt !== null) a.deferred += 1
+            for (const a of [acc(d), total]) {
+              a.replies[k] = (a.replies[k] ?? 0) + 1
+              if (deferral) {
+                a.deferrals += 1
+                if (i >= 0) a.series[i]!.deferred += 1
+              }
+            }
           }
           break
         }
@@ -146,20 +262,37 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
         case "RecipientBounced":
         case "RecipientExpired": {
           const m = open.get(id)
-          if (m?.rcpts.delete(e.rcpt)) change(e.rcpt, -1)
+          if (m?.rcpts.delete(e.rcpt)) change(e.rcpt, -1, i)
           const d = Route.domainOf(e.rcpt)
           if (!w || !want(d)) break
-          const a = acc(d)
-          if (e.type === "RecipientDelivered") {
-            a.delivered += 1
-            if (m) a.latencies.push(e.at - m.receivedAt)
-          } else if (e.type === "RecipientBounced") a.bounced += 1
-          else a.expired += 1
+          for (const a of [acc(d), total]) {
+            const s = i >= 0 ? a.series[i] : undefined
+            if (e.type === "RecipientDelivered") {
+              a.delivered += 1
+              if (s) s.delivered += 1
+              if (m) a.latencies.push(e.at - m.receivedAt)
+            } else if (e.type === "RecipientBounced") {
+              a.bounced += 1
+              if (s) s.bounced += 1
+            } else {
+              a.expired += 1
+              if (s) s.expired += 1
+            }
+          }
           break
         }
         case "MessageCompleted": {
+          // Recipients still open when a message completes were closed by an operator's delete.
           const m = open.get(id)
-          if (m) for (const r of m.rcpts) change(r, -1)
+          if (m)
+            for (const r of m.rcpts) {
+              change(r, -1, i)
+              const d = Route.domainOf(r)
+              if (w && want(d)) {
+                acc(d).deleted += 1
+                total.deleted += 1
+              }
+            }
           open.delete(id)
           break
         }
@@ -168,49 +301,38 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
       }
     }
   }
-  closeBuckets(o.from + buckets * bucketMs)
-  const last = buckets - 1
-  for (const a of accs.values())
-    if (a.depth[last]!.at === 0) a.depth[last] = { at: o.from + buckets * bucketMs, open: a.open, peak: Math.max(a.bucketPeak, a.open) }
+  if (!windowStarted) startWindow()
+  for (const a of [...accs.values(), total]) a.advance(buckets - 1)
   const finish = (destination: string, a: Acc): DestinationReport => ({
     destination,
     messages: a.messages,
+    recipients: a.recipients,
+    queuedAtStart: a.queuedAtStart,
+    openAtEnd: a.open,
     attempts: a.attempts,
     delivered: a.delivered,
-    deferred: a.deferred,
     bounced: a.bounced,
     expired: a.expired,
-    replies: Object.fromEntries(Object.entries(a.replies).sort((x, y) => y[1] - x[1])),
+    deleted: a.deleted,
+    deferrals: a.deferrals,
+    replies: Object.fromEntries(Object.entries(a.replies).sort((x, y) => y[1] - x[1] || (x[0] < y[0] ? -1 : 1))),
     latency: percentiles(a.latencies),
-    depth: a.depth,
-    peakDepth: a.depth.reduce((m, d) => Math.max(m, d.peak), 0)
+    series: a.series,
+    peakDepth: a.series.reduce((m, s) => Math.max(m, s.peak), 0)
   })
   // Only destinations with activity in the window or mail queued during it.
   const destinations = [...accs.entries()]
     .map(([d, a]) => finish(d, a))
-    .filter((r) => r.messages + r.attempts + r.delivered + r.bounced + r.expired + r.peakDepth > 0)
-    .sort((x, y) => y.messages - x.messages || y.attempts - x.attempts || (x.destination < y.destination ? -1 : 1))
-  const t = newAcc(buckets)
-  for (const [, a] of accs) {
-    t.messages += a.messages
-    t.attempts += a.attempts
-    t.delivered += a.delivered
-    t.deferred += a.deferred
-    t.bounced += a.bounced
-    t.expired += a.expired
-    for (const [k, n] of Object.entries(a.replies)) t.replies[k] = (t.replies[k] ?? 0) + n
-    for (const l of a.latencies) t.latencies.push(l)
+    .filter((r) => r.messages + r.attempts + r.delivered + r.bounced + r.expired + r.deleted + r.queuedAtStart + r.openAtEnd > 0)
+    .sort((x, y) => y.recipients - x.recipients || y.attempts - x.attempts || (x.destination < y.destination ? -1 : 1))
+  return {
+    from: o.from,
+    to: o.to,
+    chart: { from: range.from, to: range.to, bucketMs, zoomed: o.zoom === true },
+    domain: domainFilter,
+    destinations,
+    total: finish("(all)", total)
   }
-  t.depth = Array.from({ length: buckets }, (_, i) => {
-    let open = 0,
-      peak = 0
-    for (const a of accs.values()) {
-      open += a.depth[i]!.open
-      peak += a.depth[i]!.peak
-    }
-    return { at: o.from + (i + 1) * bucketMs, open, peak }
-  })
-  return { from: o.from, to: o.to, bucketMs, domain: domainFilter, destinations, total: finish("(all)", t) }
 }
 
 const ms = (v: number) => formatDuration(v)
@@ -225,6 +347,29 @@ const table = (head: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<st
   return [line(head), line(w.map((n) => "-".repeat(n))), ...rows.map(line)].join("\n")
 }
 
+/** The summary table's columns: header, the unit it counts, and the cell. Shared by the text and HTML renderings. */
+export const COLUMNS: ReadonlyArray<readonly [string, string, (d: DestinationReport) => string]> = [
+  ["MSGS", "messages received", (d) => String(d.messages)],
+  ["RCPTS", "recipients received", (d) => String(d.recipients)],
+  ["QUEUED@START", "recipients open at the window's start", (d) => String(d.queuedAtStart)],
+  ["ATTEMPTS", "attempts started", (d) => String(d.attempts)],
+  ["DELIVERED", "recipients", (d) => String(d.delivered)],
+  ["DEFERRALS", "recipient deferrals (4xx, retried later)", (d) => String(d.deferrals)],
+  ["BOUNCED", "recipients", (d) => String(d.bounced)],
+  ["EXPIRED", "recipients", (d) => String(d.expired)],
+  ["DELETED", "recipients (operator delete)", (d) => String(d.deleted)],
+  ["OPEN@END", "recipients open at the window's end", (d) => String(d.openAtEnd)],
+  ["P50", "received → delivered", (d) => ms(d.latency.p50)],
+  ["P90", "", (d) => ms(d.latency.p90)],
+  ["P99", "", (d) => ms(d.latency.p99)],
+  ["MAX", "", (d) => ms(d.latency.max)],
+  ["PEAK QUEUE", "most recipients open at once", (d) => String(d.peakDepth)]
+]
+
+export const UNITS_NOTE =
+  "Counts of recipients add up: QUEUED@START + RCPTS = DELIVERED + BOUNCED + EXPIRED + DELETED + OPEN@END. " +
+  "A message or an attempt with recipients at several destinations counts once under each destination and once in (all)."
+
 export const format = (r: Report, opts: { maxDepthColumns?: number } = {}): string => {
   const all = [...r.destinations, r.total]
   const out: Array<string> = []
@@ -232,39 +377,34 @@ export const format = (r: Report, opts: { maxDepthColumns?: number } = {}): stri
   out.push("")
   out.push(
     table(
-      ["DESTINATION", "MSGS", "ATTEMPTS", "DELIVERED", "DEFERRED", "BOUNCED", "EXPIRED", "P50", "P90", "P99", "MAX", "PEAK QUEUE"],
-      all.map((d) => [
-        d.destination,
-        String(d.messages),
-        String(d.attempts),
-        String(d.delivered),
-        String(d.deferred),
-        String(d.bounced),
-        String(d.expired),
-        ms(d.latency.p50),
-        ms(d.latency.p90),
-        ms(d.latency.p99),
-        ms(d.latency.max),
-        String(d.peakDepth)
-      ])
+      ["DESTINATION", ...COLUMNS.map((c) => c[0])],
+      all.map((d) => [d.destination, ...COLUMNS.map((c) => c[2](d))])
     )
   )
+  out.push(UNITS_NOTE)
   out.push("")
-  out.push("Reply codes (recipients)")
+  out.push("Reply codes (recipients given the reply by an attempt)")
   out.push(
     table(
-      ["DESTINATION", "REPLY", "COUNT"],
+      ["DESTINATION", "REPLY", "RCPTS"],
       all.flatMap((d) => Object.entries(d.replies).map(([k, n]) => [d.destination, k, String(n)]))
     )
   )
   out.push("")
   const cols = [...r.destinations].sort((a, b) => b.peakDepth - a.peakDepth).slice(0, opts.maxDepthColumns ?? 6)
-  out.push(`Queue depth (open recipients at the end of each ${ms(r.bucketMs)}; peak in brackets)`)
-  out.push(
-    table(
-      ["TIME", ...cols.map((c) => c.destination), "(all)"],
-      r.total.depth.map((t, i) => [iso(t.at), ...cols.map((c) => `${c.depth[i]!.open} [${c.depth[i]!.peak}]`), `${t.open} [${t.peak}]`])
-    )
-  )
+  // The text table samples the series at no more than 24 rows (the HTML page charts every bucket).
+  const step = Math.max(1, Math.ceil(r.total.series.length / 24))
+  const rows: Array<Array<string>> = []
+  for (let i = 0; i < r.total.series.length; i += step) {
+    const j = Math.min(r.total.series.length - 1, i + step - 1)
+    const peak = (s: ReadonlyArray<Bucket>) => Math.max(...s.slice(i, j + 1).map((b) => b.peak))
+    rows.push([
+      iso(r.total.series[j]!.at + r.chart.bucketMs),
+      ...cols.map((c) => `${c.series[j]!.open} [${peak(c.series)}]`),
+      `${r.total.series[j]!.open} [${peak(r.total.series)}]`
+    ])
+  }
+  out.push(`Queue depth (open recipients at each time; the most open at once since the row before in brackets)`)
+  out.push(table(["TIME", ...cols.map((c) => c.destination), "(all)"], rows))
   return out.join("\n")
 }
