@@ -91,6 +91,8 @@ if ! $node_only; then
   # real milter (its proxy worker in milter mode); clamd runs with a signature database the test writes
   command -v rspamd >/dev/null 2>&1 || need+=(rspamd)
   command -v clamd >/dev/null 2>&1 || need+=(clamav-daemon)
+  # the outbound TLS tests' throw-away CA (test/src/Pki.ts: MTA-STS policy hosts, MX certificates)
+  command -v openssl >/dev/null 2>&1 || need+=(openssl)
   have=$(nats_version)
   nats=false
   version_ge "$have" "$NATS_MIN" || nats=true

@@ -5,6 +5,7 @@ import * as E from "fp-ts/lib/Either.js"
 import * as Message from "./Message.js"
 import type { RetryPolicy } from "./Policy.js"
 import type { Destination, RouteDecision } from "./Route.js"
+import type { Trace } from "./Trace.js"
 
 /** What a message needs next, from its state, the time and the retry policy in force. */
 export type Next =
@@ -135,7 +136,7 @@ export const begin = (
 export const reportCommand = (
   ctx: Message.Ctx,
   attempt: Attempt,
-  outcome: { readonly host: string; readonly results: ReadonlyArray<Message.AttemptResult> },
+  outcome: { readonly host: string; readonly results: ReadonlyArray<Message.AttemptResult>; readonly trace?: Trace | undefined },
   retry: RetryPolicy,
   jitter: number,
   dsnId: string
@@ -145,6 +146,7 @@ export const reportCommand = (
   attempt: attempt.attempt,
   host: outcome.host,
   results: outcome.results,
+  ...(outcome.trace ? { trace: outcome.trace } : {}),
   retry,
   jitter,
   dsnId

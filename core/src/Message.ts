@@ -4,6 +4,7 @@ import * as E from "fp-ts/lib/Either.js"
 import { backoff, type RetryPolicy } from "./Policy.js"
 import { classify, Replies, type Reply } from "./Reply.js"
 import type { Destination, RouteDecision } from "./Route.js"
+import type { Trace } from "./Trace.js"
 
 export const SCHEMA_VERSION = 1 as const
 
@@ -48,6 +49,8 @@ export type Event =
       readonly rcpts: ReadonlyArray<string>
       readonly host: string
       readonly reply: Reply
+      /** Hops tried and the TLS of the attempt (absent in events recorded before it was kept). */
+      readonly trace?: Trace | undefined
     })
   | (Meta & {
       readonly type: "AttemptDeferred"
@@ -57,6 +60,7 @@ export type Event =
       readonly reply: Reply
       /** null when the deferral ran out the queue lifetime. */
       readonly nextAttemptAt: number | null
+      readonly trace?: Trace | undefined
     })
   | (Meta & {
       readonly type: "AttemptFailed"
@@ -64,6 +68,8 @@ export type Event =
       readonly rcpts: ReadonlyArray<string>
       readonly host: string
       readonly reply: Reply
+      /** Hops tried and the TLS of the attempt (absent in events recorded before it was kept). */
+      readonly trace?: Trace | undefined
     })
   | (Meta & { readonly type: "RecipientDelivered"; readonly rcpt: string; readonly host: string; readonly reply: Reply })
   | (Meta & { readonly type: "RecipientBounced"; readonly rcpt: string; readonly reply: Reply })
@@ -296,6 +302,8 @@ export type Command =
       readonly attempt: number
       readonly host: string
       readonly results: ReadonlyArray<AttemptResult>
+      /** What the attempt went through (hops, TLS): copied onto its Attempt* events. */
+      readonly trace?: Trace | undefined
       readonly retry: RetryPolicy
       readonly jitter: number
       readonly dsnId: string
@@ -430,7 +438,7 @@ export const decide = (command: Command, state: State): Decision => {
       const ok = command.results.filter((r) => classify(r.reply) === "success")
       const perm = command.results.filter((r) => classify(r.reply) === "permanent")
       const temp = command.results.filter((r) => classify(r.reply) === "transient")
-      const base = { attempt: command.attempt, host: command.host }
+      const base = { attempt: command.attempt, host: command.host, ...(command.trace ? { trace: command.trace } : {}) }
       const events: Array<Event> = []
       // Replies differ per recipient; one Attempt* event per distinct reply keeps each reply verbatim.
       for (const [reply, group] of groupByReply(ok)) {
@@ -510,7 +518,7 @@ const firstDuplicate = (s: Live, rcpts: ReadonlyArray<string>): DecideError | un
 const groupByReply = (results: ReadonlyArray<AttemptResult>): ReadonlyArray<readonly [Reply, ReadonlyArray<string>]> => {
   const groups = new Map<string, [Reply, Array<string>]>()
   for (const r of results) {
-    const k = `${r.reply.code}|${r.reply.enhanced ?? ""}|${r.reply.text}`
+    const k = `${r.reply.code}|${r.reply.enhanced ?? ""}|${r.reply.text}|${r.reply.lines?.join("\n") ?? ""}`
     const g = groups.get(k)
     if (g) g[1].push(r.rcpt)
     else groups.set(k, [r.reply, [r.rcpt]])

@@ -5,6 +5,8 @@ export interface Reply {
   readonly code: number
   readonly enhanced?: string | undefined
   readonly text: string
+  /** The reply as received, line by line (without CR LF), when it spanned more than one line; `text` joins them. */
+  readonly lines?: ReadonlyArray<string> | undefined
 }
 
 /** Outcome class of a reply, RFC 5321 §4.2.1: 2xx done, 4xx transient, 5xx permanent. */
@@ -33,7 +35,8 @@ export const parse = (raw: string): Reply => {
     .map((b) => (enhanced === undefined ? b : b.replace(ENHANCED, "")).trim())
     .filter((b) => b.length > 0)
     .join(" ")
-  return enhanced === undefined ? { code, text } : { code, enhanced, text }
+  const whole = lines.length > 1 ? { lines } : {}
+  return enhanced === undefined ? { code, text, ...whole } : { code, enhanced, text, ...whole }
 }
 
 export const format = (r: Reply): string => `${r.code}${r.enhanced ? ` ${r.enhanced}` : ""} ${r.text}`
@@ -54,6 +57,8 @@ export const Replies = {
   noSuchDomain: { code: 550, enhanced: "5.1.2", text: "Recipient domain not found" },
   dnsTempFail: { code: 451, enhanced: "4.4.3", text: "DNS lookup failed temporarily" },
   connectFailed: (detail: string): Reply => ({ code: 451, enhanced: "4.4.1", text: `Connection failed: ${detail}` }),
+  /** No hop satisfied the destination's TLS policy (MTA-STS enforce, DANE): deferred, bounced at the lifetime. */
+  tlsPolicyFailed: (detail: string): Reply => ({ code: 451, enhanced: "4.7.5", text: `TLS policy not satisfied: ${detail}` }),
   expired: { code: 550, enhanced: "4.4.7", text: "Message expired: delivery time limit exceeded" },
   operatorBounce: (by: string): Reply => ({ code: 550, enhanced: "5.0.0", text: `Bounced by operator ${by}` }),
   mailboxUnavailable: { code: 550, enhanced: "5.1.1", text: "Mailbox unavailable" },

@@ -7,6 +7,8 @@ export interface Hop {
   readonly port: number
   /** MX preference (lower first); routes and A fallback use 0. */
   readonly preference: number
+  /** The MX host name (or the domain, for the A fallback) this address was found for: what TLS policies name. */
+  readonly name?: string | undefined
 }
 
 export type Destination =

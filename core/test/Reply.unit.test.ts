@@ -51,7 +51,8 @@ describe("parse", () => {
   it("joins the lines of a multi-line reply", () => {
     expect(parse("250-mx.example.org Hello\r\n250-SIZE 10240000\r\n250 HELP\r\n")).toEqual({
       code: 250,
-      text: "mx.example.org Hello SIZE 10240000 HELP"
+      text: "mx.example.org Hello SIZE 10240000 HELP",
+      lines: ["250-mx.example.org Hello", "250-SIZE 10240000", "250 HELP"]
     })
   })
 
@@ -64,7 +65,8 @@ describe("parse", () => {
     expect(parse(raw)).toEqual({
       code: 550,
       enhanced: "5.1.1",
-      text: "The email account that you tried to reach does not exist. Please try double-checking the recipient's email address for typos or unnecessary spaces. https://support.example/answer/6596 x1si"
+      text: "The email account that you tried to reach does not exist. Please try double-checking the recipient's email address for typos or unnecessary spaces. https://support.example/answer/6596 x1si",
+      lines: raw.split("\r\n")
     })
   })
 
@@ -72,7 +74,8 @@ describe("parse", () => {
     expect(parse("451-4.7.1 Greylisted\n\n451 4.7.1 come back later\n")).toEqual({
       code: 451,
       enhanced: "4.7.1",
-      text: "Greylisted come back later"
+      text: "Greylisted come back later",
+      lines: ["451-4.7.1 Greylisted", "451 4.7.1 come back later"]
     })
   })
 

@@ -3,10 +3,36 @@
 import type { Message } from "@missive/core"
 import { Schema } from "effect"
 
-const Reply = Schema.Struct({ code: Schema.Number, enhanced: Schema.optional(Schema.String), text: Schema.String })
+const Reply = Schema.Struct({
+  code: Schema.Number,
+  enhanced: Schema.optional(Schema.String),
+  text: Schema.String,
+  lines: Schema.optional(Schema.Array(Schema.String))
+})
 const Meta = { v: Schema.Number, at: Schema.Number, node: Schema.String, policy: Schema.String }
 const Strings = Schema.Array(Schema.String)
-const Hop = Schema.Struct({ host: Schema.String, port: Schema.Number, preference: Schema.Number })
+const Hop = Schema.Struct({ host: Schema.String, port: Schema.Number, preference: Schema.Number, name: Schema.optional(Schema.String) })
+const Trace = Schema.Struct({
+  hops: Schema.Array(
+    Schema.Struct({
+      hop: Schema.String,
+      name: Schema.optional(Schema.String),
+      outcome: Schema.Literals(["connected", "reused", "connect-failed", "tls-failed", "policy-excluded"]),
+      detail: Schema.optional(Schema.String)
+    })
+  ),
+  tls: Schema.optional(
+    Schema.Struct({
+      policy: Schema.Literals(["none", "opportunistic", "required", "mta-sts", "dane"]),
+      mode: Schema.optional(Schema.String),
+      tls: Schema.Boolean,
+      version: Schema.optional(Schema.String),
+      cipher: Schema.optional(Schema.String),
+      verified: Schema.Boolean,
+      reason: Schema.optional(Schema.String)
+    })
+  )
+})
 const Destination = Schema.Union([
   Schema.Struct({ kind: Schema.Literal("maildir"), key: Schema.String, mailbox: Schema.String }),
   Schema.Struct({ kind: Schema.Literal("lmtp"), key: Schema.String, host: Schema.String, port: Schema.Number }),
@@ -33,15 +59,16 @@ export const EventSchema = Schema.Union([
     routes: Schema.Array(Schema.Struct({ rcpt: Schema.String, destination: Destination, dns: Schema.optional(Schema.Array(Dns)) }))
   }),
   ev("AttemptStarted", { attempt: Schema.Number, rcpts: Strings, destination: Schema.String }),
-  ev("AttemptSucceeded", { attempt: Schema.Number, rcpts: Strings, host: Schema.String, reply: Reply }),
+  ev("AttemptSucceeded", { attempt: Schema.Number, rcpts: Strings, host: Schema.String, reply: Reply, trace: Schema.optional(Trace) }),
   ev("AttemptDeferred", {
     attempt: Schema.Number,
     rcpts: Strings,
     host: Schema.String,
     reply: Reply,
-    nextAttemptAt: Schema.NullOr(Schema.Number)
+    nextAttemptAt: Schema.NullOr(Schema.Number),
+    trace: Schema.optional(Trace)
   }),
-  ev("AttemptFailed", { attempt: Schema.Number, rcpts: Strings, host: Schema.String, reply: Reply }),
+  ev("AttemptFailed", { attempt: Schema.Number, rcpts: Strings, host: Schema.String, reply: Reply, trace: Schema.optional(Trace) }),
   ev("RecipientDelivered", { rcpt: Schema.String, host: Schema.String, reply: Reply }),
   ev("RecipientBounced", { rcpt: Schema.String, reply: Reply }),
   ev("RecipientExpired", { rcpt: Schema.String, reply: Reply }),

@@ -3,7 +3,7 @@
 // before the next attempt), relative times and the gap since the previous event. Reads one stream; never writes.
 // The one timeline view: `missive queue show` (embedded and cluster) prints it too, and simulations re-export it as
 // `Replay.Timeline`. Here, below simulations, so that `queue show` does not load the simulated world.
-import { Message, Reply } from "@missive/core"
+import { Message, Reply, Trace } from "@missive/core"
 import * as EventStore from "./EventStore.js"
 import * as QueueView from "./QueueView.js"
 
@@ -55,6 +55,13 @@ export interface Timeline {
   readonly related: ReadonlyArray<string>
 }
 
+/** A reply, and when it came on several lines, each line as the remote server sent it. */
+const whole = (r: Reply.Reply): string =>
+  r.lines && r.lines.length > 1 ? `${Reply.format(r)} [${r.lines.length} lines: ${r.lines.join(" | ")}]` : Reply.format(r)
+
+/** An attempt's hops tried and TLS outcome, when recorded. */
+const traced = (t: Trace.Trace | undefined): string => (t ? `; ${Trace.format(t)}` : "")
+
 /** One line on what an event records: addresses, routes with their DNS answers, hosts and full replies, who asked. */
 export const describe = (e: Message.Event): string => {
   switch (e.type) {
@@ -80,9 +87,9 @@ export const describe = (e: Message.Event): string => {
       return `attempt ${e.attempt} to ${e.destination} for ${e.rcpts.length} recipient(s)`
     case "AttemptSucceeded":
     case "AttemptFailed":
-      return `attempt ${e.attempt} via ${e.host}: ${Reply.format(e.reply)} for ${e.rcpts.join(", ")}`
+      return `attempt ${e.attempt} via ${e.host}: ${whole(e.reply)} for ${e.rcpts.join(", ")}${traced(e.trace)}`
     case "AttemptDeferred":
-      return `attempt ${e.attempt} via ${e.host}: ${Reply.format(e.reply)} for ${e.rcpts.join(", ")}; ${e.nextAttemptAt === null ? "lifetime exceeded" : `next attempt in ${QueueView.formatAge(e.nextAttemptAt - e.at)} at ${iso(e.nextAttemptAt)}`}`
+      return `attempt ${e.attempt} via ${e.host}: ${whole(e.reply)} for ${e.rcpts.join(", ")}; ${e.nextAttemptAt === null ? "lifetime exceeded" : `next attempt in ${QueueView.formatAge(e.nextAttemptAt - e.at)} at ${iso(e.nextAttemptAt)}`}${traced(e.trace)}`
     case "RecipientDelivered":
       return `<${e.rcpt}> delivered via ${e.host}: ${Reply.format(e.reply)}`
     case "RecipientBounced":

@@ -85,7 +85,7 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
       resolver
     })
     const deliverer = yield* Effect.acquireRelease(
-      Effect.sync(() => makeDeliverer(config)),
+      Effect.sync(() => makeDeliverer(config, { resolver, dataDir, clock, log })),
       (dl) => Effect.promise(() => dl.close())
     )
     const localLimiter = Limiter.make({

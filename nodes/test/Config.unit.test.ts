@@ -62,7 +62,10 @@ describe("defaults", () => {
       command_timeout: 300_000,
       tls: "opportunistic",
       reuse_connections: true,
-      messages_per_connection: 100
+      messages_per_connection: 100,
+      mta_sts: true,
+      tls_ca_file: null,
+      mta_sts_hosts: {}
     })
     expect(d.store).toEqual({ group_commit: 1, min_free_space: 100_000_000, eventstoredb: null })
   })

@@ -77,10 +77,10 @@ describe("Router", () => {
       key: "mx:multi.test",
       via: "mx",
       hops: [
-        { host: "127.0.0.11", port: 2525, preference: 10 },
-        { host: "127.0.0.12", port: 2525, preference: 20 },
-        { host: "127.0.0.13", port: 2525, preference: 20 },
-        { host: "::1", port: 2525, preference: 20 }
+        { host: "127.0.0.11", port: 2525, preference: 10, name: "mx1.multi.test" },
+        { host: "127.0.0.12", port: 2525, preference: 20, name: "mx2.multi.test" },
+        { host: "127.0.0.13", port: 2525, preference: 20, name: "mx2.multi.test" },
+        { host: "::1", port: 2525, preference: 20, name: "mx2.multi.test" }
       ]
     })
     // the MX lookup, then A and AAAA of each MX host, including the one that failed
@@ -101,7 +101,7 @@ describe("Router", () => {
       kind: "smtp",
       key: "mx:bare.test",
       via: "a",
-      hops: [{ host: "127.0.0.20", port: 2525, preference: 0 }]
+      hops: [{ host: "127.0.0.20", port: 2525, preference: 0, name: "bare.test" }]
     })
     expect(d.dns?.map((e) => `${e.type} ${e.rcode}`)).toEqual(["MX NODATA", "A NOERROR"])
   })

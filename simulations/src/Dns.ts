@@ -1,5 +1,5 @@
-// An authoritative DNS server on loopback for simulations and tests: answers MX, A and AAAA from an in-memory zone
-// map over UDP. It is not a resolver, follows no CNAMEs, and must never listen beyond loopback (127.0.0.0/8).
+// An authoritative DNS server on loopback for simulations and tests: answers MX, A, AAAA and TXT from an in-memory
+// zone map over UDP. It is not a resolver, follows no CNAMEs, and must never listen beyond loopback (127.0.0.0/8).
 // Unknown names get NXDOMAIN; a known name without records of the asked type gets NOERROR with no answers (NODATA).
 import dns2 from "dns2"
 
@@ -18,6 +18,8 @@ export interface Zone {
   readonly mx?: ReadonlyArray<MxRecord> | undefined
   readonly a?: ReadonlyArray<string> | undefined
   readonly aaaa?: ReadonlyArray<string> | undefined
+  /** TXT records, one string each (MTA-STS's "v=STSv1; id=..."). */
+  readonly txt?: ReadonlyArray<string> | undefined
   /** Answer every question about this name with SERVFAIL. */
   readonly servfail?: boolean | undefined
   /** Never answer questions about this name (the client times out). */
@@ -30,7 +32,7 @@ export type Zones = Readonly<Record<string, Zone>>
 
 export interface Query {
   readonly name: string
-  readonly type: "MX" | "A" | "AAAA" | "OTHER"
+  readonly type: "MX" | "A" | "AAAA" | "TXT" | "OTHER"
 }
 
 export interface DnsServer {
@@ -50,7 +52,7 @@ export const nullMx: Zone = { mx: [{ preference: 0, exchange: "." }] }
 const norm = (name: string): string => name.toLowerCase().replace(/\.$/, "")
 
 const typeName = (t: number): Query["type"] =>
-  t === Packet.TYPE.MX ? "MX" : t === Packet.TYPE.A ? "A" : t === Packet.TYPE.AAAA ? "AAAA" : "OTHER"
+  t === Packet.TYPE.MX ? "MX" : t === Packet.TYPE.A ? "A" : t === Packet.TYPE.AAAA ? "AAAA" : t === Packet.TYPE.TXT ? "TXT" : "OTHER"
 
 export interface DnsOptions {
   /** A loopback address (default 127.0.0.1). */
@@ -101,6 +103,8 @@ export const startDnsServer = async (zones: Zones = {}, options: DnsOptions = {}
         for (const address of zone.a ?? []) response.answers.push({ ...base, type: Packet.TYPE.A, address } as never)
       } else if (q.type === Packet.TYPE.AAAA) {
         for (const address of zone.aaaa ?? []) response.answers.push({ ...base, type: Packet.TYPE.AAAA, address } as never)
+      } else if (q.type === Packet.TYPE.TXT) {
+        for (const data of zone.txt ?? []) response.answers.push({ ...base, type: Packet.TYPE.TXT, data } as never)
       }
     }
     send(response)

@@ -43,6 +43,10 @@ export interface CaptureOptions extends Behaviour {
   readonly size?: number | undefined
   /** The address to listen on (default 127.0.0.1): only a test-owned private address, never 0.0.0.0. */
   readonly host?: string | undefined
+  /** Default 0: any free port. */
+  readonly port?: number | undefined
+  /** The STARTTLS key pair (PEM) instead of the generated self-signed one (implies `tls`). */
+  readonly certificate?: { readonly key: string; readonly cert: string } | undefined
 }
 
 export interface CaptureServer {
@@ -74,7 +78,7 @@ export const startCapture = async (options: CaptureOptions = {}): Promise<Captur
   const messages: Captured[] = []
   let connections = 0
   let open = 0
-  const tls = options.tls ? await selfSigned() : undefined
+  const tls = options.certificate ?? (options.tls ? await selfSigned() : undefined)
   const lmtp = options.lmtp ?? false
   const host = options.host ?? "127.0.0.1"
 
@@ -136,7 +140,7 @@ export const startCapture = async (options: CaptureOptions = {}): Promise<Captur
   server.on("error", () => undefined) // client resets are expected in tests that drop connections
   await new Promise<void>((resolve, reject) => {
     server.server.once("error", reject)
-    server.listen(0, host, () => resolve())
+    server.listen(options.port ?? 0, host, () => resolve())
   })
   const address = server.server.address()
   if (address === null || typeof address === "string") throw new Error("capture server has no TCP address")

@@ -298,7 +298,16 @@ const File = Schema.Struct({
       command_timeout: field(duration(1), 300_000),
       tls: field(oneOf(["opportunistic", "none", "required"]), "opportunistic"),
       reuse_connections: field(Bool, true),
-      messages_per_connection: field(Count, 100)
+      messages_per_connection: field(Count, 100),
+      /** MTA-STS (RFC 8461): discover, fetch, cache (data_dir/mta-sts.json) and apply the recipient domain's policy. */
+      mta_sts: field(Bool, true),
+      /** A PEM file of CA certificates trusted besides the system roots, for MX certificates and MTA-STS policy hosts. */
+      tls_ca_file: field(
+        nullable(Schema.String, "a PEM file path", (u) => (typeof u === "string" && u.trim() !== "" ? u : undefined)),
+        null
+      ),
+      /** Tests and private networks: MTA-STS policy host -> "address:port" to fetch from instead of its own address:443. */
+      mta_sts_hosts: field(Schema.Record(Schema.String, HostPortValue), {})
     })
   ),
   retry: section(

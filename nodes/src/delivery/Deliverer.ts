@@ -1,11 +1,19 @@
 // The delivery role's front door: sends one attempt to its destination by kind (SMTP pool, LMTP, Maildir)
-// and reports one reply per recipient. Must not decide retries or bounces (the message decider does).
+// and reports one reply per recipient, applying the recipient domain's TLS policy (MTA-STS) to SMTP.
+// Must not decide retries or bounces (the message decider does).
+import { readFileSync } from "node:fs"
+import { rootCertificates } from "node:tls"
 import type { Route } from "@missive/core"
 import type { Config } from "../config/Config.js"
+import type { DnsResolver } from "../router/Resolver.js"
+import { systemClock, type Clock } from "../runtime/Clock.js"
+import type { Logger } from "../runtime/Log.js"
 import type { DeliveryResult } from "./Delivery.js"
 import { makeLmtpClient } from "./Lmtp.js"
 import { makeMaildir } from "./Maildir.js"
+import * as MtaSts from "./MtaSts.js"
 import { makeSmtpPool } from "./SmtpClient.js"
+import * as TlsPolicy from "./TlsPolicy.js"
 
 export interface Deliverer {
   deliver(
@@ -17,10 +25,33 @@ export interface Deliverer {
   close(): Promise<void>
 }
 
-export const makeDeliverer = (config: Config): Deliverer => {
+/** What the deliverer needs besides the configuration: TXT lookups and a place for the MTA-STS cache. */
+export interface DelivererDeps {
+  readonly resolver?: DnsResolver | undefined
+  readonly dataDir?: string | undefined
+  readonly clock?: Clock | undefined
+  readonly log?: Logger | undefined
+}
+
+export const makeDeliverer = (config: Config, deps: DelivererDeps = {}): Deliverer => {
+  const extraCa = config.delivery.tls_ca_file === null ? undefined : [readFileSync(config.delivery.tls_ca_file, "utf8")]
+  const txt = deps.resolver?.txt?.bind(deps.resolver)
+  const sts =
+    config.delivery.mta_sts && txt
+      ? MtaSts.make({
+          txt,
+          dataDir: deps.dataDir,
+          extraCa,
+          hosts: config.delivery.mta_sts_hosts,
+          timeoutMs: config.delivery.connect_timeout,
+          clock: deps.clock ?? systemClock,
+          log: deps.log ?? (() => undefined)
+        })
+      : undefined
   const smtp = makeSmtpPool({
     hostname: config.hostname,
     tls: config.delivery.tls,
+    tlsOptions: extraCa ? { ca: [...rootCertificates, ...extraCa] } : undefined,
     connectTimeout: config.delivery.connect_timeout,
     commandTimeout: config.delivery.command_timeout,
     maxPerDestination: config.delivery.concurrency_per_destination,
@@ -36,8 +67,11 @@ export const makeDeliverer = (config: Config): Deliverer => {
   return {
     deliver: async (destination, envelope, body) => {
       switch (destination.kind) {
-        case "smtp":
-          return smtp.send(destination, envelope, body)
+        case "smtp": {
+          const domain = sts ? TlsPolicy.domainOf(destination) : undefined
+          const policy = sts && domain ? await sts.policyFor(domain) : undefined
+          return smtp.send(destination, envelope, body, policy ? TlsPolicy.fromMtaSts(policy, destination) : undefined)
+        }
         case "lmtp":
           return lmtp.send(destination, envelope, body)
         case "maildir":

@@ -1,6 +1,6 @@
 // The shapes every delivery client (SMTP, LMTP, Maildir) answers with: one reply per recipient and the host used.
 // Types only: no I/O here, and no interpretation of replies (the message decider classifies them).
-import type { Reply } from "@missive/core"
+import type { Reply, Trace } from "@missive/core"
 
 export interface Envelope {
   /** "" is the null reverse-path, sent as MAIL FROM:<>. */
@@ -20,6 +20,8 @@ export interface DeliveryResult {
   readonly results: ReadonlyArray<RecipientResult>
   /** Whether the transaction ran under TLS. */
   readonly tls?: boolean | undefined
+  /** Hops tried and the TLS of the session (SMTP and LMTP; none for Maildir). */
+  readonly trace?: Trace.Trace | undefined
 }
 
 /** The same reply for every recipient. */

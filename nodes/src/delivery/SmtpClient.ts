@@ -5,10 +5,18 @@
 import type { ConnectionOptions } from "node:tls"
 import type { Route } from "@missive/core"
 import type { DeliveryResult, Envelope } from "./Delivery.js"
-import { makePool } from "./internal/Pool.js"
-import type { TlsMode } from "./internal/Session.js"
+import { makePool, type SendPolicy } from "./internal/Pool.js"
+import type { Endpoint, TlsMode } from "./internal/Session.js"
 
-export type { TlsMode } from "./internal/Session.js"
+export type { TlsMode, VerifyPolicy, Endpoint } from "./internal/Session.js"
+export type { SendPolicy } from "./internal/Pool.js"
+
+/** What a destination's TLS policy makes of one send: the hops it allows, the check, and its own pool of sessions. */
+export interface DestinationPolicy extends SendPolicy {
+  /** Sessions opened under this policy are pooled apart from others to the same destination ("mta-sts:enforce"). */
+  readonly name: string
+  readonly hops: ReadonlyArray<Endpoint>
+}
 
 export type SmtpDestination = Extract<Route.Destination, { kind: "smtp" }>
 
@@ -32,7 +40,7 @@ export interface SmtpPoolOptions {
 
 export interface SmtpPool {
   /** One transaction for `envelope`; never rejects. `host` is "host:port" of the hop that answered. */
-  send(destination: SmtpDestination, envelope: Envelope, body: Buffer): Promise<DeliveryResult>
+  send(destination: SmtpDestination, envelope: Envelope, body: Buffer, policy?: DestinationPolicy): Promise<DeliveryResult>
   /** Stops reuse, QUITs idle sessions and waits for transactions in flight. */
   close(): Promise<void>
 }
@@ -54,7 +62,10 @@ export const makeSmtpPool = (options: SmtpPoolOptions): SmtpPool => {
     }
   )
   return {
-    send: (destination, envelope, body) => pool.send(destination.key, destination.hops, envelope, body),
+    send: (destination, envelope, body, policy) =>
+      policy
+        ? pool.send(`${destination.key}|${policy.name}`, policy.hops, envelope, body, policy)
+        : pool.send(destination.key, destination.hops, envelope, body),
     close: () => pool.close()
   }
 }

@@ -24,6 +24,11 @@ export interface DnsResolver {
   mx(name: string): Promise<Lookup<MxRecord>>
   a(name: string): Promise<Lookup<string>>
   aaaa(name: string): Promise<Lookup<string>>
+  /**
+   * TXT records (each record's strings joined) for TLS policy discovery (MTA-STS). Optional: a resolver without it
+   * (canned answers, the simulated world) means no MTA-STS lookups at all.
+   */
+  txt?(name: string): Promise<{ readonly records: ReadonlyArray<string>; readonly rcode: string }>
 }
 
 export interface ResolverOptions {
@@ -105,7 +110,15 @@ export const makeResolver = (options: ResolverOptions = {}): DnsResolver => {
         (r) => r.address,
         (a) => a,
         (r) => r.ttl
-      )
+      ),
+    txt: async (name) => {
+      try {
+        const records = (await resolver.resolveTxt(normName(name))).map((chunks) => chunks.join(""))
+        return { records, rcode: records.length === 0 ? "NODATA" : "NOERROR" }
+      } catch (err) {
+        return { records: [], rcode: rcodeOf(err) }
+      }
+    }
   }
 }
 

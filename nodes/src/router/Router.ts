@@ -151,7 +151,7 @@ export const makeRouter = (options: RouterOptions): Router => {
         if (self.ips.length > 0) {
           return decided(
             rcpt,
-            { kind: "smtp", key, via: "a", hops: self.ips.map((host) => ({ host, port: options.mxPort, preference: 0 })) },
+            { kind: "smtp", key, via: "a", hops: self.ips.map((host) => ({ host, port: options.mxPort, preference: 0, name: domain })) },
             evidence
           )
         }
@@ -178,7 +178,7 @@ export const makeRouter = (options: RouterOptions): Router => {
       const res = resolved[i]
       if (!res) return
       evidence.push(...res.evidence)
-      for (const host of res.ips) hops.push({ host, port: options.mxPort, preference: r.preference })
+      for (const host of res.ips) hops.push({ host, port: options.mxPort, preference: r.preference, name: r.exchange })
     })
     if (hops.length === 0) {
       // No MX host has an address. A lame MX may be repaired, so this defers rather than bounces; the queue

@@ -1,7 +1,7 @@
 // Drives one message once: takes its state (fresh from intake, carried with its work entry, or read from its
 // stream), follows core's drive plan (route, attempt through the limiter and the deliverer, report, expire, finish)
 // and writes through the command handler. Decides nothing itself; an empty read is reported, never acted on.
-import { Drive, Message, Reply, Route, type Policy } from "@missive/core"
+import { Drive, Message, Reply, Route, type Policy, type Trace } from "@missive/core"
 import { EventStore, type BodyStore, type Work } from "@missive/events"
 import * as E from "fp-ts/lib/Either.js"
 import { dsnFor } from "../bounce/Bounce.js"
@@ -23,7 +23,7 @@ export interface Deliverer {
     envelope: { from: string; to: ReadonlyArray<string> },
     body: Buffer,
     id: string
-  ): Promise<{ host: string; results: ReadonlyArray<Message.AttemptResult> }>
+  ): Promise<{ host: string; results: ReadonlyArray<Message.AttemptResult>; trace?: Trace.Trace | undefined }>
 }
 
 export interface Injector {
@@ -213,7 +213,7 @@ export const make = (d: DriverDeps): Driver => {
     await Promise.all(
       attempts.map(async (a) => {
         const live = get() as Message.Live
-        let outcome: { host: string; results: ReadonlyArray<Message.AttemptResult> }
+        let outcome: { host: string; results: ReadonlyArray<Message.AttemptResult>; trace?: Trace.Trace | undefined }
         if (a.destination.kind === "smtp" && a.destination.hops.length === 0) {
           outcome = { host: "dns", results: a.rcpts.map((rcpt) => ({ rcpt, reply: temporary.get(rcpt) ?? Reply.Replies.dnsTempFail })) }
         } else {

@@ -1,9 +1,9 @@
 // Connection reuse per destination key: at most `maxPerDestination` sessions open per key, idle ones kept for
 // `idleMs` and reused after RSET, retired after `messagesPerConnection` messages or on any connection error.
 // It must not interpret replies or retry a message: one send is one transaction, whatever it answers.
-import { Reply } from "@missive/core"
+import { Reply, type Trace } from "@missive/core"
 import { allGet, type DeliveryResult, type Envelope } from "../Delivery.js"
-import { Session, showEndpoint, type Endpoint, type SessionOptions } from "./Session.js"
+import { Session, showEndpoint, type Endpoint, type SessionOptions, type VerifyPolicy } from "./Session.js"
 
 export interface PoolOptions {
   readonly maxPerDestination: number
@@ -24,8 +24,17 @@ interface Slot {
   readonly waiters: Array<() => void>
 }
 
+/** What a TLS policy asks of one send: hops it already excluded (recorded, never dialled) and the check to apply. */
+export interface SendPolicy {
+  readonly verify?: VerifyPolicy | undefined
+  readonly excluded?: ReadonlyArray<Trace.HopTried> | undefined
+}
+
+type Failed = { host: string; reply: Reply.Reply; hops: ReadonlyArray<Trace.HopTried>; tls?: Trace.TlsOutcome | undefined }
+
 export interface Pool {
-  send(key: string, hops: ReadonlyArray<Endpoint>, envelope: Envelope, body: Buffer): Promise<DeliveryResult>
+  /** Sessions are pooled by `key`: a caller that sends under different policies gives each its own key. */
+  send(key: string, hops: ReadonlyArray<Endpoint>, envelope: Envelope, body: Buffer, policy?: SendPolicy): Promise<DeliveryResult>
   close(): Promise<void>
 }
 
@@ -61,46 +70,77 @@ export const makePool = (session: SessionOptions, pool: PoolOptions): Pool => {
     wake(key, slot)
   }
 
-  /** Opens a session on the first hop that answers; in opportunistic mode a failed TLS handshake is retried in clear. */
-  const openFirst = async (hops: ReadonlyArray<Endpoint>): Promise<Session | { host: string; reply: Reply.Reply }> => {
+  /**
+   * Opens a session on the first hop that answers; in opportunistic mode (and under a policy that only records) a
+   * failed TLS handshake is retried in clear. Every hop tried is recorded with its outcome.
+   */
+  const openFirst = async (
+    hops: ReadonlyArray<Endpoint>,
+    policy: SendPolicy
+  ): Promise<{ session: Session; tried: ReadonlyArray<Trace.HopTried> } | Failed> => {
+    const options: SessionOptions = policy.verify ? { ...session, tls: "opportunistic", verify: policy.verify } : session
     const failures: string[] = []
+    const tried: Trace.HopTried[] = [...(policy.excluded ?? [])]
+    let lastTls: Trace.TlsOutcome | undefined
+    const record = (hop: Endpoint, outcome: Trace.HopOutcome, detail?: string): void =>
+      void tried.push({ hop: showEndpoint(hop), ...(hop.name ? { name: hop.name } : {}), outcome, ...(detail ? { detail } : {}) })
     for (const hop of hops) {
-      let s = await Session.open(hop, session)
-      if (!(s instanceof Session) && s.tlsFailed && session.tls === "opportunistic") {
+      let s = await Session.open(hop, options)
+      if (!(s instanceof Session) && s.tlsFailed && options.tls === "opportunistic" && !options.verify?.enforce) {
         failures.push(s.detail)
-        s = await Session.open(hop, { ...session, tls: "none" })
+        record(hop, "tls-failed", s.detail)
+        lastTls = s.tls ?? lastTls
+        s = await Session.open(hop, { ...options, tls: "none", verify: undefined })
       }
-      if (s instanceof Session) return s
+      if (s instanceof Session) {
+        record(hop, "connected")
+        return { session: s, tried }
+      }
       failures.push(s.detail)
+      record(hop, s.tlsFailed ? "tls-failed" : "connect-failed", s.detail)
+      lastTls = s.tls ?? lastTls
     }
     const last = hops[hops.length - 1]
-    return { host: last ? showEndpoint(last) : "", reply: Reply.Replies.connectFailed(failures.join("; ") || "no hops") }
+    const why = failures.join("; ") || (tried.length > 0 ? "no MX host allowed by the TLS policy" : "no hops")
+    return {
+      host: last ? showEndpoint(last) : "",
+      reply: policy.verify?.enforce ? Reply.Replies.tlsPolicyFailed(why) : Reply.Replies.connectFailed(why),
+      hops: tried,
+      ...(lastTls ? { tls: lastTls } : {})
+    }
   }
 
-  const acquire = async (key: string, hops: ReadonlyArray<Endpoint>): Promise<Entry | { host: string; reply: Reply.Reply }> => {
+  const acquire = async (
+    key: string,
+    hops: ReadonlyArray<Endpoint>,
+    policy: SendPolicy
+  ): Promise<{ entry: Entry; tried: ReadonlyArray<Trace.HopTried> } | Failed> => {
     for (;;) {
-      if (closed) return { host: "", reply: Reply.Replies.connectFailed("delivery client is shutting down") }
+      if (closed) return { host: "", reply: Reply.Replies.connectFailed("delivery client is shutting down"), hops: [] }
       const slot = slotOf(key)
       const idle = slot.idle.pop()
       if (idle) {
         clearTimeout(idle.idleTimer)
-        if (await idle.session.reset()) return idle
+        if (await idle.session.reset()) {
+          const e = idle.session.endpoint
+          return { entry: idle, tried: [{ hop: showEndpoint(e), ...(e.name ? { name: e.name } : {}), outcome: "reused" }] }
+        }
         retire(key, slot, idle)
         continue
       }
       if (slot.open < pool.maxPerDestination) {
         slot.open++
-        const s = await openFirst(hops)
-        if (!(s instanceof Session)) {
+        const s = await openFirst(hops, policy)
+        if (!("session" in s)) {
           slot.open--
           wake(key, slot)
           return s
         }
-        const entry: Entry = { session: s, used: 0, idleTimer: undefined, gone: false }
-        s.onDead(() => {
+        const entry: Entry = { session: s.session, used: 0, idleTimer: undefined, gone: false }
+        s.session.onDead(() => {
           if (slot.idle.includes(entry)) retire(key, slot, entry)
         })
-        return entry
+        return { entry, tried: s.tried }
       }
       await new Promise<void>((r) => slot.waiters.push(r))
     }
@@ -118,20 +158,30 @@ export const makePool = (session: SessionOptions, pool: PoolOptions): Pool => {
     wake(key, slot)
   }
 
-  const transact = async (key: string, hops: ReadonlyArray<Endpoint>, envelope: Envelope, body: Buffer): Promise<DeliveryResult> => {
+  const transact = async (
+    key: string,
+    hops: ReadonlyArray<Endpoint>,
+    envelope: Envelope,
+    body: Buffer,
+    policy: SendPolicy
+  ): Promise<DeliveryResult> => {
     if (envelope.to.length === 0) return { host: "", results: [] }
-    const got = await acquire(key, hops)
-    if (!("session" in got)) return { host: got.host, results: allGet(envelope.to, got.reply) }
-    const results = await got.session.transact(envelope, body)
-    got.used++
-    const tls = got.session.secure
-    release(key, got)
-    return { host: got.session.host, results, tls }
+    const got = await acquire(key, hops, policy)
+    if (!("entry" in got)) {
+      const trace: Trace.Trace = { hops: got.hops, ...(got.tls ? { tls: got.tls } : {}) }
+      return { host: got.host, results: allGet(envelope.to, got.reply), trace }
+    }
+    const { entry } = got
+    const results = await entry.session.transact(envelope, body)
+    entry.used++
+    const tls = entry.session.secure
+    release(key, entry)
+    return { host: entry.session.host, results, tls, trace: { hops: got.tried, tls: entry.session.tls } }
   }
 
   return {
-    send: (key, hops, envelope, body) => {
-      const p = transact(key, hops, envelope, body)
+    send: (key, hops, envelope, body, policy = {}) => {
+      const p = transact(key, hops, envelope, body, policy)
       active.add(p)
       void p.finally(() => active.delete(p))
       return p

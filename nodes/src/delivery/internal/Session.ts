@@ -4,7 +4,8 @@
 // (only dot-stuffed). In "opportunistic" TLS mode the peer's certificate is not verified (RFC 7435), in "required" it is.
 import { isAscii } from "node:buffer"
 import type { ConnectionOptions } from "node:tls"
-import { Reply } from "@missive/core"
+import type { TLSSocket } from "node:tls"
+import { Reply, type Trace } from "@missive/core"
 import SMTPConnection from "nodemailer/lib/smtp-connection/index.js"
 import type { Envelope, RecipientResult } from "../Delivery.js"
 
@@ -21,11 +22,30 @@ export interface SessionOptions {
   /** Longest wait for any reply (including the one after the final dot) and idle time on the socket, ms. */
   readonly commandTimeout: number
   readonly lmtp: boolean
+  /**
+   * A TLS policy that authenticates the peer (MTA-STS, DANE): TLS is required, the certificate is checked after the
+   * handshake and a session that fails the check is closed before MAIL. Absent: the mode alone decides.
+   */
+  readonly verify?: VerifyPolicy | undefined
+}
+
+export interface VerifyPolicy {
+  readonly source: Trace.TlsPolicySource
+  readonly mode?: string | undefined
+  /** True: a certificate that fails the check ends the session ("enforce", "dane-only"); false only records it. */
+  readonly enforce: boolean
+  /**
+   * Checks the peer's certificate; gives the reason it fails, or undefined when it passes. Default: the chain and the
+   * name as Node verified them (`authorized`, `authorizationError`).
+   */
+  readonly check?: ((socket: TLSSocket, endpoint: Endpoint) => string | undefined) | undefined
 }
 
 export interface Endpoint {
   readonly host: string
   readonly port: number
+  /** The MX host name: sent as SNI and checked against the certificate when a policy verifies it. */
+  readonly name?: string | undefined
 }
 
 type SmtpError = Error & { code?: string; response?: string; responseCode?: number; command?: string; recipient?: string }
@@ -58,6 +78,35 @@ const detailOf = (err: unknown): string => {
 export interface OpenFailure {
   readonly detail: string
   readonly tlsFailed: boolean
+  /** The TLS that was negotiated before a policy refused the certificate. */
+  readonly tls?: Trace.TlsOutcome | undefined
+}
+
+const policyOf = (options: SessionOptions): Pick<Trace.TlsOutcome, "policy" | "mode"> =>
+  options.verify
+    ? { policy: options.verify.source, ...(options.verify.mode ? { mode: options.verify.mode } : {}) }
+    : { policy: options.tls === "none" ? "none" : options.tls }
+
+/** What a session's TLS is: version, cipher, and whether (or why not) the certificate verified, per `check`. */
+const tlsOf = (conn: SMTPConnection, options: SessionOptions, endpoint: Endpoint): Trace.TlsOutcome => {
+  const base = policyOf(options)
+  const socket = (conn as unknown as { _socket?: TLSSocket })._socket
+  if (!conn.secure || !socket || typeof socket.getProtocol !== "function") return { ...base, tls: false, verified: false }
+  const version = socket.getProtocol() ?? undefined
+  const cipher = socket.getCipher()?.name
+  const failed = options.verify?.check
+    ? options.verify.check(socket, endpoint)
+    : socket.authorized
+      ? undefined
+      : String(socket.authorizationError ?? "not authorized")
+  return {
+    ...base,
+    tls: true,
+    ...(version ? { version } : {}),
+    ...(cipher ? { cipher } : {}),
+    verified: failed === undefined,
+    ...(failed !== undefined ? { reason: failed } : {})
+  }
 }
 
 export class Session {
@@ -69,7 +118,9 @@ export class Session {
   private constructor(
     private readonly conn: SMTPConnection,
     readonly endpoint: Endpoint,
-    private readonly lmtp: boolean
+    private readonly lmtp: boolean,
+    /** The TLS as negotiated when the session opened. */
+    readonly tls: Trace.TlsOutcome
   ) {
     let ended!: () => void
     this.ended = new Promise<void>((r) => (ended = r))
@@ -111,6 +162,7 @@ export class Session {
     const conn = new SMTPConnection({
       host: endpoint.host,
       port: endpoint.port,
+      ...(endpoint.name ? { servername: endpoint.name } : {}),
       name: options.hostname,
       lmtp: options.lmtp,
       secure: false,
@@ -118,10 +170,11 @@ export class Session {
       connectionTimeout: options.connectTimeout,
       greetingTimeout: options.connectTimeout,
       socketTimeout: options.commandTimeout,
-      ignoreTLS: options.tls === "none",
-      opportunisticTLS: options.tls === "opportunistic",
-      requireTLS: options.tls === "required",
-      tls: { rejectUnauthorized: options.tls === "required", ...options.tlsOptions }
+      ignoreTLS: options.tls === "none" && !options.verify,
+      opportunisticTLS: options.tls === "opportunistic" && !options.verify?.enforce,
+      requireTLS: options.tls === "required" || options.verify?.enforce === true,
+      // a verifying policy checks the certificate itself after the handshake, so that the reason can be recorded
+      tls: { rejectUnauthorized: options.tls === "required" && !options.verify, ...options.tlsOptions }
     })
     return new Promise((resolve) => {
       let settled = false
@@ -136,11 +189,23 @@ export class Session {
       conn.once("end", () => fail(Object.assign(new Error("connection closed before the session started"), { code: "ECONNECTION" })))
       conn.connect(() => {
         if (settled) return
+        const tls = tlsOf(conn, options, endpoint)
+        if (options.verify?.enforce && !tls.verified) {
+          settled = true
+          conn.close()
+          const why = tls.tls ? `certificate not verified: ${tls.reason ?? "unknown"}` : "TLS not negotiated"
+          resolve({
+            detail: `${showEndpoint(endpoint)}: ${why} (${options.verify.source} ${options.verify.mode ?? ""})`.trim(),
+            tlsFailed: true,
+            tls
+          })
+          return
+        }
         settled = true
         noDelay(conn)
         conn.removeAllListeners("error")
         conn.removeAllListeners("end")
-        resolve(new Session(conn, endpoint, options.lmtp))
+        resolve(new Session(conn, endpoint, options.lmtp, tls))
       })
     })
   }
