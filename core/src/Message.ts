@@ -83,9 +83,58 @@ export type Event =
       readonly deleted: boolean
     })
   | (Meta & { readonly type: "MessageHeld"; readonly by: string; readonly reason: string })
+  | (Meta & FilterOutcome & { readonly type: "MessageFiltered"; readonly id: string })
   | (Meta & { readonly type: "MessageReleased"; readonly by: string })
   | (Meta & { readonly type: "MessageDeleted"; readonly by: string })
   | (Meta & { readonly type: "RetryRequested"; readonly by: string })
+
+// ---- the filter stage's facts (nodes/src/filter) -------------------------------------------------
+
+/** What a filter wants done with the message; the stage takes the most severe (reject > tempfail > quarantine). */
+export type FilterAction = "accept" | "add-headers" | "quarantine" | "tempfail" | "reject"
+
+/** A DNS lookup a verdict rested on (SPF, DKIM keys, DMARC policy, DNSBL zones): enough to explain it later. */
+export interface FilterEvidence {
+  readonly name: string
+  readonly type: string
+  /** "NOERROR", "NXDOMAIN", "NODATA", "SERVFAIL", "TIMEOUT", ... */
+  readonly rcode: string
+  readonly answers: ReadonlyArray<string>
+}
+
+/** One filter's finding at one SMTP stage. */
+export interface Verdict {
+  /** The check: "spf", "dkim", "dmarc", "arc", "recipient", "sender", "rspamd", "clamav", "dnsbl", a hook's name. */
+  readonly name: string
+  readonly stage: "connect" | "helo" | "mail" | "rcpt" | "data"
+  /** The check's own result word: "pass", "fail", "softfail", "none", "temperror", "permerror", "spam", "virus", ... */
+  readonly result: string
+  readonly score?: number | undefined
+  readonly action: FilterAction
+  /** The reply the filter asked for (reject / tempfail). */
+  readonly reply?: Reply | undefined
+  /** The checker's or scanner's own words (its reply line, the failing signature, the rewrite before → after). */
+  readonly detail?: string | undefined
+  readonly evidence?: ReadonlyArray<FilterEvidence> | undefined
+}
+
+/** An address the stage rewrote (aliases, virtual maps, canonical / masquerading), with before and after. */
+export interface Rewrite {
+  readonly kind: "sender" | "recipient"
+  readonly before: string
+  readonly after: ReadonlyArray<string>
+  readonly by: string
+}
+
+/** Everything the filter stage decided about one message: every verdict, the action taken and the reply it gave. */
+export interface FilterOutcome {
+  readonly action: FilterAction
+  readonly reply?: Reply | undefined
+  readonly verdicts: ReadonlyArray<Verdict>
+  readonly rewrites: ReadonlyArray<Rewrite>
+  /** Hash of the filter policy that decided (the message's `policy` hashes the whole configuration). */
+  readonly filterPolicy: string
+}
 
 export type EventType = Event["type"]
 export type EventOf<T extends EventType> = Extract<Event, { type: T }>
@@ -103,6 +152,7 @@ export const EVENT_TYPES: ReadonlyArray<EventType> = [
   "BounceQueued",
   "MessageCompleted",
   "MessageHeld",
+  "MessageFiltered",
   "MessageReleased",
   "MessageDeleted",
   "RetryRequested"
@@ -137,6 +187,8 @@ export interface Live {
   readonly dsnOf?: string | undefined
   readonly recipients: ReadonlyArray<Recipient>
   readonly held: boolean
+  /** Held by the filter stage (quarantine), not by an operator: listed by `queue list --quarantine`. */
+  readonly quarantined?: string | undefined
   readonly attempts: number
   readonly bounceId?: string | undefined
   readonly version: number
@@ -252,8 +304,10 @@ export const evolve = (state: State, event: Event): State => {
       return { ...s, version, status: "completed", deleted: event.deleted }
     case "MessageHeld":
       return { ...s, version, held: true }
+    case "MessageFiltered":
+      return event.action === "quarantine" ? { ...s, version, held: true, quarantined: quarantineReason(event) } : { ...s, version }
     case "MessageReleased":
-      return { ...s, version, held: false }
+      return { ...s, version, held: false, quarantined: undefined }
     case "MessageDeleted":
       return { ...s, version }
     case "RetryRequested":
@@ -265,6 +319,13 @@ export const evolve = (state: State, event: Event): State => {
       }
   }
 }
+
+/** Why the filter stage quarantined a message: the verdicts that asked for it. */
+export const quarantineReason = (o: FilterOutcome): string =>
+  o.verdicts
+    .filter((v) => v.action === "quarantine")
+    .map((v) => `${v.name}=${v.result}`)
+    .join(" ") || "quarantine"
 
 export const fold = (events: ReadonlyArray<Event>, from: State = initialState): State => events.reduce(evolve, from)
 
@@ -293,7 +354,11 @@ export type Command =
       readonly digest: string
       readonly client: Client
       readonly dsnOf?: string | undefined
+      /** The filter stage's outcome (accept, add-headers or quarantine); recorded as MessageFiltered. */
+      readonly filtered?: FilterOutcome | undefined
     }
+  /** A message the filter stage refused at the end of DATA: only its MessageFiltered is recorded (no body, no work). */
+  | { readonly type: "RecordRejection"; readonly ctx: Ctx; readonly id: string; readonly filtered: FilterOutcome }
   | { readonly type: "Route"; readonly ctx: Ctx; readonly routes: ReadonlyArray<RouteDecision>; readonly dsnId: string }
   | { readonly type: "StartAttempt"; readonly ctx: Ctx; readonly rcpts: ReadonlyArray<string>; readonly destination: string }
   | {
@@ -378,8 +443,13 @@ export const decide = (command: Command, state: State): Decision => {
   if (command.type === "Receive") {
     if (state.status !== "empty") return fail({ _tag: "AlreadyReceived", id: command.id })
     if (command.recipients.length === 0) return fail({ _tag: "NoRecipients" })
-    const { type: _t, ctx, ...rest } = command
-    return E.right([{ ...meta(ctx), type: "MessageReceived", ...rest, recipients: [...new Set(rest.recipients)] }])
+    const { type: _t, ctx, filtered, ...rest } = command
+    const received: Event = { ...meta(ctx), type: "MessageReceived", ...rest, recipients: [...new Set(rest.recipients)] }
+    return E.right(filtered === undefined ? [received] : [received, { ...meta(ctx), type: "MessageFiltered", id: command.id, ...filtered }])
+  }
+  if (command.type === "RecordRejection") {
+    if (state.status !== "empty") return fail({ _tag: "AlreadyReceived", id: command.id })
+    return E.right([{ ...meta(command.ctx), type: "MessageFiltered", id: command.id, ...command.filtered }])
   }
   if (state.status === "empty") return fail({ _tag: "MessageNotFound" })
   if (state.status === "completed") return fail({ _tag: "MessageFinished", id: state.id })

@@ -1014,6 +1014,7 @@ describe("evolve", () => {
       "BounceQueued",
       "MessageCompleted",
       "MessageHeld",
+      "MessageFiltered",
       "MessageReleased",
       "MessageDeleted",
       "RetryRequested"

@@ -40,6 +40,20 @@ const Destination = Schema.Union([
   Schema.Struct({ kind: Schema.Literal("unroutable"), key: Schema.String, reply: Reply })
 ])
 const Dns = Schema.Struct({ name: Schema.String, type: Schema.Literals(["MX", "A", "AAAA"]), rcode: Schema.String, answers: Strings })
+const FilterAction = Schema.Literals(["accept", "add-headers", "quarantine", "tempfail", "reject"])
+const Verdict = Schema.Struct({
+  name: Schema.String,
+  stage: Schema.Literals(["connect", "helo", "mail", "rcpt", "data"]),
+  result: Schema.String,
+  score: Schema.optional(Schema.Number),
+  action: FilterAction,
+  reply: Schema.optional(Reply),
+  detail: Schema.optional(Schema.String),
+  evidence: Schema.optional(
+    Schema.Array(Schema.Struct({ name: Schema.String, type: Schema.String, rcode: Schema.String, answers: Strings }))
+  )
+})
+const Rewrite = Schema.Struct({ kind: Schema.Literals(["sender", "recipient"]), before: Schema.String, after: Strings, by: Schema.String })
 const Client = Schema.Struct({ ip: Schema.String, helo: Schema.String, tls: Schema.Boolean, user: Schema.optional(Schema.String) })
 
 const ev = <T extends string, F extends Schema.Struct.Fields>(type: T, fields: F) =>
@@ -75,6 +89,14 @@ export const EventSchema = Schema.Union([
   ev("BounceQueued", { dsnId: Schema.String, rcpts: Strings }),
   ev("MessageCompleted", { delivered: Schema.Number, bounced: Schema.Number, expired: Schema.Number, deleted: Schema.Boolean }),
   ev("MessageHeld", { by: Schema.String, reason: Schema.String }),
+  ev("MessageFiltered", {
+    id: Schema.String,
+    action: FilterAction,
+    reply: Schema.optional(Reply),
+    verdicts: Schema.Array(Verdict),
+    rewrites: Schema.Array(Rewrite),
+    filterPolicy: Schema.String
+  }),
   ev("MessageReleased", { by: Schema.String }),
   ev("MessageDeleted", { by: Schema.String }),
   ev("RetryRequested", { by: Schema.String })

@@ -102,6 +102,8 @@ export const describe = (e: Message.Event): string => {
       return `completed: ${e.delivered} delivered, ${e.bounced} bounced, ${e.expired} expired${e.deleted ? ", deleted by operator" : ""}`
     case "MessageHeld":
       return `held by ${e.by}: ${e.reason}`
+    case "MessageFiltered":
+      return `filtered: ${e.action}${e.reply ? ` (${Reply.format(e.reply)})` : ""}; ${e.verdicts.map((v) => `${v.name}=${v.result}${v.score !== undefined ? ` (${v.score})` : ""}`).join(" ") || "no verdicts"}${e.rewrites.map((r) => `; ${r.kind} ${r.before} -> ${r.after.join(", ")} (${r.by})`).join("")}`
     case "MessageReleased":
       return `released by ${e.by}`
     case "MessageDeleted":

@@ -14,6 +14,7 @@ import type * as Cluster from "./cluster/Runtime.js"
 import type { Config } from "./config/Config.js"
 import { policyOf, verifyPassword } from "./config/Config.js"
 import { makeDeliverer } from "./delivery/Deliverer.js"
+import * as Filters from "./filter/Filters.js"
 import { startIngress } from "./ingress/Ingress.js"
 import * as Intake from "./intake/Intake.js"
 import * as ClusterLayers from "./layers/Cluster.js"
@@ -142,6 +143,11 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
     const listeners = (["smtp", "submission"] as const)
       .filter((name) => config.listeners[name].enabled)
       .map((name) => ({ name, host: config.listeners[name].host, port: config.listeners[name].port }))
+    // The filter stage (nodes/src/filter), closed after ingress: none when no filter is configured.
+    const filters = yield* Effect.acquireRelease(
+      Effect.sync(() => Filters.make(config, { hostname: config.hostname, dns: config.dns, log })),
+      (f) => Effect.promise(() => f.close())
+    )
     const ingress = yield* Effect.acquireRelease(
       Effect.promise(() =>
         startIngress({
@@ -170,7 +176,10 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
             maxErrors: config.limits.max_errors,
             bareLf: config.limits.bare_lf
           },
-          accept: (m) => intake.accept({ sender: m.sender, recipients: m.recipients, body: m.body, client: m.client }),
+          accept: (m) =>
+            intake.accept({ sender: m.sender, recipients: m.recipients, body: m.body, client: m.client, filtered: m.filtered }),
+          filters: filters.stage,
+          rejected: (m) => intake.recordRejection(m.filtered, m),
           log: (o) => {
             const event = String(o["event"] ?? o["msg"] ?? "smtp")
             // Per-session chatter is debug; refusals, auth and TLS problems stay visible at info.

@@ -137,6 +137,106 @@ const Listener = (port: number) =>
     enabled: field(Bool, true)
   })
 
+// The filter stage (nodes/src/filter): address maps, sender rules, sender authentication per listener, DKIM keys.
+const Addresses = Schema.Array(Schema.String)
+const AddressMap = Schema.Record(Schema.String, Addresses)
+/** Per listener: whether SPF/DKIM/DMARC/ARC are checked, whether DMARC's policy is enforced, what a DNS failure gives. */
+const AuthPolicy = Schema.Struct({
+  verify: field(Bool, false),
+  dmarc: field(oneOf(["enforce", "record"]), "record"),
+  temperror: field(oneOf(["tempfail", "record"]), "tempfail")
+})
+// Content scanning, DNSBL, hooks and milters (nodes/src/filter/{Rspamd,Clamd,Dnsbl,Hooks,Milter}.ts). A scanner that
+// fails (down, slow, garbage) gives 451 by default, or with `on_failure: accept` the message is accepted and tagged.
+const OnFailure = oneOf(["tempfail", "accept"])
+const Scanner = <F extends Record<string, Schema.Top>>(timeout: number, fields: F) =>
+  Schema.Struct({ timeout: field(duration(1), timeout), on_failure: field(OnFailure, "tempfail"), ...fields })
+const DnsblZone = Schema.Struct({
+  zone: Domain,
+  /** Added to the client's score when listed; a negative weight is an allowlist (DNSWL). */
+  weight: field(
+    parsed(Schema.Number, "a number", (u) => (typeof u === "number" && Number.isFinite(u) ? u : undefined)),
+    1
+  ),
+  /** Only these answers count (e.g. ["127.0.0.2"]); empty: any 127.0.0.0/8 answer. */
+  answers: field(Schema.Array(textValue("an IPv4 address", isIPv4)), [])
+})
+const ScanSections = {
+  /** rspamd's normal worker ("http://127.0.0.1:11333"); null: no rspamd. */
+  rspamd: section(
+    Scanner(10_000, {
+      url: field(
+        nullable(Schema.String, `an http URL such as "http://127.0.0.1:11333"`, (u) =>
+          typeof u === "string" && /^http:\/\/[^/\s]+\/?$/.test(u.trim()) ? u.trim() : undefined
+        ),
+        null
+      ),
+      password: field(
+        nullable(Schema.String, "a password", (u) => (typeof u === "string" ? u : undefined)),
+        null
+      )
+    })
+  ),
+  /** clamd's TCP socket ("127.0.0.1:3310"); null: no ClamAV. */
+  clamav: section(
+    Scanner(30_000, {
+      address: field(nullable(HostPortShape, `"host:port"`, hostPortOf), null),
+      /** Larger messages are not scanned (keep it at or below clamd's StreamMaxLength). */
+      max_size: field(Bytes, 25_000_000)
+    })
+  ),
+  /** Postscreen-style DNSBL/DNSWL at connect: the weights of the zones that list the client are summed. */
+  dnsbl: section(
+    Schema.Struct({
+      zones: field(Schema.Array(DnsblZone), []),
+      /** A client whose score reaches this is refused (554 5.7.1) at connect. */
+      threshold: field(
+        parsed(Schema.Number, "a positive number", (u) => (typeof u === "number" && u > 0 ? u : undefined)),
+        1
+      ),
+      /** "reject" refuses; "record" only records the verdict. */
+      action: field(oneOf(["reject", "record"]), "reject")
+    })
+  ),
+  /** JavaScript/TypeScript hook modules (Haraka-style), run in this order at each SMTP stage. */
+  hooks: field(Schema.Array(textValue("a module path", (s) => s.trim() !== "")), []),
+  /** Milters (Sendmail/Postfix milter protocol), run in this order after the built-in scanners. */
+  milters: field(Schema.Array(Scanner(30_000, { address: HostPortValue })), [])
+}
+
+const FilterSection = Schema.Struct({
+  recipients: section(
+    Schema.Struct({
+      /** Local users: full addresses, or local parts valid at every local domain. Empty with no aliases: any local part. */
+      users: field(Addresses, []),
+      /** Address (or "@domain", a catch-all) → the addresses it delivers to. */
+      aliases: field(AddressMap, {}),
+      /** "user+tag@domain" is "user@domain" for the checks; "" turns it off. */
+      plus_delimiter: field(Schema.String, "+"),
+      /** Relay domain → the recipients accepted for it; a relay domain not listed accepts any. */
+      relay: field(AddressMap, {})
+    })
+  ),
+  senders: section(
+    Schema.Struct({
+      /** Canonical rewriting of envelope addresses: address or "@domain" → address or "@domain". */
+      canonical: field(Schema.Record(Schema.String, Schema.String), {}),
+      /** Submission user → the sender addresses (or "@domain") it may use; a user not listed may use any. */
+      logins: field(AddressMap, {})
+    })
+  ),
+  /** YAML files with any of users, aliases, relay, canonical, logins: merged over the keys above, re-read on reload. */
+  files: field(Addresses, []),
+  auth: section(Schema.Struct({ smtp: section(AuthPolicy), submission: section(AuthPolicy) })),
+  dkim: section(
+    Schema.Struct({
+      /** Signing keys (PEM, RSA or Ed25519): every key of the From: domain signs mail from submission and trusted networks. */
+      keys: field(Schema.Array(Schema.Struct({ domain: Schema.String, selector: Schema.String, key: Schema.String })), [])
+    })
+  ),
+  ...ScanSections
+})
+
 const User = Schema.Struct({
   name: textValue("a non-empty user name", (s) => s.trim() !== ""),
   // The message deliberately omits the value: it might be a plain password typed by mistake.
@@ -341,6 +441,8 @@ const File = Schema.Struct({
       )
     })
   ),
+  /** The filter stage: recipients, senders, sender authentication, DKIM signing (README "Filtering"). */
+  filter: section(FilterSection),
   /** Cluster mode: NATS URLs of a JetStream cluster; empty means an embedded node (SQLite). `start --nats` overrides. */
   cluster: section(
     Schema.Struct({

@@ -12,6 +12,8 @@ import { Connections } from "./Connections.js"
 import { DataCheck, type DataVerdict } from "./DataStream.js"
 import * as Relay from "./Relay.js"
 import * as Tls from "./Tls.js"
+import type { Message } from "@missive/core"
+import type { SessionFilters, FilterStage } from "../filter/Stage.js"
 
 export type ListenerName = "smtp" | "submission"
 
@@ -34,8 +36,15 @@ export interface IngressOptions {
     maxErrors: number
     bareLf: "reject" | "normalize"
   }
-  /** Called once DATA is complete and checks passed; resolves only when the message is durable. */
+  /** Called once DATA is complete and checks and filters passed; resolves only when the message is durable. */
   accept: (m: AcceptedMessage) => Promise<{ code: number; enhanced?: string; text: string }>
+  /**
+   * The filter stage (nodes/src/filter): run at connect, MAIL (with the session's HELO filters), RCPT and the end of
+   * DATA, before accept(). Absent: no filters.
+   */
+  filters?: FilterStage | undefined
+  /** Records a message the filter stage refused at the end of DATA (its MessageFiltered); must not throw. */
+  rejected?: (m: RejectedMessage) => Promise<void>
   /** Structured logger, one JSON-serialisable object per event. */
   log?: (obj: Record<string, unknown>) => void
 }
@@ -48,6 +57,16 @@ export interface AcceptedMessage {
   body: Buffer
   client: { ip: string; helo: string; tls: boolean; user?: string }
   listener: string
+  /** What the filter stage found and did (absent when no filters are configured). */
+  filtered?: Message.FilterOutcome
+}
+
+export interface RejectedMessage {
+  sender: string
+  recipients: string[]
+  client: AcceptedMessage["client"]
+  listener: string
+  filtered: Message.FilterOutcome
 }
 
 export interface Ingress {
@@ -149,6 +168,18 @@ export const startIngress = async (opts: IngressOptions): Promise<Ingress> => {
   log({ event: "ingress.tls", source: certificate.source, cert: certificate.certPath })
   const relay = Relay.make(opts.relay, opts.hostname)
   const table = new Connections(limits)
+  const filters = opts.filters
+  /** Each session's filter state, from connect to close. */
+  const sessionFilters = new Map<string, SessionFilters>()
+  const clientOf = (session: SMTPServerSession): AcceptedMessage["client"] => ({
+    ip: session.remoteAddress,
+    helo: session.hostNameAppearsAs || "",
+    tls: session.secure,
+    ...(typeof session.user === "string" ? { user: session.user } : {})
+  })
+
+  /** Each session's current transaction as the filter stage rewrote it: the sender and the expanded recipients. */
+  const transactions = new Map<string, { sender: string; recipients: string[] }>()
 
   const create = (listener: ListenerName): SMTPServer => {
     const submission = listener === "submission"
@@ -188,17 +219,27 @@ export const startIngress = async (opts: IngressOptions): Promise<Ingress> => {
         return callback(refusal(verdict.reply))
       }
       const envelope = session.envelope
-      const message: AcceptedMessage = {
-        sender: envelope.mailFrom ? envelope.mailFrom.address : "",
-        recipients: envelope.rcptTo.map((r) => relay.qualify(r.address)),
+      const tx = transactions.get(session.id)
+      let message: AcceptedMessage = {
+        sender: tx ? tx.sender : envelope.mailFrom ? envelope.mailFrom.address : "",
+        recipients: tx ? [...tx.recipients] : envelope.rcptTo.map((r) => relay.qualify(r.address)),
         body: verdict.body,
-        client: {
-          ip: session.remoteAddress,
-          helo: session.hostNameAppearsAs || "",
-          tls: session.secure,
-          ...(typeof session.user === "string" ? { user: session.user } : {})
-        },
+        client: clientOf(session),
         listener
+      }
+      const sf = sessionFilters.get(session.id)
+      if (sf) {
+        const outcome = await sf.data(verdict.body)
+        sf.reset()
+        const filtered = outcome.record
+        if (outcome.action === "reject" || outcome.action === "tempfail") {
+          const reply = outcome.reply ?? Reply.Replies.storeBusy
+          log({ event: "ingress.filtered", ...base(session), action: outcome.action, code: reply.code, verdicts: filtered.verdicts.length })
+          const { body: _b, ...rest } = message
+          await opts.rejected?.({ ...rest, filtered }).catch(() => {})
+          return callback(refusal(reply))
+        }
+        message = { ...message, body: outcome.message, filtered }
       }
       let reply: { code: number; enhanced?: string; text: string }
       try {
@@ -250,7 +291,21 @@ export const startIngress = async (opts: IngressOptions): Promise<Ingress> => {
         // AUTH is neither offered nor accepted before STARTTLS when TLS is required for it.
         session.disabledCommands = opts.auth.requireTls && !session.secure ? ["AUTH"] : []
         log({ event: "ingress.connect", ...base(session), connections: table.size })
-        callback()
+        if (!filters) return callback()
+        const sf = filters.session(() => ({
+          id: session.id,
+          listener,
+          ip: session.remoteAddress,
+          helo: session.hostNameAppearsAs || "",
+          tls: session.secure,
+          user: typeof session.user === "string" ? session.user : undefined,
+          trusted: relay.isTrusted(session.remoteAddress)
+        }))
+        sessionFilters.set(session.id, sf)
+        sf.connect().then(
+          (o) => (o.reply ? callback(refusal(o.reply)) : callback()),
+          () => callback(refusal(IngressReplies.protocolError))
+        )
       },
 
       onSecure(socket, session, callback) {
@@ -284,7 +339,17 @@ export const startIngress = async (opts: IngressOptions): Promise<Ingress> => {
         if (typeof declared === "string" && Number(declared) > limits.maxMessageSize) {
           return callback(refusal(Reply.Replies.tooBig))
         }
-        callback()
+        transactions.delete(session.id)
+        const sf = sessionFilters.get(session.id)
+        if (!sf) return callback()
+        sf.mail(address.address, (address.args || {}) as Record<string, string | boolean>).then(
+          (o) => {
+            if (o.reply) return callback(refusal(o.reply))
+            transactions.set(session.id, { sender: o.sender, recipients: [] })
+            callback()
+          },
+          () => callback(refusal(IngressReplies.protocolError))
+        )
       },
 
       onRcptTo(address, session, callback) {
@@ -298,7 +363,17 @@ export const startIngress = async (opts: IngressOptions): Promise<Ingress> => {
           log({ event: "ingress.relay-denied", ...base(session), recipient: address.address })
           return callback(refusal(Reply.Replies.relayDenied))
         }
-        callback()
+        const sf = sessionFilters.get(session.id)
+        const tx = transactions.get(session.id)
+        if (!sf || !tx) return callback()
+        sf.rcpt(relay.qualify(address.address)).then(
+          (o) => {
+            if (o.reply) return callback(refusal(o.reply))
+            for (const r of o.recipients) if (!tx.recipients.includes(r)) tx.recipients.push(r)
+            callback()
+          },
+          () => callback(refusal(IngressReplies.protocolError))
+        )
       },
 
       onData(stream: SMTPServerDataStream, session, callback) {
@@ -316,6 +391,8 @@ export const startIngress = async (opts: IngressOptions): Promise<Ingress> => {
 
       onClose(session) {
         table.release(session.id)
+        sessionFilters.delete(session.id)
+        transactions.delete(session.id)
         log({ event: "ingress.close", ...base(session), connections: table.size })
       }
     }

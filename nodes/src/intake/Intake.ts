@@ -40,10 +40,17 @@ export interface Incoming {
   /** Set for DSNs Missive generates itself (id decided beforehand, no trace stamping by a client). */
   readonly id?: string | undefined
   readonly dsnOf?: string | undefined
+  /** The filter stage's outcome, recorded as MessageFiltered in the same commit (quarantine: the message is held). */
+  readonly filtered?: Message.FilterOutcome | undefined
 }
 
 export interface Intake {
   accept(m: Incoming): Promise<Reply.Reply & { id?: string }>
+  /** Records a message the filter stage refused at the end of DATA: its MessageFiltered alone, under a new id. */
+  recordRejection(
+    filtered: Message.FilterOutcome,
+    m: { sender: string; recipients: ReadonlyArray<string>; client: Message.Client }
+  ): Promise<void>
 }
 
 export const make = (d: IntakeDeps): Intake => {
@@ -63,6 +70,28 @@ export const make = (d: IntakeDeps): Intake => {
   }
 
   return {
+    recordRejection: async (filtered, m) => {
+      const id = d.ids.next()
+      const decision = Message.decide(
+        { type: "RecordRejection", ctx: { at: d.clock.now(), node: d.node, policy: d.policyHash }, id, filtered },
+        Message.initialState
+      )
+      if (E.isLeft(decision)) return
+      try {
+        await d.events.append(EventStore.streamOf(id), 0, decision.right)
+      } catch (e) {
+        // The refusal stands whether or not it could be recorded; the log keeps it.
+        d.log("warn", "filter rejection not recorded", { id, error: String(e) })
+      }
+      d.log("info", "rejected by filter", {
+        id,
+        from: m.sender,
+        rcpts: m.recipients.length,
+        client: m.client.ip,
+        action: filtered.action,
+        reply: filtered.reply ? Reply.format(filtered.reply) : undefined
+      })
+    },
     accept: async (m) => {
       if (await checkSpace()) {
         d.log("warn", "intake refused: low disk space", { dataDir: d.dataDir })
@@ -95,7 +124,8 @@ export const make = (d: IntakeDeps): Intake => {
           size: body.length,
           digest,
           client: m.client,
-          dsnOf: m.dsnOf
+          dsnOf: m.dsnOf,
+          filtered: m.filtered
         },
         Message.initialState
       )
