@@ -210,6 +210,57 @@ describe("carried events", () => {
   })
 })
 
+describe("one append per attempt", () => {
+  const counting = () => {
+    const inner = EventStore.makeMemory()
+    const appends: Array<ReadonlyArray<string>> = []
+    const events: EventStore.EventStore = {
+      ...inner,
+      append: async (stream, version, evs) => {
+        appends.push(evs.map((e) => e.type))
+        return inner.append(stream, version, evs)
+      }
+    }
+    return { events, appends }
+  }
+
+  it("a carried message delivered at its first attempt is one append: received, route, attempt start and report", async () => {
+    const { events, appends } = counting()
+    const w = world({ events })
+    const driver = Driver.make({ ...w, commands: Commands.make(events), injector: () => undefined })
+    await driver.driveOnce("A", { carried: { events: [received("A")], body: Buffer.from("hello") }, fresh: Message.initialState })
+    expect(appends).toEqual([
+      ["MessageReceived", "RecipientsRouted", "AttemptStarted", "AttemptSucceeded", "RecipientDelivered", "MessageCompleted"]
+    ])
+  })
+
+  it("a logged message's retry is one append, deferred again or delivered", async () => {
+    const { events, appends } = counting()
+    const w = world({ events, reply: { code: 451, text: "4.7.1 later" } })
+    await events.append("message-R", 0, [received("R")])
+    appends.length = 0
+    await w.bodies.put(Buffer.from("hello"))
+    await w.host.drive("R")
+    expect(appends).toEqual([["RecipientsRouted", "AttemptStarted", "AttemptDeferred"]])
+  })
+
+  it("a delivery the fence refuses (lease lost) is not made, not reported, and the drive fails", async () => {
+    const { events, appends } = counting()
+    const w = world({ events })
+    const refused = Object.assign(new Error("lease on F lost: delivery refused"), { _tag: "LeaseLost" })
+    const driver = Driver.make({
+      ...w,
+      deliverer: { deliver: async () => Promise.reject(refused) },
+      commands: Commands.make(events),
+      injector: () => undefined
+    })
+    await expect(
+      driver.driveOnce("F", { carried: { events: [received("F")], body: Buffer.from("hello") }, fresh: Message.initialState })
+    ).rejects.toBe(refused)
+    expect(appends).toEqual([])
+  })
+})
+
 describe("a held message", () => {
   it("parks until its lifetime ends, then expires and bounces", async () => {
     const w = world({ reply: { code: 451, text: "4.7.1 later" } })

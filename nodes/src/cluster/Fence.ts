@@ -34,12 +34,20 @@ export const events = (inner: EventStore.EventStore, fence: Fence, log: Logger, 
   }
 })
 
+/** A delivery refused because this node's lease on the message is gone: nothing was sent, nothing is reported. */
+export class LeaseLost extends Error {
+  readonly _tag = "LeaseLost" as const
+  constructor(readonly id: string) {
+    super(`lease on ${id} lost: delivery refused`)
+  }
+}
+
 export const deliverer = (inner: Deliverer, fence: Fence, log: Logger, counters: FenceCounters): Deliverer => ({
   deliver: async (destination, envelope, body, id) => {
     if (!fence.holds(id)) {
       counters.deliveries += 1
       log("warn", "delivery fenced: lease lost", { id })
-      throw new Error(`lease on ${id} lost: delivery refused`)
+      throw new LeaseLost(id)
     }
     return inner.deliver(destination, envelope, body, id)
   }

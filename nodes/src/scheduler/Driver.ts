@@ -142,11 +142,15 @@ export const make = (d: DriverDeps): Driver => {
     if (state.status === "empty" && !carried) return "empty"
     // A carried body serves this drive even when the log already has the message (a redelivered cluster carrier).
     if (start.carried) bodyCache.set(id, start.carried.body)
-    const view = (): Message.State => (carried ? Message.fold(carried, state) : state)
+    // The route and attempt-start events of the attempt under way: appended with its report, in one append.
+    let pending: ReadonlyArray<Message.Event> = []
+    const logged = (): Message.State => (carried ? Message.fold(carried, state) : state)
+    const view = (): Message.State => (pending.length > 0 ? Message.fold(pending, logged()) : logged())
     const write = async <A>(decide: Commands.Decider<A>, opts: Commands.HandleOptions = {}) => {
       const h = await d.commands.handle(id, decide, { known: state, carried, ...opts })
       state = h.state
       carried = undefined
+      pending = []
       d.onState?.(id, state)
       return h
     }
@@ -169,22 +173,26 @@ export const make = (d: DriverDeps): Driver => {
         case "route": {
           const now = d.clock.now()
           const { routes, temporary } = await routeAll(plan.due)
+          // Route and start the attempts without an append of their own: their events go with the first report, in
+          // one append (decided again there, against the state the handler reads). A crash before it leaves no
+          // trace of the attempt, and the message is attempted again — as after a crash between an attempt and its
+          // report. A node whose lease is gone does not deliver (the fence).
           const c = ctx(),
             dsnId = d.ids.next()
-          const begun = await write((s) => {
-            const r = Drive.begin(s, now, routes, c, dsnId, owner)
-            return E.isLeft(r) ? r : E.right({ events: r.right.events, value: r.right.attempts })
-          })
-          if (
-            begun.value.length > 0 &&
-            (await attempt(
-              id,
-              begun.value,
-              temporary,
-              () => state,
-              (s) => void (state = s)
-            ))
-          ) {
+          const begin = (s: Message.State) => Drive.begin(s, now, routes, c, dsnId, owner)
+          const begun = begin(view())
+          if (E.isLeft(begun)) throw new Commands.Refused(id, begun.left)
+          if (begun.right.attempts.length === 0) {
+            // Nothing to attempt (e.g. a null MX bounced the recipients at routing): the route's events alone.
+            if (begun.right.events.length > 0)
+              await write((s) => {
+                const r = begin(s)
+                return E.isLeft(r) ? r : E.right({ events: r.right.events, value: undefined })
+              })
+            continue
+          }
+          pending = begun.right.events
+          if (await attempt(id, begun.right.attempts, temporary, view, write, begin)) {
             finished(state as Message.State & { status: "completed" })
             return "driven"
           }
@@ -206,10 +214,29 @@ export const make = (d: DriverDeps): Driver => {
     attempts: ReadonlyArray<Drive.Attempt>,
     temporary: ReadonlyMap<string, Reply.Reply>,
     get: () => Message.State,
-    set: (s: Message.State) => void
+    write: <A>(decide: Commands.Decider<A>, opts?: Commands.HandleOptions) => Promise<Commands.Handled<A>>,
+    begin: (s: Message.State) => E.Either<Message.DecideError, Drive.Begun>
   ): Promise<boolean> => {
     let chain: Promise<void> = Promise.resolve()
     let cleaned = false
+    // The first report to be written carries the route and attempt-start events, decided against what the handler
+    // reads (the state they were planned on, or a newer one after a conflict); the attempt numbers it gives hold for
+    // the later reports.
+    let unlogged = true
+    const numbers = new Map(attempts.map((a) => [a.destination.key, a.attempt]))
+    const reportOf =
+      (a: Drive.Attempt, command: (n: number) => Message.Command): Commands.Decider<undefined> =>
+      (s) => {
+        if (!unlogged) return Commands.command(command(numbers.get(a.destination.key) ?? a.attempt))(s)
+        const b = begin(s)
+        if (E.isLeft(b)) return b
+        const mine = b.right.attempts.find((x) => x.destination.key === a.destination.key)
+        // Nothing to start on the state read: our own append landed before its acknowledgement was lost (the decider
+        // knows the report again), or the message moved on meanwhile (a peer, an operator: the decider refuses it).
+        if (!mine) return Commands.command(command(a.attempt))(s)
+        const r = Message.decide(command(mine.attempt), b.right.state)
+        return E.isLeft(r) ? r : E.right({ events: [...b.right.events, ...r.right], value: undefined })
+      }
     await Promise.all(
       attempts.map(async (a) => {
         const live = get() as Message.Live
@@ -219,14 +246,21 @@ export const make = (d: DriverDeps): Driver => {
         } else {
           const body = await bodyOf(id, live.digest)
           outcome = await d.limiter.run(a.destination.key, () =>
-            d.deliverer.deliver(a.destination, { from: live.sender, to: a.rcpts }, body, id).catch((e: unknown) => ({
-              host: "unknown",
-              results: a.rcpts.map((rcpt) => ({ rcpt, reply: Reply.Replies.connectFailed(String((e as Error)?.message ?? e)) }))
-            }))
+            d.deliverer.deliver(a.destination, { from: live.sender, to: a.rcpts }, body, id).catch((e: unknown) => {
+              // A fenced delivery (this node's lease is gone) was never made: nothing to report, the drive ends here.
+              if ((e as { _tag?: string })?._tag === "LeaseLost") throw e
+              return {
+                host: "unknown",
+                results: a.rcpts.map((rcpt) => ({ rcpt, reply: Reply.Replies.connectFailed(String((e as Error)?.message ?? e)) }))
+              }
+            })
           )
         }
         const report = chain.then(async () => {
-          const command = Drive.reportCommand(ctx(), a, outcome, d.retry, d.random.next(), d.ids.next())
+          const c = ctx(),
+            jitter = d.random.next(),
+            dsnId = d.ids.next()
+          const decide = reportOf(a, (n) => Drive.reportCommand(c, { ...a, attempt: n }, outcome, d.retry, jitter, dsnId))
           let quiet = false
           // The remote server has answered: that fact is worth waiting for a store that is briefly away (a leader
           // election), since giving up means attempting the delivery again. The same command is re-sent, so an append
@@ -248,8 +282,7 @@ export const make = (d: DriverDeps): Driver => {
             }
           }
           const recordOnce = () =>
-            d.commands.handle(id, Commands.command(command), {
-              known: get(),
+            write(decide, {
               // A report that completes the message without a DSN commits together with the clean-up: one fsync.
               alongside: (_after, events) => {
                 quiet = Drive.completesQuietly(events)
@@ -259,12 +292,14 @@ export const make = (d: DriverDeps): Driver => {
               repair: () => d.work.schedule(id, d.clock.now()).catch(() => {})
             })
           const h = await record(0)
+          if (unlogged) {
+            unlogged = false
+            for (const e of h.events) if (e.type === "AttemptStarted") numbers.set(e.destination, e.attempt)
+          }
           // Where the clean-up cannot share the append's commit (cluster: the ack removes the carrier, i.e. the body),
           // it follows the append, never precedes it: a failed append must leave the message whole.
           if (quiet && d.work.commitsWithLog === false) await Promise.all([d.work.complete(id), d.bodies.delete(live.digest)])
           if (quiet) cleaned = true
-          set(h.state)
-          d.onState?.(id, h.state)
           for (const res of outcome.results)
             d.log("info", "attempt", {
               id,
