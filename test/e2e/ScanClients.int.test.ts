@@ -1,35 +1,14 @@
 // The scanner clients against the real daemons (Debian's rspamd and clamd, started by test/src/Rspamd.ts and Clamd.ts)
 // and against tiny TCP servers that misbehave the ways a scanner can: refuses, never answers, answers garbage, closes
 // mid-reply. Every case ends in a defined outcome within the client's deadline.
-import { createServer, type Server, type Socket } from "node:net"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { Clamd as ClamdClient, Rspamd as RspamdClient } from "@missive/node"
 import { EICAR, EICAR_SIGNATURE, startClamd, type Clamd } from "../src/Clamd.js"
 import { startDnsServer, type DnsServer } from "../src/DnsServer.js"
 import { rawMessage } from "../src/Harness.js"
 import { GTUBE, startRspamd, type Rspamd } from "../src/Rspamd.js"
+import { misbehaving } from "../src/Misbehaving.js"
 import { freePort } from "../src/Support.js"
-
-/** A TCP server that does `onConnection` to each client; loopback. */
-export const misbehaving = async (onConnection: (s: Socket) => void): Promise<{ port: number; close: () => Promise<void> }> => {
-  const sockets = new Set<Socket>()
-  const server: Server = createServer((s) => {
-    sockets.add(s)
-    s.on("error", () => undefined)
-    s.once("close", () => sockets.delete(s))
-    onConnection(s)
-  })
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
-  const port = (server.address() as { port: number }).port
-  return {
-    port,
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy()
-        server.close(() => r())
-      })
-  }
-}
 
 const message = (body: string) => Buffer.from(rawMessage({ from: "a@client.test", to: "b@missive.test", subject: "scan", body }))
 const envelope = { ip: "127.0.0.9", helo: "client.test", sender: "a@client.test", recipients: ["b@missive.test", "c@missive.test"] }

@@ -120,7 +120,7 @@ export const send = async (
   port: number,
   envelope: { from: string; to: ReadonlyArray<string> },
   raw: string | Buffer,
-  opts: { auth?: { user: string; pass: string }; secure?: boolean; requireTLS?: boolean; host?: string } = {}
+  opts: { auth?: { user: string; pass: string }; secure?: boolean; requireTLS?: boolean; host?: string; name?: string } = {}
 ): Promise<SendResult> => {
   const t = nodemailer.createTransport({
     host: opts.host ?? "127.0.0.1",
@@ -130,6 +130,8 @@ export const send = async (
     requireTLS: opts.requireTLS ?? false,
     tls: { rejectUnauthorized: false },
     auth: opts.auth,
+    // the EHLO name (nodemailer's default is the machine's host name)
+    ...(opts.name !== undefined ? { name: opts.name } : {}),
     connectionTimeout: 10_000,
     greetingTimeout: 10_000,
     socketTimeout: 20_000

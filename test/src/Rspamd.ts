@@ -36,6 +36,8 @@ export interface RspamdOptions {
   readonly milter?: boolean | undefined
   /** Extra lines in local.d/options.inc. */
   readonly options?: string | undefined
+  /** Other local.d files by name (e.g. { "milter_headers.conf": "..." }). */
+  readonly localD?: Readonly<Record<string, string>> | undefined
 }
 
 /** rspamd's own test patterns (enabled here by `enable_test_patterns`): the message that carries it gets `reject`. */
@@ -94,6 +96,7 @@ export const startRspamd = async (opts: RspamdOptions): Promise<Rspamd> => {
     ].join("\n")
   )
   if (opts.lua !== undefined) writeFileSync(join(dir, "rspamd.local.lua"), opts.lua)
+  for (const [name, text] of Object.entries(opts.localD ?? {})) writeFileSync(join(dir, "local.d", name), text)
   const ports = {
     normal: await freePort(),
     controller: await freePort(),
@@ -177,11 +180,9 @@ export const startRspamd = async (opts: RspamdOptions): Promise<Rspamd> => {
       signalGroup("SIGKILL")
     },
     kill: killGroup,
+    // Its state is thrown away with its directory: no need for its graceful stop (seconds).
     dispose: async () => {
-      signalGroup("SIGTERM")
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))])
-      signalGroup("SIGKILL")
-      await exited
+      await killGroup()
       rmSync(dir, { recursive: true, force: true })
     }
   }

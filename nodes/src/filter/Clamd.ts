@@ -4,6 +4,9 @@
 // caller from the outcome. Security: a clamd that never answers, answers garbage, answers without end or closes
 // mid-reply ends the scan with a Failed outcome within `timeoutMs`; nothing it says reaches a reply unsanitised.
 import { connect, type Socket } from "node:net"
+import type { Filter } from "./Filter.js"
+import * as Header from "./Header.js"
+import * as Scan from "./Scan.js"
 
 export interface ClamdOptions {
   readonly host: string
@@ -105,3 +108,41 @@ export const scan = (opts: ClamdOptions, body: Buffer): Promise<ClamdOutcome> =>
     )
   })
 }
+
+export interface ClamdFilterOptions extends ClamdOptions {
+  readonly onFailure: Scan.OnFailure
+  /** Named in the X-Virus-Scanned header. */
+  readonly hostname: string
+}
+
+/** ClamAV at the end of DATA: a virus gives 554 5.7.0; a clean message is tagged X-Virus-Scanned. */
+export const filter = (opts: ClamdFilterOptions): Filter => ({
+  name: "clamav",
+  data: async (c) => {
+    const o = await scan(opts, c.message)
+    switch (o._tag) {
+      case "Infected":
+        return {
+          verdicts: [
+            {
+              name: "clamav",
+              stage: "data",
+              result: "virus",
+              action: "reject",
+              reply: Scan.ScanReplies.virus(o.signature),
+              detail: o.reply
+            }
+          ]
+        }
+      case "Clean":
+        return {
+          verdicts: [{ name: "clamav", stage: "data", result: "clean", action: "accept", detail: o.reply }],
+          message: Header.prepend(Header.remove(c.message, ["x-virus-scanned"]), [["X-Virus-Scanned", `ClamAV at ${opts.hostname}`]])
+        }
+      case "Skipped":
+        return { verdicts: [{ name: "clamav", stage: "data", result: "skipped", action: "accept", detail: `${o.size} bytes > max_size` }] }
+      case "Failed":
+        return Scan.failed("clamav", `${o.reason}: ${o.detail}`, opts.onFailure, c.message)
+    }
+  }
+})

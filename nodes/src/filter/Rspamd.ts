@@ -5,6 +5,9 @@
 // large, or stops half-way is a Failed outcome, never a hung session; rspamd's words are sanitised before reuse.
 import { request } from "node:http"
 import { printable } from "./Clamd.js"
+import type { Filter, Verdict as FilterVerdict } from "./Filter.js"
+import * as Header from "./Header.js"
+import * as Scan from "./Scan.js"
 
 export interface RspamdOptions {
   /** The normal worker, "http://host:port". */
@@ -154,3 +157,72 @@ export const check = (opts: RspamdOptions, envelope: Envelope, body: Buffer): Pr
     })
     req.end(body)
   })
+
+export interface RspamdFilterOptions extends RspamdOptions {
+  readonly onFailure: Scan.OnFailure
+  readonly hostname: string
+}
+
+/** Fields a sender could forge to look scanned: removed before rspamd's own are added. */
+const OWN_HEADERS = ["x-spam", "x-rspamd-action", "x-rspamd-score", "x-rspamd-symbols"]
+
+const ACTION_OF: Readonly<Record<Action, FilterVerdict["action"]>> = {
+  "no action": "accept",
+  "add header": "add-headers",
+  "rewrite subject": "add-headers",
+  greylist: "tempfail",
+  "soft reject": "tempfail",
+  reject: "reject"
+}
+
+/** The header fields rspamd's verdict adds, and the message with its header edits. */
+const tagged = (v: Verdict, message: Buffer): Buffer => {
+  let m = Header.remove(message, [...OWN_HEADERS, ...v.removeHeaders])
+  if (v.action === "rewrite subject" && v.subject !== undefined) m = Header.setSubject(m, v.subject)
+  return Header.prepend(m, [
+    ...(v.action === "add header" || v.action === "rewrite subject" ? [["X-Spam", "Yes"] as const] : []),
+    ["X-Rspamd-Action", v.action],
+    ["X-Rspamd-Score", `${v.score.toFixed(2)} / ${v.required.toFixed(2)}`],
+    ["X-Rspamd-Symbols", v.symbols.map(([s, n]) => `${s}(${Number(n.toFixed(2))})`).join(", ")],
+    ...v.addHeaders.filter(([n]) => !OWN_HEADERS.includes(n.toLowerCase()))
+  ])
+}
+
+/** rspamd at the end of DATA: its action decides (reject 550 5.7.1, soft reject and greylist 451 4.7.1, else tagged). */
+export const filter = (opts: RspamdFilterOptions): Filter => ({
+  name: "rspamd",
+  data: async (c) => {
+    const envelope: Envelope = {
+      ip: c.session.ip,
+      helo: c.session.helo,
+      sender: c.sender,
+      recipients: c.recipients,
+      user: c.session.user,
+      hostname: opts.hostname
+    }
+    const o = await check(opts, envelope, c.message)
+    if (o._tag === "Failed") return Scan.failed("rspamd", `${o.reason}: ${o.detail}`, opts.onFailure, c.message)
+    const action = ACTION_OF[o.action]
+    const reply =
+      o.action === "reject"
+        ? Scan.ScanReplies.spam(o.message)
+        : o.action === "soft reject"
+          ? Scan.ScanReplies.softReject(o.message)
+          : o.action === "greylist"
+            ? Scan.ScanReplies.greylisted
+            : undefined
+    const verdict: FilterVerdict = {
+      name: "rspamd",
+      stage: "data",
+      result: o.action,
+      score: o.score,
+      action,
+      ...(reply ? { reply } : {}),
+      detail: `${o.action} ${o.score}/${o.required}: ${o.symbols
+        .filter(([, n]) => n !== 0)
+        .map(([s, n]) => `${s}(${n})`)
+        .join(" ")}`.slice(0, 500)
+    }
+    return reply ? { verdicts: [verdict] } : { verdicts: [verdict], message: tagged(o, c.message) }
+  }
+})
