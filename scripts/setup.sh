@@ -93,6 +93,9 @@ if ! $node_only; then
   command -v clamd >/dev/null 2>&1 || need+=(clamav-daemon)
   # the outbound TLS tests' throw-away CA (test/src/Pki.ts: MTA-STS policy hosts, MX certificates)
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
+  # DANE tests: a zone signed with ldnsutils, served and validated by two unbound instances (test/src/Unbound.ts)
+  command -v unbound >/dev/null 2>&1 || need+=(unbound)
+  command -v ldns-signzone >/dev/null 2>&1 || need+=(ldnsutils)
   have=$(nats_version)
   nats=false
   version_ge "$have" "$NATS_MIN" || nats=true

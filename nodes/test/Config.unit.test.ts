@@ -65,7 +65,10 @@ describe("defaults", () => {
       messages_per_connection: 100,
       mta_sts: true,
       tls_ca_file: null,
-      mta_sts_hosts: {}
+      mta_sts_hosts: {},
+      dane: "may",
+      dane_resolver: null,
+      dane_domains: {}
     })
     expect(d.store).toEqual({ group_commit: 1, min_free_space: 100_000_000, eventstoredb: null })
   })

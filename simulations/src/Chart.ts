@@ -74,6 +74,10 @@ const TIME_STEPS = [
   7 * DAY
 ]
 
+/** The smallest round duration (1 ms, 2, 5, 10, … 1 s, 2 s, 5 s, … 1 min, … 1 h, … 1 day) at or above `ms`. */
+export const roundDuration = (ms: number): number =>
+  [1, 2, 5, 10, 20, 50, 100, 200, 250, 500, ...TIME_STEPS].find((s) => s >= ms) ?? Math.ceil(ms / DAY) * DAY
+
 /** Ticks on round UTC times (every 5 minutes, every hour, …) over [from, to] (epoch ms), at most about seven. */
 export const timeTicks = (from: number, to: number): ReadonlyArray<Tick> => {
   const span = Math.max(1, to - from)
@@ -157,9 +161,10 @@ const legend = (f: Frame, names: ReadonlyArray<{ name: string; color: string; da
     )
   )
 
-/** Lines over the x axis's range; points outside it are left out. */
+/** Lines over the x axis's range; a point past either end (a bucket's end past the window's) is drawn at that end. */
 export const lineChart = (title: string, x: XAxis, series: ReadonlyArray<LineSeries>, o: { yTitle?: string; integer?: boolean } = {}) => {
-  const inRange = series.map((s) => ({ ...s, points: s.points.filter(([px]) => px >= x.from && px <= x.to) }))
+  const clamp = (v: number) => Math.min(x.to, Math.max(x.from, v))
+  const inRange = series.map((s) => ({ ...s, points: s.points.map(([px, py]) => [clamp(px), py] as const) }))
   const f = frame(title, x, Math.max(0, ...inRange.flatMap((s) => s.points.map((p) => p[1]))), o.yTitle ?? "", o.integer ?? true)
   const named = inRange.map((s, i) => ({ ...s, color: s.color ?? PALETTE[i % PALETTE.length]! }))
   for (const s of named)

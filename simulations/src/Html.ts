@@ -1,6 +1,7 @@
 // The HTML report of a run: one self-contained page (inline CSS and SVG, no script, no CDN) with throughput and queue
 // depth over time, accept and end-to-end latency percentiles, outcomes per destination and SMTP reply codes.
 // Pure: a Report in, a string out. Every text from the run is escaped.
+import { numberTicks, yScale } from "./Chart.js"
 import type * as Report from "./Report.js"
 
 const esc = (s: string): string => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
@@ -9,47 +10,45 @@ const H = 220
 const PAD = { l: 50, r: 12, t: 12, b: 28 }
 const COLORS = ["#2b6cb0", "#38a169", "#d69e2e", "#e53e3e", "#805ad5", "#718096"]
 
-const nice = (max: number): number => {
-  if (max <= 0) return 1
-  const p = 10 ** Math.floor(Math.log10(max))
-  return [1, 2, 5, 10].map((m) => m * p).find((v) => v >= max) ?? 10 * p
-}
-
-const axes = (xMax: number, yMax: number, xLabel: string): string => {
+/** Grid, y labels (round steps) and x ticks at round values over exactly [0, xMax]: the run, not a rounded-up span. */
+const axes = (xMax: number, yTop: number, yTicks: ReadonlyArray<number>, xLabel: string): string => {
   const iw = W - PAD.l - PAD.r
   const ih = H - PAD.t - PAD.b
-  const ticks = [0, 0.25, 0.5, 0.75, 1]
+  const xt = numberTicks(0, xMax)
   return [
-    ...ticks.map(
-      (f) =>
-        `<line x1="${PAD.l}" x2="${W - PAD.r}" y1="${PAD.t + ih * (1 - f)}" y2="${PAD.t + ih * (1 - f)}" stroke="#e2e8f0"/>` +
-        `<text x="${PAD.l - 6}" y="${PAD.t + ih * (1 - f) + 4}" text-anchor="end">${+(yMax * f).toPrecision(3)}</text>`
+    ...yTicks.map(
+      (v) =>
+        `<line x1="${PAD.l}" x2="${W - PAD.r}" y1="${PAD.t + ih * (1 - v / yTop)}" y2="${PAD.t + ih * (1 - v / yTop)}" stroke="#e2e8f0"/>` +
+        `<text x="${PAD.l - 6}" y="${PAD.t + ih * (1 - v / yTop) + 4}" text-anchor="end">${+v.toPrecision(3)}</text>`
     ),
-    ...ticks.map(
-      (f) =>
-        `<text x="${PAD.l + iw * f}" y="${H - 8}" text-anchor="middle">${+(xMax * f).toPrecision(3)}${f === 1 ? ` ${xLabel}` : ""}</text>`
+    ...xt.map(
+      (t, i) =>
+        `<text x="${(PAD.l + (iw * t.at) / xMax).toFixed(1)}" y="${H - 8}" text-anchor="middle">${t.label}${i === xt.length - 1 ? ` ${xLabel}` : ""}</text>`
     )
   ].join("")
 }
 
-/** A line chart of series sharing one x axis. */
+/** A line chart of series sharing one x axis, from 0 to `xEnd` (the run's length; default: the last point). */
 export const lineChart = (
   title: string,
   xLabel: string,
-  series: ReadonlyArray<{ name: string; points: ReadonlyArray<readonly [number, number]> }>
+  series: ReadonlyArray<{ name: string; points: ReadonlyArray<readonly [number, number]> }>,
+  xEnd?: number
 ): string => {
-  const xMax = nice(Math.max(0, ...series.flatMap((s) => s.points.map((p) => p[0]))))
-  const yMax = nice(Math.max(0, ...series.flatMap((s) => s.points.map((p) => p[1]))))
-  const x = (v: number): number => PAD.l + ((W - PAD.l - PAD.r) * v) / xMax
-  const y = (v: number): number => PAD.t + (H - PAD.t - PAD.b) * (1 - v / yMax)
+  const last = Math.max(0, ...series.flatMap((s) => s.points.map((p) => p[0])))
+  const xMax = Math.max(xEnd ?? last, 1e-9)
+  const ys = yScale(Math.max(0, ...series.flatMap((s) => s.points.map((p) => p[1]))), false)
+  const x = (v: number): number => PAD.l + ((W - PAD.l - PAD.r) * Math.min(v, xMax)) / xMax
+  const y = (v: number): number => PAD.t + (H - PAD.t - PAD.b) * (1 - v / ys.top)
   const paths = series.map(
     (s, i) =>
-      `<polyline fill="none" stroke="${COLORS[i % COLORS.length]}" stroke-width="1.6" points="${s.points.map(([a, b]) => `${x(a).toFixed(1)},${y(b).toFixed(1)}`).join(" ")}"/>`
+      `<polyline data-series="${esc(s.name)}" fill="none" stroke="${COLORS[i % COLORS.length]}" stroke-width="1.6" points="${s.points.map(([a, b]) => `${x(a).toFixed(1)},${y(b).toFixed(1)}`).join(" ")}"/>`
   )
   return figure(
     title,
-    `${axes(xMax, yMax, xLabel)}${paths.join("")}`,
-    series.map((s) => s.name)
+    `${axes(xMax, ys.top, ys.ticks, xLabel)}${paths.join("")}`,
+    series.map((s) => s.name),
+    `data-x0="0" data-x1="${xMax}" data-plot="${PAD.l},${PAD.t},${W - PAD.r},${H - PAD.b}" data-ytop="${ys.top}"`
   )
 }
 
@@ -63,7 +62,8 @@ export const barChart = (
   const totals = categories.map((_, c) =>
     stacked ? series.reduce((a, s) => a + (s.values[c] ?? 0), 0) : Math.max(0, ...series.map((s) => s.values[c] ?? 0))
   )
-  const yMax = nice(Math.max(0, ...totals))
+  const ys = yScale(Math.max(0, ...totals), false)
+  const yMax = ys.top
   const iw = W - PAD.l - PAD.r
   const ih = H - PAD.t - PAD.b
   const gw = iw / Math.max(1, categories.length)
@@ -84,11 +84,11 @@ export const barChart = (
     })
     bars.push(`<text x="${(PAD.l + gw * c + gw / 2).toFixed(1)}" y="${H - 8}" text-anchor="middle">${esc(cat)}</text>`)
   })
-  const grid = [0, 0.25, 0.5, 0.75, 1]
+  const grid = ys.ticks
     .map(
-      (f) =>
-        `<line x1="${PAD.l}" x2="${W - PAD.r}" y1="${PAD.t + ih * (1 - f)}" y2="${PAD.t + ih * (1 - f)}" stroke="#e2e8f0"/>` +
-        `<text x="${PAD.l - 6}" y="${PAD.t + ih * (1 - f) + 4}" text-anchor="end">${+(yMax * f).toPrecision(3)}</text>`
+      (v) =>
+        `<line x1="${PAD.l}" x2="${W - PAD.r}" y1="${PAD.t + ih * (1 - v / yMax)}" y2="${PAD.t + ih * (1 - v / yMax)}" stroke="#e2e8f0"/>` +
+        `<text x="${PAD.l - 6}" y="${PAD.t + ih * (1 - v / yMax) + 4}" text-anchor="end">${+v.toPrecision(3)}</text>`
     )
     .join("")
   return figure(
@@ -98,8 +98,8 @@ export const barChart = (
   )
 }
 
-const figure = (title: string, body: string, legend: ReadonlyArray<string>): string =>
-  `<figure><figcaption>${esc(title)}</figcaption><svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(title)}">${body}</svg>` +
+const figure = (title: string, body: string, legend: ReadonlyArray<string>, attrs = ""): string =>
+  `<figure><figcaption>${esc(title)}</figcaption><svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(title)}" ${attrs}>${body}</svg>` +
   `<div class="legend">${legend.map((n, i) => `<span><i style="background:${COLORS[i % COLORS.length]}"></i>${esc(n)}</span>`).join("")}</div></figure>`
 
 /** Per-second rates from cumulative samples. */
@@ -114,6 +114,8 @@ const rates = (
   })
 
 export const render = (r: Report.Report): string => {
+  // The time axes end where the run ended (its last sample at the latest), never at a rounded-up number.
+  const runEnd = Math.max(r.elapsedMs, ...r.samples.map((s) => s.at)) / 1000
   const c = r.counts
   const lat = (p: Report.Percentiles): ReadonlyArray<number> => [p.p50, p.p90, p.p99, p.max]
   const replyCodes = [...new Set([...Object.keys(r.sourceReplies), ...Object.keys(r.sinkReplies)])].sort()
@@ -155,11 +157,16 @@ th,td{padding:2px 10px;border-bottom:1px solid #edf2f7;text-align:right}th{text-
 <tr><th>sending time</th><td>${(r.sendMs / 1000).toFixed(1)} s</td></tr><tr><th>run time</th><td>${(r.elapsedMs / 1000).toFixed(1)} s</td></tr>
 ${r.cpuMs !== undefined ? `<tr><th>CPU (this process)</th><td>${(r.cpuMs / 1000).toFixed(1)} s</td></tr>` : ""}</table></div>
 <div class="grid">
-${lineChart("Throughput over time (per second)", "s", [
-  { name: "accepted msgs/s", points: rates(r.samples, (s) => s.accepted) },
-  { name: "delivered rcpts/s", points: rates(r.samples, (s) => s.delivered) }
-])}
-${lineChart("Queue depth over time (accepted messages not yet resolved)", "s", [{ name: "messages in flight", points: r.samples.map((s) => [s.at / 1000, s.queued] as const) }])}
+${lineChart(
+  "Throughput over time (per second)",
+  "s",
+  [
+    { name: "accepted msgs/s", points: rates(r.samples, (s) => s.accepted) },
+    { name: "delivered rcpts/s", points: rates(r.samples, (s) => s.delivered) }
+  ],
+  runEnd
+)}
+${lineChart("Queue depth over time (accepted messages not yet resolved)", "s", [{ name: "messages in flight", points: r.samples.map((s) => [s.at / 1000, s.queued] as const) }], runEnd)}
 ${barChart(
   "Latency percentiles (ms)",
   ["p50", "p90", "p99", "max"],

@@ -11,6 +11,7 @@ import type { Logger } from "../runtime/Log.js"
 import type { DeliveryResult } from "./Delivery.js"
 import { makeLmtpClient } from "./Lmtp.js"
 import { makeMaildir } from "./Maildir.js"
+import * as Dane from "./Dane.js"
 import * as MtaSts from "./MtaSts.js"
 import { makeSmtpPool } from "./SmtpClient.js"
 import * as TlsPolicy from "./TlsPolicy.js"
@@ -36,7 +37,12 @@ export interface DelivererDeps {
 export const makeDeliverer = (config: Config, deps: DelivererDeps = {}): Deliverer => {
   const extraCa = config.delivery.tls_ca_file === null ? undefined : [readFileSync(config.delivery.tls_ca_file, "utf8")]
   const txt = deps.resolver?.txt?.bind(deps.resolver)
-  const sts =
+  const clock = deps.clock ?? systemClock
+  const daneResolver = config.delivery.dane_resolver
+  const daneDomains = new Map(Object.entries(config.delivery.dane_domains).map(([d, m]) => [d.toLowerCase(), m]))
+  const daneModeOf = (domain: string): TlsPolicy.DaneMode => daneDomains.get(domain.toLowerCase()) ?? config.delivery.dane
+  const daneLookup = (server: Dane.Server) => (host: string, port: number) => Dane.lookupTlsa(server, host, port, config.dns.timeout)
+  const mtaSts =
     config.delivery.mta_sts && txt
       ? MtaSts.make({
           txt,
@@ -44,7 +50,7 @@ export const makeDeliverer = (config: Config, deps: DelivererDeps = {}): Deliver
           extraCa,
           hosts: config.delivery.mta_sts_hosts,
           timeoutMs: config.delivery.connect_timeout,
-          clock: deps.clock ?? systemClock,
+          clock,
           log: deps.log ?? (() => undefined)
         })
       : undefined
@@ -68,9 +74,15 @@ export const makeDeliverer = (config: Config, deps: DelivererDeps = {}): Deliver
     deliver: async (destination, envelope, body) => {
       switch (destination.kind) {
         case "smtp": {
-          const domain = sts ? TlsPolicy.domainOf(destination) : undefined
-          const policy = sts && domain ? await sts.policyFor(domain) : undefined
-          return smtp.send(destination, envelope, body, policy ? TlsPolicy.fromMtaSts(policy, destination) : undefined)
+          const domain = TlsPolicy.domainOf(destination)
+          // DANE first (RFC 8461 §2: a domain with DANE TLSA records is not subject to MTA-STS), then MTA-STS
+          const dane =
+            domain && daneResolver
+              ? await TlsPolicy.fromDane(destination, daneModeOf(domain), daneLookup(daneResolver), clock.now)
+              : undefined
+          if (dane) return smtp.send(destination, envelope, body, dane)
+          const sts = mtaSts && domain ? await mtaSts.policyFor(domain) : undefined
+          return smtp.send(destination, envelope, body, sts ? TlsPolicy.fromMtaSts(sts, destination) : undefined)
         }
         case "lmtp":
           return lmtp.send(destination, envelope, body)

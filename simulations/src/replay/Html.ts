@@ -88,7 +88,7 @@ export const render = (r: Report, opts: { maxSections?: number } = {}): string =
     : "Charts cover the whole window; "
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title>
-<style>body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:2px 8px}td.n{text-align:right}tr.unit th{font-weight:normal;font-size:11px;color:#666;max-width:9em}tr.all td{font-weight:bold}p.note{color:#555;font-size:12px}section{margin-top:2em}svg{display:block;margin:0.5em 0}</style>
+<style>body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0;font-size:12px}th,td{border:1px solid #ccc;padding:2px 6px}td.n{text-align:right}tr.unit th{font-weight:normal;font-size:11px;color:#666;max-width:9em}tr.all td{font-weight:bold}p.note{color:#555;font-size:12px}section{margin-top:2em}svg{display:block;margin:0.5em 0}</style>
 </head><body>
 <h1>${esc(title)}</h1>
 <p>Window ${esc(formatDuration(r.to - r.from))}. ${esc(range)}one bar or point per ${esc(formatDuration(r.chart.bucketMs))}.</p>

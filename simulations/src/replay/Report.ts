@@ -10,6 +10,7 @@
 import { Reply, Route } from "@missive/core"
 import { EventStore } from "@missive/events"
 import { positionAt, scan, SLACK_MS, type Store } from "./Log.js"
+import { roundDuration } from "../Chart.js"
 import { percentiles, type Percentiles } from "../Report.js"
 import { formatDuration, iso } from "./Time.js"
 
@@ -126,7 +127,7 @@ export interface ReportOptions {
   readonly from: number
   readonly to: number
   readonly domain?: string | undefined
-  /** Buckets of the chart range (default 120). */
+  /** At most this many buckets over the chart range (default 120), each of a round length. */
   readonly buckets?: number
   /** Narrow the chart range to the window's traffic (first to last event in it), a little padded. */
   readonly zoom?: boolean
@@ -146,10 +147,11 @@ const chartRange = async (store: Store, o: ReportOptions, head: number): Promise
 }
 
 export const build = async (store: Store, o: ReportOptions): Promise<Report> => {
-  const buckets = Math.max(1, o.buckets ?? 120)
   const head = await store.head()
   const range = await chartRange(store, o, head)
-  const bucketMs = Math.max(1, Math.ceil((range.to - range.from) / buckets))
+  // Buckets of a round length (1 s, 5 min, …), at most the number asked for, covering the chart range.
+  const bucketMs = roundDuration(Math.max(1, Math.ceil((range.to - range.from) / Math.max(1, o.buckets ?? 120))))
+  const buckets = Math.max(1, Math.ceil((range.to - range.from) / bucketMs))
   const domainFilter = o.domain?.toLowerCase()
   const accs = new Map<string, Acc>()
   const total = new Acc(buckets, range.from, bucketMs)

@@ -101,10 +101,14 @@ export const makePool = (session: SessionOptions, pool: PoolOptions): Pool => {
       lastTls = s.tls ?? lastTls
     }
     const last = hops[hops.length - 1]
-    const why = failures.join("; ") || (tried.length > 0 ? "no MX host allowed by the TLS policy" : "no hops")
+    const excludedOnly = failures.length === 0 && tried.length > 0
+    const why = excludedOnly
+      ? tried.map((h) => `${h.name ?? h.hop}: ${h.detail ?? h.outcome}`).join("; ")
+      : failures.join("; ") || "no hops"
     return {
       host: last ? showEndpoint(last) : "",
-      reply: policy.verify?.enforce ? Reply.Replies.tlsPolicyFailed(why) : Reply.Replies.connectFailed(why),
+      // a policy that requires authenticated TLS, or one that excluded every hop, is why nothing was delivered
+      reply: policy.verify?.enforce || excludedOnly ? Reply.Replies.tlsPolicyFailed(why) : Reply.Replies.connectFailed(why),
       hops: tried,
       ...(lastTls ? { tls: lastTls } : {})
     }
