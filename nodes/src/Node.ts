@@ -145,7 +145,7 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
       .map((name) => ({ name, host: config.listeners[name].host, port: config.listeners[name].port }))
     // The filter stage (nodes/src/filter), closed after ingress: none when no filter is configured.
     const filters = yield* Effect.acquireRelease(
-      Effect.sync(() => Filters.make(config, { hostname: config.hostname, dns: config.dns, log })),
+      Effect.sync(() => Filters.make(config, { hostname: config.hostname, dns: config.dns, log, now: () => clock.now() })),
       (f) => Effect.promise(() => f.close())
     )
     const ingress = yield* Effect.acquireRelease(
