@@ -409,7 +409,13 @@ const File = Schema.Struct({
         null
       ),
       /** Tests and private networks: MTA-STS policy host -> "address:port" to fetch from instead of its own address:443. */
-      mta_sts_hosts: field(Schema.Record(Schema.String, HostPortValue), {})
+      mta_sts_hosts: field(Schema.Record(Schema.String, HostPortValue), {}),
+      /** DANE (RFC 7672) for MX-routed mail: "may" (when TLSA records validate), "dane-only", or "off". */
+      dane: field(oneOf(["may", "dane-only", "off"]), "may"),
+      /** The validating resolver DANE trusts ("address:port", its AD bit); DANE is off while it is null. */
+      dane_resolver: field(nullable(HostPortShape, `"host:port"`, hostPortOf), null),
+      /** Per recipient domain: "may", "dane-only" or "off", over `dane`. */
+      dane_domains: field(Schema.Record(Schema.String, oneOf(["may", "dane-only", "off"])), {})
     })
   ),
   retry: section(

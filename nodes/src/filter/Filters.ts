@@ -6,6 +6,7 @@ import type { Config } from "../config/Config.js"
 import type { Logger } from "../runtime/Log.js"
 import * as Addresses from "./Addresses.js"
 import * as Auth from "./Auth.js"
+import * as Content from "./Content.js"
 import type { Filter } from "./Filter.js"
 import * as Sign from "./Sign.js"
 import * as Stage from "./Stage.js"
@@ -38,6 +39,8 @@ export const make = (config: Config, deps: FilterDeps): NodeFilters => {
   // sender authentication: SPF at MAIL, DKIM, ARC, DMARC at the end of DATA (Auth.ts)
   const auth = Auth.fromConfig(config)
   if (auth) filters.push(auth)
+  // content scanners, DNSBL, hooks and milters (Content.ts)
+  filters.push(...Content.fromConfig(config, deps))
   // signing last, so it signs the message as it leaves (Sign.ts)
   const sign = Sign.fromConfig(config, deps.now ?? Date.now)
   if (sign) filters.push(sign)
