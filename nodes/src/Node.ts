@@ -14,6 +14,13 @@ import type * as Cluster from "./cluster/Runtime.js"
 import type { Config } from "./config/Config.js"
 import { policyOf, verifyPassword } from "./config/Config.js"
 import { makeDeliverer } from "./delivery/Deliverer.js"
+import * as Publisher from "./publish/Publisher.js"
+import * as SuppressionList from "./suppression/List.js"
+import * as Quota from "./quota/Quota.js"
+import * as SuppressionReactor from "./suppression/Reactor.js"
+import * as Complaints from "./suppression/Complaints.js"
+import * as Commands from "./scheduler/Commands.js"
+import * as Http from "./http/Http.js"
 import * as Filters from "./filter/Filters.js"
 import { startIngress } from "./ingress/Ingress.js"
 import * as Intake from "./intake/Intake.js"
@@ -73,10 +80,42 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
     const dataDir = (yield* DataDirService).path
     const ports = yield* StoreService
     const cluster = (yield* ClusterLayers.ClusterService).runtime
-    const store: SqliteStore.SqliteStore = { ...ports, close: async () => {} }
+    // The operator's view of the log and the metrics (listeners.http): built first, so that SMTP sessions, store
+    // commits and JetStream calls are all observed.
+    const observer = config.listeners.http.enabled
+      ? yield* Effect.acquireRelease(
+          Effect.promise(() => Http.observe({ events: ports.events, work: ports.work, clock, log, node: config.node_id })),
+          (o) => Effect.sync(() => o.close())
+        )
+      : undefined
+    if (observer && ports.onCommit) {
+      const stop = ports.onCommit((ms, writes) => observer.metrics.commit(ms, writes))
+      yield* Effect.addFinalizer(() => Effect.sync(stop))
+    }
+    const events = cluster && observer ? Http.timedEvents(ports.events, observer.metrics) : ports.events
+    const store: SqliteStore.SqliteStore = { ...ports, events, close: async () => {} }
     const leaseMs = cluster ? config.cluster.lease : 10 * 60_000
     const ids = makeIds(clock, random)
     const policyHash = policyHashOf(config)
+    // Reports delivered to the feedback address are recorded as complaints first (nodes/src/suppression/Complaints.ts).
+    const feedbackAddress = config.suppression.feedback_address
+    const feedback = (dl: Host.Deliverer): Host.Deliverer =>
+      feedbackAddress === null
+        ? dl
+        : Complaints.deliverer(dl, {
+            address: feedbackAddress,
+            hostname: config.hostname,
+            commands: Commands.make(store.events),
+            clock,
+            node: config.node_id,
+            policyHash,
+            log
+          })
+    // The suppression list (stream `suppression`): refused at RCPT on submission, bounced at routing when relayed.
+    const suppression = yield* Effect.acquireRelease(
+      Effect.promise(() => SuppressionList.open({ events: store.events, clock, node: config.node_id, policyHash, log })),
+      (l) => Effect.sync(() => l.close())
+    )
     const router = makeRouter({
       localDomains: config.relay.local_domains,
       relayRoutes: Object.fromEntries(Object.entries(config.routes).map(([d, hp]) => [d, hostPort(hp)])),
@@ -89,9 +128,19 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
       Effect.sync(() => makeDeliverer(config, { resolver, dataDir, clock, log })),
       (dl) => Effect.promise(() => dl.close())
     )
+    const siteLimits = (s: Config["shaping"]["defaults"]): Limiter.SiteLimits => ({
+      connections: s.connections,
+      perSecond: s.rate_per_second,
+      perHour: s.rate_per_hour
+    })
     const localLimiter = Limiter.make({
       perDestination: config.delivery.concurrency_per_destination,
-      total: config.delivery.max_connections
+      total: config.delivery.max_connections,
+      sites: Limiter.fromPatterns(
+        Object.fromEntries(Object.entries(config.shaping.sites).map(([p, s]) => [p, siteLimits(s)])),
+        siteLimits(config.shaping.defaults)
+      ),
+      now: clock.now
     })
     // Cluster mode: a delivery also holds one of the destination's cluster-wide slots (nodes/src/scheduler/Slots.ts).
     const limiter = cluster ? cluster.limiter(localLimiter) : localLimiter
@@ -107,10 +156,11 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
       hostname: config.hostname,
       policyHash,
       retry: policyOf(config),
-      router,
-      deliverer: cluster ? Fence.deliverer(deliverer, cluster.work, log, cluster.fenced) : deliverer,
+      router: SuppressionList.guard(router, suppression),
+      deliverer: feedback(cluster ? Fence.deliverer(deliverer, cluster.work, log, cluster.fenced) : deliverer),
       limiter,
       leaseMs,
+      delayWarningMs: config.bounce.delay_warning,
       pollMs: opts.pollMs ?? 1000,
       maxActive: opts.maxActive ?? 2000,
       onState: opts.onState
@@ -128,18 +178,55 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
       dataDir,
       minFreeBytes: config.store.min_free_space,
       leaseMs,
-      commit: cluster?.commit,
+      commit: cluster && observer ? Http.timed("commit", cluster.commit, observer.metrics) : cluster?.commit,
       onReceived: (id, state, body) => host.onReceived(id, state, body)
     })
     host.setInjector({ accept: (m) => intake.accept(m) })
     yield* Effect.acquireRelease(Effect.promise(() => host.start()).pipe(Effect.as(host)), (h) =>
       Effect.promise(() => h.stop(stopGrace.ms))
     )
+    // Delivery events pushed out: followers of the log, stopped before the host (their checkpoints are saved then).
+    if (config.events.destinations.length > 0)
+      yield* Effect.acquireRelease(
+        Effect.promise(() =>
+          Publisher.start({
+            events: store.events,
+            dataDir,
+            destinations: config.events.destinations,
+            hostname: config.hostname,
+            lifetimeMs: config.retry.lifetime,
+            clock,
+            log
+          })
+        ),
+        (p) => Effect.promise(() => p.stop())
+      )
+    if (config.suppression.on_bounce || config.suppression.on_complaint)
+      yield* Effect.acquireRelease(
+        Effect.promise(() =>
+          SuppressionReactor.start({
+            events: store.events,
+            list: suppression,
+            dataDir,
+            onBounce: config.suppression.on_bounce,
+            onComplaint: config.suppression.on_complaint,
+            log
+          })
+        ),
+        (f) => Effect.promise(() => f.stop())
+      )
     yield* Effect.acquireRelease(
-      Effect.promise(() => startAdmin(dataDir, host)),
+      Effect.promise(() => startAdmin(dataDir, host, SuppressionList.operator(suppression))),
       (a) => Effect.promise(() => a.close())
     )
     const users = new Map(config.auth.users.map((u) => [u.name, u.password]))
+    // Sending quotas per authenticated user (none configured: nothing counted).
+    const quota = Quota.enabled(config) ? yield* Effect.promise(() => Quota.open(config, store.events, clock)) : undefined
+    const countAccepted = async <R extends { code: number }>(reply: Promise<R>, user: string | undefined): Promise<R> => {
+      const r = await reply
+      if (quota && user !== undefined && r.code >= 200 && r.code < 300) quota.record(user)
+      return r
+    }
     const listeners = (["smtp", "submission"] as const)
       .filter((name) => config.listeners[name].enabled)
       .map((name) => ({ name, host: config.listeners[name].host, port: config.listeners[name].port }))
@@ -176,20 +263,52 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
             maxErrors: config.limits.max_errors,
             bareLf: config.limits.bare_lf
           },
+          submissionChecks: {
+            mail: (user) => quota?.check(user),
+            rcpt: (rcpt) => SuppressionList.refusal(suppression, rcpt)
+          },
           accept: (m) =>
-            intake.accept({ sender: m.sender, recipients: m.recipients, body: m.body, client: m.client, filtered: m.filtered }),
+            countAccepted(
+              intake.accept({ sender: m.sender, recipients: m.recipients, body: m.body, client: m.client, filtered: m.filtered }),
+              m.client.user
+            ),
           filters: filters.stage,
           rejected: (m) => intake.recordRejection(m.filtered, m),
           log: (o) => {
             const event = String(o["event"] ?? o["msg"] ?? "smtp")
             // Per-session chatter is debug; refusals, auth and TLS problems stay visible at info.
             const quiet = event === "ingress.connect" || event === "ingress.close" || event === "ingress.accepted"
+            if (event === "ingress.connect" || event === "ingress.close")
+              observer?.metrics.connection("in", event === "ingress.connect" ? "open" : "close")
             log(quiet ? "debug" : "info", event, o)
           }
         })
       ),
       (i) => Effect.promise(() => i.close())
     )
+    const http = observer
+      ? yield* Effect.acquireRelease(
+          Effect.promise(() =>
+            Http.listen(
+              {
+                config,
+                host,
+                intake,
+                store: ports,
+                cluster,
+                view: observer.view,
+                metrics: observer.metrics,
+                clock,
+                log,
+                ports: () => allPorts
+              },
+              dataDir
+            )
+          ),
+          (l) => Effect.promise(async () => l?.close())
+        )
+      : undefined
+    const allPorts: Readonly<Record<string, number>> = http ? { ...ingress.ports, http: http.port } : ingress.ports
     let requestDrain = () => {}
     const drainRequested = new Promise<void>((r) => {
       requestDrain = r
@@ -197,7 +316,7 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
     if (cluster)
       yield* Effect.promise(() =>
         cluster.announce({
-          ports: ingress.ports,
+          ports: allPorts,
           active: () => host.active(),
           drain: () => {
             log("info", "drain requested: stopping intake, finishing or handing back messages", { node: config.node_id })
@@ -205,8 +324,8 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
           }
         })
       )
-    log("info", "node started", { node: config.node_id, hostname: config.hostname, dataDir, ports: ingress.ports, policy: policyHash })
-    return { ports: ingress.ports, dataDir, host, store, cluster, drainRequested } as const
+    log("info", "node started", { node: config.node_id, hostname: config.hostname, dataDir, ports: allPorts, policy: policyHash })
+    return { ports: allPorts, dataDir, host, store, cluster, drainRequested } as const
   })
 
 const hostPort = (hp: { host: string; port: number }): string =>

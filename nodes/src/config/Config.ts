@@ -137,6 +137,63 @@ const Listener = (port: number) =>
     enabled: field(Bool, true)
   })
 
+/** The admin HTTP listener: loopback by default; `tls: true` serves HTTPS with the `tls` section's pair. */
+const HttpListener = Schema.Struct({
+  host: field(ListenHost, "127.0.0.1"),
+  port: field(ListenPort, 8025),
+  enabled: field(Bool, true),
+  tls: field(Bool, false)
+})
+
+/** A bearer token of the HTTP API: its name (recorded as `by`), the sha256 of the secret, and what it may do. */
+const Token = Schema.Struct({
+  name: textValue("a token name of letters, digits, ., _, @ and -", (s) => /^[A-Za-z0-9._@-]{1,64}$/.test(s)),
+  // The message deliberately omits the value: it might be a plain token pasted by mistake.
+  hash: Schema.String.check(
+    Schema.makeFilter((s: string) => /^sha256:[0-9a-f]{64}$/.test(s), {
+      message: `expected a token hash "sha256:<64 hex digits>" (made by missive token hash), not a plain token`
+    })
+  ),
+  scope: field(oneOf(["read", "inject", "admin"]), "read")
+})
+
+const positive = (u: unknown): number | undefined => (typeof u === "number" && Number.isSafeInteger(u) && u >= 1 ? u : undefined)
+
+/** SES's event types (send, reject, delivery, bounce, complaint, deliveryDelay) and Missive's own (deferred, expired). */
+export const EVENT_TYPES = ["send", "reject", "delivery", "bounce", "complaint", "deliveryDelay", "deferred", "expired"] as const
+
+/** Where delivery events go: exactly one of a webhook (HMAC-signed with `secret`), a JSON-lines file, a NATS subject. */
+const EventDestination = Schema.Struct({
+  name: textValue("a name of letters, digits, _ and -", (s) => /^[A-Za-z0-9_-]{1,64}$/.test(s)),
+  webhook: field(
+    nullable(Schema.String, "an http:// or https:// URL", (u) => (typeof u === "string" && /^https?:\/\/\S+$/.test(u) ? u : undefined)),
+    null
+  ),
+  // The message deliberately omits the value.
+  secret: field(
+    nullable(Schema.String, "a secret of at least 16 characters", (u) => (typeof u === "string" && u.length >= 16 ? u : undefined)),
+    null
+  ),
+  file: field(
+    nullable(Schema.String, "a file path", (u) => (typeof u === "string" && u.trim() !== "" ? u : undefined)),
+    null
+  ),
+  nats_subject: field(
+    nullable(Schema.String, 'a NATS subject such as "missive.events"', (u) =>
+      typeof u === "string" && /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(u) ? u : undefined
+    ),
+    null
+  ),
+  types: field(Schema.Array(oneOf(EVENT_TYPES)), [...EVENT_TYPES])
+}).check(
+  Schema.makeFilter((d) => {
+    const kinds = [d.webhook, d.file, d.nats_subject].filter((x) => x !== null).length
+    if (kinds !== 1) return { path: ["webhook"], issue: "give exactly one of webhook, file or nats_subject" }
+    if (d.webhook !== null && d.secret === null) return { path: ["secret"], issue: "a webhook needs a secret (its requests are signed)" }
+    return undefined
+  })
+)
+
 // The filter stage (nodes/src/filter): address maps, sender rules, sender authentication per listener, DKIM keys.
 const Addresses = Schema.Array(Schema.String)
 const AddressMap = Schema.Record(Schema.String, Addresses)
@@ -279,6 +336,15 @@ const hostnamePattern = /^[A-Za-z0-9._-]+$/
 // A container may report a name we would reject; the default must always validate.
 const defaultHostname = hostnamePattern.test(osHostname()) ? osHostname() : "localhost"
 
+/** One site's limits: deliveries at once, and starts per second / per hour (token buckets). */
+const SiteLimits = Schema.Struct({
+  connections: Schema.optional(Count),
+  rate_per_second: Schema.optional(
+    parsed(Schema.Number, "a positive number", (u) => (typeof u === "number" && Number.isFinite(u) && u > 0 ? u : undefined))
+  ),
+  rate_per_hour: Schema.optional(Count)
+})
+
 const File = Schema.Struct({
   /** Greeting, Received: and DSN Reporting-MTA name. */
   hostname: field(
@@ -297,7 +363,8 @@ const File = Schema.Struct({
   listeners: section(
     Schema.Struct({
       smtp: section(Listener(2525)),
-      submission: section(Listener(2587))
+      submission: section(Listener(2587)),
+      http: section(HttpListener)
     }).check(
       Schema.makeFilter((l) =>
         l.smtp.enabled &&
@@ -347,6 +414,31 @@ const File = Schema.Struct({
         ),
         []
       )
+    })
+  ),
+  /** The HTTP API's tokens and limits (the listener itself is `listeners.http`). */
+  http: section(
+    Schema.Struct({
+      tokens: field(
+        Schema.Array(Token).check(
+          Schema.makeFilter((tokens) => {
+            const seen = new Set<string>()
+            const issues: Array<Schema.FilterIssue> = []
+            tokens.forEach((t, i) => {
+              if (seen.has(t.name)) issues.push({ path: [i, "name"], issue: `duplicate token ${JSON.stringify(t.name)}` })
+              seen.add(t.name)
+            })
+            return issues
+          })
+        ),
+        []
+      ),
+      /** Largest request body (an injected message with its JSON); JSON API requests other than injection: 64 KiB. */
+      max_body: field(Bytes, 30_000_000),
+      /** A request (headers and body) must arrive within this; slower clients get 408 and are disconnected. */
+      request_timeout: field(duration(1), 30_000),
+      /** Most recipients of one injected message. */
+      max_recipients: field(Count, 10_000)
     })
   ),
   relay: section(
@@ -418,6 +510,15 @@ const File = Schema.Struct({
       dane_domains: field(Schema.Record(Schema.String, oneOf(["may", "dane-only", "off"])), {})
     })
   ),
+  /** Traffic shaping per site (the MX host set several domains share): connections and start rates. */
+  shaping: section(
+    Schema.Struct({
+      /** Limits of every MX site no pattern matches (empty: concurrency_per_destination, no rate). */
+      defaults: field(SiteLimits, {}),
+      /** MX host name or "*.suffix" pattern -> limits; the first pattern one of a site's MX hosts matches wins. */
+      sites: field(Schema.Record(Schema.String, SiteLimits), {})
+    })
+  ),
   retry: section(
     Schema.Struct({
       initial: field(duration(1), 300_000),
@@ -449,8 +550,81 @@ const File = Schema.Struct({
       )
     })
   ),
+  /** Bounces and notices (DSNs, RFC 3464). */
+  bounce: section(
+    Schema.Struct({
+      /** Postfix's delay_warning_time: one "delayed" notice per message still deferred this long after arrival. */
+      delay_warning: field(
+        nullable(Schema.Number, `a duration such as "4h"`, (u) => {
+          const ms = Duration.parse(u)
+          return ms !== undefined && ms > 0 ? ms : undefined
+        }),
+        null
+      )
+    })
+  ),
+  /** Delivery events pushed out (SES event publishing): each destination follows the event log from its own checkpoint. */
+  events: section(
+    Schema.Struct({
+      destinations: field(
+        Schema.Array(EventDestination).check(
+          Schema.makeFilter((ds) => {
+            const seen = new Set<string>()
+            const issues: Array<Schema.FilterIssue> = []
+            ds.forEach((d, i) => {
+              if (seen.has(d.name)) issues.push({ path: [i, "name"], issue: `duplicate destination ${JSON.stringify(d.name)}` })
+              seen.add(d.name)
+            })
+            return issues
+          })
+        ),
+        []
+      )
+    })
+  ),
+  /** Addresses Missive no longer sends to: refused at RCPT on submission, bounced at once when relayed. */
+  suppression: section(
+    Schema.Struct({
+      /** A permanent bounce (SES bounceType Permanent) adds the recipient. */
+      on_bounce: field(Bool, true),
+      /** A feedback report (complaint) adds the recipient. */
+      on_complaint: field(Bool, true),
+      /** Where feedback loops send ARF reports (RFC 5965), in a local domain: each is matched and recorded. */
+      feedback_address: field(
+        nullable(Schema.String, "an address such as fbl@example.com", (u) =>
+          typeof u === "string" && /^[^\s@<>]+@[^\s@<>]+$/.test(u.trim()) ? u.trim().toLowerCase() : undefined
+        ),
+        null
+      )
+    })
+  ),
+  /** Sending quotas per authenticated user (SES's maximum send rate and 24-hour quota); null means no limit. */
+  quotas: section(
+    Schema.Struct({
+      per_second: field(nullable(Schema.Number, "a positive integer", positive), null),
+      per_day: field(nullable(Schema.Number, "a positive integer", positive), null),
+      /** Per-user overrides of the two limits, by user name. */
+      users: field(
+        Schema.Record(
+          Schema.String,
+          Schema.Struct({
+            per_second: field(nullable(Schema.Number, "a positive integer", positive), null),
+            per_day: field(nullable(Schema.Number, "a positive integer", positive), null)
+          })
+        ),
+        {}
+      )
+    })
+  ),
   /** The filter stage: recipients, senders, sender authentication, DKIM signing (README "Filtering"). */
   filter: section(FilterSection),
+  /** The node's log lines: JSON lines (default) or a human format; the least level written (MISSIVE_LOG_LEVEL overrides). */
+  log: section(
+    Schema.Struct({
+      format: field(oneOf(["json", "human"]), "json"),
+      level: field(oneOf(["debug", "info", "warn", "error"]), "info")
+    })
+  ),
   /** Cluster mode: NATS URLs of a JetStream cluster; empty means an embedded node (SQLite). `start --nats` overrides. */
   cluster: section(
     Schema.Struct({
@@ -482,6 +656,7 @@ export type Config = Decoded & {
 
 export type User = Config["auth"]["users"][number]
 export type Listener = Config["listeners"]["smtp"]
+export type Token = Config["http"]["tokens"][number]
 
 export type Result = { readonly ok: true; readonly config: Config } | { readonly ok: false; readonly errors: ReadonlyArray<string> }
 
