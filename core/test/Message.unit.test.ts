@@ -1017,11 +1017,7 @@ describe("evolve", () => {
       "MessageFiltered",
       "MessageReleased",
       "MessageDeleted",
-      "RetryRequested",
-      "SuppressionAdded",
-      "SuppressionRemoved",
-      "ComplaintReceived",
-      "DelayNotified"
+      "RetryRequested"
     ]
     expect([...EVENT_TYPES].sort()).toEqual([...emitted].sort())
   })

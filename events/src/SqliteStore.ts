@@ -35,6 +35,8 @@ export interface SqliteStore {
   readonly work: Work
   /** Writes waiting for the next commit. */
   pending(): number
+  /** Observes each commit: its duration (ms, fsync included) and how many writes it carried; returns the stop. */
+  onCommit?(f: (ms: number, writes: number) => void): () => void
   close(): Promise<void>
 }
 
@@ -159,6 +161,7 @@ export const open = (options: SqliteOptions): SqliteStore => {
   let inFlight: Promise<void> | undefined
   let closed = false
   const subscribers = new Set<(e: StoredEvent) => void>()
+  const commitObservers = new Set<(ms: number, writes: number) => void>()
 
   const settle = (batch: ReadonlyArray<Pending>, results: ReadonlyArray<WriteResult>) => {
     const published: Array<StoredEvent> = []
@@ -190,10 +193,16 @@ export const open = (options: SqliteOptions): SqliteStore => {
     if (inFlight || queue.length === 0 || !writer) return
     const batch = queue
     queue = []
+    // A measurement for the metrics only (performance.now(), monotonic); nothing is decided on it.
+    const began = performance.now()
     inFlight = writer
       .commit(batch.map((p) => p.op))
       .then(
-        (results) => settle(batch, results),
+        (results) => {
+          const ms = performance.now() - began
+          for (const f of commitObservers) f(ms, batch.length)
+          settle(batch, results)
+        },
         (e) => {
           for (const p of batch) p.reject(e instanceof StoreUnavailable ? e : new StoreUnavailable(String(e)))
         }
@@ -291,6 +300,10 @@ export const open = (options: SqliteOptions): SqliteStore => {
     bodies,
     work,
     pending: () => queue.length,
+    onCommit: (f) => {
+      commitObservers.add(f)
+      return () => void commitObservers.delete(f)
+    },
     close: async () => {
       if (closed) return
       // Commit what is queued, then stop.

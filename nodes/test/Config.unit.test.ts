@@ -36,8 +36,10 @@ describe("defaults", () => {
     expect(d.data_dir).toBe("./data")
     expect(d.listeners).toEqual({
       smtp: { host: "0.0.0.0", port: 2525, enabled: true },
-      submission: { host: "0.0.0.0", port: 2587, enabled: true }
+      submission: { host: "0.0.0.0", port: 2587, enabled: true },
+      http: { host: "127.0.0.1", port: 8025, enabled: true, tls: false }
     })
+    expect(d.http).toEqual({ tokens: [], max_body: 30_000_000, request_timeout: 30_000, max_recipients: 10_000 })
     expect(d.tls).toEqual({ cert: null, key: null })
     expect(d.auth).toEqual({ require_tls: true, users: [] })
     expect(d.relay).toEqual({ local_domains: ["localhost"], relay_domains: [], trusted_networks: [] })
@@ -259,6 +261,24 @@ describe("passwords", () => {
       `auth.users[1].name: duplicate user "bob"`
     ])
     expect(errors(`auth:\n  users:\n    - { password: "${hash}" }\n`)).toEqual([`auth.users[0].name: required key is missing`])
+  })
+
+  it("HTTP tokens take sha256 hashes and a scope, and the error does not echo a pasted token", () => {
+    const hash = `sha256:${"ab".repeat(32)}`
+    expect(ok(`http:\n  tokens:\n    - { name: ops, hash: "${hash}", scope: admin }\n`).http.tokens).toEqual([
+      { name: "ops", hash, scope: "admin" }
+    ])
+    expect(ok(`http:\n  tokens:\n    - { name: grafana, hash: "${hash}" }\n`).http.tokens[0]!.scope).toBe("read")
+    const [error, ...rest] = errors("http:\n  tokens:\n    - { name: ops, hash: msv_secret_token }\n")
+    expect(rest).toEqual([])
+    expect(error).toMatch(/^http\.tokens\[0\]\.hash: expected a token hash "sha256:<64 hex digits>"/)
+    expect(error).not.toContain("msv_secret_token")
+    expect(errors(`http:\n  tokens:\n    - { name: ops, hash: "${hash}", scope: root }\n`)).toEqual([
+      `http.tokens[0].scope: expected "read", "inject" or "admin", got "root"`
+    ])
+    expect(errors(`listeners:\n  http: { port: 70000 }\n`)).toEqual([
+      `listeners.http.port: expected a port number from 0 (any free port) to 65535, got 70000`
+    ])
   })
 })
 

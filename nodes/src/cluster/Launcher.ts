@@ -224,7 +224,12 @@ export const up = async (o: LaunchOptions): Promise<Launched> => {
           ...o.base,
           node_id: name,
           data_dir: ndir,
-          listeners: { smtp: { host: "127.0.0.1", port: smtp }, submission: { host: "127.0.0.1", port: submission } },
+          // The admin HTTP listener on any free port (nodes share the host): `cluster status --json` shows each one's.
+          listeners: {
+            smtp: { host: "127.0.0.1", port: smtp },
+            submission: { host: "127.0.0.1", port: submission },
+            http: { host: "127.0.0.1", port: 0 }
+          },
           cluster: { ...((o.base["cluster"] as object | undefined) ?? {}), nats: urls }
         })
       )

@@ -10,6 +10,8 @@ export interface Ports {
   readonly work: Work.Work
   /** Writes waiting for the next commit (0 for a store that commits each write). */
   pending(): number
+  /** Group-committing stores: observes each commit (duration in ms, writes carried); returns the stop. */
+  onCommit?(f: (ms: number, writes: number) => void): () => void
 }
 
 export class StoreService extends Context.Service<StoreService, Ports>()("missive/Store") {}

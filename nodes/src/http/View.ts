@@ -1,0 +1,311 @@
+// The operator's live view, folded from the event log (the one source of every view): counts of outcomes by
+// destination, the queue per destination (messages with a recipient still to deliver there, the oldest one's age),
+// per-minute throughput over the last hour, queue depth samples, the newest events (for the dashboard's live feed)
+// and an index of recent messages by address (the dashboard's search). It subscribes to the EventStore port from the
+// log's head and seeds the queue from the work index (folding each queued message once), so a restart shows the queue
+// at once. Must not write anything; it holds one small entry per queued message.
+import { Message } from "@missive/core"
+import { EventStore, Timeline, type Work } from "@missive/events"
+import type { Clock } from "../runtime/Clock.js"
+import type { Logger } from "../runtime/Log.js"
+
+export type Outcome = "delivered" | "deferred" | "bounced" | "expired"
+
+/** Destination label of a recipient not routed yet (or routed nowhere). */
+export const UNROUTED = "(unrouted)"
+/** Beyond this many distinct destinations, new ones are counted as "(other)": the labels stay bounded. */
+export const MAX_DESTINATIONS = 500
+const OTHER = "(other)"
+const MINUTE = 60_000
+const HOUR_MINUTES = 60
+const SAMPLE_MS = 10_000
+const RECENT_EVENTS = 200
+const RECENT_MESSAGES = 20_000
+const SEED_LIMIT = 100_000
+
+export interface FeedItem {
+  readonly position: number
+  readonly at: number
+  readonly node: string
+  readonly id: string
+  readonly type: string
+  readonly summary: string
+}
+
+export interface QueueDepth {
+  readonly destination: string
+  readonly messages: number
+  readonly oldestAt: number
+}
+
+export interface Counts {
+  /** Messages this node accepted (MessageReceived recorded by this node). */
+  readonly received: number
+  /** Per destination, per outcome: recipients. */
+  readonly outcomes: ReadonlyMap<string, Readonly<Record<Outcome, number>>>
+  /** Per destination, per reply class ("2xx", "4xx", "5xx"): attempts ended. */
+  readonly attempts: ReadonlyMap<string, ReadonlyMap<string, number>>
+  /** Every event seen, by type (all nodes). */
+  readonly events: ReadonlyMap<string, number>
+}
+
+export interface Series {
+  /** Minute starts (epoch ms), oldest first: the last hour. */
+  readonly minutes: ReadonlyArray<number>
+  readonly received: ReadonlyArray<number>
+  /** Delivered recipients per minute, per destination. */
+  readonly delivered: Readonly<Record<string, ReadonlyArray<number>>>
+  /** Queue depth samples (every 10 s) per destination. */
+  readonly depth: { readonly times: ReadonlyArray<number>; readonly byDestination: Readonly<Record<string, ReadonlyArray<number>>> }
+}
+
+export interface View {
+  start(): Promise<void>
+  /** True once the queue has been seeded from the work index. */
+  seeded(): boolean
+  counts(): Counts
+  depth(): ReadonlyArray<QueueDepth>
+  held(): number
+  series(): Series
+  recent(n: number): ReadonlyArray<FeedItem>
+  /** Live feed: `f` gets every event as it is appended; returns the unsubscribe. */
+  follow(f: (item: FeedItem) => void): () => void
+  /** Recent message ids whose sender or a recipient contains `needle` (case-insensitive), newest first. */
+  search(needle: string, limit: number): ReadonlyArray<string>
+  close(): void
+}
+
+interface Entry {
+  readonly at: number
+  version: number
+  held: boolean
+  /** Recipient → destination of its latest attempt (UNROUTED before one); final recipients are removed. */
+  readonly open: Map<string, string>
+}
+
+const classOf = (code: number): string => (code >= 200 && code < 600 ? `${Math.floor(code / 100)}xx` : "none")
+
+export const make = (d: { events: EventStore.EventStore; work: Work.Work; clock: Clock; log: Logger; node: string }): View => {
+  const entries = new Map<string, Entry>()
+  const destinations = new Set<string>()
+  const outcomes = new Map<string, Record<Outcome, number>>()
+  const attempts = new Map<string, Map<string, number>>()
+  const eventCounts = new Map<string, number>()
+  const receivedByMinute = new Map<number, number>()
+  const deliveredByMinute = new Map<string, Map<number, number>>()
+  const samples: Array<{ at: number; byDestination: Map<string, number> }> = []
+  const feed: Array<FeedItem> = []
+  const followers = new Set<(item: FeedItem) => void>()
+  const recentMessages = new Map<string, string>()
+  let received = 0
+  let isSeeded = false
+  let buffered: Array<EventStore.StoredEvent> | undefined = []
+  let unsubscribe: (() => void) | undefined
+  let sampler: NodeJS.Timeout | undefined
+
+  const label = (dest: string): string => {
+    if (destinations.has(dest)) return dest
+    if (destinations.size >= MAX_DESTINATIONS) return OTHER
+    destinations.add(dest)
+    return dest
+  }
+
+  const outcome = (dest: string, what: Outcome, n = 1) => {
+    const l = label(dest)
+    const o = outcomes.get(l) ?? { delivered: 0, deferred: 0, bounced: 0, expired: 0 }
+    o[what] += n
+    outcomes.set(l, o)
+  }
+
+  const minuteOf = (at: number) => Math.floor(at / MINUTE) * MINUTE
+
+  const remember = (id: string, addresses: string) => {
+    recentMessages.delete(id)
+    recentMessages.set(id, addresses)
+    if (recentMessages.size > RECENT_MESSAGES) recentMessages.delete(recentMessages.keys().next().value!)
+  }
+
+  const apply = (s: EventStore.StoredEvent) => {
+    const e = s.event
+    eventCounts.set(e.type, (eventCounts.get(e.type) ?? 0) + 1)
+    const id = EventStore.idOf(s.stream)
+    const mine = e.node === d.node
+    const known = entries.get(id)
+    // An event the seed's fold already holds is counted, but not applied to the entry twice.
+    let entry = known !== undefined && s.version <= known.version ? undefined : known
+    if (entry !== undefined) entry.version = s.version
+    const destOf = (rcpt: string) => known?.open.get(rcpt) ?? UNROUTED
+    switch (e.type) {
+      case "MessageReceived":
+        if (known === undefined) {
+          entry = { at: e.at, version: s.version, held: false, open: new Map(e.recipients.map((r) => [r, UNROUTED])) }
+          entries.set(id, entry)
+        }
+        remember(id, `${e.sender}\n${e.recipients.join("\n")}`.toLowerCase())
+        if (mine) {
+          received += 1
+          receivedByMinute.set(minuteOf(e.at), (receivedByMinute.get(minuteOf(e.at)) ?? 0) + 1)
+        }
+        break
+      case "AttemptStarted":
+        for (const r of e.rcpts) entry?.open.set(r, e.destination)
+        break
+      case "AttemptSucceeded":
+      case "AttemptFailed":
+      case "AttemptDeferred": {
+        if (!mine) break
+        const dest = label(destOf(e.rcpts[0] ?? ""))
+        const byClass = attempts.get(dest) ?? new Map<string, number>()
+        const c = classOf(e.reply.code)
+        byClass.set(c, (byClass.get(c) ?? 0) + 1)
+        attempts.set(dest, byClass)
+        if (e.type === "AttemptDeferred") for (const r of e.rcpts) outcome(destOf(r), "deferred")
+        break
+      }
+      case "RecipientDelivered":
+      case "RecipientBounced":
+      case "RecipientExpired": {
+        const dest = destOf(e.rcpt)
+        if (mine) {
+          outcome(dest, e.type === "RecipientDelivered" ? "delivered" : e.type === "RecipientBounced" ? "bounced" : "expired")
+          if (e.type === "RecipientDelivered") {
+            const series = deliveredByMinute.get(label(dest)) ?? new Map<number, number>()
+            series.set(minuteOf(e.at), (series.get(minuteOf(e.at)) ?? 0) + 1)
+            deliveredByMinute.set(label(dest), series)
+          }
+        }
+        entry?.open.delete(e.rcpt)
+        break
+      }
+      case "MessageHeld":
+        if (entry) entry.held = true
+        break
+      case "MessageReleased":
+        if (entry) entry.held = false
+        break
+      case "MessageCompleted":
+        if (entry) entries.delete(id)
+        break
+      default:
+        break
+    }
+    const item: FeedItem = { position: s.position, at: e.at, node: e.node, id, type: e.type, summary: Timeline.describe(e).slice(0, 300) }
+    feed.push(item)
+    if (feed.length > RECENT_EVENTS) feed.shift()
+    for (const f of followers) f(item)
+  }
+
+  const depth = (): ReadonlyArray<QueueDepth> => {
+    const by = new Map<string, { messages: number; oldestAt: number }>()
+    for (const entry of entries.values()) {
+      const seen = new Set<string>()
+      for (const dest of entry.open.values()) {
+        const l = label(dest)
+        if (seen.has(l)) continue
+        seen.add(l)
+        const cur = by.get(l)
+        if (cur === undefined) by.set(l, { messages: 1, oldestAt: entry.at })
+        else {
+          cur.messages += 1
+          cur.oldestAt = Math.min(cur.oldestAt, entry.at)
+        }
+      }
+    }
+    return [...by.entries()].map(([destination, v]) => ({ destination, ...v })).sort((a, b) => b.messages - a.messages)
+  }
+
+  const sample = () => {
+    const now = d.clock.now()
+    samples.push({ at: now, byDestination: new Map(depth().map((q) => [q.destination, q.messages])) })
+    while (samples.length > 0 && samples[0]!.at < now - HOUR_MINUTES * MINUTE) samples.shift()
+    const oldest = minuteOf(now) - HOUR_MINUTES * MINUTE
+    for (const m of receivedByMinute.keys()) if (m < oldest) receivedByMinute.delete(m)
+    for (const s of deliveredByMinute.values()) for (const m of s.keys()) if (m < oldest) s.delete(m)
+  }
+
+  /** Folds each queued message once (at most SEED_LIMIT), then applies what arrived meanwhile (by stream version). */
+  const seed = async () => {
+    const items = await d.work.list(SEED_LIMIT)
+    for (let i = 0; i < items.length; i += 64) {
+      await Promise.all(
+        items.slice(i, i + 64).map(async (item) => {
+          let stored = await d.events.read(EventStore.streamOf(item.id))
+          const evs = stored.length > 0 ? stored.map((s) => s.event) : [...(item.carried?.events ?? [])]
+          const state = Message.fold(evs)
+          if (state.status !== "active" || entries.has(item.id)) return
+          const open = new Map<string, string>()
+          const last = new Map<string, string>()
+          for (const e of evs) if (e.type === "AttemptStarted") for (const r of e.rcpts) last.set(r, e.destination)
+          for (const r of state.recipients)
+            if (r.status !== "delivered" && r.status !== "bounced" && r.status !== "expired")
+              open.set(r.address, last.get(r.address) ?? UNROUTED)
+          entries.set(item.id, { at: state.receivedAt, version: stored.length, held: state.held, open })
+          remember(item.id, `${state.sender}\n${state.recipients.map((r) => r.address).join("\n")}`.toLowerCase())
+          stored = []
+        })
+      )
+    }
+  }
+
+  return {
+    start: async () => {
+      const head = await d.events.head()
+      unsubscribe = d.events.subscribe(head, (s) => {
+        if (buffered) buffered.push(s)
+        else apply(s)
+      })
+      void seed()
+        .catch((e: unknown) => d.log("warn", "view: seeding the queue from the work index failed", { error: String(e) }))
+        .finally(() => {
+          const pending = buffered ?? []
+          buffered = undefined
+          for (const s of pending) apply(s)
+          isSeeded = true
+          sample()
+        })
+      sampler = setInterval(sample, SAMPLE_MS)
+    },
+    seeded: () => isSeeded,
+    counts: () => ({ received, outcomes, attempts, events: eventCounts }),
+    depth,
+    held: () => {
+      let n = 0
+      for (const e of entries.values()) if (e.held) n += 1
+      return n
+    },
+    series: () => {
+      const now = d.clock.now()
+      const first = minuteOf(now) - (HOUR_MINUTES - 1) * MINUTE
+      const minutes = Array.from({ length: HOUR_MINUTES }, (_, i) => first + i * MINUTE)
+      const delivered: Record<string, Array<number>> = {}
+      for (const [dest, s] of deliveredByMinute) delivered[dest] = minutes.map((m) => s.get(m) ?? 0)
+      const points = [...samples, { at: now, byDestination: new Map(depth().map((q) => [q.destination, q.messages])) }]
+      const names = new Set(points.flatMap((p) => [...p.byDestination.keys()]))
+      const byDestination: Record<string, Array<number>> = {}
+      for (const n of names) byDestination[n] = points.map((p) => p.byDestination.get(n) ?? 0)
+      return {
+        minutes,
+        received: minutes.map((m) => receivedByMinute.get(m) ?? 0),
+        delivered,
+        depth: { times: points.map((p) => p.at), byDestination }
+      }
+    },
+    recent: (n) => feed.slice(-n),
+    follow: (f) => {
+      followers.add(f)
+      return () => void followers.delete(f)
+    },
+    search: (needle, limit) => {
+      const q = needle.toLowerCase()
+      const out: Array<string> = []
+      const ids = [...recentMessages.keys()]
+      for (let i = ids.length - 1; i >= 0 && out.length < limit; i--) if (recentMessages.get(ids[i]!)!.includes(q)) out.push(ids[i]!)
+      return out
+    },
+    close: () => {
+      unsubscribe?.()
+      if (sampler) clearInterval(sampler)
+      followers.clear()
+    }
+  }
+}
