@@ -5,7 +5,16 @@ import { existsSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { userInfo } from "node:os"
 import type { Config as Configuration } from "@missive/node"
-import { CLUSTER_HELP as ClusterHelp, ClusterUsageError, natsFlag, parseFlags, REPLAY_HELP, SIM_HELP as SimHelp, withNats } from "./Help.js"
+import {
+  CLUSTER_HELP as ClusterHelp,
+  ClusterUsageError,
+  SUPPRESSION_HELP,
+  natsFlag,
+  parseFlags,
+  REPLAY_HELP,
+  SIM_HELP as SimHelp,
+  withNats
+} from "./Help.js"
 
 // Command modules load on demand: `missive help` or `config check` need neither the node, nor replay, nor NATS.
 type Config = Configuration.Config
@@ -17,6 +26,7 @@ const HELP = `missive — an event-sourced mail transfer agent
 
 Usage:
   missive start [--config FILE]            start a node (defaults: SMTP on 2525, submission on 2587, data in ./data)
+  missive start … --allow-root             run as root without the warning (use an unprivileged user instead)
   missive start --nats URL[,URL…]          join a cluster: JetStream for the log, bodies and work (overrides cluster.nats)
   missive config check FILE                validate a configuration file; prints each problem with its key path
   missive queue list [--config FILE] [--json]
@@ -27,7 +37,7 @@ Usage:
 ${REPLAY_HELP}${SimHelp}${ClusterHelp}  missive queue hold|release|retry|delete|bounce ID [--config FILE] [--by NAME]
                                            operator commands on a running node (recorded with who asked);
                                            retry = attempt now, bounce = give up now with a DSN
-  missive auth hash [PASSWORD]             print the scrypt hash of a password for auth.users (stdin when omitted)
+${SUPPRESSION_HELP}  missive auth hash [PASSWORD]             print the scrypt hash of a password for auth.users (stdin when omitted)
   missive token new NAME [--scope read|inject|admin]
                                            make an HTTP API token: prints the token once and its http.tokens entry
   missive token hash [TOKEN]               print the hash of a token for http.tokens (stdin when omitted)
@@ -73,8 +83,16 @@ const openStore = async (config: Config) => {
 
 const commands: Record<string, (argv: ReadonlyArray<string>) => Promise<number>> = {
   start: async (argv) => {
-    const a = parseArgs(argv, { config: "value", nats: "value" })
+    const a = parseArgs(argv, { config: "value", nats: "value", "allow-root": "bool" })
     if (a.positional.length > 0) throw new UsageError(`start takes no arguments (got ${a.positional.join(" ")})`)
+    // Postfix's habit: the long-running server holds no more privilege than it needs (deploy/missive.service runs it
+    // as its own user with CAP_NET_BIND_SERVICE for port 25).
+    // A warning, not a refusal: the launchers, benchmarks and test harnesses start nodes as whatever user runs them.
+    if (process.getuid?.() === 0 && !a.flags.has("allow-root"))
+      process.stderr.write(
+        "missive: warning: running as root; run it as an unprivileged user (deploy/missive.service grants port 25\n" +
+          "  with AmbientCapabilities=CAP_NET_BIND_SERVICE), or pass --allow-root to silence this warning\n"
+      )
     const config = withNats(await loadConfig(a.flags.get("config")), natsFlag(a.flags.get("nats")))
     return (await node()).Serve.serve(config)
   },
@@ -152,6 +170,7 @@ const commands: Record<string, (argv: ReadonlyArray<string>) => Promise<number>>
     }
     throw new UsageError("usage: missive queue list|show|hold|release|retry|delete|bounce …")
   },
+  suppression: async (argv) => (await import("./Suppression.js")).suppression(argv, loadConfig),
   replay: async (argv) => (await import("./Replay.js")).replay(argv),
   sim: async (argv) => (await import("./Sim.js")).sim(argv),
   cluster: async (argv) => {
@@ -237,7 +256,7 @@ export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
       process.stderr.write(`missive: cannot start: ${(e as Error).message}\n`)
       return 1
     }
-    if (e instanceof UsageError || e instanceof ClusterUsageError) {
+    if (e instanceof UsageError || e instanceof ClusterUsageError || (e instanceof Error && e.name === "SuppressionUsageError")) {
       process.stderr.write(`missive: ${e.message}\nRun "missive help" for usage.\n`)
       return 2
     }

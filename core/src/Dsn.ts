@@ -22,6 +22,8 @@ export interface DsnInput {
   readonly failed: ReadonlyArray<FailedRecipient>
   /** The original header section, CRLF line ends, without the blank line. */
   readonly originalHeaders: string
+  /** A delay notice (every recipient "delayed", a warning only) instead of a failure report; with the retry limit. */
+  readonly delay?: { readonly willRetryUntil: number } | undefined
 }
 
 const CRLF = "\r\n"
@@ -74,13 +76,14 @@ export const build = (d: DsnInput): string => {
       `Status: ${statusOf(f.reply, f.action)}`,
       ...(f.remoteMta ? [`Remote-MTA: dns; ${f.remoteMta}`] : []),
       `Diagnostic-Code: smtp; ${`${f.reply.code} ${f.reply.enhanced ?? ""} ${f.reply.text}`.replace(/\s+/g, " ").trim()}`,
-      ...(f.lastAttemptAt !== undefined ? [`Last-Attempt-Date: ${rfc5322Date(f.lastAttemptAt)}`] : [])
+      ...(f.lastAttemptAt !== undefined ? [`Last-Attempt-Date: ${rfc5322Date(f.lastAttemptAt)}`] : []),
+      ...(d.delay !== undefined ? [`Will-Retry-Until: ${rfc5322Date(d.delay.willRetryUntil)}`] : [])
     ].join(CRLF)
   )
   return [
     `From: Mail Delivery System <${d.postmaster}>`,
     `To: <${d.to}>`,
-    `Subject: Undelivered Mail Returned to Sender`,
+    d.delay ? `Subject: Delayed Mail (still being retried)` : `Subject: Undelivered Mail Returned to Sender`,
     `Date: ${rfc5322Date(d.now)}`,
     `Message-ID: <${d.dsnId}@${d.reportingMta}>`,
     `Auto-Submitted: auto-replied`,
@@ -95,7 +98,16 @@ export const build = (d: DsnInput): string => {
     ``,
     `This is the mail system at host ${d.reportingMta}.`,
     ``,
-    `Your message ${d.originalId} could not be delivered to one or more recipients.`,
+    ...(d.delay
+      ? [
+          `#################################################################`,
+          `# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #`,
+          `#################################################################`,
+          ``,
+          `Your message ${d.originalId} could not be delivered yet to one or more recipients.`,
+          `Delivery will be tried again until ${rfc5322Date(d.delay.willRetryUntil)}.`
+        ]
+      : [`Your message ${d.originalId} could not be delivered to one or more recipients.`]),
     ``,
     human,
     ``,
@@ -111,7 +123,7 @@ export const build = (d: DsnInput): string => {
     ``,
     `--${boundary}`,
     `Content-Type: text/rfc822-headers`,
-    `Content-Description: Undelivered Message Headers`,
+    `Content-Description: ${d.delay ? "Delayed" : "Undelivered"} Message Headers`,
     ``,
     // Headers read from a store or a file may carry bare LF or CR: every line of the DSN ends in CRLF.
     d.originalHeaders.replace(/\r?\n$/, "").replace(/\r\n|\r|\n/g, CRLF),

@@ -87,6 +87,33 @@ export type Event =
   | (Meta & { readonly type: "MessageReleased"; readonly by: string })
   | (Meta & { readonly type: "MessageDeleted"; readonly by: string })
   | (Meta & { readonly type: "RetryRequested"; readonly by: string })
+  /** The suppression list's own aggregate (stream `suppression`, core/src/Suppression.ts); no message's state. */
+  | (Meta & {
+      readonly type: "SuppressionAdded"
+      readonly address: string
+      readonly reason: SuppressionReason
+      readonly by: string
+      /** The message whose bounce or complaint put the address on the list. */
+      readonly source?: string | undefined
+      readonly detail?: string | undefined
+    })
+  | (Meta & { readonly type: "SuppressionRemoved"; readonly address: string; readonly by: string })
+  /** A feedback report (RFC 5965) about this message arrived: recorded on the message's stream, even completed. */
+  | (Meta & {
+      readonly type: "ComplaintReceived"
+      /** The Message-ID of the report itself: the same report handled twice is recorded once. */
+      readonly reportId: string
+      readonly rcpts: ReadonlyArray<string>
+      /** Feedback-Type: abuse, fraud, virus, other, not-spam. */
+      readonly feedbackType: string
+      readonly userAgent?: string | undefined
+      readonly arrivalDate?: string | undefined
+    })
+  /** A delay notice (RFC 3464, Action: delayed) was queued for these recipients; never twice for one message. */
+  | (Meta & { readonly type: "DelayNotified"; readonly dsnId: string; readonly rcpts: ReadonlyArray<string> })
+
+/** Why an address is on the suppression list: a permanent bounce, a feedback report, or an operator. */
+export type SuppressionReason = "bounce" | "complaint" | "manual"
 
 // ---- the filter stage's facts (nodes/src/filter) -------------------------------------------------
 
@@ -155,7 +182,11 @@ export const EVENT_TYPES: ReadonlyArray<EventType> = [
   "MessageFiltered",
   "MessageReleased",
   "MessageDeleted",
-  "RetryRequested"
+  "RetryRequested",
+  "SuppressionAdded",
+  "SuppressionRemoved",
+  "ComplaintReceived",
+  "DelayNotified"
 ]
 
 export type RecipientStatus = "pending" | "routed" | "attempting" | "deferred" | "delivered" | "bounced" | "expired"
@@ -191,6 +222,10 @@ export interface Live {
   readonly quarantined?: string | undefined
   readonly attempts: number
   readonly bounceId?: string | undefined
+  /** The delay notice's DSN id, once one was queued. */
+  readonly delayNoticeId?: string | undefined
+  /** Report ids of the feedback reports recorded about this message. */
+  readonly complaints?: ReadonlyArray<string> | undefined
   readonly version: number
 }
 
@@ -317,6 +352,13 @@ export const evolve = (state: State, event: Event): State => {
         held: false,
         recipients: s.recipients.map((r) => (r.status === "deferred" ? { ...r, nextAttemptAt: event.at } : r))
       }
+    case "SuppressionAdded":
+    case "SuppressionRemoved":
+      return { ...s, version }
+    case "ComplaintReceived":
+      return { ...s, version, complaints: [...(s.complaints ?? []), event.reportId] }
+    case "DelayNotified":
+      return { ...s, version, delayNoticeId: event.dsnId }
   }
 }
 
@@ -379,6 +421,18 @@ export type Command =
   | { readonly type: "RetryNow"; readonly ctx: Ctx; readonly by: string }
   | { readonly type: "Delete"; readonly ctx: Ctx; readonly by: string }
   | { readonly type: "Bounce"; readonly ctx: Ctx; readonly by: string; readonly dsnId: string }
+  /** Records a feedback report about the message (allowed on a completed message: reports come days later). */
+  | {
+      readonly type: "RecordComplaint"
+      readonly ctx: Ctx
+      readonly reportId: string
+      readonly rcpts: ReadonlyArray<string>
+      readonly feedbackType: string
+      readonly userAgent?: string | undefined
+      readonly arrivalDate?: string | undefined
+    }
+  /** Queues the delay notice when the message has waited `afterMs` with a recipient still deferred (once). */
+  | { readonly type: "NotifyDelay"; readonly ctx: Ctx; readonly afterMs: number; readonly dsnId: string }
 
 export type DecideError =
   | { readonly _tag: "MessageNotFound" }
@@ -452,6 +506,11 @@ export const decide = (command: Command, state: State): Decision => {
     return E.right([{ ...meta(command.ctx), type: "MessageFiltered", id: command.id, ...command.filtered }])
   }
   if (state.status === "empty") return fail({ _tag: "MessageNotFound" })
+  if (command.type === "RecordComplaint") {
+    if ((state.complaints ?? []).includes(command.reportId)) return E.right([])
+    const { type: _t, ctx, ...rest } = command
+    return E.right([{ ...meta(ctx), type: "ComplaintReceived", ...rest }])
+  }
   if (state.status === "completed") return fail({ _tag: "MessageFinished", id: state.id })
   const s = state
   const ctx = command.ctx
@@ -571,7 +630,16 @@ export const decide = (command: Command, state: State): Decision => {
       }))
       return E.right(finish(s, events, ctx, command.dsnId))
     }
+    case "NotifyDelay":
+      return delayNotice(s, command)
   }
+}
+
+/** Postfix's delay_warning_time: one notice per message, never about a DSN or to the null sender, only when due. */
+const delayNotice = (s: Live, c: Extract<Command, { type: "NotifyDelay" }>): Decision => {
+  if (s.delayNoticeId !== undefined || s.sender === "" || s.dsnOf !== undefined || c.ctx.at < s.receivedAt + c.afterMs) return E.right([])
+  const rcpts = s.recipients.filter((r) => r.status === "deferred").map((r) => r.address)
+  return rcpts.length === 0 ? E.right([]) : E.right([{ ...meta(c.ctx), type: "DelayNotified", dsnId: c.dsnId, rcpts }])
 }
 
 /** A recipient named twice in one command would get two outcomes (delivered and bounced) from one attempt. */

@@ -62,5 +62,9 @@ export const Replies = {
   expired: { code: 550, enhanced: "4.4.7", text: "Message expired: delivery time limit exceeded" },
   operatorBounce: (by: string): Reply => ({ code: 550, enhanced: "5.0.0", text: `Bounced by operator ${by}` }),
   mailboxUnavailable: { code: 550, enhanced: "5.1.1", text: "Mailbox unavailable" },
+  /** A recipient on the suppression list: refused at RCPT on submission, bounced when relayed. */
+  suppressed: (reason: string): Reply => ({ code: 550, enhanced: "5.1.1", text: `Recipient address suppressed (${reason})` }),
+  /** An authenticated user over its sending quota (per second or per 24 hours). */
+  overQuota: (what: string): Reply => ({ code: 451, enhanced: "4.7.1", text: `Sending quota exceeded: ${what}` }),
   localError: (detail: string): Reply => ({ code: 451, enhanced: "4.3.0", text: `Local delivery failed: ${detail}` })
 } as const

@@ -1017,7 +1017,11 @@ describe("evolve", () => {
       "MessageFiltered",
       "MessageReleased",
       "MessageDeleted",
-      "RetryRequested"
+      "RetryRequested",
+      "SuppressionAdded",
+      "SuppressionRemoved",
+      "ComplaintReceived",
+      "DelayNotified"
     ]
     expect([...EVENT_TYPES].sort()).toEqual([...emitted].sort())
   })

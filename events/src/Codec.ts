@@ -99,7 +99,23 @@ export const EventSchema = Schema.Union([
   }),
   ev("MessageReleased", { by: Schema.String }),
   ev("MessageDeleted", { by: Schema.String }),
-  ev("RetryRequested", { by: Schema.String })
+  ev("RetryRequested", { by: Schema.String }),
+  ev("SuppressionAdded", {
+    address: Schema.String,
+    reason: Schema.Literals(["bounce", "complaint", "manual"]),
+    by: Schema.String,
+    source: Schema.optional(Schema.String),
+    detail: Schema.optional(Schema.String)
+  }),
+  ev("SuppressionRemoved", { address: Schema.String, by: Schema.String }),
+  ev("ComplaintReceived", {
+    reportId: Schema.String,
+    rcpts: Strings,
+    feedbackType: Schema.String,
+    userAgent: Schema.optional(Schema.String),
+    arrivalDate: Schema.optional(Schema.String)
+  }),
+  ev("DelayNotified", { dsnId: Schema.String, rcpts: Strings })
 ])
 
 // Compile-time guard: the schema's type and core's Event must stay mutually assignable.

@@ -110,6 +110,14 @@ export const describe = (e: Message.Event): string => {
       return `deleted by ${e.by}`
     case "RetryRequested":
       return `retry requested by ${e.by}`
+    case "SuppressionAdded":
+      return `<${e.address}> suppressed (${e.reason}) by ${e.by}${e.source ? ` after ${e.source}` : ""}`
+    case "SuppressionRemoved":
+      return `<${e.address}> removed from the suppression list by ${e.by}`
+    case "ComplaintReceived":
+      return `complaint (${e.feedbackType}) about ${e.rcpts.map((r) => `<${r}>`).join(", ") || "the message"}: report ${e.reportId}`
+    case "DelayNotified":
+      return `delay notice ${e.dsnId} queued for ${e.rcpts.join(", ")}`
   }
 }
 

@@ -14,6 +14,12 @@ import type * as Cluster from "./cluster/Runtime.js"
 import type { Config } from "./config/Config.js"
 import { policyOf, verifyPassword } from "./config/Config.js"
 import { makeDeliverer } from "./delivery/Deliverer.js"
+import * as Publisher from "./publish/Publisher.js"
+import * as SuppressionList from "./suppression/List.js"
+import * as Quota from "./quota/Quota.js"
+import * as SuppressionReactor from "./suppression/Reactor.js"
+import * as Complaints from "./suppression/Complaints.js"
+import * as Commands from "./scheduler/Commands.js"
 import * as Http from "./http/Http.js"
 import * as Filters from "./filter/Filters.js"
 import { startIngress } from "./ingress/Ingress.js"
@@ -91,6 +97,25 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
     const leaseMs = cluster ? config.cluster.lease : 10 * 60_000
     const ids = makeIds(clock, random)
     const policyHash = policyHashOf(config)
+    // Reports delivered to the feedback address are recorded as complaints first (nodes/src/suppression/Complaints.ts).
+    const feedbackAddress = config.suppression.feedback_address
+    const feedback = (dl: Host.Deliverer): Host.Deliverer =>
+      feedbackAddress === null
+        ? dl
+        : Complaints.deliverer(dl, {
+            address: feedbackAddress,
+            hostname: config.hostname,
+            commands: Commands.make(store.events),
+            clock,
+            node: config.node_id,
+            policyHash,
+            log
+          })
+    // The suppression list (stream `suppression`): refused at RCPT on submission, bounced at routing when relayed.
+    const suppression = yield* Effect.acquireRelease(
+      Effect.promise(() => SuppressionList.open({ events: store.events, clock, node: config.node_id, policyHash, log })),
+      (l) => Effect.sync(() => l.close())
+    )
     const router = makeRouter({
       localDomains: config.relay.local_domains,
       relayRoutes: Object.fromEntries(Object.entries(config.routes).map(([d, hp]) => [d, hostPort(hp)])),
@@ -103,9 +128,19 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
       Effect.sync(() => makeDeliverer(config, { resolver, dataDir, clock, log })),
       (dl) => Effect.promise(() => dl.close())
     )
+    const siteLimits = (s: Config["shaping"]["defaults"]): Limiter.SiteLimits => ({
+      connections: s.connections,
+      perSecond: s.rate_per_second,
+      perHour: s.rate_per_hour
+    })
     const localLimiter = Limiter.make({
       perDestination: config.delivery.concurrency_per_destination,
-      total: config.delivery.max_connections
+      total: config.delivery.max_connections,
+      sites: Limiter.fromPatterns(
+        Object.fromEntries(Object.entries(config.shaping.sites).map(([p, s]) => [p, siteLimits(s)])),
+        siteLimits(config.shaping.defaults)
+      ),
+      now: clock.now
     })
     // Cluster mode: a delivery also holds one of the destination's cluster-wide slots (nodes/src/scheduler/Slots.ts).
     const limiter = cluster ? cluster.limiter(localLimiter) : localLimiter
@@ -121,10 +156,11 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
       hostname: config.hostname,
       policyHash,
       retry: policyOf(config),
-      router,
-      deliverer: cluster ? Fence.deliverer(deliverer, cluster.work, log, cluster.fenced) : deliverer,
+      router: SuppressionList.guard(router, suppression),
+      deliverer: feedback(cluster ? Fence.deliverer(deliverer, cluster.work, log, cluster.fenced) : deliverer),
       limiter,
       leaseMs,
+      delayWarningMs: config.bounce.delay_warning,
       pollMs: opts.pollMs ?? 1000,
       maxActive: opts.maxActive ?? 2000,
       onState: opts.onState
@@ -149,11 +185,48 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
     yield* Effect.acquireRelease(Effect.promise(() => host.start()).pipe(Effect.as(host)), (h) =>
       Effect.promise(() => h.stop(stopGrace.ms))
     )
+    // Delivery events pushed out: followers of the log, stopped before the host (their checkpoints are saved then).
+    if (config.events.destinations.length > 0)
+      yield* Effect.acquireRelease(
+        Effect.promise(() =>
+          Publisher.start({
+            events: store.events,
+            dataDir,
+            destinations: config.events.destinations,
+            hostname: config.hostname,
+            lifetimeMs: config.retry.lifetime,
+            clock,
+            log
+          })
+        ),
+        (p) => Effect.promise(() => p.stop())
+      )
+    if (config.suppression.on_bounce || config.suppression.on_complaint)
+      yield* Effect.acquireRelease(
+        Effect.promise(() =>
+          SuppressionReactor.start({
+            events: store.events,
+            list: suppression,
+            dataDir,
+            onBounce: config.suppression.on_bounce,
+            onComplaint: config.suppression.on_complaint,
+            log
+          })
+        ),
+        (f) => Effect.promise(() => f.stop())
+      )
     yield* Effect.acquireRelease(
-      Effect.promise(() => startAdmin(dataDir, host)),
+      Effect.promise(() => startAdmin(dataDir, host, SuppressionList.operator(suppression))),
       (a) => Effect.promise(() => a.close())
     )
     const users = new Map(config.auth.users.map((u) => [u.name, u.password]))
+    // Sending quotas per authenticated user (none configured: nothing counted).
+    const quota = Quota.enabled(config) ? yield* Effect.promise(() => Quota.open(config, store.events, clock)) : undefined
+    const countAccepted = async <R extends { code: number }>(reply: Promise<R>, user: string | undefined): Promise<R> => {
+      const r = await reply
+      if (quota && user !== undefined && r.code >= 200 && r.code < 300) quota.record(user)
+      return r
+    }
     const listeners = (["smtp", "submission"] as const)
       .filter((name) => config.listeners[name].enabled)
       .map((name) => ({ name, host: config.listeners[name].host, port: config.listeners[name].port }))
@@ -190,8 +263,15 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
             maxErrors: config.limits.max_errors,
             bareLf: config.limits.bare_lf
           },
+          submissionChecks: {
+            mail: (user) => quota?.check(user),
+            rcpt: (rcpt) => SuppressionList.refusal(suppression, rcpt)
+          },
           accept: (m) =>
-            intake.accept({ sender: m.sender, recipients: m.recipients, body: m.body, client: m.client, filtered: m.filtered }),
+            countAccepted(
+              intake.accept({ sender: m.sender, recipients: m.recipients, body: m.body, client: m.client, filtered: m.filtered }),
+              m.client.user
+            ),
           filters: filters.stage,
           rejected: (m) => intake.recordRejection(m.filtered, m),
           log: (o) => {

@@ -9,7 +9,10 @@ const OPS: ReadonlyArray<Operation> = ["hold", "release", "retry", "delete", "bo
 
 export const socketPath = (dataDir: string): string => `${dataDir}/missive.sock`
 
-export const startAdmin = async (dataDir: string, host: Host): Promise<{ close: () => Promise<void> }> => {
+/** Another part of the node's requests on the same socket (the suppression list): undefined when not its own. */
+export type Extra = (req: Record<string, unknown>) => Promise<object | undefined>
+
+export const startAdmin = async (dataDir: string, host: Host, extra?: Extra): Promise<{ close: () => Promise<void> }> => {
   const path = socketPath(dataDir)
   rmSync(path, { force: true })
   const server: Server = createServer((sock) => {
@@ -18,7 +21,8 @@ export const startAdmin = async (dataDir: string, host: Host): Promise<{ close: 
     sock.on("error", () => {})
     sock.on("data", (chunk: string) => {
       buf += chunk
-      if (buf.length > 65536) return void sock.destroy()
+      // An import of a suppression list is one request: up to 16 MiB.
+      if (buf.length > 16 << 20) return void sock.destroy()
       const nl = buf.indexOf("\n")
       if (nl < 0) return
       const line = buf.slice(0, nl)
@@ -30,6 +34,10 @@ export const startAdmin = async (dataDir: string, host: Host): Promise<{ close: 
         } catch {
           return sock.end(JSON.stringify({ ok: false, error: "bad request: not JSON" }) + "\n")
         }
+        const other = extra
+          ? await extra(req as Record<string, unknown>).catch((e: unknown) => ({ ok: false, error: String(e) }))
+          : undefined
+        if (other !== undefined) return sock.end(JSON.stringify(other) + "\n")
         const op = req.op as Operation
         if (!OPS.includes(op) || typeof req.id !== "string" || !/^[0-9A-Z]{10,40}$/i.test(req.id))
           return sock.end(JSON.stringify({ ok: false, error: "bad request: need op (hold|release|retry|delete|bounce) and id" }) + "\n")
@@ -57,8 +65,10 @@ export const startAdmin = async (dataDir: string, host: Host): Promise<{ close: 
 
 export const request = (
   dataDir: string,
-  req: { op: Operation; id: string; by: string }
-): Promise<{ ok: boolean; error?: string; events?: Array<string> }> =>
+  req:
+    | { op: Operation; id: string; by: string }
+    | { op: "suppression"; action: "add" | "remove"; addresses: Array<string>; reason?: string; by: string }
+): Promise<{ ok: boolean; error?: string; events?: Array<string>; count?: number }> =>
   new Promise((done, fail) => {
     const sock = connect(socketPath(dataDir))
     let buf = ""

@@ -336,6 +336,15 @@ const hostnamePattern = /^[A-Za-z0-9._-]+$/
 // A container may report a name we would reject; the default must always validate.
 const defaultHostname = hostnamePattern.test(osHostname()) ? osHostname() : "localhost"
 
+/** One site's limits: deliveries at once, and starts per second / per hour (token buckets). */
+const SiteLimits = Schema.Struct({
+  connections: Schema.optional(Count),
+  rate_per_second: Schema.optional(
+    parsed(Schema.Number, "a positive number", (u) => (typeof u === "number" && Number.isFinite(u) && u > 0 ? u : undefined))
+  ),
+  rate_per_hour: Schema.optional(Count)
+})
+
 const File = Schema.Struct({
   /** Greeting, Received: and DSN Reporting-MTA name. */
   hostname: field(
@@ -501,6 +510,15 @@ const File = Schema.Struct({
       dane_domains: field(Schema.Record(Schema.String, oneOf(["may", "dane-only", "off"])), {})
     })
   ),
+  /** Traffic shaping per site (the MX host set several domains share): connections and start rates. */
+  shaping: section(
+    Schema.Struct({
+      /** Limits of every MX site no pattern matches (empty: concurrency_per_destination, no rate). */
+      defaults: field(SiteLimits, {}),
+      /** MX host name or "*.suffix" pattern -> limits; the first pattern one of a site's MX hosts matches wins. */
+      sites: field(Schema.Record(Schema.String, SiteLimits), {})
+    })
+  ),
   retry: section(
     Schema.Struct({
       initial: field(duration(1), 300_000),
@@ -532,8 +550,81 @@ const File = Schema.Struct({
       )
     })
   ),
+  /** Bounces and notices (DSNs, RFC 3464). */
+  bounce: section(
+    Schema.Struct({
+      /** Postfix's delay_warning_time: one "delayed" notice per message still deferred this long after arrival. */
+      delay_warning: field(
+        nullable(Schema.Number, `a duration such as "4h"`, (u) => {
+          const ms = Duration.parse(u)
+          return ms !== undefined && ms > 0 ? ms : undefined
+        }),
+        null
+      )
+    })
+  ),
+  /** Delivery events pushed out (SES event publishing): each destination follows the event log from its own checkpoint. */
+  events: section(
+    Schema.Struct({
+      destinations: field(
+        Schema.Array(EventDestination).check(
+          Schema.makeFilter((ds) => {
+            const seen = new Set<string>()
+            const issues: Array<Schema.FilterIssue> = []
+            ds.forEach((d, i) => {
+              if (seen.has(d.name)) issues.push({ path: [i, "name"], issue: `duplicate destination ${JSON.stringify(d.name)}` })
+              seen.add(d.name)
+            })
+            return issues
+          })
+        ),
+        []
+      )
+    })
+  ),
+  /** Addresses Missive no longer sends to: refused at RCPT on submission, bounced at once when relayed. */
+  suppression: section(
+    Schema.Struct({
+      /** A permanent bounce (SES bounceType Permanent) adds the recipient. */
+      on_bounce: field(Bool, true),
+      /** A feedback report (complaint) adds the recipient. */
+      on_complaint: field(Bool, true),
+      /** Where feedback loops send ARF reports (RFC 5965), in a local domain: each is matched and recorded. */
+      feedback_address: field(
+        nullable(Schema.String, "an address such as fbl@example.com", (u) =>
+          typeof u === "string" && /^[^\s@<>]+@[^\s@<>]+$/.test(u.trim()) ? u.trim().toLowerCase() : undefined
+        ),
+        null
+      )
+    })
+  ),
+  /** Sending quotas per authenticated user (SES's maximum send rate and 24-hour quota); null means no limit. */
+  quotas: section(
+    Schema.Struct({
+      per_second: field(nullable(Schema.Number, "a positive integer", positive), null),
+      per_day: field(nullable(Schema.Number, "a positive integer", positive), null),
+      /** Per-user overrides of the two limits, by user name. */
+      users: field(
+        Schema.Record(
+          Schema.String,
+          Schema.Struct({
+            per_second: field(nullable(Schema.Number, "a positive integer", positive), null),
+            per_day: field(nullable(Schema.Number, "a positive integer", positive), null)
+          })
+        ),
+        {}
+      )
+    })
+  ),
   /** The filter stage: recipients, senders, sender authentication, DKIM signing (README "Filtering"). */
   filter: section(FilterSection),
+  /** The node's log lines: JSON lines (default) or a human format; the least level written (MISSIVE_LOG_LEVEL overrides). */
+  log: section(
+    Schema.Struct({
+      format: field(oneOf(["json", "human"]), "json"),
+      level: field(oneOf(["debug", "info", "warn", "error"]), "info")
+    })
+  ),
   /** Cluster mode: NATS URLs of a JetStream cluster; empty means an embedded node (SQLite). `start --nats` overrides. */
   cluster: section(
     Schema.Struct({
@@ -565,6 +656,7 @@ export type Config = Decoded & {
 
 export type User = Config["auth"]["users"][number]
 export type Listener = Config["listeners"]["smtp"]
+export type Token = Config["http"]["tokens"][number]
 
 export type Result = { readonly ok: true; readonly config: Config } | { readonly ok: false; readonly errors: ReadonlyArray<string> }
 

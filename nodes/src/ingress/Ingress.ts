@@ -36,6 +36,11 @@ export interface IngressOptions {
     maxErrors: number
     bareLf: "reject" | "normalize"
   }
+  /**
+   * Submission only (nodes/src/suppression): refuses a sender over its quota at MAIL (451 4.7.1) and a suppressed
+   * recipient at RCPT (550 5.1.1 with the reason). Relayed mail to a suppressed address is bounced when routed.
+   */
+  submissionChecks?: { mail(user: string): Reply.Reply | undefined; rcpt(address: string): Reply.Reply | undefined } | undefined
   /** Called once DATA is complete and checks and filters passed; resolves only when the message is durable. */
   accept: (m: AcceptedMessage) => Promise<{ code: number; enhanced?: string; text: string }>
   /**
@@ -339,6 +344,8 @@ export const startIngress = async (opts: IngressOptions): Promise<Ingress> => {
         if (typeof declared === "string" && Number(declared) > limits.maxMessageSize) {
           return callback(refusal(Reply.Replies.tooBig))
         }
+        const overQuota = submission && session.user ? opts.submissionChecks?.mail(String(session.user)) : undefined
+        if (overQuota) return callback(refusal(overQuota))
         transactions.delete(session.id)
         const sf = sessionFilters.get(session.id)
         if (!sf) return callback()
@@ -363,6 +370,8 @@ export const startIngress = async (opts: IngressOptions): Promise<Ingress> => {
           log({ event: "ingress.relay-denied", ...base(session), recipient: address.address })
           return callback(refusal(Reply.Replies.relayDenied))
         }
+        const suppressed = submission ? opts.submissionChecks?.rcpt(relay.qualify(address.address)) : undefined
+        if (suppressed) return callback(refusal(suppressed))
         const sf = sessionFilters.get(session.id)
         const tx = transactions.get(session.id)
         if (!sf || !tx) return callback()

@@ -26,7 +26,7 @@ export const layer = (config: Config, o: Overrides = {}): Layer.Layer<Services, 
   return Layer.mergeAll(
     clock,
     o.random ? Clock.layerRandom(o.random) : Clock.layerRandomSystem,
-    o.log ? Log.layer(o.log) : Log.layerStdout.pipe(Layer.provide(clock)),
+    o.log ? Log.layer(o.log) : Log.layerStdout({ level: config.log.level, format: config.log.format }).pipe(Layer.provide(clock)),
     o.dns ? Resolver.layer(o.dns) : Resolver.layerSystem({ servers: config.dns.servers, timeoutMs: config.dns.timeout }),
     DataDir.layerLocked(config.data_dir)
   )

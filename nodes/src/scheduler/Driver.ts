@@ -4,7 +4,7 @@
 import { Drive, Message, Reply, Route, type Policy, type Trace } from "@missive/core"
 import { EventStore, type BodyStore, type Work } from "@missive/events"
 import * as E from "fp-ts/lib/Either.js"
-import { dsnFor } from "../bounce/Bounce.js"
+import { delayNoticeFor, dsnFor } from "../bounce/Bounce.js"
 import type { Clock, Random } from "../runtime/Clock.js"
 import type { Logger } from "../runtime/Log.js"
 import * as Commands from "./Commands.js"
@@ -20,7 +20,7 @@ export interface Router {
 export interface Deliverer {
   deliver(
     destination: Route.Destination,
-    envelope: { from: string; to: ReadonlyArray<string> },
+    envelope: { from: string; to: ReadonlyArray<string>; fence?: (() => boolean) | undefined },
     body: Buffer,
     id: string
   ): Promise<{ host: string; results: ReadonlyArray<Message.AttemptResult>; trace?: Trace.Trace | undefined }>
@@ -63,6 +63,8 @@ export interface DriverDeps {
   /** How long a node's hold on a message lasts: a peer's attempt younger than this is in flight (Drive.Owner). */
   readonly leaseMs?: number | undefined
   readonly onState?: ((id: string, state: Message.State) => void) | undefined
+  /** Postfix's delay_warning_time: a message still deferred this long after arrival gets one delay notice (null: off). */
+  readonly delayWarningMs?: number | null | undefined
 }
 
 /** "empty": the stream read back empty and nothing was carried; the caller retries later and keeps the work entry. */
@@ -88,6 +90,40 @@ export const make = (d: DriverDeps): Driver => {
   const ctx = (): Message.Ctx => ({ at: d.clock.now(), node: d.node, policy: d.policyHash })
   const owner: Drive.Owner | undefined = d.leaseMs === undefined ? undefined : { node: d.node, leaseMs: d.leaseMs }
   const bodyOf = async (id: string, digest: string): Promise<Buffer> => bodyCache.get(id) ?? d.bodies.get(digest, id)
+
+  /**
+   * The delay notice of a waiting message: decided by core once it is due (DelayNotified, never twice), then queued
+   * through intake under its own id (idempotent, as the DSN); a message not yet due wakes up when it is. Gives the
+   * time to come back.
+   */
+  const delayNotice = async (s: Message.State, until: number): Promise<number> => {
+    const after = d.delayWarningMs
+    if (after == null || s.status !== "active" || s.sender === "" || s.dsnOf !== undefined) return until
+    let state: Message.State = s
+    if (s.delayNoticeId === undefined) {
+      if (d.clock.now() < s.receivedAt + after) return Math.min(until, s.receivedAt + after)
+      const h = await d.commands.handle(s.id, Commands.command({ type: "NotifyDelay", ctx: ctx(), afterMs: after, dsnId: d.ids.next() }), {
+        known: s
+      })
+      state = h.state
+    }
+    const inject = d.injector()
+    if (state.status !== "active" || state.delayNoticeId === undefined || !inject) return until
+    const noticeId = state.delayNoticeId
+    if ((await d.events.read(EventStore.streamOf(noticeId))).length > 0) return until
+    const body = await bodyOf(state.id, state.digest).catch(() => undefined)
+    const notice = delayNoticeFor(
+      { ...state, delayNoticeId: noticeId },
+      body,
+      d.hostname,
+      d.clock.now(),
+      state.receivedAt + d.retry.lifetimeMs
+    )
+    const reply = await inject.accept({ ...notice, client: { ip: "127.0.0.1", helo: d.hostname, tls: false } })
+    if (Reply.classify(reply) !== "success") throw new Error(`delay notice ${noticeId} not queued: ${Reply.format(reply)}`)
+    d.log("info", "delay notice queued", { id: state.id, dsn: noticeId, to: state.sender, rcpts: notice.failed })
+    return until
+  }
 
   /** Sends the DSN the log says is due, once; idempotent through the DSN's own id. */
   const ensureBounce = async (s: Message.Live): Promise<void> => {
@@ -164,8 +200,10 @@ export const make = (d: DriverDeps): Driver => {
           await finish(view() as Message.State & { status: "completed" })
           return "driven"
         case "park":
-        case "wait":
           await d.work.schedule(id, plan.until)
+          return "driven"
+        case "wait":
+          await d.work.schedule(id, await delayNotice(view(), plan.until))
           return "driven"
         case "expire":
           await write(Commands.command(Drive.expireCommand(ctx(), d.retry, d.ids.next())))
@@ -245,7 +283,7 @@ export const make = (d: DriverDeps): Driver => {
           outcome = { host: "dns", results: a.rcpts.map((rcpt) => ({ rcpt, reply: temporary.get(rcpt) ?? Reply.Replies.dnsTempFail })) }
         } else {
           const body = await bodyOf(id, live.digest)
-          outcome = await d.limiter.run(a.destination.key, () =>
+          outcome = await d.limiter.run(Route.siteOf(a.destination), () =>
             d.deliverer.deliver(a.destination, { from: live.sender, to: a.rcpts }, body, id).catch((e: unknown) => {
               // A fenced delivery (this node's lease is gone) was never made: nothing to report, the drive ends here.
               if ((e as { _tag?: string })?._tag === "LeaseLost") throw e

@@ -30,6 +30,8 @@ export interface HostDeps {
   readonly leaseMs: number
   readonly pollMs: number
   readonly maxActive: number
+  /** Postfix's delay_warning_time (null: no delay notices). */
+  readonly delayWarningMs?: number | null | undefined
   /** Read-only observer: the state the host holds after each of its appends (replay tests compare it with the log's fold). */
   readonly onState?: ((id: string, state: Message.State) => void) | undefined
 }

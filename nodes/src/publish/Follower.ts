@@ -1,0 +1,149 @@
+// Follows the event log from a persisted checkpoint: reads batches in global order, hands each to a handler, and
+// moves the checkpoint only past what the handler finished. A restart resumes at the checkpoint: nothing is lost
+// (a batch is handed again until it is finished) and only what followed the last saved checkpoint is handed twice.
+// Must not write to the log itself, and must not skip a batch its handler failed on (it retries with a backoff).
+import { mkdirSync } from "node:fs"
+import { readFile, rename, writeFile } from "node:fs/promises"
+import { dirname } from "node:path"
+import type { EventStore } from "@missive/events"
+import type { Logger } from "../runtime/Log.js"
+
+export interface Checkpoint {
+  load(): Promise<number>
+  save(position: number): Promise<void>
+}
+
+/** A checkpoint in a small file (written to a temporary name, then renamed over the old one: never half-written). */
+export const fileCheckpoint = (path: string): Checkpoint => {
+  mkdirSync(dirname(path), { recursive: true })
+  return {
+    load: async () => {
+      const text = await readFile(path, "utf8").catch((e: NodeJS.ErrnoException) => {
+        if (e.code === "ENOENT") return "0"
+        throw e
+      })
+      const n = Number(text.trim())
+      return Number.isSafeInteger(n) && n >= 0 ? n : 0
+    },
+    save: async (position) => {
+      await writeFile(`${path}.tmp`, `${position}\n`)
+      await rename(`${path}.tmp`, path)
+    }
+  }
+}
+
+export interface FollowerOptions {
+  readonly name: string
+  readonly events: EventStore.EventStore
+  readonly checkpoint: Checkpoint
+  readonly log: Logger
+  /**
+   * Handles a batch in log order; `done(position)` may be called as parts of it are finished (the checkpoint can
+   * move mid-batch). Resolves when the whole batch is finished; a rejection hands the unfinished rest again later.
+   */
+  readonly handle: (batch: ReadonlyArray<EventStore.StoredEvent>, done: (position: number) => void, signal: AbortSignal) => Promise<void>
+  /** Where a follower with no checkpoint starts: "start" of the log (default) or its current "end". */
+  readonly from?: "start" | "end"
+  readonly batchSize?: number
+  /** Longest wait for new events when the store does not notify (ms). */
+  readonly pollMs?: number
+  /** Shortest time between two checkpoint writes (ms); the last position is always written at stop. */
+  readonly saveEveryMs?: number
+}
+
+export interface Follower {
+  /** The position finished so far. */
+  position(): number
+  stop(): Promise<void>
+}
+
+/** Retry delay after the n-th consecutive failure of a batch: 1 s doubling to 60 s. */
+export const backoffMs = (n: number): number => Math.min(60_000, 1000 * 2 ** Math.max(0, n - 1))
+
+export const start = async (o: FollowerOptions): Promise<Follower> => {
+  const batchSize = o.batchSize ?? 256
+  const pollMs = o.pollMs ?? 1000
+  const saveEveryMs = o.saveEveryMs ?? 200
+  const stored = await o.checkpoint.load()
+  let position = stored > 0 || o.from !== "end" ? stored : await o.events.head()
+  let saved = stored
+  let lastSave = 0
+  const abort = new AbortController()
+  let wake: (() => void) | undefined
+  let timer: NodeJS.Timeout | undefined
+  const sleep = (ms: number) =>
+    new Promise<void>((done) => {
+      wake = () => {
+        if (timer) clearTimeout(timer)
+        timer = undefined
+        wake = undefined
+        done()
+      }
+      timer = setTimeout(() => wake?.(), ms)
+    })
+  const unsubscribe = o.events.subscribe(await o.events.head(), () => wake?.())
+
+  const save = async (force: boolean) => {
+    if (position === saved) return
+    if (!force && performance.now() - lastSave < saveEveryMs) return
+    lastSave = performance.now()
+    const p = position
+    await o.checkpoint.save(p)
+    saved = p
+  }
+
+  const loop = async () => {
+    let failures = 0
+    while (!abort.signal.aborted) {
+      let batch: ReadonlyArray<EventStore.StoredEvent>
+      try {
+        batch = await o.events.readAll(position, batchSize)
+      } catch (e) {
+        o.log("warn", "event follower: log read failed; retrying", { follower: o.name, position, error: String(e) })
+        await sleep(backoffMs(++failures))
+        continue
+      }
+      if (batch.length === 0) {
+        await sleep(pollMs)
+        continue
+      }
+      try {
+        await o.handle(
+          batch,
+          (p) => {
+            if (p > position) position = p
+          },
+          abort.signal
+        )
+        position = Math.max(position, batch[batch.length - 1]!.position)
+        failures = 0
+      } catch (e) {
+        if (abort.signal.aborted) break
+        failures += 1
+        o.log("warn", "event follower: batch not finished; retrying", {
+          follower: o.name,
+          position,
+          tries: failures,
+          inMs: backoffMs(failures),
+          error: String((e as Error)?.message ?? e)
+        })
+        await save(true).catch(() => {})
+        await sleep(backoffMs(failures))
+        continue
+      }
+      await save(false).catch((e: unknown) => o.log("warn", "event follower: checkpoint not saved", { follower: o.name, error: String(e) }))
+    }
+  }
+  const running = loop()
+
+  return {
+    position: () => position,
+    stop: async () => {
+      abort.abort()
+      unsubscribe()
+      wake?.()
+      await running
+      await save(true).catch((e: unknown) => o.log("warn", "event follower: checkpoint not saved", { follower: o.name, error: String(e) }))
+    }
+  }
+}

@@ -1,0 +1,245 @@
+// Delivery events as SES publishes them, projected from the event log: Send, Delivery, Bounce (bounceType and
+// bounceSubType), Complaint, DeliveryDelay (delayType) with SES's meaning, and Missive's own Deferred and Expired.
+// A projection only: it reads a message's first events for its `mail` part and never writes; an event keeps the
+// same id (its log position) however often it is projected, so a subscriber can drop the copies at-least-once gives.
+import { Reply, type Message } from "@missive/core"
+import { EventStore } from "@missive/events"
+
+/** The detail keys, as a destination's `types` names them. */
+export type Kind = "send" | "reject" | "delivery" | "bounce" | "complaint" | "deliveryDelay" | "deferred" | "expired"
+
+const EVENT_TYPE: Record<Kind, string> = {
+  send: "Send",
+  reject: "Reject",
+  delivery: "Delivery",
+  bounce: "Bounce",
+  complaint: "Complaint",
+  deliveryDelay: "DeliveryDelay",
+  deferred: "Deferred",
+  expired: "Expired"
+}
+
+export interface Mail {
+  readonly timestamp: string
+  readonly messageId: string
+  readonly source: string
+  readonly destination: ReadonlyArray<string>
+  /** The authenticated user that submitted it (SES's sending account), when there was one. */
+  readonly sendingAccountId?: string | undefined
+  readonly sourceIp: string
+}
+
+export interface Published {
+  /** `<log position>` or `<log position>.<n>` when one log event gives several: stable across replays. */
+  readonly eventId: string
+  readonly eventType: string
+  readonly mail: Mail
+  readonly [detail: string]: unknown
+}
+
+export interface Item {
+  readonly kind: Kind
+  readonly position: number
+  readonly event: Published
+}
+
+export type BounceType = "Permanent" | "Transient" | "Undetermined"
+
+/** Missive's own refusal of a listed recipient (Reply.Replies.suppressed). */
+const isSuppressed = (r: Reply.Reply): boolean => r.code === 550 && r.text.startsWith("Recipient address suppressed")
+
+/** SES's classification of a failed recipient by its reply. A Permanent bounce (not itself a suppression) suppresses. */
+export const bounceOf = (r: Reply.Reply): { readonly bounceType: BounceType; readonly bounceSubType: string } => {
+  const st = r.enhanced ?? ""
+  if (isSuppressed(r)) return { bounceType: "Permanent", bounceSubType: "Suppressed" }
+  if (r.code < 500) return { bounceType: "Transient", bounceSubType: "General" }
+  if (r.text.startsWith("Bounced by operator")) return { bounceType: "Undetermined", bounceSubType: "Undetermined" }
+  if (st === "5.2.2") return { bounceType: "Transient", bounceSubType: "MailboxFull" }
+  if (st === "5.3.4" || st === "5.2.3") return { bounceType: "Transient", bounceSubType: "MessageTooLarge" }
+  if (st.startsWith("5.7.")) return { bounceType: "Transient", bounceSubType: "ContentRejected" }
+  if (/^5\.1\.(0|1|2|3|6|10)$/.test(st)) return { bounceType: "Permanent", bounceSubType: "NoEmail" }
+  return { bounceType: "Permanent", bounceSubType: "General" }
+}
+
+/** A recipient whose bounce puts the address on the suppression list (SES: a hard bounce). */
+export const isHardBounce = (r: Reply.Reply): boolean => {
+  const b = bounceOf(r)
+  return b.bounceType === "Permanent" && b.bounceSubType !== "Suppressed"
+}
+
+/** SES's delayType of a deferral, by the reply and who gave it (`dns`: no MX or A answer yet; `local`: Missive). */
+export const delayTypeOf = (r: Reply.Reply, host: string): string => {
+  const st = r.enhanced ?? ""
+  if (host === "dns") return "Undetermined"
+  if (st === "4.2.2") return "MailboxFull"
+  if (st.startsWith("4.7.")) return "IPFailure"
+  if (st === "4.4.1" || st === "4.4.2" || r.code === 421) return "TransientCommunicationFailure"
+  if (r.text.startsWith("Local delivery failed")) return "InternalFailure"
+  if (st.startsWith("4.3.")) return "RecipientServerError"
+  return "General"
+}
+
+const iso = (ms: number): string => new Date(ms).toISOString()
+
+const diagnostic = (r: Reply.Reply): string => `smtp; ${Reply.format(r)}`
+
+interface Context {
+  readonly mail: Mail
+  readonly receivedAt: number
+  /** Recipients already reported delayed (DeliveryDelay is sent once per recipient, at its first deferral). */
+  readonly delayed: Set<string>
+}
+
+export interface Projector {
+  /** The published events of a batch of log events, in order. */
+  project(batch: ReadonlyArray<EventStore.StoredEvent>): Promise<ReadonlyArray<Item>>
+}
+
+/** A projector with a bounded cache of message contexts; a miss reads the message's stream. */
+export const make = (events: EventStore.EventStore, reportingMta: string, lifetimeMs: number, cacheSize = 10_000): Projector => {
+  const cache = new Map<string, Context>()
+
+  const remember = (id: string, c: Context) => {
+    cache.set(id, c)
+    if (cache.size > cacheSize) cache.delete(cache.keys().next().value!)
+  }
+
+  const contextOf = (id: string, received: Message.EventOf<"MessageReceived">): Context => ({
+    mail: {
+      timestamp: iso(received.at),
+      messageId: id,
+      source: received.sender,
+      destination: received.recipients,
+      ...(received.client.user !== undefined ? { sendingAccountId: received.client.user } : {}),
+      sourceIp: received.client.ip
+    },
+    receivedAt: received.at,
+    delayed: new Set()
+  })
+
+  /** A context from the stream itself: what it said before `version` (a restart's first sight of the message). */
+  const load = async (id: string, version: number): Promise<Context | undefined> => {
+    const stream = await events.read(EventStore.streamOf(id))
+    const first = stream.find((e) => e.event.type === "MessageReceived")
+    if (!first || first.event.type !== "MessageReceived") return undefined
+    const c = contextOf(id, first.event)
+    for (const e of stream)
+      if (e.version < version && e.event.type === "AttemptDeferred" && e.event.nextAttemptAt !== null)
+        for (const r of e.event.rcpts) c.delayed.add(r)
+    return c
+  }
+
+  return {
+    project: async (batch) => {
+      const out: Array<Item> = []
+      for (const stored of batch) {
+        if (!stored.stream.startsWith("message-")) continue
+        const e = stored.event
+        const id = EventStore.idOf(stored.stream)
+        let c = cache.get(id)
+        if (e.type === "MessageReceived") {
+          c = contextOf(id, e)
+          remember(id, c)
+        }
+        if (
+          e.type !== "MessageReceived" &&
+          e.type !== "RecipientDelivered" &&
+          e.type !== "RecipientBounced" &&
+          e.type !== "RecipientExpired" &&
+          e.type !== "AttemptDeferred" &&
+          e.type !== "ComplaintReceived"
+        )
+          continue
+        if (!c) {
+          c = await load(id, stored.version)
+          if (!c) continue
+          remember(id, c)
+        }
+        const ctx = c
+        let n = 0
+        const emit = (kind: Kind, detail: Record<string, unknown>) => {
+          const eventId = n === 0 ? String(stored.position) : `${stored.position}.${n}`
+          n += 1
+          out.push({ kind, position: stored.position, event: { eventId, eventType: EVENT_TYPE[kind], mail: ctx.mail, [kind]: detail } })
+        }
+        switch (e.type) {
+          case "MessageReceived":
+            emit("send", {})
+            break
+          case "RecipientDelivered":
+            emit("delivery", {
+              timestamp: iso(e.at),
+              processingTimeMillis: e.at - ctx.receivedAt,
+              recipients: [e.rcpt],
+              smtpResponse: Reply.format(e.reply),
+              remoteMtaIp: e.host.replace(/:\d+$/, "").replace(/^\[|\]$/g, ""),
+              reportingMTA: reportingMta
+            })
+            break
+          case "RecipientBounced":
+          case "RecipientExpired": {
+            emit("bounce", {
+              ...bounceOf(e.reply),
+              bouncedRecipients: [
+                {
+                  emailAddress: e.rcpt,
+                  action: "failed",
+                  status: e.reply.enhanced ?? `${Math.floor(e.reply.code / 100)}.0.0`,
+                  diagnosticCode: diagnostic(e.reply)
+                }
+              ],
+              timestamp: iso(e.at),
+              feedbackId: `${stored.position}@${reportingMta}`,
+              reportingMTA: `dns; ${reportingMta}`
+            })
+            if (e.type === "RecipientExpired")
+              emit("expired", {
+                timestamp: iso(e.at),
+                recipient: e.rcpt,
+                lastReply: Reply.format(e.reply),
+                queuedForMillis: e.at - ctx.receivedAt
+              })
+            break
+          }
+          case "ComplaintReceived":
+            emit("complaint", {
+              complainedRecipients: e.rcpts.map((emailAddress) => ({ emailAddress })),
+              timestamp: iso(e.at),
+              feedbackId: e.reportId,
+              complaintFeedbackType: e.feedbackType,
+              ...(e.userAgent !== undefined ? { userAgent: e.userAgent } : {}),
+              ...(e.arrivalDate !== undefined ? { arrivalDate: e.arrivalDate } : {})
+            })
+            break
+          case "AttemptDeferred": {
+            if (e.nextAttemptAt === null) break
+            const first = e.rcpts.filter((r) => !ctx.delayed.has(r))
+            for (const r of first) ctx.delayed.add(r)
+            if (first.length > 0)
+              emit("deliveryDelay", {
+                timestamp: iso(e.at),
+                delayType: delayTypeOf(e.reply, e.host),
+                expirationTime: iso(ctx.receivedAt + lifetimeMs),
+                delayedRecipients: first.map((r) => ({
+                  emailAddress: r,
+                  status: e.reply.enhanced ?? "4.0.0",
+                  diagnosticCode: diagnostic(e.reply)
+                })),
+                reportingMTA: reportingMta
+              })
+            emit("deferred", {
+              timestamp: iso(e.at),
+              attempt: e.attempt,
+              recipients: e.rcpts,
+              host: e.host,
+              reply: Reply.format(e.reply),
+              nextAttemptAt: iso(e.nextAttemptAt)
+            })
+            break
+          }
+        }
+      }
+      return out
+    }
+  }
+}
