@@ -3,6 +3,7 @@
 // the end of DATA, spam gets rspamd's action, a scanner that is down, silent or answers garbage gives 451 (or, with
 // on_failure: accept, the message passes tagged) within the scanner's timeout, never a hung session.
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import type { Message } from "@missive/core"
 import type { Node } from "@missive/node"
 import { startCapture, type CaptureServer } from "../src/CaptureServer.js"
 import { EICAR, EICAR_SIGNATURE, startClamd, type Clamd } from "../src/Clamd.js"
@@ -105,6 +106,25 @@ describe("content scanning with rspamd and clamd", () => {
     const got = await waitFor("tagged delivery", () => delivered("tagged"))
     expect(got.raw.toString("latin1")).toMatch(/^(?:[^\r]*\r\n)*X-Spam: Yes\r\n/)
     expect(delivered("gtube") ?? delivered("soft") ?? delivered("grey")).toBeUndefined()
+  })
+
+  it("records each scanner's verdict, score and own reply in MessageFiltered, for refused mail too", async () => {
+    const filtered = async () =>
+      (await scanned.store.events.readAll(0, 10_000))
+        .map((e) => e.event)
+        .filter((e): e is Message.EventOf<"MessageFiltered"> => e.type === "MessageFiltered")
+    const virus = await waitFor("the virus's MessageFiltered", async () =>
+      (await filtered()).find((e) => e.verdicts.some((v) => v.name === "clamav" && v.result === "virus"))
+    )
+    expect(virus.action).toBe("reject")
+    expect(virus.reply?.code).toBe(554)
+    expect(virus.verdicts.find((v) => v.name === "clamav")?.detail).toContain(`${EICAR_SIGNATURE} FOUND`)
+    const clean = (await filtered()).find((e) => e.verdicts.some((v) => v.name === "rspamd" && v.result === "no action"))
+    expect(clean?.action).toBe("accept")
+    expect(typeof clean?.verdicts.find((v) => v.name === "rspamd")?.score).toBe("number")
+    expect(clean?.verdicts.find((v) => v.name === "clamav")?.result).toBe("clean")
+    const gtube = (await filtered()).find((e) => e.verdicts.some((v) => v.name === "rspamd" && v.result === "reject"))
+    expect(gtube?.reply).toMatchObject({ code: 550, enhanced: "5.7.1" })
   })
 
   it("answers 451 while clamd is killed, and scans again once it is back", async () => {

@@ -93,6 +93,17 @@ describe("DNSBL at connect and hooks", () => {
     dns.setZone("1.0.0.127.wl.test", { a: ["127.0.0.5"] })
     expect((await sendAs("a@client.test", ["b@dest.test"], "allowlisted")).ok).toBe(true)
     for (const z of ["bl", "weak", "wl"]) dns.setZone(`1.0.0.127.${z}.test`, undefined)
+    // The connect stage's verdict follows the message: score and the DNS answers it rested on.
+    const allowlisted = await waitFor("the allowlisted message's MessageFiltered", async () =>
+      (await node.store.events.readAll(0, 10_000))
+        .map((e) => e.event)
+        .find((e) => e.type === "MessageFiltered" && e.verdicts.some((v) => v.name === "dnsbl" && v.score === -2))
+    )
+    const verdict = allowlisted.type === "MessageFiltered" ? allowlisted.verdicts.find((v) => v.name === "dnsbl") : undefined
+    expect(verdict?.result).toBe("below-threshold")
+    expect(verdict?.evidence).toEqual(
+      expect.arrayContaining([{ name: "1.0.0.127.wl.test", type: "A", rcode: "NOERROR", answers: ["127.0.0.5"] }])
+    )
     await waitFor("deliveries", () => dest.messages.length >= 3)
     expect(dest.messages.some((m) => m.raw.includes("Subject: listed\r\n"))).toBe(false)
   })
