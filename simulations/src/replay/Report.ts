@@ -52,7 +52,7 @@ export interface DestinationReport {
   /** Received → delivered, ms, for recipients delivered in the window. */
   readonly latency: Percentiles
   readonly series: ReadonlyArray<Bucket>
-  /** Most recipients open at any moment in the chart range. */
+  /** Most recipients open at any moment in the window (the chart range when zoomed is inside it). */
   readonly peakDepth: number
 }
 
@@ -91,6 +91,7 @@ class Acc {
   replies: Record<string, number> = {}
   latencies: Array<number> = []
   open = 0
+  windowPeak = 0
   /** Last bucket whose `open`/`peak` are up to date; buckets after it hold the value `open` had then. */
   last = -1
   readonly series: Array<MutableBucket>
@@ -169,8 +170,7 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
   let windowStarted = false
   const startWindow = () => {
     windowStarted = true
-    for (const a of accs.values()) a.queuedAtStart = a.open
-    total.queuedAtStart = total.open
+    for (const a of [...accs.values(), total]) a.queuedAtStart = a.windowPeak = a.open
   }
   // Defined once, outside the loop: a closure made per event costs more than the work it does.
   const level = (a: Acc, at: number, delta: number) => {
@@ -183,6 +183,7 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
       s.open = a.open
       if (a.open > s.peak) s.peak = a.open
     } else a.open += delta
+    if (windowStarted && a.open > a.windowPeak) a.windowPeak = a.open
   }
   const change = (rcpt: string, delta: number, i: number) => {
     const d = Route.domainOf(rcpt)
@@ -320,7 +321,7 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
     replies: Object.fromEntries(Object.entries(a.replies).sort((x, y) => y[1] - x[1] || (x[0] < y[0] ? -1 : 1))),
     latency: percentiles(a.latencies),
     series: a.series,
-    peakDepth: a.series.reduce((m, s) => Math.max(m, s.peak), 0)
+    peakDepth: a.windowPeak
   })
   // Only destinations with activity in the window or mail queued during it.
   const destinations = [...accs.entries()]
