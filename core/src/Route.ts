@@ -17,6 +17,16 @@ export type Destination =
   | { readonly kind: "smtp"; readonly key: string; readonly hops: ReadonlyArray<Hop>; readonly via: "route" | "mx" | "a" }
   | { readonly kind: "unroutable"; readonly key: string; readonly reply: Reply }
 
+/**
+ * The site a destination belongs to (KumoMTA's "site name"): for MX routing, the set of MX host names, so that two
+ * domains hosted by the same MX hosts share one site's limits; any other destination is its own site (its key).
+ */
+export const siteOf = (d: Destination): string => {
+  if (d.kind !== "smtp" || d.via === "route") return d.key
+  const names = [...new Set(d.hops.map((h) => (h.name ?? h.host).toLowerCase()))].sort()
+  return names.length === 0 ? d.key : `site:${names.join(",")}`
+}
+
 /** What DNS said when the decision was made: enough to explain and to replay it. */
 export interface DnsEvidence {
   readonly name: string

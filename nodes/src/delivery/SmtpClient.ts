@@ -3,7 +3,7 @@
 // Must not decide retries or bounces: it reports replies, and a connection problem as a 4xx for every recipient.
 // Security stance: remote servers are untrusted; "opportunistic" TLS encrypts without authenticating the peer.
 import type { ConnectionOptions } from "node:tls"
-import type { Route } from "@missive/core"
+import { Route } from "@missive/core"
 import type { DeliveryResult, Envelope } from "./Delivery.js"
 import { makePool, type SendPolicy } from "./internal/Pool.js"
 import type { Endpoint, TlsMode } from "./internal/Session.js"
@@ -62,10 +62,11 @@ export const makeSmtpPool = (options: SmtpPoolOptions): SmtpPool => {
     }
   )
   return {
+    // pooled per site (the MX host set): domains that share MX hosts share sessions, as they share the site's limits
     send: (destination, envelope, body, policy) =>
       policy
-        ? pool.send(`${destination.key}|${policy.name}`, policy.hops, envelope, body, policy)
-        : pool.send(destination.key, destination.hops, envelope, body),
+        ? pool.send(`${Route.siteOf(destination)}|${policy.name}`, policy.hops, envelope, body, policy)
+        : pool.send(Route.siteOf(destination), destination.hops, envelope, body),
     close: () => pool.close()
   }
 }

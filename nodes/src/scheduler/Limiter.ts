@@ -1,11 +1,31 @@
-// The scheduler's concurrency control: at most N deliveries at once per destination, and M in all.
-// FIFO per destination; a destination that is full never blocks another. Must not decide what happens to a message.
+// The scheduler's concurrency and rate control: at most N deliveries at once per site (a destination, or the set of
+// MX hosts several domains share: Route.siteOf), M in all, and optionally at most R starts per second and per hour
+// for a site (token buckets). FIFO per site; a site that is full or out of tokens never blocks another (round-robin
+// across sites). Must not decide what happens to a message.
 
 export interface Limiter {
   run<T>(key: string, task: () => Promise<T>): Promise<T>
-  /** Deliveries running now, per destination. */
+  /** Deliveries running now, per site. */
   running(): ReadonlyMap<string, number>
   waiting(): number
+}
+
+/** What one site may have: connections (deliveries at once) and starts per second / per hour. */
+export interface SiteLimits {
+  readonly connections?: number | undefined
+  readonly perSecond?: number | undefined
+  readonly perHour?: number | undefined
+}
+
+export interface LimiterOptions {
+  readonly perDestination: number
+  readonly total: number
+  /** A site's own limits (undefined: perDestination, no rate). */
+  readonly sites?: ((key: string) => SiteLimits | undefined) | undefined
+  /** The clock the buckets refill by (the node's Clock). */
+  readonly now?: (() => number) | undefined
+  /** Calls `f` after `ms` (default: an unref'd setTimeout); a site out of tokens is tried again then. */
+  readonly later?: ((ms: number, f: () => void) => void) | undefined
 }
 
 interface Lane {
@@ -13,20 +33,77 @@ interface Lane {
   readonly queue: Array<() => void>
 }
 
-export const make = (opts: { perDestination: number; total: number }): Limiter => {
+/** A token bucket: `capacity` tokens, refilled at capacity per `periodMs`. */
+interface Bucket {
+  tokens: number
+  at: number
+}
+
+const refill = (b: Bucket, capacity: number, periodMs: number, now: number): void => {
+  b.tokens = Math.min(capacity, b.tokens + ((now - b.at) * capacity) / periodMs)
+  b.at = now
+}
+
+export const make = (opts: LimiterOptions): Limiter => {
   const lanes = new Map<string, Lane>()
+  const buckets = new Map<string, { second?: Bucket; hour?: Bucket }>()
+  const now = opts.now ?? (() => 0)
+  const later =
+    opts.later ??
+    ((ms: number, f: () => void) => {
+      setTimeout(f, ms).unref()
+    })
   let total = 0
+  let wakeAt: number | undefined
   const ready: Array<string> = []
 
+  const limits = (key: string): SiteLimits | undefined => opts.sites?.(key)
+
+  /** Ms until the site may start one more (0: now); takes the token when it may. */
+  const take = (key: string, t: number): number => {
+    const l = limits(key)
+    if (!l || (l.perSecond === undefined && l.perHour === undefined)) return 0
+    let b = buckets.get(key)
+    if (!b) buckets.set(key, (b = {}))
+    const parts: Array<[Bucket, number, number]> = []
+    if (l.perSecond !== undefined) parts.push([(b.second ??= { tokens: l.perSecond, at: t }), l.perSecond, 1000])
+    if (l.perHour !== undefined) parts.push([(b.hour ??= { tokens: l.perHour, at: t }), l.perHour, 3_600_000])
+    let wait = 0
+    for (const [bucket, capacity, period] of parts) {
+      refill(bucket, capacity, period, t)
+      if (bucket.tokens < 1) wait = Math.max(wait, Math.ceil(((1 - bucket.tokens) * period) / capacity))
+    }
+    if (wait > 0) return wait
+    for (const [bucket] of parts) bucket.tokens -= 1
+    return 0
+  }
+  /** A site's buckets are dropped once full again and idle (they would only say "full"), so the map stays small. */
+  const forget = (key: string, t: number): void => {
+    const l = limits(key)
+    const b = buckets.get(key)
+    if (!l || !b) return
+    if (b.second && l.perSecond !== undefined) refill(b.second, l.perSecond, 1000, t)
+    if (b.hour && l.perHour !== undefined) refill(b.hour, l.perHour, 3_600_000, t)
+    if ((b.second?.tokens ?? Infinity) >= (l.perSecond ?? 0) && (b.hour?.tokens ?? Infinity) >= (l.perHour ?? 0)) buckets.delete(key)
+  }
+
   const pump = () => {
-    // Start waiting tasks while capacity lasts, round-robin over destinations for fairness.
+    // Start waiting tasks while capacity lasts, round-robin over sites for fairness.
     let progressed = true
+    let soonest: number | undefined
     while (progressed && total < opts.total && ready.length > 0) {
       progressed = false
+      const t = now()
       for (let i = 0; i < ready.length && total < opts.total; i++) {
         const key = ready[i]!
         const lane = lanes.get(key)
-        if (!lane || lane.running >= opts.perDestination || lane.queue.length === 0) continue
+        const cap = limits(key)?.connections ?? opts.perDestination
+        if (!lane || lane.running >= cap || lane.queue.length === 0) continue
+        const wait = take(key, t)
+        if (wait > 0) {
+          soonest = Math.min(soonest ?? wait, wait)
+          continue
+        }
         const start = lane.queue.shift()!
         lane.running += 1
         total += 1
@@ -34,6 +111,16 @@ export const make = (opts: { perDestination: number; total: number }): Limiter =
         start()
       }
       for (let i = ready.length - 1; i >= 0; i--) if ((lanes.get(ready[i]!)?.queue.length ?? 0) === 0) ready.splice(i, 1)
+    }
+    if (soonest !== undefined) {
+      const at = now() + soonest
+      if (wakeAt === undefined || at < wakeAt) {
+        wakeAt = at
+        later(soonest, () => {
+          wakeAt = undefined
+          pump()
+        })
+      }
     }
   }
 
@@ -49,7 +136,10 @@ export const make = (opts: { perDestination: number; total: number }): Limiter =
             .finally(() => {
               l.running -= 1
               total -= 1
-              if (l.running === 0 && l.queue.length === 0) lanes.delete(key)
+              if (l.running === 0 && l.queue.length === 0) {
+                lanes.delete(key)
+                forget(key, now())
+              }
               pump()
             })
         })
@@ -60,3 +150,19 @@ export const make = (opts: { perDestination: number; total: number }): Limiter =
     waiting: () => [...lanes.values()].reduce((n, l) => n + l.queue.length, 0)
   }
 }
+
+/**
+ * Site limits from configuration: `patterns` maps an MX host name ("mx.example.com") or a suffix pattern
+ * ("*.example.com") to limits; a site (Route.siteOf: "site:" and its MX host names) takes the first pattern one of its
+ * hosts matches, any other key (a route) its own name; `defaults` apply to every site nothing matched.
+ */
+export const fromPatterns =
+  (patterns: Readonly<Record<string, SiteLimits>>, defaults?: SiteLimits) =>
+  (key: string): SiteLimits | undefined => {
+    const hosts = key.startsWith("site:") ? key.slice(5).split(",") : [key]
+    for (const [pattern, limits] of Object.entries(patterns)) {
+      const p = pattern.toLowerCase()
+      if (hosts.some((h) => (p.startsWith("*.") ? h.endsWith(p.slice(1)) : h === p))) return limits
+    }
+    return key.startsWith("site:") ? defaults : undefined
+  }
