@@ -5,6 +5,7 @@ import { existsSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { userInfo } from "node:os"
 import type { Config as Configuration } from "@missive/node"
+import { FILTER_HELP } from "./Filter.js"
 import {
   CLUSTER_HELP as ClusterHelp,
   ClusterUsageError,
@@ -41,7 +42,7 @@ ${SUPPRESSION_HELP}  missive auth hash [PASSWORD]             print the scrypt h
   missive token new NAME [--scope read|inject|admin]
                                            make an HTTP API token: prints the token once and its http.tokens entry
   missive token hash [TOKEN]               print the hash of a token for http.tokens (stdin when omitted)
-  missive help                             this text
+${FILTER_HELP}  missive help                             this text
 
 Options:
   --config FILE   YAML configuration (every key has a default; see README.md "Configuration")
@@ -94,12 +95,15 @@ const commands: Record<string, (argv: ReadonlyArray<string>) => Promise<number>>
           "  with AmbientCapabilities=CAP_NET_BIND_SERVICE), or pass --allow-root to silence this warning\n"
       )
     const config = withNats(await loadConfig(a.flags.get("config")), natsFlag(a.flags.get("nats")))
-    return (await node()).Serve.serve(config)
+    const file = a.flags.get("config")
+    return (await node()).Serve.serve(config, 10_000, typeof file === "string" ? file : undefined)
   },
   config: async (argv) => {
+    if (argv[0] === "reload") return (await import("./Filter.js")).reload(argv.slice(1), loadConfig)
     const a = parseArgs(argv, {})
     const [sub, file, ...rest] = a.positional
-    if (sub !== "check" || !file || rest.length > 0) throw new UsageError("usage: missive config check FILE")
+    if (sub !== "check" || !file || rest.length > 0)
+      throw new UsageError("usage: missive config check FILE | missive config reload [--config FILE]")
     const r = (await configModule()).load(file)
     if (r.ok) {
       process.stdout.write(`${file}: OK\n`)
@@ -172,6 +176,7 @@ const commands: Record<string, (argv: ReadonlyArray<string>) => Promise<number>>
   },
   suppression: async (argv) => (await import("./Suppression.js")).suppression(argv, loadConfig),
   replay: async (argv) => (await import("./Replay.js")).replay(argv),
+  dkim: async (argv) => (await import("./Filter.js")).dkim(argv, loadConfig),
   sim: async (argv) => (await import("./Sim.js")).sim(argv),
   cluster: async (argv) => {
     // cluster's own config loading is synchronous: load the module first, then hand it a synchronous loader.
@@ -256,7 +261,11 @@ export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
       process.stderr.write(`missive: cannot start: ${(e as Error).message}\n`)
       return 1
     }
-    if (e instanceof UsageError || e instanceof ClusterUsageError || (e instanceof Error && e.name === "SuppressionUsageError")) {
+    if (
+      e instanceof UsageError ||
+      e instanceof ClusterUsageError ||
+      (e instanceof Error && (e.name === "SuppressionUsageError" || e.name === "FilterUsageError"))
+    ) {
       process.stderr.write(`missive: ${e.message}\nRun "missive help" for usage.\n`)
       return 2
     }

@@ -48,6 +48,8 @@ export interface RunningNode {
   readonly cluster: Cluster.ClusterRuntime | undefined
   /** Resolves when an operator asked this node to drain (`missive cluster drain`): its runner then stops it. */
   readonly drainRequested: Promise<void>
+  /** Re-reads the filter stage's address maps from this configuration (SIGHUP, `missive config reload`); throws on a bad map file. */
+  readonly reloadFilters: (config: Config) => void
   /** Clean stop: stop accepting, let running deliveries finish (up to graceMs), commit, close. */
   readonly stop: (graceMs?: number) => Promise<void>
 }
@@ -325,7 +327,11 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
         })
       )
     log("info", "node started", { node: config.node_id, hostname: config.hostname, dataDir, ports: allPorts, policy: policyHash })
-    return { ports: allPorts, dataDir, host, store, cluster, drainRequested } as const
+    const reloadFilters = (next: Config): void => {
+      const r = filters.reload(next)
+      log("info", "filter maps reloaded", { users: r.users, aliases: r.aliases, files: r.files, filterPolicy: Filters.policyHashOf(next) })
+    }
+    return { ports: allPorts, dataDir, host, store, cluster, drainRequested, reloadFilters } as const
   })
 
 const hostPort = (hp: { host: string; port: number }): string =>

@@ -5,13 +5,27 @@ import type { Config } from "./config/Config.js"
 import { load } from "./config/Config.js"
 import { start, StartError } from "./Node.js"
 
-/** Runs the node until SIGINT/SIGTERM or a drain request; resolves 0 after a clean stop. Throws `StartError` when it cannot start. */
-export const serve = async (config: Config, graceMs = 10_000): Promise<number> => {
+/**
+ * Runs the node until SIGINT/SIGTERM or a drain request; resolves 0 after a clean stop. Throws `StartError` when it
+ * cannot start. With the configuration's `path`, SIGHUP re-reads it and reloads the filter stage's address maps.
+ */
+export const serve = async (config: Config, graceMs = 10_000, path?: string): Promise<number> => {
   const node = await start(config)
   const listening = Object.entries(node.ports)
     .map(([n, p]) => `${n} ${p}`)
     .join(", ")
   process.stderr.write(`missive: node ${config.node_id} listening on ${listening}; data in ${node.dataDir}\n`)
+  const onHup = () => {
+    if (path === undefined) return void process.stderr.write("missive: SIGHUP: no configuration file to re-read\n")
+    const r = load(path)
+    if (!r.ok) return void process.stderr.write(`missive: SIGHUP: ${path} is invalid, nothing reloaded:\n  ${r.errors.join("\n  ")}\n`)
+    try {
+      node.reloadFilters(r.config)
+      process.stderr.write(`missive: SIGHUP: filter maps reloaded from ${path}\n`)
+    } catch (e) {
+      process.stderr.write(`missive: SIGHUP: ${(e as Error).message}; the previous maps stay\n`)
+    }
+  }
   await new Promise<void>((done) => {
     const stop = (sig: string) => {
       process.stderr.write(`missive: ${sig}: stopping (finishing deliveries in progress)\n`)
@@ -23,7 +37,9 @@ export const serve = async (config: Config, graceMs = 10_000): Promise<number> =
     void node.drainRequested.then(() => stop("drain"))
     process.once("SIGINT", () => stop("SIGINT"))
     process.once("SIGTERM", () => stop("SIGTERM"))
+    process.on("SIGHUP", onHup)
   })
+  process.off("SIGHUP", onHup)
   return 0
 }
 

@@ -104,7 +104,9 @@ export const startDnsServer = async (zones: Zones = {}, options: DnsOptions = {}
       } else if (q.type === Packet.TYPE.AAAA) {
         for (const address of zone.aaaa ?? []) response.answers.push({ ...base, type: Packet.TYPE.AAAA, address } as never)
       } else if (q.type === Packet.TYPE.TXT) {
-        for (const data of zone.txt ?? []) response.answers.push({ ...base, type: Packet.TYPE.TXT, data } as never)
+        // a string longer than 255 octets (a DKIM RSA key) goes out as several character-strings (RFC 1035 3.3.14)
+        for (const data of zone.txt ?? [])
+          response.answers.push({ ...base, type: Packet.TYPE.TXT, data: data.match(/[\s\S]{1,255}/g) ?? [""] } as never)
       }
     }
     send(response)
