@@ -60,6 +60,20 @@ describe("SmtpClient", () => {
     expect(c.messages[0]).toMatchObject({ from: "a@x.test", to: ["b@y.test", "c@y.test"], helo: "client.missive.test", secure: false })
   })
 
+  it("asks the envelope's fence before the final dot: refused, the server gets no message and the pool a fresh session", async () => {
+    const c = await capture()
+    const p = pool()
+    let asked = 0
+    const refused = await p.send(to(c), { from: "a@x.test", to: ["b@y.test"], fence: () => (asked++, false) }, BODY)
+    expect(asked).toBe(1)
+    expect(refused.results[0]?.reply.code).toBeGreaterThanOrEqual(400)
+    expect(c.messages).toHaveLength(0)
+    const allowed = await p.send(to(c), { from: "a@x.test", to: ["b@y.test"], fence: () => true }, BODY)
+    expect(allowed.results[0]?.reply.code).toBe(250)
+    expect(c.messages).toHaveLength(1)
+    expect(c.messages[0]?.raw.equals(BODY)).toBe(true)
+  })
+
   it("sends the null reverse-path as MAIL FROM:<>", async () => {
     const froms: string[] = []
     const c = await capture({ onMailFrom: (f) => void froms.push(f) })

@@ -127,7 +127,13 @@ describe("cluster faults", () => {
     for (const m of sink.messages) {
       const s = seqOf(m.raw)
       perSeq.set(s, (perSeq.get(s) ?? 0) + 1)
-      if (successBy.get(s) !== nodeOfHelo(m.helo)) staleDeliveries++
+      if (successBy.get(s) !== nodeOfHelo(m.helo)) {
+        staleDeliveries++
+        const timeline = (await log.read(EventStore.streamOf(ids[s]!))).map(
+          (x) => `${x.event.type}${"attempt" in x.event ? x.event.attempt : ""}@${x.event.node}+${x.event.at - pausedAt}`
+        )
+        console.log(`stale delivery of seq ${s} by ${nodeOfHelo(m.helo)}: ${timeline.join(" ")}`)
+      }
     }
     const duplicates = [...perSeq.values()].reduce((n, c) => n + c - 1, 0)
     console.log(

@@ -44,11 +44,21 @@ export class LeaseLost extends Error {
 
 export const deliverer = (inner: Deliverer, fence: Fence, log: Logger, counters: FenceCounters): Deliverer => ({
   deliver: async (destination, envelope, body, id) => {
-    if (!fence.holds(id)) {
+    const refuse = () => {
       counters.deliveries += 1
       log("warn", "delivery fenced: lease lost", { id })
-      throw new LeaseLost(id)
+      return new LeaseLost(id)
     }
-    return inner.deliver(destination, envelope, body, id)
+    if (!fence.holds(id)) throw refuse()
+    // Asked again just before the final dot: a node paused in the middle of a session must not complete it.
+    let cut = false
+    const outcome = await inner.deliver(
+      destination,
+      { ...envelope, fence: () => (fence.holds(id) ? true : ((cut = true), false)) },
+      body,
+      id
+    )
+    if (cut) throw refuse()
+    return outcome
   }
 })

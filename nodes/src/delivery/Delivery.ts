@@ -6,6 +6,11 @@ export interface Envelope {
   /** "" is the null reverse-path, sent as MAIL FROM:<>. */
   readonly from: string
   readonly to: ReadonlyArray<string>
+  /**
+   * Asked just before the end of the message data (the final dot): false abandons the transaction by closing the
+   * connection, so the server never accepts it (a cluster node whose lease ran out while the session was under way).
+   */
+  readonly fence?: (() => boolean) | undefined
 }
 
 export interface RecipientResult {

@@ -211,26 +211,34 @@ export const make = (d: DriverDeps): Driver => {
         case "route": {
           const now = d.clock.now()
           const { routes, temporary } = await routeAll(plan.due)
-          // Route and start the attempts without an append of their own: their events go with the first report, in
-          // one append (decided again there, against the state the handler reads). A crash before it leaves no
-          // trace of the attempt, and the message is attempted again — as after a crash between an attempt and its
-          // report. A node whose lease is gone does not deliver (the fence).
+          // Route and start the attempts without an append of their own where this node alone drives the message:
+          // their events go with the first report, in one append (decided again there, against the state the handler
+          // reads). A crash before it leaves no trace of the attempt, and the message is attempted again — as after a
+          // crash between an attempt and its report. That is always so in an embedded node (one drive per message at
+          // a time) and, in a cluster, for the first attempt of a message not yet in the log (its carrier is held by
+          // one node). A cluster's retry may be driven by two nodes at once (a wake token beside the carrier's
+          // redelivery): there the route and start are appended first, and that append's compare-and-set decides
+          // which node attempts. A node whose lease is gone does not deliver (the fence, also before the final dot).
           const c = ctx(),
             dsnId = d.ids.next()
           const begin = (s: Message.State) => Drive.begin(s, now, routes, c, dsnId, owner)
           const begun = begin(view())
           if (E.isLeft(begun)) throw new Commands.Refused(id, begun.left)
-          if (begun.right.attempts.length === 0) {
-            // Nothing to attempt (e.g. a null MX bounced the recipients at routing): the route's events alone.
-            if (begun.right.events.length > 0)
-              await write((s) => {
-                const r = begin(s)
-                return E.isLeft(r) ? r : E.right({ events: r.right.events, value: undefined })
-              })
-            continue
+          // (A work index that commits apart from the log is the cluster's inbox; a local one drives alone.)
+          const alone = d.work.commitsWithLog !== false || carried !== undefined
+          let attempts = begun.right.attempts
+          if (attempts.length > 0 && alone) pending = begun.right.events
+          else {
+            // Appended alone: a route with nothing to attempt (a null MX bounced the recipients), or a cluster's retry.
+            if (begun.right.events.length === 0) continue
+            const h = await write((s) => {
+              const r = begin(s)
+              return E.isLeft(r) ? r : E.right({ events: r.right.events, value: r.right.attempts })
+            })
+            attempts = h.value
+            if (attempts.length === 0) continue
           }
-          pending = begun.right.events
-          if (await attempt(id, begun.right.attempts, temporary, view, write, begin)) {
+          if (await attempt(id, attempts, temporary, view, write, pending.length > 0 ? begin : undefined)) {
             finished(state as Message.State & { status: "completed" })
             return "driven"
           }
@@ -253,19 +261,20 @@ export const make = (d: DriverDeps): Driver => {
     temporary: ReadonlyMap<string, Reply.Reply>,
     get: () => Message.State,
     write: <A>(decide: Commands.Decider<A>, opts?: Commands.HandleOptions) => Promise<Commands.Handled<A>>,
-    begin: (s: Message.State) => E.Either<Message.DecideError, Drive.Begun>
+    /** Given when the attempts' route and start are not in the log yet: they are decided again with the first report. */
+    begin: ((s: Message.State) => E.Either<Message.DecideError, Drive.Begun>) | undefined
   ): Promise<boolean> => {
     let chain: Promise<void> = Promise.resolve()
     let cleaned = false
     // The first report to be written carries the route and attempt-start events, decided against what the handler
     // reads (the state they were planned on, or a newer one after a conflict); the attempt numbers it gives hold for
     // the later reports.
-    let unlogged = true
+    let unlogged = begin !== undefined
     const numbers = new Map(attempts.map((a) => [a.destination.key, a.attempt]))
     const reportOf =
       (a: Drive.Attempt, command: (n: number) => Message.Command): Commands.Decider<undefined> =>
       (s) => {
-        if (!unlogged) return Commands.command(command(numbers.get(a.destination.key) ?? a.attempt))(s)
+        if (!unlogged || !begin) return Commands.command(command(numbers.get(a.destination.key) ?? a.attempt))(s)
         const b = begin(s)
         if (E.isLeft(b)) return b
         const mine = b.right.attempts.find((x) => x.destination.key === a.destination.key)

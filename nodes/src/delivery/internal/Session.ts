@@ -3,6 +3,7 @@
 // Security stance: the peer is untrusted; its replies are parsed as data and the message body is sent as given
 // (only dot-stuffed). In "opportunistic" TLS mode the peer's certificate is not verified (RFC 7435), in "required" it is.
 import { isAscii } from "node:buffer"
+import { Readable } from "node:stream"
 import type { ConnectionOptions } from "node:tls"
 import type { TLSSocket } from "node:tls"
 import { Reply, type Trace } from "@missive/core"
@@ -246,10 +247,20 @@ export class Session {
       }
       if (!this.alive) return finish(Reply.Replies.connectFailed(`${this.host}: connection closed`))
       this.pending = (err) => finish(Reply.Replies.connectFailed(`${this.host}: ${detailOf(err)}`))
-      this.conn.send(live as unknown as Parameters<SMTPConnection["send"]>[0], body, (err, info) => {
-        if (err) return finish(this.replyOf(err as SmtpError))
-        finish(Reply.parse(info.response))
-      })
+      let fenced = false
+      this.conn.send(
+        live as unknown as Parameters<SMTPConnection["send"]>[0],
+        fencedBody(body, envelope.fence, () => (fenced = true)),
+        (err, info) => {
+          if (fenced) {
+            // The data is cut short without its final dot: the connection goes, the server discards the transaction.
+            this.conn.close()
+            return finish(Reply.Replies.connectFailed(`${this.host}: fenced before the end of data`))
+          }
+          if (err) return finish(this.replyOf(err as SmtpError))
+          finish(Reply.parse(info.response))
+        }
+      )
     })
   }
 
@@ -284,6 +295,24 @@ export class Session {
     this.conn.close()
     await this.ended
   }
+}
+
+/** The body as given, or, with a fence, a stream that asks it after the body and before its end (the final dot). */
+const fencedBody = (body: Buffer, fence: (() => boolean) | undefined, refused: () => void): Buffer | Readable => {
+  if (!fence) return body
+  let sent = false
+  return new Readable({
+    read() {
+      if (!sent) {
+        sent = true
+        this.push(body)
+      } else if (fence()) this.push(null)
+      else {
+        refused()
+        this.destroy(new Error("fenced before the end of data"))
+      }
+    }
+  })
 }
 
 /** Turns Nagle's algorithm off on the session's socket (plain or TLS); nodemailer keeps it in a private field. */
