@@ -6,9 +6,11 @@ import { writeFileSync } from "node:fs"
 import { readdir } from "node:fs/promises"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { EventStore } from "@missive/events"
-import { Config, type Node } from "@missive/node"
+import { Config, Http, type Node } from "@missive/node"
 import { startCapture, type CaptureServer } from "../src/CaptureServer.js"
 import { missive, rawMessage, send, startNode, tempDir, testConfig, waitFor, writeConfig } from "../src/Harness.js"
+
+const ADMIN = "admin-secret-0123456789"
 
 describe("suppression list and quotas", () => {
   let sink: CaptureServer
@@ -36,7 +38,9 @@ describe("suppression list and quotas", () => {
         ]
       },
       quotas: { users: { bob: { per_day: 3 } } },
-      suppression: { feedback_address: "fbl@missive.test" }
+      suppression: { feedback_address: "fbl@missive.test" },
+      listeners: { http: { host: "127.0.0.1", port: 0 } },
+      http: { tokens: [{ name: "ops", scope: "admin", hash: Http.hashToken(ADMIN) }] }
     })
     configPath = writeConfig(dir.path, config)
     node = await startNode(config)
@@ -119,6 +123,30 @@ describe("suppression list and quotas", () => {
     ])
     const text = await missive("suppression", "list", "--config", configPath)
     expect(text.stdout).toMatch(/gone@sink\.test\s+bounce/)
+  })
+
+  it("the HTTP API adds, lists and removes entries, recorded with the token's name", async () => {
+    const api = (method: string, path: string, body?: unknown) =>
+      fetch(`http://127.0.0.1:${node!.ports["http"]}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${ADMIN}`, ...(body ? { "content-type": "application/json" } : {}) },
+        body: body ? JSON.stringify(body) : undefined
+      }).then(async (r) => ({ status: r.status, json: (await r.json()) as Record<string, any> }))
+    const added = await api("POST", "/api/v1/suppression", { entries: [{ address: "api@sink.test", reason: "complaint" }] })
+    expect(added).toEqual({ status: 200, json: { added: 1, alreadyListed: 0, by: "ops" } })
+    expect((await submit("alice", "api@sink.test", "api")).response).toMatch(/^550 5\.1\.1 Recipient address suppressed \(complaint\)/)
+    const list = await api("GET", "/api/v1/suppression")
+    expect(list.json["entries"].find((e: { address: string }) => e.address === "api@sink.test")).toMatchObject({
+      reason: "complaint",
+      by: "ops"
+    })
+    expect((await api("POST", "/api/v1/suppression", { addresses: ["not an address"] })).status).toBe(400)
+    expect(await api("POST", "/api/v1/suppression/remove", { addresses: ["api@sink.test"] })).toEqual({
+      status: 200,
+      json: { removed: 1, by: "ops" }
+    })
+    expect((await api("POST", "/api/v1/suppression/remove", { addresses: ["api@sink.test"] })).status).toBe(404)
+    expect((await submit("alice", "api@sink.test", "api again")).ok).toBe(true)
   })
 
   it("an ARF report at the feedback address is matched to its message: a complaint event and a suppression", async () => {

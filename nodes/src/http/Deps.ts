@@ -10,6 +10,7 @@ import type { Logger } from "../runtime/Log.js"
 import type { Ports } from "../runtime/Store.js"
 import type { Metrics } from "./Metrics.js"
 import type { View } from "./View.js"
+import type { List as SuppressionList } from "../suppression/List.js"
 
 export interface Deps {
   readonly config: Config
@@ -21,6 +22,8 @@ export interface Deps {
   readonly metrics: Metrics
   readonly clock: Clock
   readonly log: Logger
+  /** The suppression list (nodes/src/suppression/List.ts); absent in nodes built without it (tests). */
+  readonly suppression?: SuppressionList | undefined
   /** The node's listening ports by listener name (smtp, submission, http). */
   readonly ports: () => Readonly<Record<string, number>>
 }

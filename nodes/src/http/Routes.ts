@@ -8,6 +8,7 @@ import * as Inject from "./Inject.js"
 import * as Queue from "./Queue.js"
 import type { Reply, Route } from "./Request.js"
 import * as Status from "./Status.js"
+import * as Suppression from "./Suppression.js"
 
 /** Requests of the JSON API other than injection: small. */
 const SMALL_JSON = 64 * 1024
@@ -52,6 +53,9 @@ export const routes = (d: Deps): ReadonlyArray<Route> => {
       handle: Queue.operate(d, op)
     })),
     { method: "GET", path: "/api/v1/cluster", need: "read", handle: Status.cluster(d) },
-    { method: "GET", path: "/api/v1/config", need: "read", handle: Status.config(d) }
+    { method: "GET", path: "/api/v1/config", need: "read", handle: Status.config(d) },
+    { method: "GET", path: "/api/v1/suppression", need: "read", handle: Suppression.list(d) },
+    { method: "POST", path: "/api/v1/suppression", need: "admin", json: true, maxBody: 4 << 20, handle: Suppression.add(d) },
+    { method: "POST", path: "/api/v1/suppression/remove", need: "admin", json: true, maxBody: 4 << 20, handle: Suppression.remove(d) }
   ]
 }

@@ -1,7 +1,7 @@
 // The event publisher: one follower of the event log per configured destination (events.destinations), each with
 // its own checkpoint in <data_dir>/publish/<name>.checkpoint, projecting the log into SES-style delivery events
-// (Ses.ts) and handing them to a webhook, a JSON-lines file or a NATS subject. At-least-once: the checkpoint moves
-// only past what the destination acknowledged (a 2xx, an fsync, a publish ack); a failure is retried with a backoff.
+// (Ses.ts) and handing them to a webhook or a JSON-lines file. At-least-once: the checkpoint moves only past what the
+// destination acknowledged (a 2xx, an fdatasync); a failure is retried with a backoff, never skipped.
 // Security: webhook bodies are signed with HMAC-SHA256 over "<timestamp>.<body>" under the destination's secret;
 // the secret is never logged. Must not change the log.
 import { createHmac } from "node:crypto"
@@ -82,8 +82,6 @@ export interface PublisherDeps {
   readonly lifetimeMs: number
   readonly clock: Clock
   readonly log: Logger
-  /** Cluster mode: publishes to a NATS subject and resolves on the server's acknowledgement (JetStream). */
-  readonly natsPublish?: ((subject: string, data: string) => Promise<void>) | undefined
 }
 
 export interface Publisher {
@@ -94,19 +92,8 @@ export interface Publisher {
 
 export const checkpointPath = (dataDir: string, name: string): string => join(dataDir, "publish", `${name}.checkpoint`)
 
-const sinkOf = (d: Destination, deps: PublisherDeps): Sink => {
-  if (d.webhook !== null && d.secret !== null) return webhookSink({ ...d, webhook: d.webhook, secret: d.secret }, deps.clock)
-  if (d.file !== null) return fileSink(d.file)
-  const subject = d.nats_subject!
-  const publish = deps.natsPublish
-  if (!publish) throw new Error(`events destination ${d.name}: nats_subject needs cluster mode (cluster.nats)`)
-  return {
-    send: async (events) => {
-      for (const e of events) await publish(subject, JSON.stringify(e))
-    },
-    close: async () => {}
-  }
-}
+const sinkOf = (d: Destination, deps: PublisherDeps): Sink =>
+  d.webhook !== null && d.secret !== null ? webhookSink({ ...d, webhook: d.webhook, secret: d.secret }, deps.clock) : fileSink(d.file!)
 
 export const start = async (deps: PublisherDeps): Promise<Publisher> => {
   const running: Array<{ name: string; follower: Follower.Follower; sink: Sink }> = []
