@@ -19,6 +19,14 @@ export interface AppendResult {
   readonly position: number
 }
 
+/** One event of the global log without its body: what a scan needs to find the streams that matter. */
+export interface IndexEntry {
+  readonly position: number
+  readonly stream: string
+  readonly type: Message.EventType
+  readonly at: number
+}
+
 export interface EventStore {
   /** Appends when the stream is at `expectedVersion` (0 = new stream); rejects with WrongExpectedVersion otherwise. */
   append(stream: string, expectedVersion: number, events: ReadonlyArray<Message.Event>): Promise<AppendResult>
@@ -27,6 +35,12 @@ export interface EventStore {
   readAll(after: number, limit: number): Promise<ReadonlyArray<StoredEvent>>
   /** Calls `onEvent` for every event after `after`, then live; resolves the returned stop function. */
   subscribe(after: number, onEvent: (e: StoredEvent) => void): () => void
+  /**
+   * Optional: the log's index (position, stream, type, time) after `after`, at most `limit`, without decoding any
+   * event. Adapters that keep the type and time beside the event (SQLite, memory) have it; replay scans it to find
+   * the streams open at a moment and falls back to `readAll` without it (JetStream, EventStoreDB).
+   */
+  readIndex?(after: number, limit: number): Promise<ReadonlyArray<IndexEntry>>
   /** The global position of the last event (0 when empty). */
   head(): Promise<number>
   close(): Promise<void>
@@ -57,6 +71,8 @@ export const makeMemory = (): EventStore => {
     },
     read: async (stream) => [...(streams.get(stream) ?? [])],
     readAll: async (after, limit) => log.slice(after, after + limit),
+    readIndex: async (after, limit) =>
+      log.slice(after, after + limit).map((e) => ({ position: e.position, stream: e.stream, type: e.event.type, at: e.event.at })),
     subscribe: (after, onEvent) => {
       for (const e of log.slice(after)) onEvent(e)
       subscribers.add(onEvent)

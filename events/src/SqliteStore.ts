@@ -10,7 +10,7 @@ import { Worker } from "node:worker_threads"
 import type { BodyStore } from "./BodyStore.js"
 import { digestOf } from "./BodyStore.js"
 import { decodeTrusted, encode } from "./Codec.js"
-import type { EventStore, StoredEvent } from "./EventStore.js"
+import type { EventStore, IndexEntry, StoredEvent } from "./EventStore.js"
 import { configure, prepareWriter, type WriteOp, type WriteResult } from "./internal/SqliteWriter.mjs"
 import { BodyNotFound, StoreUnavailable, WrongExpectedVersion } from "./StoreError.js"
 import type { Work, WorkItem } from "./Work.js"
@@ -147,6 +147,12 @@ export const open = (options: SqliteOptions): SqliteStore => {
         "SELECT position, stream, version, data FROM events WHERE position > ? ORDER BY position LIMIT ?"
       )
       .raw(true),
+    // The log's index without the event bodies (no JSON to parse): [position, stream, type, at].
+    readIndex: db
+      .prepare<[number, number], [number, string, IndexEntry["type"], number]>(
+        "SELECT position, stream, type, at FROM events WHERE position > ? ORDER BY position LIMIT ?"
+      )
+      .raw(true),
     head: db.prepare<[], { p: number | null }>("SELECT max(position) AS p FROM events"),
     getBody: db.prepare<[string], { bytes: Buffer }>("SELECT bytes FROM bodies WHERE digest = ?"),
     // Walks the due-time index from the front and stops at the first unleased row: leased rows (messages being
@@ -255,6 +261,15 @@ export const open = (options: SqliteOptions): SqliteStore => {
       for (let i = 0; i < rows.length; i++) {
         const r = rows[i]!
         out[i] = { stream: r[1], version: r[2], position: r[0], event: decodeTrusted(r[3]) }
+      }
+      return out
+    },
+    readIndex: async (after, limit) => {
+      const rows = q.readIndex.all(after, limit)
+      const out = new Array<IndexEntry>(rows.length)
+      for (let i = 0; i < rows.length; i++) {
+        const r = rows[i]!
+        out[i] = { position: r[0], stream: r[1], type: r[2], at: r[3] }
       }
       return out
     },

@@ -86,6 +86,18 @@ export const eventStoreContract = (name: string, make: () => Promise<Fixture<Eve
       expect(new Set(positions).size).toBe(25)
     })
 
+    it("reads the log's index, when it has one, as readAll's position, stream, type and time", async () => {
+      const s = await setup()
+      for (let i = 0; i < 12; i++) await s.append(`message-${i}`, 0, [received(String(i), 1000 + i)])
+      await s.append("message-3", 1, [held(2000)])
+      if (!s.readIndex) return
+      const all = await s.readAll(4, 100)
+      expect(await s.readIndex(4, 100)).toEqual(
+        all.map((e) => ({ position: e.position, stream: e.stream, type: e.event.type, at: e.event.at }))
+      )
+      expect((await s.readIndex(0, 3)).map((e) => e.position)).toEqual([1, 2, 3])
+    })
+
     it("subscribes from a position: catch-up then live, in order", async () => {
       const s = await setup()
       await s.append("message-a", 0, [received("a")])

@@ -51,3 +51,30 @@ export const positionAt = async (store: Store, at: number, head?: number): Promi
 
 /** Margin for event times that are slightly out of log order (group commit, several nodes). */
 export const SLACK_MS = 5 * 60_000
+
+/**
+ * The streams of messages open (received, not completed) among the events up to position `until` with a time at or
+ * before `t`, found on the log's index without decoding an event; undefined when the store has no index.
+ */
+export const openStreams = async (
+  store: Store,
+  until: number,
+  t = Number.POSITIVE_INFINITY,
+  onProgress?: (position: number, target: number) => void
+): Promise<Set<string> | undefined> => {
+  if (!store.readIndex) return undefined
+  const open = new Set<string>()
+  let position = 0
+  while (position < until) {
+    const entries = await store.readIndex(position, Math.min(50_000, until - position))
+    if (entries.length === 0) break
+    for (const e of entries) {
+      if (e.at > t) continue
+      if (e.type === "MessageReceived") open.add(e.stream)
+      else if (e.type === "MessageCompleted") open.delete(e.stream)
+    }
+    position = entries[entries.length - 1]!.position
+    onProgress?.(position, until)
+  }
+  return open
+}

@@ -2,7 +2,7 @@
 // Rows and table are QueueView's (the same columns as `missive queue list`). Reads the log only.
 import { Message } from "@missive/core"
 import { EventStore, QueueView } from "@missive/events"
-import { positionAt, scan, SLACK_MS, type Store } from "./Log.js"
+import { openStreams, positionAt, scan, SLACK_MS, type Store } from "./Log.js"
 
 export interface QueueAtResult {
   readonly at: number
@@ -11,10 +11,23 @@ export interface QueueAtResult {
   readonly rows: ReadonlyArray<QueueView.QueueRow>
 }
 
-/** Folds every event with `at <= t` (reading a little past t for out-of-order times) and keeps the open messages. */
+/**
+ * Folds every event with `at <= t` (reading a little past t for out-of-order times) and keeps the open messages.
+ * With the log's index (SQLite, memory) only the open messages' streams are read and decoded; without it (JetStream)
+ * the whole log up to t is.
+ */
 export const queueAt = async (store: Store, t: number, onProgress?: (p: number, target: number) => void): Promise<QueueAtResult> => {
   const head = await store.head()
   const until = Math.min(head, (await positionAt(store, t + SLACK_MS + 1, head)) - 1)
+  const streams = await openStreams(store, until, t, onProgress)
+  if (streams) {
+    const states: Array<Message.State> = []
+    for (const stream of streams) {
+      const events = (await store.read(stream)).filter((e) => e.position <= until && e.event.at <= t).map((e) => e.event)
+      states.push(Message.fold(events))
+    }
+    return { at: t, position: until, rows: rowsOf(states, t) }
+  }
   // Events are kept per message and folded only for messages still open at t: a completed one is just dropped.
   const open = new Map<string, Array<Message.Event>>()
   let position = 0
@@ -33,11 +46,15 @@ export const queueAt = async (store: Store, t: number, onProgress?: (p: number, 
   }
   const states: Array<Message.State> = []
   for (const events of open.values()) states.push(Message.fold(events))
+  return { at: t, position, rows: rowsOf(states, t) }
+}
+
+const rowsOf = (states: ReadonlyArray<Message.State>, t: number): Array<QueueView.QueueRow> => {
   const rows: Array<QueueView.QueueRow> = []
   for (const s of states) {
     const row = QueueView.rowOf(s, t)
     if (row) rows.push(row)
   }
   rows.sort((a, b) => a.receivedAt - b.receivedAt || (a.id < b.id ? -1 : 1))
-  return { at: t, position, rows }
+  return rows
 }

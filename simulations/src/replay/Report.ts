@@ -7,9 +7,9 @@
 //   queuedAtStart + recipients = delivered + bounced + expired + deleted + openAtEnd   (all recipients)
 // `messages` and `attempts` count a message or an attempt once under each destination it had recipients at, and
 // once in (all): with several domains behind one next hop the destinations' attempts add up to more than (all)'s.
-import { Reply, Route } from "@missive/core"
+import { Route, type Message, type Reply } from "@missive/core"
 import { EventStore } from "@missive/events"
-import { positionAt, scan, SLACK_MS, type Store } from "./Log.js"
+import { openStreams, positionAt, scan, SLACK_MS, type Store } from "./Log.js"
 import { roundDuration } from "../Chart.js"
 import { percentiles, type Percentiles } from "../Report.js"
 import { formatDuration, iso } from "./Time.js"
@@ -193,117 +193,125 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
     level(total, i, delta)
   }
   const until = Math.min(head, (await positionAt(store, o.to + SLACK_MS + 1, head)) - 1)
-  for await (const batch of scan(store, { until, onProgress: o.onProgress })) {
-    for (const { stream, event: e } of batch) {
-      if (e.at > o.to) continue
-      const w = inWindow(e.at)
-      if (w && !windowStarted) startWindow()
-      const i = w ? bucketOf(e.at) : -1
-      const id = EventStore.idOf(stream)
-      switch (e.type) {
-        case "MessageReceived": {
-          const rcpts = new Set(e.recipients)
-          open.set(id, { receivedAt: e.at, rcpts })
-          for (const r of rcpts) change(r, +1, i)
-          if (!w) break
-          let any = false
-          const seen = new Set<string>()
-          for (const r of rcpts) {
-            const d = Route.domainOf(r)
-            if (!want(d)) continue
-            const a = acc(d)
-            a.recipients += 1
-            total.recipients += 1
-            any = true
-            if (!seen.has(d)) {
-              seen.add(d)
-              a.messages += 1
-            }
-          }
-          if (any) total.messages += 1
-          break
-        }
-        case "AttemptStarted": {
-          if (!w) break
-          let any = false
-          const seen = new Set<string>()
-          for (const r of e.rcpts) {
-            const d = Route.domainOf(r)
-            if (!want(d) || seen.has(d)) continue
+  // One event in log order; defined once, outside the loops (a closure made per event costs more than its work).
+  const apply = (stream: string, e: Message.Event) => {
+    if (e.at > o.to) return
+    const w = inWindow(e.at)
+    if (w && !windowStarted) startWindow()
+    const i = w ? bucketOf(e.at) : -1
+    const id = EventStore.idOf(stream)
+    switch (e.type) {
+      case "MessageReceived": {
+        const rcpts = new Set(e.recipients)
+        open.set(id, { receivedAt: e.at, rcpts })
+        for (const r of rcpts) change(r, +1, i)
+        if (!w) break
+        let any = false
+        const seen = new Set<string>()
+        for (const r of rcpts) {
+          const d = Route.domainOf(r)
+          if (!want(d)) continue
+          const a = acc(d)
+          a.recipients += 1
+          total.recipients += 1
+          any = true
+          if (!seen.has(d)) {
             seen.add(d)
-            any = true
-            const a = acc(d)
-            a.attempts += 1
-            if (i >= 0) a.series[i]!.attempts += 1
+            a.messages += 1
           }
-          if (any) {
-            total.attempts += 1
-            if (i >= 0) total.series[i]!.attempts += 1
-          }
-          break
         }
-        case "AttemptSucceeded":
-        case "AttemptFailed":
-        case "AttemptDeferred": {
-          if (!w) break
-          const k = replyKey(e.reply)
-          const deferral = e.type === "AttemptDeferred" && e.nextAttemptAt !== null
-          for (const r of e.rcpts) {
-            const d = Route.domainOf(r)
-            if (!want(d)) continue
-            for (const a of [acc(d), total]) {
-              a.replies[k] = (a.replies[k] ?? 0) + 1
-              if (deferral) {
-                a.deferrals += 1
-                if (i >= 0) a.series[i]!.deferred += 1
-              }
-            }
-          }
-          break
-        }
-        case "RecipientDelivered":
-        case "RecipientBounced":
-        case "RecipientExpired": {
-          const m = open.get(id)
-          if (m?.rcpts.delete(e.rcpt)) change(e.rcpt, -1, i)
-          const d = Route.domainOf(e.rcpt)
-          if (!w || !want(d)) break
-          for (const a of [acc(d), total]) {
-            const s = i >= 0 ? a.series[i] : undefined
-            if (e.type === "RecipientDelivered") {
-              a.delivered += 1
-              if (s) s.delivered += 1
-              if (m) a.latencies.push(e.at - m.receivedAt)
-            } else if (e.type === "RecipientBounced") {
-              a.bounced += 1
-              if (s) s.bounced += 1
-            } else {
-              a.expired += 1
-              if (s) s.expired += 1
-            }
-          }
-          break
-        }
-        case "MessageCompleted": {
-          // Recipients still open when a message completes were closed by an operator's delete.
-          const m = open.get(id)
-          if (m)
-            for (const r of m.rcpts) {
-              change(r, -1, i)
-              const d = Route.domainOf(r)
-              if (w && want(d)) {
-                acc(d).deleted += 1
-                total.deleted += 1
-              }
-            }
-          open.delete(id)
-          break
-        }
-        default:
-          break
+        if (any) total.messages += 1
+        break
       }
+      case "AttemptStarted": {
+        if (!w) break
+        let any = false
+        const seen = new Set<string>()
+        for (const r of e.rcpts) {
+          const d = Route.domainOf(r)
+          if (!want(d) || seen.has(d)) continue
+          seen.add(d)
+          any = true
+          const a = acc(d)
+          a.attempts += 1
+          if (i >= 0) a.series[i]!.attempts += 1
+        }
+        if (any) {
+          total.attempts += 1
+          if (i >= 0) total.series[i]!.attempts += 1
+        }
+        break
+      }
+      case "AttemptSucceeded":
+      case "AttemptFailed":
+      case "AttemptDeferred": {
+        if (!w) break
+        const k = replyKey(e.reply)
+        const deferral = e.type === "AttemptDeferred" && e.nextAttemptAt !== null
+        for (const r of e.rcpts) {
+          const d = Route.domainOf(r)
+          if (!want(d)) continue
+          for (const a of [acc(d), total]) {
+            a.replies[k] = (a.replies[k] ?? 0) + 1
+            if (deferral) {
+              a.deferrals += 1
+              if (i >= 0) a.series[i]!.deferred += 1
+            }
+          }
+        }
+        break
+      }
+      case "RecipientDelivered":
+      case "RecipientBounced":
+      case "RecipientExpired": {
+        const m = open.get(id)
+        if (m?.rcpts.delete(e.rcpt)) change(e.rcpt, -1, i)
+        const d = Route.domainOf(e.rcpt)
+        if (!w || !want(d)) break
+        for (const a of [acc(d), total]) {
+          const s = i >= 0 ? a.series[i] : undefined
+          if (e.type === "RecipientDelivered") {
+            a.delivered += 1
+            if (s) s.delivered += 1
+            if (m) a.latencies.push(e.at - m.receivedAt)
+          } else if (e.type === "RecipientBounced") {
+            a.bounced += 1
+            if (s) s.bounced += 1
+          } else {
+            a.expired += 1
+            if (s) s.expired += 1
+          }
+        }
+        break
+      }
+      case "MessageCompleted": {
+        // Recipients still open when a message completes were closed by an operator's delete.
+        const m = open.get(id)
+        if (m)
+          for (const r of m.rcpts) {
+            change(r, -1, i)
+            const d = Route.domainOf(r)
+            if (w && want(d)) {
+              acc(d).deleted += 1
+              total.deleted += 1
+            }
+          }
+        open.delete(id)
+        break
+      }
+      default:
+        break
     }
   }
+  // With the log's index, the part before the window is not decoded: only the streams of the messages open when
+  // it ends are read (their state is what the window starts from); without an index (JetStream) all of it is.
+  let after = 0
+  if (store.readIndex) {
+    after = Math.min(until, Math.max(0, (await positionAt(store, o.from - SLACK_MS, head)) - 1))
+    const streams = (await openStreams(store, after))!
+    for (const stream of streams) for (const s of await store.read(stream)) if (s.position <= after) apply(stream, s.event)
+  }
+  for await (const batch of scan(store, { after, until, onProgress: o.onProgress })) for (const s of batch) apply(s.stream, s.event)
   if (!windowStarted) startWindow()
   for (const a of [...accs.values(), total]) a.advance(buckets - 1)
   const finish = (destination: string, a: Acc): DestinationReport => ({
