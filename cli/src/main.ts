@@ -30,9 +30,10 @@ Usage:
   missive start … --allow-root             run as root without the warning (use an unprivileged user instead)
   missive start --nats URL[,URL…]          join a cluster: JetStream for the log, bodies and work (overrides cluster.nats)
   missive config check FILE                validate a configuration file; prints each problem with its key path
-  missive queue list [--config FILE] [--json]
+  missive queue list [--quarantine] [--config FILE] [--json]
                                            messages in the queue: id, age, size, sender, recipients and their
-                                           states, next attempt, last reply
+                                           states, next attempt, last reply; --quarantine: only those the filter
+                                           stage holds (release one with missive queue release ID)
   missive queue show ID [--config FILE] [--json]
                                            the message's event timeline
 ${REPLAY_HELP}${SimHelp}${ClusterHelp}  missive queue hold|release|retry|delete|bounce ID [--config FILE] [--by NAME]
@@ -113,7 +114,7 @@ const commands: Record<string, (argv: ReadonlyArray<string>) => Promise<number>>
     return 1
   },
   queue: async (argv) => {
-    const a = parseArgs(argv, { config: "value", json: "bool", nats: "value", by: "value" })
+    const a = parseArgs(argv, { config: "value", json: "bool", nats: "value", by: "value", quarantine: "bool" })
     const [sub, ...rest] = a.positional
     const config = withNats(await loadConfig(a.flags.get("config")), natsFlag(a.flags.get("nats")))
     const json = a.flags.has("json")
@@ -127,7 +128,8 @@ const commands: Record<string, (argv: ReadonlyArray<string>) => Promise<number>>
         (s) => void process.stderr.write(`${s}\n`)
       )
     if (sub === "list") {
-      if (rest.length > 0) throw new UsageError("usage: missive queue list [--config FILE] [--json]")
+      if (rest.length > 0) throw new UsageError("usage: missive queue list [--quarantine] [--config FILE] [--json]")
+      const quarantine = a.flags.has("quarantine")
       const store = await openStore(config)
       const { EventStore, QueueView } = await events()
       const { Message } = await import("@missive/core")
@@ -136,7 +138,7 @@ const commands: Record<string, (argv: ReadonlyArray<string>) => Promise<number>>
       for (const item of await store.work.list(100_000)) {
         const state = Message.fold((await store.events.read(EventStore.streamOf(item.id))).map((e) => e.event))
         const row = QueueView.rowOf(state, now)
-        if (row && row.status === "active") rows.push(row)
+        if (row && row.status === "active" && (!quarantine || row.quarantined !== undefined)) rows.push(row)
       }
       rows.sort((x, y) => x.receivedAt - y.receivedAt)
       process.stdout.write(json ? `${JSON.stringify(rows, null, 2)}\n` : `${QueueView.formatTable(rows)}\n`)

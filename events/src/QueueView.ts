@@ -16,6 +16,8 @@ export interface QueueRow {
     readonly lastReply?: string | undefined
   }>
   readonly held: boolean
+  /** Why the filter stage quarantined it (held until an operator releases it). */
+  readonly quarantined?: string | undefined
   readonly nextAttemptAt?: number | undefined
   readonly lastReply?: string | undefined
   readonly status: "active" | "completed"
@@ -31,6 +33,7 @@ export const rowOf = (s: Message.State, now: number): QueueRow | undefined => {
     size: s.size,
     sender: s.sender,
     held: s.held,
+    quarantined: s.quarantined,
     status: s.status,
     recipients: s.recipients.map((r) => ({
       address: r.address,
@@ -63,7 +66,7 @@ export const formatTable = (rows: ReadonlyArray<QueueRow>): string => {
         r.id.padEnd(26),
         formatAge(r.ageMs).padStart(8),
         String(r.size).padStart(9),
-        (r.held ? "held" : iso(r.nextAttemptAt)).padEnd(24),
+        (r.quarantined !== undefined ? "quarantined" : r.held ? "held" : iso(r.nextAttemptAt)).padEnd(24),
         r.sender === "" ? "<>" : r.sender
       ].join("  ")
     )

@@ -9,7 +9,7 @@ import { Message } from "@missive/core"
 import type { Node } from "@missive/node"
 import { startCapture, type CaptureServer } from "../src/CaptureServer.js"
 import { startDnsServer, type DnsServer } from "../src/DnsServer.js"
-import { rawMessage, send, startNode, tempDir, testConfig, waitFor } from "../src/Harness.js"
+import { missive, rawMessage, send, startNode, tempDir, testConfig, waitFor, writeConfig } from "../src/Harness.js"
 
 const key = generateKeyPairSync("ed25519")
 const pem = key.privateKey.export({ type: "pkcs8", format: "pem" }).toString()
@@ -39,6 +39,7 @@ describe("sender authentication (SPF, DKIM, ARC, DMARC) at the filter stage", ()
   let dns: DnsServer
   let enforcing: Node.RunningNode
   let recording: Node.RunningNode
+  let enforcingConfig: string
   const dirs = [tempDir(), tempDir()]
 
   beforeAll(async () => {
@@ -72,7 +73,9 @@ describe("sender authentication (SPF, DKIM, ARC, DMARC) at the filter stage", ()
       routes: { "dest.test": `127.0.0.1:${dest.port}` },
       filter: { auth: { smtp: { verify: true, dmarc: enforce ? "enforce" : "record", temperror: enforce ? "tempfail" : "record" } } }
     })
-    enforcing = await startNode(testConfig(dirs[0]!.path, base(true)))
+    const config = testConfig(dirs[0]!.path, base(true))
+    enforcingConfig = writeConfig(dirs[0]!.path, config)
+    enforcing = await startNode(config)
     recording = await startNode(testConfig(dirs[1]!.path, base(false)))
   })
   afterAll(async () => {
@@ -149,9 +152,18 @@ describe("sender authentication (SPF, DKIM, ARC, DMARC) at the filter stage", ()
     expect(state.status === "active" && state.quarantined).toBe("dmarc=fail")
     await new Promise((res) => setTimeout(res, 500))
     expect(dest.messages.some((m) => m.raw.includes("quarantine me"))).toBe(false)
-    const released = await enforcing.host.operate(id, "release", "ops@missive.test")
-    expect(released.ok).toBe(true)
+    // the operator's view: queue list --quarantine, then queue release (recorded with who asked)
+    const list = await missive("queue", "list", "--quarantine", "--json", "--config", enforcingConfig)
+    expect(list.code, list.stderr).toBe(0)
+    const rows = JSON.parse(list.stdout) as Array<{ id: string; quarantined?: string }>
+    expect(rows.map((x) => [x.id, x.quarantined])).toEqual([[id, "dmarc=fail"]])
+    const released = await missive("queue", "release", id, "--by", "ops@missive.test", "--config", enforcingConfig)
+    expect(released.code, released.stderr).toBe(0)
     await waitFor("delivery after release", () => dest.messages.find((m) => m.raw.includes("quarantine me")))
+    const events = (await enforcing.store.events.read(`message-${id}`)).map((e) => e.event)
+    expect(events.find((e) => e.type === "MessageReleased")).toMatchObject({ by: "ops@missive.test" })
+    const after = await missive("queue", "list", "--quarantine", "--json", "--config", enforcingConfig)
+    expect(JSON.parse(after.stdout)).toEqual([])
   })
 
   it("a DNS timeout gives 451 4.4.3 at MAIL when temperror is tempfail", async () => {
