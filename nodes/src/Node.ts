@@ -22,6 +22,7 @@ import * as Complaints from "./suppression/Complaints.js"
 import * as Commands from "./scheduler/Commands.js"
 import * as Http from "./http/Http.js"
 import * as Filters from "./filter/Filters.js"
+import * as Hooks from "./filter/Hooks.js"
 import { startIngress } from "./ingress/Ingress.js"
 import * as Intake from "./intake/Intake.js"
 import * as ClusterLayers from "./layers/Cluster.js"
@@ -229,6 +230,8 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
       if (quota && user !== undefined && r.code >= 200 && r.code < 300) quota.record(user)
       return r
     }
+    // filter.hooks' `queued` hooks: told of each message once it is durable, detached from the session (filter/Hooks.ts)
+    const queuedHook = Hooks.queued(config.filter.hooks, config.filter.hook_timeout, (o) => log("warn", "filter.hook-failed", o))
     const listeners = (["smtp", "submission"] as const)
       .filter((name) => config.listeners[name].enabled)
       .map((name) => ({ name, host: config.listeners[name].host, port: config.listeners[name].port }))
@@ -271,7 +274,13 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
           },
           accept: (m) =>
             countAccepted(
-              intake.accept({ sender: m.sender, recipients: m.recipients, body: m.body, client: m.client, filtered: m.filtered }),
+              intake
+                .accept({ sender: m.sender, recipients: m.recipients, body: m.body, client: m.client, filtered: m.filtered })
+                .then((r) => {
+                  if (queuedHook && r.id !== undefined && r.code >= 200 && r.code < 300)
+                    queuedHook({ id: r.id, sender: m.sender, recipients: m.recipients, client: m.client, size: m.body.length })
+                  return r
+                }),
               m.client.user
             ),
           filters: filters.stage,

@@ -1,7 +1,7 @@
 // DNSBL/DNSWL at connect (Postscreen-style weights and threshold, resolved through the node's DNS: the loopback DNS
 // server) and in-process hooks loaded from a TypeScript module the test writes, through a running node and a real
 // SMTP client.
-import { writeFileSync } from "node:fs"
+import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { Node } from "@missive/node"
@@ -9,7 +9,8 @@ import { startCapture, type CaptureServer } from "../src/CaptureServer.js"
 import { startDnsServer, type DnsServer } from "../src/DnsServer.js"
 import { rawMessage, send, startNode, tempDir, testConfig, waitFor } from "../src/Harness.js"
 
-const PLUGIN = `
+const plugin = (queuedLog: string) => `
+import { appendFileSync } from "node:fs"
 // A hook module as an operator would write one (TypeScript, erasable types only).
 interface Session { readonly ip: string; readonly helo: string }
 export const name = "test-plugin"
@@ -31,6 +32,9 @@ export async function data(ctx: { message: Buffer; recipients: ReadonlyArray<str
   if (text.includes("Subject: slow")) await new Promise((r) => setTimeout(r, 3000))
   return { headers: { "X-Plugin": \`seen by test-plugin for \${ctx.recipients.length} recipient(s)\` }, result: "tagged" }
 }
+export function queued(ctx: { id: string; sender: string; recipients: ReadonlyArray<string> }) {
+  appendFileSync(${JSON.stringify(queuedLog)}, JSON.stringify(ctx) + "\\n")
+}
 `
 
 describe("DNSBL at connect and hooks", () => {
@@ -38,12 +42,13 @@ describe("DNSBL at connect and hooks", () => {
   let dest: CaptureServer
   let node: Node.RunningNode
   const dir = tempDir()
+  const pluginPath = join(dir.path, "plugin.ts")
+  const queuedLog = join(dir.path, "queued.jsonl")
 
   beforeAll(async () => {
     dns = await startDnsServer()
     dest = await startCapture()
-    const plugin = join(dir.path, "plugin.ts")
-    writeFileSync(plugin, PLUGIN)
+    writeFileSync(pluginPath, plugin(queuedLog))
     node = await startNode(
       testConfig(dir.path, {
         dns: { servers: [dns.server], timeout: "1s" },
@@ -58,7 +63,7 @@ describe("DNSBL at connect and hooks", () => {
             ],
             threshold: 3
           },
-          hooks: [plugin],
+          hooks: [pluginPath],
           hook_timeout: "500ms"
         }
       })
@@ -108,7 +113,7 @@ describe("DNSBL at connect and hooks", () => {
     expect(dest.messages.some((m) => m.raw.includes("Subject: listed\r\n"))).toBe(false)
   })
 
-  it("runs the plugin's hooks at HELO, MAIL, RCPT and DATA", async () => {
+  it("runs the plugin's hooks at HELO, MAIL, RCPT and DATA, and tells it of the queued message", async () => {
     expect((await sendAs("a@client.test", ["b@dest.test"], "bad helo", { name: "bad.helo.test" })).response).toMatch(
       /^550 5\.7\.1 HELO refused by plugin/
     )
@@ -118,6 +123,18 @@ describe("DNSBL at connect and hooks", () => {
     expect(ok.ok, ok.response).toBe(true)
     const got = await waitFor("hooked delivery", () => dest.messages.find((m) => m.raw.includes("Subject: hooked\r\n")))
     expect(got.raw.toString("latin1")).toContain("\r\nX-Plugin: seen by test-plugin for 2 recipient(s)\r\n")
+    // queued: told once the message is durable, with the id the client was given
+    const id = /queued as (\S+)/.exec(ok.response)?.[1]
+    const told = await waitFor("the queued hook", () =>
+      existsSync(queuedLog)
+        ? readFileSync(queuedLog, "utf8")
+            .trim()
+            .split("\n")
+            .map((l) => JSON.parse(l) as { id: string; recipients: Array<string> })
+            .find((e) => e.id === id)
+        : undefined
+    )
+    expect(told.recipients).toEqual(["b@dest.test", "c@dest.test"])
   })
 
   it("a hook that throws or does not answer in time gives 451 4.3.0", async () => {

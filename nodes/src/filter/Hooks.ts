@@ -1,7 +1,8 @@
 // In-process hooks (the Haraka idea): JavaScript or TypeScript modules named in `filter.hooks`, each exporting any of
-// `connect`, `helo`, `mail`, `rcpt`, `data` (and optionally `name`). A hook gets that stage's context and returns
+// `connect`, `helo`, `mail`, `rcpt`, `data`, `queued` (and optionally `name`). A hook gets that stage's context and returns
 // nothing (carry on) or a decision: an action, the reply for a refusal, headers to add (data), a result word.
-// Modules are loaded once, at the first session; a hook that throws, or answers after `timeoutMs`, gives 451 4.3.0
+// `queued` is told of each message once it is durable (after the 250): it cannot change anything, and what it does
+// or throws never reaches the client. Modules are loaded once, at the first session; a hook that throws, or answers after `timeoutMs`, gives 451 4.3.0
 // (the stage's rule for a failing filter), never a hung session. Security: hooks run in the node's process with its
 // rights: only modules the operator names are loaded; what they return is checked before it is used.
 import { isAbsolute, resolve } from "node:path"
@@ -26,6 +27,16 @@ type HookFn = (context: unknown) => Decision | undefined | void | Promise<Decisi
 export interface HookModule {
   readonly name: string
   readonly hooks: Partial<Record<Stage, HookFn>>
+  readonly queued: ((context: QueuedContext) => unknown) | undefined
+}
+
+/** What a `queued` hook is told: the message as it was made durable. */
+export interface QueuedContext {
+  readonly id: string
+  readonly sender: string
+  readonly recipients: ReadonlyArray<string>
+  readonly client: { readonly ip: string; readonly helo: string; readonly tls: boolean; readonly user?: string | undefined }
+  readonly size: number
 }
 
 const STAGES: ReadonlyArray<Stage> = ["connect", "helo", "mail", "rcpt", "data"]
@@ -39,9 +50,10 @@ export const load = async (path: string, base = process.cwd()): Promise<HookModu
   const exports = (mod["default"] && typeof mod["default"] === "object" ? mod["default"] : mod) as Record<string, unknown>
   const hooks: Partial<Record<Stage, HookFn>> = {}
   for (const s of STAGES) if (typeof exports[s] === "function") hooks[s] = exports[s] as HookFn
-  if (Object.keys(hooks).length === 0) throw new Error(`hook module ${file} exports none of ${STAGES.join(", ")}`)
+  const queued = typeof exports["queued"] === "function" ? (exports["queued"] as (c: QueuedContext) => unknown) : undefined
+  if (Object.keys(hooks).length === 0 && !queued) throw new Error(`hook module ${file} exports none of ${STAGES.join(", ")}, queued`)
   const name = typeof exports["name"] === "string" && exports["name"] !== "" ? exports["name"] : file
-  return { name, hooks }
+  return { name, hooks, queued }
 }
 
 /** A hook's decision as a verdict (and the message with its headers, at data); a malformed decision is an error. */
@@ -118,3 +130,44 @@ export const filters = (paths: ReadonlyArray<string>, timeoutMs: number): Readon
       data: step("data")
     }
   })
+
+/**
+ * The `queued` hooks of the configured modules, for the node to call once a message is durable; undefined when no
+ * module is configured. Each runs detached with its deadline; a failure is logged, never answered.
+ */
+export const queued = (
+  paths: ReadonlyArray<string>,
+  timeoutMs: number,
+  log: (o: Record<string, unknown>) => void
+): ((context: QueuedContext) => void) | undefined => {
+  if (paths.length === 0) return undefined
+  let loaded: Promise<ReadonlyArray<HookModule>> | undefined
+  return (context) => {
+    loaded ??= Promise.all(paths.map((p) => load(p)))
+    void loaded
+      .then((mods) =>
+        Promise.all(
+          mods.map((m) =>
+            m.queued === undefined
+              ? undefined
+              : withDeadline(
+                  Promise.resolve().then(() => m.queued!(context)),
+                  timeoutMs,
+                  `hook ${m.name} (queued)`
+                ).catch((e: unknown) =>
+                  log({
+                    event: "filter.hook-failed",
+                    hook: m.name,
+                    stage: "queued",
+                    id: context.id,
+                    error: String((e as Error)?.message ?? e)
+                  })
+                )
+          )
+        )
+      )
+      .catch((e: unknown) =>
+        log({ event: "filter.hook-failed", stage: "queued", id: context.id, error: String((e as Error)?.message ?? e) })
+      )
+  }
+}
