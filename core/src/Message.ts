@@ -4,6 +4,7 @@ import * as E from "fp-ts/lib/Either.js"
 import { backoff, type RetryPolicy } from "./Policy.js"
 import { classify, Replies, type Reply } from "./Reply.js"
 import type { Destination, RouteDecision } from "./Route.js"
+import type { SiteEvent } from "./Site.js"
 import type { Trace } from "./Trace.js"
 
 export const SCHEMA_VERSION = 1 as const
@@ -111,6 +112,8 @@ export type Event =
     })
   /** A delay notice (RFC 3464, Action: delayed) was queued for these recipients; never twice for one message. */
   | (Meta & { readonly type: "DelayNotified"; readonly dsnId: string; readonly rcpts: ReadonlyArray<string> })
+  /** A site's shaping changes (core/src/Site.ts, stream `site-<name>`); no message's state. */
+  | SiteEvent
 
 /** Why an address is on the suppression list: a permanent bounce, a feedback report, or an operator. */
 export type SuppressionReason = "bounce" | "complaint" | "manual"
@@ -186,7 +189,10 @@ export const EVENT_TYPES: ReadonlyArray<EventType> = [
   "SuppressionAdded",
   "SuppressionRemoved",
   "ComplaintReceived",
-  "DelayNotified"
+  "DelayNotified",
+  "SiteThrottled",
+  "SiteSuspended",
+  "SiteResumed"
 ]
 
 export type RecipientStatus = "pending" | "routed" | "attempting" | "deferred" | "delivered" | "bounced" | "expired"
@@ -359,6 +365,10 @@ export const evolve = (state: State, event: Event): State => {
       return { ...s, version, complaints: [...(s.complaints ?? []), event.reportId] }
     case "DelayNotified":
       return { ...s, version, delayNoticeId: event.dsnId }
+    case "SiteThrottled":
+    case "SiteSuspended":
+    case "SiteResumed":
+      return { ...s, version }
   }
 }
 

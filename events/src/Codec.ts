@@ -115,7 +115,18 @@ export const EventSchema = Schema.Union([
     userAgent: Schema.optional(Schema.String),
     arrivalDate: Schema.optional(Schema.String)
   }),
-  ev("DelayNotified", { dsnId: Schema.String, rcpts: Strings })
+  ev("DelayNotified", { dsnId: Schema.String, rcpts: Strings }),
+  ev("SiteThrottled", {
+    site: Schema.String,
+    rule: Schema.String,
+    reply: Reply,
+    until: Schema.Number,
+    connections: Schema.optional(Schema.Number),
+    perSecond: Schema.optional(Schema.Number),
+    perHour: Schema.optional(Schema.Number)
+  }),
+  ev("SiteSuspended", { site: Schema.String, rule: Schema.String, reply: Reply, until: Schema.Number }),
+  ev("SiteResumed", { site: Schema.String })
 ])
 
 // Compile-time guard: the schema's type and core's Event must stay mutually assignable.

@@ -118,6 +118,18 @@ export const describe = (e: Message.Event): string => {
       return `complaint (${e.feedbackType}) about ${e.rcpts.map((r) => `<${r}>`).join(", ") || "the message"}: report ${e.reportId}`
     case "DelayNotified":
       return `delay notice ${e.dsnId} queued for ${e.rcpts.join(", ")}`
+    case "SiteThrottled":
+      return `site ${e.site} throttled until ${iso(e.until)} (${[
+        e.connections !== undefined ? `${e.connections} connection(s)` : "",
+        e.perSecond !== undefined ? `${e.perSecond}/s` : "",
+        e.perHour !== undefined ? `${e.perHour}/h` : ""
+      ]
+        .filter((x) => x)
+        .join(", ")}) after ${Reply.format(e.reply)} (rule /${e.rule}/)`
+    case "SiteSuspended":
+      return `site ${e.site} suspended until ${iso(e.until)} after ${Reply.format(e.reply)} (rule /${e.rule}/)`
+    case "SiteResumed":
+      return `site ${e.site} resumed`
   }
 }
 
@@ -158,8 +170,9 @@ export const build = (id: string, events: ReadonlyArray<EventStore.StoredEvent>)
   return { id, entries, state: Message.fold(events.map((e) => e.event)), related }
 }
 
+/** A message's timeline by its id; a site's shaping changes by its stream name ("site-…"). */
 export const load = async (store: EventStore.EventStore, id: string): Promise<Timeline> =>
-  build(id, await store.read(EventStore.streamOf(id)))
+  build(id, await store.read(id.startsWith("site-") ? id : EventStore.streamOf(id)))
 
 const rcptLines = (s: Message.State): Array<string> =>
   s.status === "empty"

@@ -37,6 +37,7 @@ import { makeIds } from "./runtime/Ids.js"
 import { LogService, type Logger } from "./runtime/Log.js"
 import { StoreService } from "./runtime/Store.js"
 import * as Limiter from "./scheduler/Limiter.js"
+import * as Shaping from "./scheduler/Shaping.js"
 
 export { StartError } from "./NodeError.js"
 
@@ -147,6 +148,31 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
     })
     // Cluster mode: a delivery also holds one of the destination's cluster-wide slots (nodes/src/scheduler/Slots.ts).
     const limiter = cluster ? cluster.limiter(localLimiter) : localLimiter
+    // Automation per site: a reply a rule names throttles or suspends its site (events on the site's stream).
+    const shaping =
+      config.shaping.rules.length === 0
+        ? undefined
+        : yield* Effect.acquireRelease(
+            Effect.sync(() =>
+              Shaping.make({
+                events: store.events,
+                limiter,
+                rules: config.shaping.rules.map((r) => ({
+                  match: r.match,
+                  action: r.action,
+                  durationMs: r.duration,
+                  connections: r.connections,
+                  perSecond: r.rate_per_second,
+                  perHour: r.rate_per_hour
+                })),
+                clock,
+                log,
+                node: config.node_id,
+                policyHash
+              })
+            ),
+            (s) => Effect.sync(() => s.close())
+          )
     const host = Host.make({
       events: store.events,
       bodies: store.bodies,
@@ -162,6 +188,7 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
       router: SuppressionList.guard(router, suppression),
       deliverer: feedback(cluster ? Fence.deliverer(deliverer, cluster.work, log, cluster.fenced) : deliverer),
       limiter,
+      shaping,
       leaseMs,
       delayWarningMs: config.bounce.delay_warning,
       pollMs: opts.pollMs ?? 1000,

@@ -1,6 +1,10 @@
 // Traffic shaping per site end to end: two recipient domains whose MX records name the same hosts are one site, so
 // `shaping.sites` limits them together: with one connection for the site, the receiver never has two of their
 // messages in DATA at once, although they are different destinations (each domain alone could have used one).
+// Automation: a "421 4.7.0 try again later" suspends the site for the rule's duration, recorded as SiteSuspended and
+// SiteResumed on the site's stream; nothing is attempted there until it ends.
+import { Message } from "@missive/core"
+import { Timeline } from "@missive/events"
 import type { Node } from "@missive/node"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startCapture, type CaptureServer } from "../src/CaptureServer.js"
@@ -60,5 +64,66 @@ describe("traffic shaping per site", () => {
     await waitFor("all delivered", () => mx.messages.filter((m) => m.raw.includes("shaped")).length === 6)
     expect(new Set(mx.messages.flatMap((m) => m.to.map((t) => t.split("@")[1])))).toEqual(new Set(["one.test", "two.test"]))
     expect(most).toBe(1)
+  })
+})
+
+describe("site automation rules", () => {
+  const dir = tempDir()
+  let mx: CaptureServer
+  let dns: DnsServer
+  let node: Node.RunningNode
+  let refused = 0
+
+  beforeAll(async () => {
+    mx = await startCapture({
+      onData: () => (refused++ === 0 ? { code: 421, text: "4.7.0 Try again later, closing connection." } : undefined)
+    })
+    dns = await startDnsServer({
+      "busy.test": { mx: [{ preference: 10, exchange: "mx.busy-host.test" }] },
+      "mx.busy-host.test": { a: ["127.0.0.1"] }
+    })
+    node = await startNode(
+      testConfig(dir.path, {
+        dns: { servers: [dns.server], timeout: "2s" },
+        relay: { local_domains: ["missive.test"], trusted_networks: ["127.0.0.0/8"] },
+        retry: { initial: "200ms", max: "400ms", multiplier: 2, jitter: 0, lifetime: "1h" },
+        delivery: { port: mx.port, mta_sts: false },
+        shaping: { rules: [{ match: "^421 4\\.7\\.0 .*try again later", action: "suspend", duration: "1500ms" }] }
+      })
+    )
+  })
+  afterAll(async () => {
+    await node?.stop()
+    await Promise.all([mx?.close(), dns?.close()])
+    dir.remove()
+  })
+
+  it("a 421 try again later suspends the site until the rule's time has passed, each change an event", async () => {
+    const r = await send(
+      node.ports["smtp"]!,
+      { from: "s@missive.test", to: ["a@busy.test"] },
+      rawMessage({ from: "s@missive.test", to: "a@busy.test", subject: "suspend me" })
+    )
+    expect(r.ok).toBe(true)
+    const stream = "site-site_mx_busy-host_test"
+    const siteEvents = async (): Promise<ReadonlyArray<Message.Event>> => (await node.store.events.read(stream)).map((e) => e.event)
+    await waitFor("the site resumed", async () => (await siteEvents()).some((e) => e.type === "SiteResumed"))
+    const events = await siteEvents()
+    expect(events.map((e) => e.type)).toEqual(["SiteSuspended", "SiteResumed"])
+    const suspended = events[0]!
+    if (suspended.type !== "SiteSuspended") throw new Error("not suspended")
+    expect(suspended).toMatchObject({ site: "site:mx.busy-host.test", reply: { code: 421, enhanced: "4.7.0" } })
+    // replay timeline site-<site> tells it
+    const text = Timeline.format(await Timeline.load(node.store.events, stream))
+    expect(text).toContain("site site:mx.busy-host.test suspended until")
+    expect(text).toContain("site site:mx.busy-host.test resumed")
+    const msg = async () => (await node.store.events.read(`message-${r.id}`)).map((e) => e.event)
+    await waitFor("delivery", async () => (await msg()).some((e) => e.type === "RecipientDelivered"))
+    const attempts = (await msg()).filter((e) => e.type === "AttemptStarted")
+    // retries were due every 200-400 ms, but the suspended site started nothing before the suspension ended
+    const delivered = (await msg()).find((e) => e.type === "AttemptSucceeded")!
+    expect(delivered.at).toBeGreaterThanOrEqual(suspended.until)
+    expect(mx.connections).toBe(2)
+    expect(attempts.length).toBeGreaterThanOrEqual(2)
   })
 })

@@ -345,6 +345,25 @@ const SiteLimits = Schema.Struct({
   rate_per_hour: Schema.optional(Count)
 })
 
+/** An automation rule: a reply that matches `match` (a regular expression) throttles or suspends the site. */
+const ShapingRule = Schema.Struct({
+  match: textValue("a regular expression", (s) => {
+    try {
+      new RegExp(s, "i")
+      return s.length > 0
+    } catch {
+      return false
+    }
+  }),
+  action: oneOf(["throttle", "suspend"]),
+  duration: duration(1),
+  connections: Schema.optional(Count),
+  rate_per_second: Schema.optional(
+    parsed(Schema.Number, "a positive number", (u) => (typeof u === "number" && Number.isFinite(u) && u > 0 ? u : undefined))
+  ),
+  rate_per_hour: Schema.optional(Count)
+})
+
 const File = Schema.Struct({
   /** Greeting, Received: and DSN Reporting-MTA name. */
   hostname: field(
@@ -516,7 +535,9 @@ const File = Schema.Struct({
       /** Limits of every MX site no pattern matches (empty: concurrency_per_destination, no rate). */
       defaults: field(SiteLimits, {}),
       /** MX host name or "*.suffix" pattern -> limits; the first pattern one of a site's MX hosts matches wins. */
-      sites: field(Schema.Record(Schema.String, SiteLimits), {})
+      sites: field(Schema.Record(Schema.String, SiteLimits), {}),
+      /** Reply pattern -> throttle or suspend the site for a duration (first match wins; each change is an event). */
+      rules: field(Schema.Array(ShapingRule), [])
     })
   ),
   retry: section(

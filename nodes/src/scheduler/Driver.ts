@@ -9,6 +9,7 @@ import type { Clock, Random } from "../runtime/Clock.js"
 import type { Logger } from "../runtime/Log.js"
 import * as Commands from "./Commands.js"
 import type { Limiter } from "./Limiter.js"
+import type { Shaping } from "./Shaping.js"
 
 export type RouteOutcome =
   { readonly ok: Route.RouteDecision } | { readonly temporary: Reply.Reply; readonly dns: ReadonlyArray<Route.DnsEvidence> }
@@ -59,6 +60,8 @@ export interface DriverDeps {
   readonly router: Router
   readonly deliverer: Deliverer
   readonly limiter: Limiter
+  /** Shaping automation per site (rules on replies); none when no rule is configured. */
+  readonly shaping?: Shaping | undefined
   readonly injector: () => Injector | undefined
   /** How long a node's hold on a message lasts: a peer's attempt younger than this is in flight (Drive.Owner). */
   readonly leaseMs?: number | undefined
@@ -301,6 +304,11 @@ export const make = (d: DriverDeps): Driver => {
                 results: a.rcpts.map((rcpt) => ({ rcpt, reply: Reply.Replies.connectFailed(String((e as Error)?.message ?? e)) }))
               }
             })
+          )
+          // the site's automation rules read the replies (a throttle or suspension is the site's own event)
+          void d.shaping?.observe(
+            Route.siteOf(a.destination),
+            outcome.results.map((r) => r.reply)
           )
         }
         const report = chain.then(async () => {

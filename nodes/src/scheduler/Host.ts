@@ -9,6 +9,7 @@ import type { Logger } from "../runtime/Log.js"
 import * as Commands from "./Commands.js"
 import * as Driver from "./Driver.js"
 import type { Limiter } from "./Limiter.js"
+import type { Shaping } from "./Shaping.js"
 
 export type { Carried, Deliverer, Injector, RouteOutcome, Router } from "./Driver.js"
 
@@ -27,6 +28,7 @@ export interface HostDeps {
   readonly router: Driver.Router
   readonly deliverer: Driver.Deliverer
   readonly limiter: Limiter
+  readonly shaping?: Shaping | undefined
   readonly leaseMs: number
   readonly pollMs: number
   readonly maxActive: number

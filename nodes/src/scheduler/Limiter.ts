@@ -8,6 +8,17 @@ export interface Limiter {
   /** Deliveries running now, per site. */
   running(): ReadonlyMap<string, number>
   waiting(): number
+  /**
+   * A site's automation change (core/src/Site.ts), in force until `until`: suspended (nothing starts) or throttled
+   * (these limits instead of the configured ones); undefined lifts it. Afterwards the configured limits apply again.
+   */
+  shape(key: string, change: Shaped | undefined): void
+}
+
+export interface Shaped {
+  readonly suspended: boolean
+  readonly limits?: SiteLimits | undefined
+  readonly until: number
 }
 
 /** What one site may have: connections (deliveries at once) and starts per second / per hour. */
@@ -57,7 +68,17 @@ export const make = (opts: LimiterOptions): Limiter => {
   let wakeAt: number | undefined
   const ready: Array<string> = []
 
-  const limits = (key: string): SiteLimits | undefined => opts.sites?.(key)
+  const shaped = new Map<string, Shaped>()
+  /** The change in force for a site at `t`, if any (one that has run out is dropped). */
+  const shapedAt = (key: string, t: number): Shaped | undefined => {
+    const s = shaped.get(key)
+    if (s && s.until <= t) shaped.delete(key)
+    return s && s.until > t ? s : undefined
+  }
+  const limits = (key: string): SiteLimits | undefined => {
+    const s = shaped.get(key)
+    return s && !s.suspended && s.until > now() ? s.limits : opts.sites?.(key)
+  }
 
   /** Ms until the site may start one more (0: now); takes the token when it may. */
   const take = (key: string, t: number): number => {
@@ -99,7 +120,8 @@ export const make = (opts: LimiterOptions): Limiter => {
         const lane = lanes.get(key)
         const cap = limits(key)?.connections ?? opts.perDestination
         if (!lane || lane.running >= cap || lane.queue.length === 0) continue
-        const wait = take(key, t)
+        const change = shapedAt(key, t)
+        const wait = change?.suspended ? change.until - t : take(key, t)
         if (wait > 0) {
           soonest = Math.min(soonest ?? wait, wait)
           continue
@@ -147,7 +169,13 @@ export const make = (opts: LimiterOptions): Limiter => {
         pump()
       }),
     running: () => new Map([...lanes].filter(([, l]) => l.running > 0).map(([k, l]) => [k, l.running])),
-    waiting: () => [...lanes.values()].reduce((n, l) => n + l.queue.length, 0)
+    waiting: () => [...lanes.values()].reduce((n, l) => n + l.queue.length, 0),
+    shape: (key, change) => {
+      if (change) shaped.set(key, change)
+      else shaped.delete(key)
+      buckets.delete(key)
+      pump()
+    }
   }
 }
 

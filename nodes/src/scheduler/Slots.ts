@@ -157,5 +157,6 @@ export const limiter = (local: Limiter, slots: Slots): Limiter => ({
       }
     }),
   running: () => local.running(),
-  waiting: () => local.waiting()
+  waiting: () => local.waiting(),
+  shape: (key, change) => local.shape(key, change)
 })
