@@ -30,6 +30,10 @@ export const REPLAY_HELP = `  missive replay timeline ID [--json]     every even
                                            node's own drive plan under ALT's retry, lifetime and concurrency, on a
                                            virtual clock; recorded vs alternative; --replies message replays each
                                            message's own replies per attempt (an exact re-run of the same policy)
+  missive replay tls-rpt [--day YYYY-MM-DD] [--org NAME] [--contact ADDR] [--out FILE]
+                                           the RFC 8460 daily TLS report (JSON) of one UTC day (default: yesterday)
+                                           from the attempts' recorded TLS: per recipient domain and policy (sts,
+                                           tlsa, no-policy-found) sessions that succeeded and failed, with details
   missive replay inject --from T --to T --target smtp://HOST:PORT [--speed 10] [--synthetic-bodies]
                                            re-send the recorded traffic with its timing (scaled) to an SMTP target
     Replay options: --config FILE (its data_dir, or its cluster.nats JetStream log; for what-if it is also the

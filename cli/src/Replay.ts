@@ -15,6 +15,7 @@ import Inject = Replay.Inject
 import Progress = Replay.Progress
 import Report = Replay.Report
 import Timeline = Replay.Timeline
+import TlsRpt = Replay.TlsRpt
 import WhatIf = Replay.WhatIf
 type Config = Configuration.Config
 const { load } = Configuration
@@ -40,7 +41,11 @@ const OPTIONS: Record<string, "value" | "bool"> = {
   seed: "value",
   buckets: "value",
   zoom: "bool",
-  replies: "value"
+  replies: "value",
+  day: "value",
+  org: "value",
+  contact: "value",
+  out: "value"
 }
 
 const parse = (argv: ReadonlyArray<string>) => {
@@ -137,7 +142,7 @@ const run = async (argv: ReadonlyArray<string>): Promise<number> => {
   const [sub, ...rest] = a.positional
   const now = systemClock.now()
   const json = a.flags.has("json")
-  const known = ["timeline", "report", "queue", "what-if", "inject"]
+  const known = ["timeline", "report", "queue", "what-if", "inject", "tls-rpt"]
   if (!sub || !known.includes(sub)) throw new Usage(`usage: missive replay ${known.join("|")} … (got ${sub ? `"${sub}"` : "nothing"})`)
   const config = configOf(a.str("config"))
   const store = await openLog(config, a.str("data"))
@@ -154,6 +159,24 @@ const run = async (argv: ReadonlyArray<string>): Promise<number> => {
       return 0
     }
     if (rest.length > 0) throw new Usage(`replay ${sub} takes no arguments (got ${rest.join(" ")})`)
+    if (sub === "tls-rpt") {
+      const day = a.str("day") ?? iso(now - 86_400_000).slice(0, 10)
+      if (!/^\d{4}-\d{2}-\d{2}$/.test(day)) throw new Usage(`--day: expected YYYY-MM-DD, got "${day}"`)
+      const organization = a.str("org") ?? config.hostname
+      const p = progress("tls-rpt")
+      const r = await TlsRpt.build(store.events, {
+        day,
+        organization,
+        contact: a.str("contact") ?? `postmaster@${organization}`,
+        onProgress: p.onProgress
+      }).finally(p.stop)
+      const file = a.str("out")
+      if (file) {
+        writeFileSync(file, JSON.stringify(r, null, 2))
+        process.stderr.write(`missive replay: wrote ${file}\n`)
+      } else out(JSON.stringify(r, null, 2))
+      return 0
+    }
     if (sub === "queue") {
       const at = time("at", a.str("at"), now)!
       const p = progress("queue --at")
