@@ -94,7 +94,7 @@ describe("content scanning with rspamd and clamd", () => {
     expect(delivered("with virus")).toBeUndefined()
   })
 
-  it("gives rspamd's action: GTUBE rejected 550 5.7.1, soft reject and greylist 451 4.7.1, add header tagged", async () => {
+  it("gives rspamd's action: GTUBE rejected 550 5.7.1, soft reject and greylist 451 4.7.1, add header tagged, subject rewritten", async () => {
     const spam = await sendTo(scanned, "gtube", `${GTUBE}\r\n`)
     expect(spam.response).toMatch(/^550 5\.7\.1 /)
     const soft = await sendTo(scanned, "soft", "x\r\n", { "X-Test-Action": "soft reject" })
@@ -105,6 +105,9 @@ describe("content scanning with rspamd and clamd", () => {
     expect(tagged.ok, tagged.response).toBe(true)
     const got = await waitFor("tagged delivery", () => delivered("tagged"))
     expect(got.raw.toString("latin1")).toMatch(/^(?:[^\r]*\r\n)*X-Spam: Yes\r\n/)
+    const rewritten = await sendTo(scanned, "rewrite me", "x\r\n", { "X-Test-Action": "rewrite subject" })
+    expect(rewritten.ok, rewritten.response).toBe(true)
+    await waitFor("rewritten delivery", () => delivered("*** SPAM *** rewrite me"))
     expect(delivered("gtube") ?? delivered("soft") ?? delivered("grey")).toBeUndefined()
   })
 

@@ -183,7 +183,7 @@ const tagged = (v: Verdict, message: Buffer): Buffer => {
     ...(v.action === "add header" || v.action === "rewrite subject" ? [["X-Spam", "Yes"] as const] : []),
     ["X-Rspamd-Action", v.action],
     ["X-Rspamd-Score", `${v.score.toFixed(2)} / ${v.required.toFixed(2)}`],
-    ["X-Rspamd-Symbols", v.symbols.map(([s, n]) => `${s}(${Number(n.toFixed(2))})`).join(", ")],
+    ...(v.symbols.length > 0 ? [["X-Rspamd-Symbols", v.symbols.map(([s, n]) => `${s}(${Number(n.toFixed(2))})`).join(", ")] as const] : []),
     ...v.addHeaders.filter(([n]) => !OWN_HEADERS.includes(n.toLowerCase()))
   ])
 }
