@@ -94,7 +94,8 @@ export const make = (d: { events: EventStore.EventStore; work: Work.Work; clock:
   const receivedByMinute = new Map<number, number>()
   const deliveredByMinute = new Map<string, Map<number, number>>()
   const samples: Array<{ at: number; byDestination: Map<string, number> }> = []
-  const feed: Array<FeedItem> = []
+  // The newest events as stored: described (a string per event) only when someone reads or follows the feed.
+  const feed: Array<EventStore.StoredEvent> = []
   const followers = new Set<(item: FeedItem) => void>()
   const recentMessages = new Map<string, string>()
   let received = 0
@@ -189,11 +190,22 @@ export const make = (d: { events: EventStore.EventStore; work: Work.Work; clock:
       default:
         break
     }
-    const item: FeedItem = { position: s.position, at: e.at, node: e.node, id, type: e.type, summary: Timeline.describe(e).slice(0, 300) }
-    feed.push(item)
+    feed.push(s)
     if (feed.length > RECENT_EVENTS) feed.shift()
-    for (const f of followers) f(item)
+    if (followers.size > 0) {
+      const item = itemOf(s)
+      for (const f of followers) f(item)
+    }
   }
+
+  const itemOf = (s: EventStore.StoredEvent): FeedItem => ({
+    position: s.position,
+    at: s.event.at,
+    node: s.event.node,
+    id: EventStore.idOf(s.stream),
+    type: s.event.type,
+    summary: Timeline.describe(s.event).slice(0, 300)
+  })
 
   const depth = (): ReadonlyArray<QueueDepth> => {
     const by = new Map<string, { messages: number; oldestAt: number }>()
@@ -290,7 +302,7 @@ export const make = (d: { events: EventStore.EventStore; work: Work.Work; clock:
         depth: { times: points.map((p) => p.at), byDestination }
       }
     },
-    recent: (n) => feed.slice(-n),
+    recent: (n) => (n <= 0 ? [] : feed.slice(-n).map(itemOf)),
     follow: (f) => {
       followers.add(f)
       return () => void followers.delete(f)
