@@ -99,6 +99,15 @@ export type Event =
       readonly detail?: string | undefined
     })
   | (Meta & { readonly type: "SuppressionRemoved"; readonly address: string; readonly by: string })
+  /** The filter stage re-read its address maps (stream `filter`; no message's state): who asked and what was loaded. */
+  | (Meta & {
+      readonly type: "FilterReloaded"
+      readonly by: string
+      readonly filterPolicy: string
+      readonly users: number
+      readonly aliases: number
+      readonly files: ReadonlyArray<string>
+    })
   /** A feedback report (RFC 5965) about this message arrived: recorded on the message's stream, even completed. */
   | (Meta & {
       readonly type: "ComplaintReceived"
@@ -188,6 +197,7 @@ export const EVENT_TYPES: ReadonlyArray<EventType> = [
   "RetryRequested",
   "SuppressionAdded",
   "SuppressionRemoved",
+  "FilterReloaded",
   "ComplaintReceived",
   "DelayNotified",
   "SiteThrottled",
@@ -360,6 +370,7 @@ export const evolve = (state: State, event: Event): State => {
       }
     case "SuppressionAdded":
     case "SuppressionRemoved":
+    case "FilterReloaded":
       return { ...s, version }
     case "ComplaintReceived":
       return { ...s, version, complaints: [...(s.complaints ?? []), event.reportId] }

@@ -1020,6 +1020,10 @@ describe("evolve", () => {
       "RetryRequested",
       "SuppressionAdded",
       "SuppressionRemoved",
+      "FilterReloaded",
+      "SiteThrottled",
+      "SiteSuspended",
+      "SiteResumed",
       "ComplaintReceived",
       "DelayNotified"
     ]

@@ -108,6 +108,13 @@ export const EventSchema = Schema.Union([
     detail: Schema.optional(Schema.String)
   }),
   ev("SuppressionRemoved", { address: Schema.String, by: Schema.String }),
+  ev("FilterReloaded", {
+    by: Schema.String,
+    filterPolicy: Schema.String,
+    users: Schema.Number,
+    aliases: Schema.Number,
+    files: Strings
+  }),
   ev("ComplaintReceived", {
     reportId: Schema.String,
     rcpts: Strings,

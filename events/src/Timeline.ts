@@ -114,6 +114,8 @@ export const describe = (e: Message.Event): string => {
       return `<${e.address}> suppressed (${e.reason}) by ${e.by}${e.source ? ` after ${e.source}` : ""}`
     case "SuppressionRemoved":
       return `<${e.address}> removed from the suppression list by ${e.by}`
+    case "FilterReloaded":
+      return `filter maps reloaded by ${e.by}: ${e.users} users, ${e.aliases} aliases${e.files.length ? ` (files ${e.files.join(", ")})` : ""}, filter policy ${e.filterPolicy}`
     case "ComplaintReceived":
       return `complaint (${e.feedbackType}) about ${e.rcpts.map((r) => `<${r}>`).join(", ") || "the message"}: report ${e.reportId}`
     case "DelayNotified":

@@ -51,7 +51,7 @@ export interface RunningNode {
   /** Resolves when an operator asked this node to drain (`missive cluster drain`): its runner then stops it. */
   readonly drainRequested: Promise<void>
   /** Re-reads the filter stage's address maps from this configuration (SIGHUP, `missive config reload`); throws on a bad map file. */
-  readonly reloadFilters: (config: Config) => void
+  readonly reloadFilters: (config: Config, by: string) => Promise<void>
   /** Clean stop: stop accepting, let running deliveries finish (up to graceMs), commit, close. */
   readonly stop: (graceMs?: number) => Promise<void>
 }
@@ -363,9 +363,31 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
         })
       )
     log("info", "node started", { node: config.node_id, hostname: config.hostname, dataDir, ports: allPorts, policy: policyHash })
-    const reloadFilters = (next: Config): void => {
+    /** Swaps the maps (throws, keeping the old ones, on a bad file), then records it on the stream `filter`. */
+    const reloadFilters = async (next: Config, by: string): Promise<void> => {
       const r = filters.reload(next)
-      log("info", "filter maps reloaded", { users: r.users, aliases: r.aliases, files: r.files, filterPolicy: Filters.policyHashOf(next) })
+      const filterPolicy = Filters.policyHashOf(next)
+      log("info", "filter maps reloaded", { users: r.users, aliases: r.aliases, files: r.files, filterPolicy, by })
+      const event = {
+        v: 1,
+        at: clock.now(),
+        node: config.node_id,
+        policy: policyHash,
+        type: "FilterReloaded" as const,
+        by,
+        filterPolicy,
+        ...r
+      }
+      // one writer per node at a time; a concurrent reload elsewhere (cluster) takes the next version on a retry
+      for (let attempt = 0; attempt < 5; attempt++) {
+        const version = (await store.events.read("filter")).length
+        try {
+          await store.events.append("filter", version, [{ ...event, files: [...r.files] }])
+          return
+        } catch (e) {
+          if ((e as { _tag?: string })._tag !== "WrongExpectedVersion") throw e
+        }
+      }
     }
     return { ports: allPorts, dataDir, host, store, cluster, drainRequested, reloadFilters } as const
   })

@@ -19,12 +19,10 @@ export const serve = async (config: Config, graceMs = 10_000, path?: string): Pr
     if (path === undefined) return void process.stderr.write("missive: SIGHUP: no configuration file to re-read\n")
     const r = load(path)
     if (!r.ok) return void process.stderr.write(`missive: SIGHUP: ${path} is invalid, nothing reloaded:\n  ${r.errors.join("\n  ")}\n`)
-    try {
-      node.reloadFilters(r.config)
-      process.stderr.write(`missive: SIGHUP: filter maps reloaded from ${path}\n`)
-    } catch (e) {
-      process.stderr.write(`missive: SIGHUP: ${(e as Error).message}; the previous maps stay\n`)
-    }
+    node.reloadFilters(r.config, "SIGHUP").then(
+      () => void process.stderr.write(`missive: SIGHUP: filter maps reloaded from ${path}\n`),
+      (e: unknown) => void process.stderr.write(`missive: SIGHUP: ${(e as Error).message}; the previous maps stay\n`)
+    )
   }
   await new Promise<void>((done) => {
     const stop = (sig: string) => {

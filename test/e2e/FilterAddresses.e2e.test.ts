@@ -5,6 +5,7 @@
 import { writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { SqliteStore } from "@missive/events"
 import { Config } from "@missive/node"
 import { startCapture, type CaptureServer } from "../src/CaptureServer.js"
 import { missive, rawMessage, send, spawnNode, tempDir, testConfig, waitFor, writeConfig, type ChildNode } from "../src/Harness.js"
@@ -96,6 +97,14 @@ describe("address rules at the filter stage", () => {
     const r = await to("later@missive.test")
     expect(r.ok, r.response).toBe(true)
     await waitFor("delivery to the new alias", () => dest.messages.find((m) => m.to.includes("l1@dest.test")))
+    // recorded as an event on the stream `filter`
+    const store = SqliteStore.open({ path: join(dir.path, "data", "missive.db"), readonly: true })
+    const reloads = await waitFor("FilterReloaded", async () => {
+      const events = (await store.events.read("filter")).map((e) => e.event)
+      return events.length > 0 ? events : undefined
+    })
+    await store.close()
+    expect(reloads[0]).toMatchObject({ type: "FilterReloaded", by: "SIGHUP", users: 2, aliases: 4, files: [maps] })
     // a broken file is refused and the maps in force stay
     writeFileSync(maps, "aliases: [not, a, mapping]\n")
     expect((await missive("config", "reload", "--config", configPath)).code).toBe(0)
