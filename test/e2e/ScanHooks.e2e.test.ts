@@ -53,7 +53,8 @@ describe("DNSBL at connect and hooks", () => {
       testConfig(dir.path, {
         dns: { servers: [dns.server], timeout: "1s" },
         routes: { "dest.test": `127.0.0.1:${dest.port}` },
-        relay: { local_domains: ["missive.test"], trusted_networks: ["127.0.0.0/8"] },
+        // not a trusted network: trusted clients are not looked up in DNSBLs
+        relay: { local_domains: ["missive.test"], relay_domains: ["dest.test"], trusted_networks: [] },
         filter: {
           dnsbl: {
             zones: [

@@ -92,7 +92,11 @@ export const verdictOf = (opts: DnsblOptions, ip: string, lookups: ReadonlyArray
   }
 }
 
+/** At connect on the smtp listener; submission clients (home users on listed dynamic addresses) and trusted networks are not looked up. */
 export const filter = (opts: DnsblOptions): Filter => ({
   name: "dnsbl",
-  connect: async (c) => ({ verdicts: [verdictOf(opts, c.session.ip, await lookup(opts, c.session.ip))] })
+  connect: async (c) =>
+    c.session.listener === "submission" || c.session.trusted
+      ? { verdicts: [] }
+      : { verdicts: [verdictOf(opts, c.session.ip, await lookup(opts, c.session.ip))] }
 })
