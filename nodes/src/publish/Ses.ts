@@ -6,7 +6,7 @@ import { Reply, type Message } from "@missive/core"
 import { EventStore } from "@missive/events"
 
 /** The detail keys, as a destination's `types` names them. */
-export type Kind = "send" | "reject" | "delivery" | "bounce" | "complaint" | "deliveryDelay" | "deferred" | "expired"
+export type Kind = "send" | "reject" | "delivery" | "bounce" | "complaint" | "deliveryDelay" | "deferred" | "expired" | "quarantined"
 
 const EVENT_TYPE: Record<Kind, string> = {
   send: "Send",
@@ -16,7 +16,8 @@ const EVENT_TYPE: Record<Kind, string> = {
   complaint: "Complaint",
   deliveryDelay: "DeliveryDelay",
   deferred: "Deferred",
-  expired: "Expired"
+  expired: "Expired",
+  quarantined: "Quarantined"
 }
 
 export interface Mail {
@@ -52,7 +53,8 @@ const isSuppressed = (r: Reply.Reply): boolean => r.code === 550 && r.text.start
 export const bounceOf = (r: Reply.Reply): { readonly bounceType: BounceType; readonly bounceSubType: string } => {
   const st = r.enhanced ?? ""
   if (isSuppressed(r)) return { bounceType: "Permanent", bounceSubType: "Suppressed" }
-  if (r.code < 500) return { bounceType: "Transient", bounceSubType: "General" }
+  // An expiry (Missive records it as 550 4.4.7, or the last 4xx) is SES's soft bounce after retrying.
+  if (r.code < 500 || st.startsWith("4.")) return { bounceType: "Transient", bounceSubType: "General" }
   if (r.text.startsWith("Bounced by operator")) return { bounceType: "Undetermined", bounceSubType: "Undetermined" }
   if (st === "5.2.2") return { bounceType: "Transient", bounceSubType: "MailboxFull" }
   if (st === "5.3.4" || st === "5.2.3") return { bounceType: "Transient", bounceSubType: "MessageTooLarge" }
@@ -137,6 +139,23 @@ export const make = (events: EventStore.EventStore, reportingMta: string, lifeti
         const e = stored.event
         const id = EventStore.idOf(stored.stream)
         let c = cache.get(id)
+        // The filter stage refused the message at DATA (no MessageReceived: nothing was accepted) or quarantined it.
+        if (e.type === "MessageFiltered" && (e.action === "reject" || e.action === "quarantine")) {
+          const kind: Kind = e.action === "reject" ? "reject" : "quarantined"
+          const mail: Mail = c?.mail ?? { timestamp: iso(e.at), messageId: id, source: "", destination: [], sourceIp: "" }
+          const reasons = e.verdicts.filter((v) => v.action === e.action).map((v) => `${v.name}=${v.result}`)
+          out.push({
+            kind,
+            position: stored.position,
+            event: {
+              eventId: String(stored.position),
+              eventType: EVENT_TYPE[kind],
+              mail,
+              [kind]: { timestamp: iso(e.at), reason: reasons.join(" ") || e.action, ...(e.reply ? { reply: Reply.format(e.reply) } : {}) }
+            }
+          })
+          continue
+        }
         if (e.type === "MessageReceived") {
           c = contextOf(id, e)
           remember(id, c)
