@@ -38,9 +38,10 @@ export interface EventStore {
   /**
    * Optional: the log's index (position, stream, type, time) after `after`, at most `limit`, without decoding any
    * event. Adapters that keep the type and time beside the event (SQLite, memory) have it; replay scans it to find
-   * the streams open at a moment and falls back to `readAll` without it (JetStream, EventStoreDB).
+   * the streams open at a moment and falls back to `readAll` without it (JetStream, EventStoreDB). With `types`, only
+   * entries of those types (positions still in log order; `limit` counts the positions looked at, not the entries).
    */
-  readIndex?(after: number, limit: number): Promise<ReadonlyArray<IndexEntry>>
+  readIndex?(after: number, limit: number, types?: ReadonlyArray<Message.EventType>): Promise<ReadonlyArray<IndexEntry>>
   /** The global position of the last event (0 when empty). */
   head(): Promise<number>
   close(): Promise<void>
@@ -71,8 +72,11 @@ export const makeMemory = (): EventStore => {
     },
     read: async (stream) => [...(streams.get(stream) ?? [])],
     readAll: async (after, limit) => log.slice(after, after + limit),
-    readIndex: async (after, limit) =>
-      log.slice(after, after + limit).map((e) => ({ position: e.position, stream: e.stream, type: e.event.type, at: e.event.at })),
+    readIndex: async (after, limit, types) =>
+      log
+        .slice(after, after + limit)
+        .filter((e) => !types || types.includes(e.event.type))
+        .map((e) => ({ position: e.position, stream: e.stream, type: e.event.type, at: e.event.at })),
     subscribe: (after, onEvent) => {
       for (const e of log.slice(after)) onEvent(e)
       subscribers.add(onEvent)

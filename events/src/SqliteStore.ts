@@ -153,6 +153,12 @@ export const open = (options: SqliteOptions): SqliteStore => {
         "SELECT position, stream, type, at FROM events WHERE position > ? ORDER BY position LIMIT ?"
       )
       .raw(true),
+    readIndexOf: db
+      .prepare<[number, number, string], [number, string, IndexEntry["type"], number]>(
+        "SELECT position, stream, type, at FROM events WHERE position > ? AND position <= ? " +
+          "AND type IN (SELECT value FROM json_each(?)) ORDER BY position"
+      )
+      .raw(true),
     head: db.prepare<[], { p: number | null }>("SELECT max(position) AS p FROM events"),
     getBody: db.prepare<[string], { bytes: Buffer }>("SELECT bytes FROM bodies WHERE digest = ?"),
     // Walks the due-time index from the front and stops at the first unleased row: leased rows (messages being
@@ -264,8 +270,8 @@ export const open = (options: SqliteOptions): SqliteStore => {
       }
       return out
     },
-    readIndex: async (after, limit) => {
-      const rows = q.readIndex.all(after, limit)
+    readIndex: async (after, limit, types) => {
+      const rows = types ? q.readIndexOf.all(after, after + limit, JSON.stringify(types)) : q.readIndex.all(after, limit)
       const out = new Array<IndexEntry>(rows.length)
       for (let i = 0; i < rows.length; i++) {
         const r = rows[i]!

@@ -96,6 +96,10 @@ export const eventStoreContract = (name: string, make: () => Promise<Fixture<Eve
         all.map((e) => ({ position: e.position, stream: e.stream, type: e.event.type, at: e.event.at }))
       )
       expect((await s.readIndex(0, 3)).map((e) => e.position)).toEqual([1, 2, 3])
+      // With types: only those, still in log order; the limit counts positions looked at.
+      expect((await s.readIndex(0, 13, ["MessageHeld"])).map((e) => [e.position, e.stream])).toEqual([[13, "message-3"]])
+      expect((await s.readIndex(0, 12, ["MessageHeld"])).length).toBe(0)
+      expect((await s.readIndex(10, 100, ["MessageReceived"])).map((e) => e.position)).toEqual([11, 12])
     })
 
     it("subscribes from a position: catch-up then live, in order", async () => {

@@ -64,16 +64,15 @@ export const openStreams = async (
 ): Promise<Set<string> | undefined> => {
   if (!store.readIndex) return undefined
   const open = new Set<string>()
-  let position = 0
-  while (position < until) {
-    const entries = await store.readIndex(position, Math.min(50_000, until - position))
-    if (entries.length === 0) break
-    for (const e of entries) {
-      if (e.at > t) continue
+  // Only arrivals and completions: the store filters (positions looked at go by 200,000 at a time).
+  for (let position = 0; position < until;) {
+    const span = Math.min(200_000, until - position)
+    for (const e of await store.readIndex(position, span, ["MessageReceived", "MessageCompleted"])) {
+      if (e.at > t || e.position > until) continue
       if (e.type === "MessageReceived") open.add(e.stream)
-      else if (e.type === "MessageCompleted") open.delete(e.stream)
+      else open.delete(e.stream)
     }
-    position = entries[entries.length - 1]!.position
+    position += span
     onProgress?.(position, until)
   }
   return open
