@@ -75,9 +75,19 @@ export const make = (opts: LimiterOptions): Limiter => {
     if (s && s.until <= t) shaped.delete(key)
     return s && s.until > t ? s : undefined
   }
+  // the configured limits of a site, looked up once (the patterns are fixed for the limiter's life); bounded
+  const configured = new Map<string, SiteLimits | undefined>()
+  const configuredOf = (key: string): SiteLimits | undefined => {
+    if (!opts.sites) return undefined
+    if (configured.has(key)) return configured.get(key)
+    if (configured.size >= 10_000) configured.clear()
+    const l = opts.sites(key)
+    configured.set(key, l)
+    return l
+  }
   const limits = (key: string): SiteLimits | undefined => {
-    const s = shaped.get(key)
-    return s && !s.suspended && s.until > now() ? s.limits : opts.sites?.(key)
+    const s = shaped.size > 0 ? shaped.get(key) : undefined
+    return s && !s.suspended && s.until > now() ? s.limits : configuredOf(key)
   }
 
   /** Ms until the site may start one more (0: now); takes the token when it may. */
