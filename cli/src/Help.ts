@@ -25,6 +25,10 @@ export const REPLAY_HELP = `  missive replay timeline ID [--json]     every even
                                            120) over the window, or with --zoom over its traffic only; --html
                                            writes a self-contained page with SVG charts
   missive replay queue --at T [--json]     the queue as it stood at T (the columns of "queue list"), from the log
+  missive replay what-if --from T --to T --filter-dmarc enforce|record [--filter-temperror tempfail|record] [--json]
+                                           the filter stage's recorded verdicts (MessageFiltered) re-decided under
+                                           another policy: which messages would have been rejected, quarantined,
+                                           deferred or accepted instead
   missive replay what-if --from T --to T --config ALT.yaml [--seed N] [--replies destination|message] [--json]
                                            recorded arrivals, operator commands and remote replies through the
                                            node's own drive plan under ALT's retry, lifetime and concurrency, on a

@@ -45,7 +45,9 @@ const OPTIONS: Record<string, "value" | "bool"> = {
   day: "value",
   org: "value",
   contact: "value",
-  out: "value"
+  out: "value",
+  "filter-dmarc": "value",
+  "filter-temperror": "value"
 }
 
 const parse = (argv: ReadonlyArray<string>) => {
@@ -208,6 +210,19 @@ const run = async (argv: ReadonlyArray<string>): Promise<number> => {
         process.stderr.write(`missive replay: wrote ${html}\n`)
       }
       out(json ? JSON.stringify(r, null, 2) : Report.format(r))
+      return 0
+    }
+    if (sub === "what-if" && (a.str("filter-dmarc") !== undefined || a.str("filter-temperror") !== undefined)) {
+      const { from, to } = window(a, now)
+      const dmarc = a.str("filter-dmarc")
+      const temperror = a.str("filter-temperror")
+      if (dmarc !== undefined && dmarc !== "enforce" && dmarc !== "record")
+        throw new Usage(`--filter-dmarc: expected enforce or record, got "${dmarc}"`)
+      if (temperror !== undefined && temperror !== "tempfail" && temperror !== "record")
+        throw new Usage(`--filter-temperror: expected tempfail or record, got "${temperror}"`)
+      const policy = { dmarc, temperror } as Replay.FilterWhatIf.FilterPolicy
+      const r = await Replay.FilterWhatIf.run(store.events, policy, { from, to })
+      out(json ? JSON.stringify({ from: iso(from), to: iso(to), policy, ...r }, null, 2) : Replay.FilterWhatIf.format(r, policy))
       return 0
     }
     if (sub === "what-if") {

@@ -40,6 +40,7 @@ describe("sender authentication (SPF, DKIM, ARC, DMARC) at the filter stage", ()
   let enforcing: Node.RunningNode
   let recording: Node.RunningNode
   let enforcingConfig: string
+  let recordingConfig: string
   const dirs = [tempDir(), tempDir()]
 
   beforeAll(async () => {
@@ -76,7 +77,9 @@ describe("sender authentication (SPF, DKIM, ARC, DMARC) at the filter stage", ()
     const config = testConfig(dirs[0]!.path, base(true))
     enforcingConfig = writeConfig(dirs[0]!.path, config)
     enforcing = await startNode(config)
-    recording = await startNode(testConfig(dirs[1]!.path, base(false)))
+    const recordingOnly = testConfig(dirs[1]!.path, base(false))
+    recordingConfig = writeConfig(dirs[1]!.path, recordingOnly)
+    recording = await startNode(recordingOnly)
   })
   afterAll(async () => {
     await Promise.all([enforcing?.stop(), recording?.stop()])
@@ -183,5 +186,25 @@ describe("sender authentication (SPF, DKIM, ARC, DMARC) at the filter stage", ()
     expect(t.ok, t.response).toBe(true)
     const ft = await filteredFor(recording, "timeout", (e) => e.verdicts.some((v) => v.name === "spf" && v.result === "temperror"))
     expect(ft.verdicts.find((v) => v.name === "spf")?.evidence?.[0]?.rcode).toBe("TIMEOUT")
+    // what-if: the same recorded verdicts under DMARC enforced and temperror answered 451
+    const w = await missive(
+      "replay",
+      "what-if",
+      "--filter-dmarc",
+      "enforce",
+      "--filter-temperror",
+      "tempfail",
+      "--from",
+      "-1h",
+      "--to",
+      "now",
+      "--config",
+      recordingConfig,
+      "--json"
+    )
+    expect(w.code, w.stderr).toBe(0)
+    const changes = (JSON.parse(w.stdout) as { changes: Array<{ id: string; recorded: string; alternative: string }> }).changes
+    expect(changes).toContainEqual(expect.objectContaining({ id: f.id, recorded: "accept", alternative: "reject" }))
+    expect(changes).toContainEqual(expect.objectContaining({ id: ft.id, recorded: "accept", alternative: "tempfail" }))
   })
 })

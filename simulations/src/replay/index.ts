@@ -1,5 +1,6 @@
 // Incident replay: reads a recorded log through the EventStore port only (SQLite, JetStream or memory alike) and
 // never writes to it. Re-exported by the package's door as `Replay`; nothing outside simulations/ imports this file.
+export * as FilterWhatIf from "./FilterWhatIf.js"
 export * as Html from "./Html.js"
 export * as Inject from "./Inject.js"
 export * as Log from "./Log.js"
