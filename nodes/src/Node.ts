@@ -338,6 +338,7 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
                 metrics: observer.metrics,
                 clock,
                 log,
+                suppression,
                 ports: () => allPorts
               },
               dataDir
