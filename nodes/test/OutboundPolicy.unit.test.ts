@@ -1,7 +1,8 @@
 // The pure parts of the outbound TLS policies: MTA-STS policy and TXT parsing and MX pattern matching (RFC 8461
-// §3.1, §3.2, §4.1), and which DANE TLSA records are usable for SMTP (RFC 7672 §3.1.3).
+// §3.1, §3.2, §4.1), which DANE TLSA records are usable for SMTP (RFC 7672 §3.1.3), and egress pool choice.
 import { describe, expect, it } from "vitest"
 import * as Dane from "../src/delivery/Dane.js"
+import * as Egress from "../src/delivery/Egress.js"
 import * as MtaSts from "../src/delivery/MtaSts.js"
 
 describe("MTA-STS", () => {
@@ -47,5 +48,30 @@ describe("DANE", () => {
 
   it("refuses an empty chain and a chain with no usable record", () => {
     expect(Dane.verify([{ usage: 3, selector: 1, mtype: 1, data: "00" }], [], "mx.example", 0)).toBe("no certificate")
+  })
+})
+
+describe("egress", () => {
+  const pool = [
+    { address: "192.0.2.1", ehlo: "a.example", weight: 1 },
+    { address: "192.0.2.2", ehlo: "b.example", weight: 3 }
+  ]
+  it("picks a member by weight from the message id, the same one every time", () => {
+    const counts = new Map<string, number>()
+    for (let i = 0; i < 4000; i++) {
+      const m = Egress.pick(pool, `01M8H5JH59JQ1XSJHWCHP${i}`)!
+      counts.set(m.address, (counts.get(m.address) ?? 0) + 1)
+      expect(Egress.pick(pool, `01M8H5JH59JQ1XSJHWCHP${i}`)).toEqual(m)
+    }
+    // weights 1:3 over 4000 ids: about 1000 and 3000
+    expect(counts.get("192.0.2.1")).toBeGreaterThan(800)
+    expect(counts.get("192.0.2.1")).toBeLessThan(1200)
+    expect(counts.get("192.0.2.2")).toBeGreaterThan(2800)
+  })
+  it("uses the domain's pool, else the default, else none", () => {
+    const o = { pools: { p: pool, q: [{ address: "192.0.2.9", ehlo: "q.example", weight: 1 }] }, default: "q", domains: { "x.test": "p" } }
+    expect(["192.0.2.1", "192.0.2.2"]).toContain(Egress.choose(o, "X.test", "id1")?.address)
+    expect(Egress.choose(o, "y.test", "id1")).toEqual({ address: "192.0.2.9", ehlo: "q.example" })
+    expect(Egress.choose({ ...o, default: null }, "y.test", "id1")).toBeUndefined()
   })
 })

@@ -22,6 +22,8 @@ export interface Captured {
   readonly helo: string
   /** smtp-server's id of the connection that carried the message. */
   readonly connection: string
+  /** The client's address (where the session came from). */
+  readonly remote: string
 }
 
 type Maybe<T> = T | undefined | Promise<T | undefined>
@@ -116,7 +118,8 @@ export const startCapture = async (options: CaptureOptions = {}): Promise<Captur
           raw: Buffer.concat(chunks),
           secure: session.secure,
           helo: session.hostNameAppearsAs,
-          connection: session.id
+          connection: session.id,
+          remote: session.remoteAddress
         }
         Promise.resolve(behaviour.onData?.(base)).then((answer) => {
           if (answer === undefined) {

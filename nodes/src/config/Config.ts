@@ -345,6 +345,13 @@ const SiteLimits = Schema.Struct({
   rate_per_hour: Schema.optional(Count)
 })
 
+/** A member of an egress pool: its source address, the EHLO name given from it (default: hostname), its weight. */
+const EgressMember = Schema.Struct({
+  address: textValue("an IP address", (s) => isIPv4(s) || isIPv6(s)),
+  ehlo: Schema.optional(Domain),
+  weight: Schema.optional(Count)
+})
+
 /** An automation rule: a reply that matches `match` (a regular expression) throttles or suspends the site. */
 const ShapingRule = Schema.Struct({
   match: textValue("a regular expression", (s) => {
@@ -527,6 +534,19 @@ const File = Schema.Struct({
       dane_resolver: field(nullable(HostPortShape, `"host:port"`, hostPortOf), null),
       /** Per recipient domain: "may", "dane-only" or "off", over `dane`. */
       dane_domains: field(Schema.Record(Schema.String, oneOf(["may", "dane-only", "off"])), {})
+    })
+  ),
+  /** Egress pools: source addresses (with an EHLO name and a weight each) that recipient domains send from. */
+  egress: section(
+    Schema.Struct({
+      pools: field(Schema.Record(Schema.String, Schema.Array(EgressMember)), {}),
+      /** The pool of recipient domains `domains` does not list; null: the system's address and `hostname`. */
+      default: field(
+        nullable(Schema.String, "a pool name", (u) => (typeof u === "string" && u.trim() !== "" ? u : undefined)),
+        null
+      ),
+      /** Recipient domain -> pool name. */
+      domains: field(Schema.Record(Schema.String, Schema.String), {})
     })
   ),
   /** Traffic shaping per site (the MX host set several domains share): connections and start rates. */

@@ -3,7 +3,7 @@
 // Must not decide retries or bounces (the message decider does).
 import { readFileSync } from "node:fs"
 import { rootCertificates } from "node:tls"
-import type { Route } from "@missive/core"
+import { Route } from "@missive/core"
 import type { Config } from "../config/Config.js"
 import type { DnsResolver } from "../router/Resolver.js"
 import { systemClock, type Clock } from "../runtime/Clock.js"
@@ -12,6 +12,7 @@ import type { DeliveryResult } from "./Delivery.js"
 import { makeLmtpClient } from "./Lmtp.js"
 import { makeMaildir } from "./Maildir.js"
 import * as Dane from "./Dane.js"
+import * as Egress from "./Egress.js"
 import * as MtaSts from "./MtaSts.js"
 import { makeSmtpPool } from "./SmtpClient.js"
 import * as TlsPolicy from "./TlsPolicy.js"
@@ -38,6 +39,16 @@ export const makeDeliverer = (config: Config, deps: DelivererDeps = {}): Deliver
   const extraCa = config.delivery.tls_ca_file === null ? undefined : [readFileSync(config.delivery.tls_ca_file, "utf8")]
   const txt = deps.resolver?.txt?.bind(deps.resolver)
   const clock = deps.clock ?? systemClock
+  const egress: Egress.EgressOptions = {
+    pools: Object.fromEntries(
+      Object.entries(config.egress.pools).map(([name, members]) => [
+        name,
+        members.map((m) => ({ address: m.address, ehlo: m.ehlo ?? config.hostname, weight: m.weight ?? 1 }))
+      ])
+    ),
+    default: config.egress.default,
+    domains: Object.fromEntries(Object.entries(config.egress.domains).map(([d, p]) => [d.toLowerCase(), p]))
+  }
   const daneResolver = config.delivery.dane_resolver
   const daneDomains = new Map(Object.entries(config.delivery.dane_domains).map(([d, m]) => [d.toLowerCase(), m]))
   const daneModeOf = (domain: string): TlsPolicy.DaneMode => daneDomains.get(domain.toLowerCase()) ?? config.delivery.dane
@@ -71,18 +82,19 @@ export const makeDeliverer = (config: Config, deps: DelivererDeps = {}): Deliver
   })
   const maildir = makeMaildir({ root: config.local.maildir, hostname: config.hostname })
   return {
-    deliver: async (destination, envelope, body) => {
+    deliver: async (destination, envelope, body, id) => {
       switch (destination.kind) {
         case "smtp": {
+          const from = Egress.choose(egress, Route.domainOf(envelope.to[0] ?? ""), id)
           const domain = TlsPolicy.domainOf(destination)
           // DANE first (RFC 8461 §2: a domain with DANE TLSA records is not subject to MTA-STS), then MTA-STS
           const dane =
             domain && daneResolver
               ? await TlsPolicy.fromDane(destination, daneModeOf(domain), daneLookup(daneResolver), clock.now)
               : undefined
-          if (dane) return smtp.send(destination, envelope, body, dane)
+          if (dane) return smtp.send(destination, envelope, body, dane, from)
           const sts = mtaSts && domain ? await mtaSts.policyFor(domain) : undefined
-          return smtp.send(destination, envelope, body, sts ? TlsPolicy.fromMtaSts(sts, destination) : undefined)
+          return smtp.send(destination, envelope, body, sts ? TlsPolicy.fromMtaSts(sts, destination) : undefined, from)
         }
         case "lmtp":
           return lmtp.send(destination, envelope, body)

@@ -11,6 +11,12 @@ import type { Endpoint, TlsMode } from "./internal/Session.js"
 export type { TlsMode, VerifyPolicy, Endpoint } from "./internal/Session.js"
 export type { SendPolicy } from "./internal/Pool.js"
 
+/** An egress pool's member: the source address and the EHLO name that goes with it. */
+export interface Egress {
+  readonly address: string
+  readonly ehlo: string
+}
+
 /** What a destination's TLS policy makes of one send: the hops it allows, the check, and its own pool of sessions. */
 export interface DestinationPolicy extends SendPolicy {
   /** Sessions opened under this policy are pooled apart from others to the same destination ("mta-sts:enforce"). */
@@ -40,7 +46,7 @@ export interface SmtpPoolOptions {
 
 export interface SmtpPool {
   /** One transaction for `envelope`; never rejects. `host` is "host:port" of the hop that answered. */
-  send(destination: SmtpDestination, envelope: Envelope, body: Buffer, policy?: DestinationPolicy): Promise<DeliveryResult>
+  send(destination: SmtpDestination, envelope: Envelope, body: Buffer, policy?: DestinationPolicy, egress?: Egress): Promise<DeliveryResult>
   /** Stops reuse, QUITs idle sessions and waits for transactions in flight. */
   close(): Promise<void>
 }
@@ -63,10 +69,13 @@ export const makeSmtpPool = (options: SmtpPoolOptions): SmtpPool => {
   )
   return {
     // pooled per site (the MX host set): domains that share MX hosts share sessions, as they share the site's limits
-    send: (destination, envelope, body, policy) =>
-      policy
-        ? pool.send(`${Route.siteOf(destination)}|${policy.name}`, policy.hops, envelope, body, policy)
-        : pool.send(Route.siteOf(destination), destination.hops, envelope, body),
+    // sessions from one egress address are pooled apart from another's
+    send: (destination, envelope, body, policy, egress) => {
+      const site = `${Route.siteOf(destination)}${egress ? `|from:${egress.address}` : ""}`
+      return policy
+        ? pool.send(`${site}|${policy.name}`, policy.hops, envelope, body, { ...policy, egress })
+        : pool.send(site, destination.hops, envelope, body, { egress })
+    },
     close: () => pool.close()
   }
 }

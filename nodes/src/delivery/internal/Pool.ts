@@ -28,6 +28,8 @@ interface Slot {
 export interface SendPolicy {
   readonly verify?: VerifyPolicy | undefined
   readonly excluded?: ReadonlyArray<Trace.HopTried> | undefined
+  /** The egress address to connect from and the EHLO name to give there. */
+  readonly egress?: { readonly address: string; readonly ehlo: string } | undefined
 }
 
 type Failed = { host: string; reply: Reply.Reply; hops: ReadonlyArray<Trace.HopTried>; tls?: Trace.TlsOutcome | undefined }
@@ -78,7 +80,10 @@ export const makePool = (session: SessionOptions, pool: PoolOptions): Pool => {
     hops: ReadonlyArray<Endpoint>,
     policy: SendPolicy
   ): Promise<{ session: Session; tried: ReadonlyArray<Trace.HopTried> } | Failed> => {
-    const options: SessionOptions = policy.verify ? { ...session, tls: "opportunistic", verify: policy.verify } : session
+    const egressed: SessionOptions = policy.egress
+      ? { ...session, hostname: policy.egress.ehlo, localAddress: policy.egress.address }
+      : session
+    const options: SessionOptions = policy.verify ? { ...egressed, tls: "opportunistic", verify: policy.verify } : egressed
     const failures: string[] = []
     const tried: Trace.HopTried[] = [...(policy.excluded ?? [])]
     let lastTls: Trace.TlsOutcome | undefined

@@ -23,6 +23,8 @@ export interface SessionOptions {
   /** Longest wait for any reply (including the one after the final dot) and idle time on the socket, ms. */
   readonly commandTimeout: number
   readonly lmtp: boolean
+  /** The local address to connect from (an egress pool's source address). */
+  readonly localAddress?: string | undefined
   /**
    * A TLS policy that authenticates the peer (MTA-STS, DANE): TLS is required, the certificate is checked after the
    * handshake and a session that fails the check is closed before MAIL. Absent: the mode alone decides.
@@ -164,6 +166,7 @@ export class Session {
       host: endpoint.host,
       port: endpoint.port,
       ...(endpoint.name ? { servername: endpoint.name } : {}),
+      ...(options.localAddress ? { localAddress: options.localAddress } : {}),
       name: options.hostname,
       lmtp: options.lmtp,
       secure: false,
