@@ -27,15 +27,49 @@ export interface AuthOptions {
   readonly servers: ReadonlyArray<string>
   readonly timeoutMs: number
   readonly policies: Readonly<Record<"smtp" | "submission", Policy>>
+  /** The node's clock: the answer cache's ages. */
+  readonly now: () => number
+}
+
+/** How long an answer (or NXDOMAIN/NODATA) is reused across messages; temporary failures are never kept. */
+const CACHE_MS = 60_000
+const CACHE_MAX = 10_000
+
+type Cached = { readonly at: number; readonly answers?: unknown; readonly error?: unknown }
+
+/**
+ * The node's resolver with a small answer cache: a relay sees the same SPF and DMARC records message after message.
+ * node:dns gives no TTL for TXT, so answers are kept a fixed minute; a full cache is emptied, not evicted piecemeal.
+ */
+const cachedResolver = (resolver: Resolver, now: () => number) => {
+  const cache = new Map<string, Cached>()
+  return async (name: string, rrtype: string): Promise<unknown> => {
+    const key = `${rrtype} ${name.toLowerCase()}`
+    const hit = cache.get(key)
+    if (hit && now() - hit.at < CACHE_MS) {
+      if ("error" in hit) throw hit.error
+      return hit.answers
+    }
+    if (cache.size >= CACHE_MAX) cache.clear()
+    try {
+      const answers = await resolver.resolve(name, rrtype)
+      cache.set(key, { at: now(), answers })
+      return answers
+    } catch (e) {
+      const rcode = rcodeOf(e)
+      if (rcode === "NXDOMAIN" || rcode === "NODATA") cache.set(key, { at: now(), error: e })
+      throw e
+    }
+  }
 }
 
 type Resolve = (name: string, rrtype: string) => Promise<never>
 
 /** A resolver for mailauth (dns.promises.resolve's shape) through the node's servers, recording each answer. */
-const recording = (resolver: Resolver, into: Array<Evidence>): Resolve =>
+const recording = (resolve: (name: string, rrtype: string) => Promise<unknown>, into: Array<Evidence>): Resolve =>
   (async (name: string, rrtype: string) => {
     try {
-      const answers = (await resolver.resolve(name, rrtype)) as unknown
+      const answers = await resolve(name, rrtype)
       if (into.length < MAX_EVIDENCE)
         into.push({ name, type: rrtype, rcode: "NOERROR", answers: (answers as Array<unknown>).map(answerText) })
       return answers
@@ -56,6 +90,7 @@ const spfOf = new WeakMap<Verdict, SPFResult>()
 export const make = (o: AuthOptions): Filter => {
   const resolver = new Resolver({ timeout: o.timeoutMs, tries: 1 })
   if (o.servers.length > 0) resolver.setServers([...o.servers])
+  const resolve = cachedResolver(resolver, o.now)
   const policyOf = (c: { session: DataContext["session"] }): Policy | undefined => {
     const p = o.policies[c.session.listener]
     return p.verify && c.session.user === undefined && !c.session.trusted ? p : undefined
@@ -72,7 +107,7 @@ export const make = (o: AuthOptions): Filter => {
       ip: c.session.ip,
       helo: c.session.helo,
       mta: o.hostname,
-      resolver: recording(resolver, evidence),
+      resolver: recording(resolve, evidence),
       maxElapsedTime: o.timeoutMs * 4
     })
     const result = r.status.result
@@ -99,7 +134,7 @@ export const make = (o: AuthOptions): Filter => {
 
     const dkimEvidence: Array<Evidence> = []
     const dkim: DKIMVerifyResult = await dkimVerify(message, {
-      resolver: recording(resolver, dkimEvidence),
+      resolver: recording(resolve, dkimEvidence),
       sender: c.sender || undefined,
       minBitLength: 1024
     } as never)
@@ -122,7 +157,7 @@ export const make = (o: AuthOptions): Filter => {
 
     const arcEvidence: Array<Evidence> = []
     const arcResult = await arc((dkim as unknown as { arc: never }).arc, {
-      resolver: recording(resolver, arcEvidence),
+      resolver: recording(resolve, arcEvidence),
       ip: c.session.ip
     } as never)
     verdicts.push({
@@ -145,7 +180,7 @@ export const make = (o: AuthOptions): Filter => {
               .filter((r) => r.status.result === "pass")
               .map((r) => ({ id: r.id, domain: r.signingDomain ?? "", aligned: r.status.aligned, underSized: r.status.underSized })),
             arcResult,
-            resolver: recording(resolver, dmarcEvidence)
+            resolver: recording(resolve, dmarcEvidence)
           } as never)
         : false
     if (dm) {
@@ -198,7 +233,7 @@ export const claims = (value: string, hostname: string): boolean => {
   return id !== undefined && id.toLowerCase().replace(/\.$/, "") === hostname.toLowerCase().replace(/\.$/, "")
 }
 
-export const fromConfig = (config: Config): Filter | undefined =>
+export const fromConfig = (config: Config, now: () => number): Filter | undefined =>
   config.filter.auth.smtp.verify || config.filter.auth.submission.verify
-    ? make({ hostname: config.hostname, servers: config.dns.servers, timeoutMs: config.dns.timeout, policies: config.filter.auth })
+    ? make({ hostname: config.hostname, servers: config.dns.servers, timeoutMs: config.dns.timeout, policies: config.filter.auth, now })
     : undefined

@@ -37,7 +37,7 @@ export const make = (config: Config, deps: FilterDeps): NodeFilters => {
   const addresses = Addresses.make(config.filter, config.relay.local_domains)
   if (Addresses.configured(config.filter)) filters.push(addresses)
   // sender authentication: SPF at MAIL, DKIM, ARC, DMARC at the end of DATA (Auth.ts)
-  const auth = Auth.fromConfig(config)
+  const auth = Auth.fromConfig(config, deps.now ?? Date.now)
   if (auth) filters.push(auth)
   // content scanners, DNSBL, hooks and milters (Content.ts)
   filters.push(...Content.fromConfig(config, deps))
