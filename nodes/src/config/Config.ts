@@ -159,10 +159,20 @@ const Token = Schema.Struct({
 
 const positive = (u: unknown): number | undefined => (typeof u === "number" && Number.isSafeInteger(u) && u >= 1 ? u : undefined)
 
-/** SES's event types (send, reject, delivery, bounce, complaint, deliveryDelay) and Missive's own (deferred, expired). */
-export const EVENT_TYPES = ["send", "reject", "delivery", "bounce", "complaint", "deliveryDelay", "deferred", "expired"] as const
+/** SES's event types (send, reject, delivery, bounce, complaint, deliveryDelay) and Missive's own (deferred, expired, quarantined). */
+export const EVENT_TYPES = [
+  "send",
+  "reject",
+  "delivery",
+  "bounce",
+  "complaint",
+  "deliveryDelay",
+  "deferred",
+  "expired",
+  "quarantined"
+] as const
 
-/** Where delivery events go: exactly one of a webhook (HMAC-signed with `secret`), a JSON-lines file, a NATS subject. */
+/** Where delivery events go: exactly one of a webhook (HMAC-signed with `secret`) or a JSON-lines file. */
 const EventDestination = Schema.Struct({
   name: textValue("a name of letters, digits, _ and -", (s) => /^[A-Za-z0-9_-]{1,64}$/.test(s)),
   webhook: field(
@@ -178,17 +188,11 @@ const EventDestination = Schema.Struct({
     nullable(Schema.String, "a file path", (u) => (typeof u === "string" && u.trim() !== "" ? u : undefined)),
     null
   ),
-  nats_subject: field(
-    nullable(Schema.String, 'a NATS subject such as "missive.events"', (u) =>
-      typeof u === "string" && /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(u) ? u : undefined
-    ),
-    null
-  ),
   types: field(Schema.Array(oneOf(EVENT_TYPES)), [...EVENT_TYPES])
 }).check(
   Schema.makeFilter((d) => {
-    const kinds = [d.webhook, d.file, d.nats_subject].filter((x) => x !== null).length
-    if (kinds !== 1) return { path: ["webhook"], issue: "give exactly one of webhook, file or nats_subject" }
+    const kinds = [d.webhook, d.file].filter((x) => x !== null).length
+    if (kinds !== 1) return { path: ["webhook"], issue: "give exactly one of webhook or file" }
     if (d.webhook !== null && d.secret === null) return { path: ["secret"], issue: "a webhook needs a secret (its requests are signed)" }
     return undefined
   })
