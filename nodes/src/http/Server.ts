@@ -85,6 +85,9 @@ const match = (table: ReadonlyArray<Compiled>, method: string, path: string): Ma
   return { allowed }
 }
 
+/** How long a refused request's remaining body is read and discarded before its connection is closed. */
+const LINGER_MS = 2000
+
 /** Reads the body up to `max` bytes; more is 413 (the connection is closed, the rest is not read). */
 const readBody = (req: IncomingMessage, max: number, timeoutMs: number): Promise<Buffer> =>
   new Promise((resolve, reject) => {
@@ -183,11 +186,23 @@ export const start = async (o: ServerOptions): Promise<Listening> => {
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     handle(req, res, o.clock.now()).catch((e: unknown) => {
       if (e instanceof HttpError) {
-        // A refused or late body is not read further: close the connection after the answer instead of draining it.
+        // A refused or late body is not used: the connection closes after the answer. Closing at once would reset it
+        // under a client still writing that body, which then never reads the answer; so the rest is read and thrown
+        // away for at most LINGER_MS first (a lingering close, as web servers do).
         const cut = e.status === 413 || e.status === 408
         if (cut) res.setHeader("connection", "close")
         sendError(res, e)
-        if (cut) res.on("finish", () => req.destroy())
+        if (cut)
+          res.on("finish", () => {
+            if (req.complete) return void req.destroy()
+            const timer = setTimeout(() => req.destroy(), LINGER_MS)
+            req.removeAllListeners("data")
+            req.on("end", () => {
+              clearTimeout(timer)
+              req.destroy()
+            })
+            req.resume()
+          })
         return
       }
       o.log("error", "http: handler failed", { path: req.url, error: String((e as Error)?.stack ?? e) })
