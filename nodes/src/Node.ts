@@ -11,6 +11,7 @@ import * as Host from "./scheduler/Host.js"
 import { startAdmin } from "./admin/Admin.js"
 import * as Fence from "./cluster/Fence.js"
 import type * as Cluster from "./cluster/Runtime.js"
+import { retrying } from "./cluster/Runtime.js"
 import type { Config } from "./config/Config.js"
 import { policyOf, verifyPassword } from "./config/Config.js"
 import { makeDeliverer } from "./delivery/Deliverer.js"
@@ -88,7 +89,10 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
     // commits and JetStream calls are all observed.
     const observer = config.listeners.http.enabled
       ? yield* Effect.acquireRelease(
-          Effect.promise(() => Http.observe({ events: ports.events, work: ports.work, clock, log, node: config.node_id })),
+          // (what reads the log at start retries while a cluster's JetStream is still electing leaders)
+          Effect.promise(() =>
+            retrying(log, "http view", () => Http.observe({ events: ports.events, work: ports.work, clock, log, node: config.node_id }))
+          ),
           (o) => Effect.sync(() => o.close())
         )
       : undefined
@@ -117,7 +121,11 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
           })
     // The suppression list (stream `suppression`): refused at RCPT on submission, bounced at routing when relayed.
     const suppression = yield* Effect.acquireRelease(
-      Effect.promise(() => SuppressionList.open({ events: store.events, clock, node: config.node_id, policyHash, log })),
+      Effect.promise(() =>
+        retrying(log, "suppression list", () =>
+          SuppressionList.open({ events: store.events, clock, node: config.node_id, policyHash, log })
+        )
+      ),
       (l) => Effect.sync(() => l.close())
     )
     const router = makeRouter({
@@ -251,7 +259,9 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
     )
     const users = new Map(config.auth.users.map((u) => [u.name, u.password]))
     // Sending quotas per authenticated user (none configured: nothing counted).
-    const quota = Quota.enabled(config) ? yield* Effect.promise(() => Quota.open(config, store.events, clock)) : undefined
+    const quota = Quota.enabled(config)
+      ? yield* Effect.promise(() => retrying(log, "quotas", () => Quota.open(config, store.events, clock)))
+      : undefined
     const countAccepted = async <R extends { code: number }>(reply: Promise<R>, user: string | undefined): Promise<R> => {
       const r = await reply
       if (quota && user !== undefined && r.code >= 200 && r.code < 300) quota.record(user)

@@ -71,6 +71,18 @@ describe("cluster failover without restart", () => {
     console.log(
       `cluster kill -9 without restart: 20 accepted by node-1, ${victimHeld.length} of them tried by node-1 before it died, delivered ${got.size} (${sink.messages.length - byVictim} by peers), lost ${lost.length}, duplicates ${duplicates}`
     )
+    // On a loss, what the live peers logged about it (warnings and errors) says where it stopped.
+    if (lost.length > 0)
+      for (const n of cluster.nodes.slice(1))
+        console.log(
+          `---- ${n.name} (warn/error, last 30)\n` +
+            (n.proc()?.output() ?? "")
+              .split("\n")
+              .filter((l) => /"level":"(warn|error)"/.test(l) && !l.includes("admin listener"))
+              .slice(-30)
+              .map((l) => l.slice(0, 400))
+              .join("\n")
+        )
     expect(victimHeld.length).toBeGreaterThan(0)
     expect(lost).toEqual([])
     expect(byVictim).toBe(0)

@@ -67,7 +67,7 @@ export const placementOf = (prefix: string, inbox: { streams: ReadonlyArray<stri
 const INLINE_MAX = 512 * 1024
 
 /** JetStream needs a few seconds after a cluster starts (meta leader, stream leaders): retry for up to a minute. */
-const retrying = async <T>(log: Logger, what: string, f: () => Promise<T>, ms = 60_000): Promise<T> => {
+export const retrying = async <T>(log: Logger, what: string, f: () => Promise<T>, ms = 60_000): Promise<T> => {
   const deadline = Date.now() + ms
   for (let i = 0; ; i++) {
     try {
