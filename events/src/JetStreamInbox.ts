@@ -106,9 +106,24 @@ export const decodeCarrier = (id: string, data: Uint8Array, inline: boolean): Ca
   return { id, events, body: inline ? Buffer.from(b.subarray(4 + n)) : undefined }
 }
 
-/** How many shards the cluster's inbox has (0 when none exists yet): the count is fixed when the first node creates them. */
+/** Shard 0's stream metadata key holding the inbox's shard count, written by the node that created the inbox. */
+export const SHARDS_KEY = "missive_shards"
+
+/**
+ * How many shards the cluster's inbox has (0 when none exists yet): the count fixed when the first node created
+ * shard 0, read from its metadata. (An inbox made before the count was recorded there is counted by its streams.)
+ */
 export const existingShards = async (jsm: JetStreamManager, prefix: string): Promise<number> => {
-  const head = streamNames(prefix, 1)[0]!.replace(/0$/, "")
+  const first = streamNames(prefix, 1)[0]!
+  let recorded: string | undefined
+  try {
+    recorded = (await jsm.streams.info(first)).config.metadata?.[SHARDS_KEY]
+  } catch (e) {
+    if (isGone(e)) return 0
+    throw e
+  }
+  if (recorded !== undefined && Number(recorded) > 0) return Number(recorded)
+  const head = first.replace(/0$/, "")
   let n = 0
   for await (const name of jsm.streams.names()) if (name.startsWith(head) && /^\d+$/.test(name.slice(head.length))) n++
   return n
@@ -120,36 +135,52 @@ export const open = async (o: InboxOptions): Promise<Inbox> => {
   const inlineMax = o.inlineMax ?? 512 * 1024
   const commitBudgetMs = o.commitBudgetMs ?? 8_000
   const jsm: JetStreamManager = await jetstreamManager(o.nc)
-  // An existing inbox keeps its shard count (a message's carrier must stay findable); a new one takes the option.
-  const shards = (await existingShards(jsm, prefix)) || Math.max(1, o.shards ?? 1)
   const js: JetStreamClient = jetstream(o.nc, { timeout: o.timeoutMs ?? 3_000 })
-  const names = streamNames(prefix, shards)
   const consumer = "drive"
+  const streamConfig = (k: number, shards: number) => ({
+    name: streamNames(prefix, k + 1)[k]!,
+    subjects: [`${prefix}.in.${k}.*`, `${prefix}.wake.${k}.*`],
+    retention: RetentionPolicy.Workqueue,
+    num_replicas: o.replicas ?? 1,
+    allow_direct: true,
+    duplicate_window: 120_000_000_000,
+    max_msg_size: -1,
+    ...(k === 0 ? { metadata: { [SHARDS_KEY]: String(shards) } } : {})
+  })
+  const ensureStream = async (k: number, shards: number): Promise<boolean> => {
+    const cfg = streamConfig(k, shards)
+    try {
+      await jsm.streams.info(cfg.name)
+      return false
+    } catch (e) {
+      if (!isGone(e)) throw e
+    }
+    try {
+      await jsm.streams.add(cfg)
+      return true
+    } catch (e) {
+      if (isAlreadyExists(e)) return false
+      throw e
+    }
+  }
+  // An existing inbox keeps its shard count (a message's carrier must stay findable); a new one takes the option.
+  // The count lives on shard 0, created first: a node that opens while another is still creating the shards reads
+  // the count from there and makes the missing ones itself (the same configuration, so either creation stands), so
+  // no node ever pulls from only some of the shards.
+  let shards = await existingShards(jsm, prefix)
+  let created = false
+  if (shards === 0) {
+    const want = Math.max(1, o.shards ?? 1)
+    created = await ensureStream(0, want)
+    shards = (await existingShards(jsm, prefix)) || want
+  }
+  const names = streamNames(prefix, shards)
   const carrierSubject = (k: number, id: string) => `${prefix}.in.${k}.${tokenOf(id)}`
   const wakeSubject = (k: number, id: string) => `${prefix}.wake.${k}.${tokenOf(id)}`
 
-  let created = false
   for (let k = 0; k < shards; k++) {
+    if (k > 0 && (await ensureStream(k, shards))) created = true
     const name = names[k]!
-    const subjects = [`${prefix}.in.${k}.*`, `${prefix}.wake.${k}.*`]
-    try {
-      await jsm.streams.info(name)
-    } catch {
-      created = true
-      await jsm.streams
-        .add({
-          name,
-          subjects,
-          retention: RetentionPolicy.Workqueue,
-          num_replicas: o.replicas ?? 1,
-          allow_direct: true,
-          duplicate_window: 120_000_000_000,
-          max_msg_size: -1
-        })
-        .catch((e) => {
-          if (!isAlreadyExists(e)) throw e
-        })
-    }
     try {
       await jsm.consumers.info(name, consumer)
     } catch {

@@ -1,8 +1,9 @@
 // The cluster scheduler on a real nats-server: the inbox's accept commit reaches a node through the shared consumer
 // with its events and body; completion removes the carrier; a deferral comes back after its NAK delay; a node that
 // stops acking loses the message to a peer after AckWait; a wake token reaches a node for a carrier held nowhere.
-import type { Message } from "@missive/core"
+import { Hash, type Message } from "@missive/core"
 import { JetStreamInbox } from "@missive/events"
+import { jetstreamManager, RetentionPolicy } from "@nats-io/jetstream"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startNatsServer, type NatsServer } from "../../test/src/Nats.js"
@@ -148,6 +149,38 @@ describe("cluster work on the inbox consumer", () => {
     } finally {
       await a.close()
       await b.close()
+    }
+  })
+
+  it("a node that opens the inbox while the first node is still creating its shards pulls from every shard", async () => {
+    // The first node of a cluster configured for 3 shards has made shard 0 (which records the count) and not yet
+    // the others when a second node opens the inbox with another shard count in its configuration: the second node
+    // must take the recorded count and make the missing shards, never settle for the shards it happens to find.
+    const prefix = `race${++n}`
+    const jsm = await jetstreamManager(nc)
+    await jsm.streams.add({
+      name: JetStreamInbox.streamNames(prefix, 1)[0]!,
+      subjects: [`${prefix}.in.0.*`, `${prefix}.wake.0.*`],
+      retention: RetentionPolicy.Workqueue,
+      allow_direct: true,
+      duplicate_window: 120_000_000_000,
+      max_msg_size: -1,
+      metadata: { [JetStreamInbox.SHARDS_KEY]: "3" }
+    })
+    const second = await JetStreamInbox.open({ nc, prefix, shards: 1, ackWaitMs: 1000 })
+    expect(second.shards).toBe(3)
+    for (const name of JetStreamInbox.streamNames(prefix, 3)) expect((await jsm.consumers.info(name, second.consumer)).name).toBe("drive")
+    // A message committed to the last shard reaches a node of the second opener.
+    const w = await ClusterWork.open({ nc, inbox: second, now: () => Date.now(), fetchBody: async () => Buffer.alloc(0), log: () => {} })
+    try {
+      let id = ""
+      for (let i = 0; ; i++) if (Hash.fnv1a32((id = `m-${i}`)) % 3 === 2) break
+      expect((await second.commit(id, [received(id, 1)], Buffer.from("x"))).shard).toBe(2)
+      expect((await claimOne(w)).id).toBe(id)
+      // A third opener (a fresh inbox object, as after a restart) reads the same count.
+      expect((await JetStreamInbox.open({ nc, prefix, shards: 5 })).shards).toBe(3)
+    } finally {
+      await w.close()
     }
   })
 })

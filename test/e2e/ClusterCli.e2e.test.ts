@@ -71,6 +71,16 @@ const alive = (pid: number) => {
   }
 }
 
+/** The NATS servers' last log lines, for a launch that failed (what JetStream said while it formed). */
+const serverLogs = (cwd: string): string =>
+  [1, 2, 3]
+    .map((k) => {
+      const f = join(cwd, "data/cluster", `nats-${k}`, "nats-server.log")
+      const lines = existsSync(f) ? readFileSync(f, "utf8").split("\n").filter(Boolean).slice(-25) : ["(no log)"]
+      return `\n---- nats-${k}\n${lines.join("\n")}`
+    })
+    .join("")
+
 describe("missive cluster up (as a user runs it)", () => {
   const dir = tempDir("missive-cup-")
   let sink: CaptureServer
@@ -113,10 +123,12 @@ describe("missive cluster up (as a user runs it)", () => {
     await waitFor(
       "cluster up prints its listening lines",
       () =>
-        exited.code !== undefined ? Promise.reject(new Error(`cluster up exited ${exited.code}:\n${out}`)) : /Ctrl-C stops all/.test(out),
-      120_000
+        exited.code !== undefined
+          ? Promise.reject(new Error(`cluster up exited ${exited.code}:\n${out}${serverLogs(dir.path)}`))
+          : /Ctrl-C stops all/.test(out),
+      200_000
     )
-  }, 150_000)
+  }, 240_000)
   afterAll(async () => {
     if (up && exited.code === undefined) {
       up.kill("SIGKILL")
@@ -126,7 +138,7 @@ describe("missive cluster up (as a user runs it)", () => {
     dir.remove()
   })
 
-  it("starts 3 NATS servers and 3 nodes, data under ./data/cluster, and prints where each listens and logs in a screenful", () => {
+  it("starts 3 NATS servers and 3 nodes, data under ./data/cluster, and prints where each listens and logs in a screenful", async () => {
     console.log(out)
     for (let k = 1; k <= 3; k++) {
       expect(out).toMatch(
@@ -152,7 +164,10 @@ describe("missive cluster up (as a user runs it)", () => {
     for (let k = 1; k <= 3; k++) {
       expect(readFileSync(join(dir.path, `data/cluster/nats-${k}/nats-server.log`), "utf8")).toMatch(/Server is ready/)
       expect(readFileSync(join(dir.path, `data/cluster/nats-${k}/server.conf`), "utf8")).toMatch(/sync_interval: always/)
-      expect(readFileSync(join(dir.path, `data/cluster/node-${k}/node.log`), "utf8")).toMatch(/"node started"/)
+      // The node logs "node started" just after its listeners answer (which is what the launcher waits for).
+      await waitFor(`node-${k} logs "node started"`, () =>
+        readFileSync(join(dir.path, `data/cluster/node-${k}/node.log`), "utf8").includes('"node started"')
+      )
     }
   })
 

@@ -2,11 +2,15 @@
 // (hanging at the receiver when it died) and retries it had scheduled (deferred by a 451) — is delivered by the live
 // peers. Any node may drive what any node accepted (the inbox consumer hands messages out), so the victim holds its
 // share of the 20. No timing assertion: the failover time is measured by bench/cluster.bench.ts.
+import { writeFileSync } from "node:fs"
+import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startCapture, type CaptureServer } from "../src/CaptureServer.js"
 import { rawMessage, send, tempDir, waitFor } from "../src/Harness.js"
 import { startMissiveCluster, type MissiveCluster } from "../src/MissiveCluster.js"
 import { startNatsCluster, type NatsCluster } from "../src/Nats.js"
+import { streams } from "../src/JetStreamState.js"
+import { connect } from "@nats-io/transport-node"
 
 const seqOf = (raw: Buffer) => Number(/X-Seq: (\d+)/.exec(raw.toString())?.[1])
 const msg = (seq: number) =>
@@ -71,6 +75,8 @@ describe("cluster failover without restart", () => {
     console.log(
       `cluster kill -9 without restart: 20 accepted by node-1, ${victimHeld.length} of them tried by node-1 before it died, delivered ${got.size} (${sink.messages.length - byVictim} by peers), lost ${lost.length}, duplicates ${duplicates}`
     )
+    if (lost.length > 0)
+      console.log(`lost seqs and who tried them: ${lost.map((s) => `${s}:[${(attempts.get(s) ?? []).join(",")}]`).join(" ")}`)
     // On a loss, what the live peers logged about it (warnings and errors) says where it stopped.
     if (lost.length > 0)
       for (const n of cluster.nodes.slice(1))
@@ -83,6 +89,16 @@ describe("cluster failover without restart", () => {
               .map((l) => l.slice(0, 400))
               .join("\n")
         )
+    if (lost.length > 0 && process.env["MISSIVE_TEST_DUMP"])
+      for (const n of cluster.nodes.slice(1))
+        writeFileSync(join(process.env["MISSIVE_TEST_DUMP"], `${n.name}.log`), n.proc()?.output() ?? "")
+    // …and where JetStream holds the work: the inbox consumers' pending and unacknowledged counts.
+    if (lost.length > 0) {
+      const nc = await connect({ servers: [...nats.urls] })
+      for (const s of await streams(nc))
+        if (s.workQueue) console.log(`---- ${s.name}: ${s.messages} stored, leader ${s.leader}; consumers ${JSON.stringify(s.consumers)}`)
+      await nc.close()
+    }
     expect(victimHeld.length).toBeGreaterThan(0)
     expect(lost).toEqual([])
     expect(byVictim).toBe(0)

@@ -19,6 +19,8 @@ export interface ConsumerState {
   readonly pending: number
   readonly ackPending: number
   readonly redelivered: number
+  /** Pull requests waiting at the consumer's leader: `num_waiting`. */
+  readonly waiting: number
 }
 
 export interface StreamState {
@@ -49,7 +51,8 @@ export const streams = async (nc: NatsConnection): Promise<ReadonlyArray<StreamS
           acked: ci.ack_floor.consumer_seq,
           pending: ci.num_pending,
           ackPending: ci.num_ack_pending,
-          redelivered: ci.num_redelivered
+          redelivered: ci.num_redelivered,
+          waiting: ci.num_waiting
         })
       }
     } catch {

@@ -30,6 +30,8 @@ export interface LaunchOptions {
   readonly missive: string
   /** Run on a nats-server older than 2.10.23 (JetStream data fsynced only every 2 minutes). */
   readonly allowUnsynced?: boolean
+  /** How long the NATS servers may take to form their JetStream meta group; default 120 s. */
+  readonly formMs?: number
   readonly out: (line: string) => void
 }
 
@@ -102,6 +104,72 @@ const monitorOf = async (portsDir: string, ms: number): Promise<string | undefin
     }
     if (Date.now() > deadline) return undefined
     await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+interface MetaView {
+  readonly server: string
+  readonly leader: string | undefined
+  readonly size: number | undefined
+  readonly replicas: ReadonlyArray<{ name: string; current: boolean; offline?: boolean; active?: number }>
+  readonly error?: string
+}
+
+/** Each server's view of the JetStream meta group (its /jsz): who leads, and the peers the leader sees. */
+const metaViews = async (servers: ReadonlyArray<{ name: string; monitor: string | undefined }>): Promise<Array<MetaView>> =>
+  Promise.all(
+    servers.map(async (s): Promise<MetaView> => {
+      try {
+        const r = await fetch(`${s.monitor}/jsz`, { signal: AbortSignal.timeout(2_000) })
+        const j = (await r.json()) as {
+          meta_cluster?: {
+            leader?: string
+            cluster_size?: number
+            replicas?: Array<{ name: string; current: boolean; offline?: boolean; active?: number }>
+          }
+        }
+        return {
+          server: s.name,
+          leader: j.meta_cluster?.leader || undefined,
+          size: j.meta_cluster?.cluster_size,
+          replicas: j.meta_cluster?.replicas ?? []
+        }
+      } catch (e) {
+        return { server: s.name, leader: undefined, size: undefined, replicas: [], error: String((e as Error).message ?? e) }
+      }
+    })
+  )
+
+/**
+ * Waits until the servers' JetStream meta group has a leader that sees every other server as a current peer, so the
+ * nodes' first replicated streams can be placed. Slow formation is reported (each server's view, every 15 s), and a
+ * cluster that has not formed after `ms` stops the launch with the last views.
+ */
+const metaFormed = async (
+  servers: ReadonlyArray<{ name: string; monitor: string | undefined }>,
+  out: (line: string) => void,
+  ms: number
+): Promise<void> => {
+  const t0 = Date.now()
+  let told = t0
+  const show = (vs: ReadonlyArray<MetaView>) =>
+    vs
+      .map(
+        (v) =>
+          `${v.server}: ${v.error ? `no answer (${v.error})` : `leader ${v.leader ?? "none"}, size ${v.size ?? "?"}, peers [${v.replicas.map((p) => `${p.name}${p.current ? "" : " behind"}${p.offline ? " offline" : ""}`).join(", ")}]`}`
+      )
+      .join("; ")
+  for (;;) {
+    const vs = await metaViews(servers)
+    const leader = vs.find((v) => v.leader !== undefined && v.leader === v.server)
+    if (leader && leader.replicas.filter((p) => p.current && !p.offline).length >= servers.length - 1) return
+    const now = Date.now()
+    if (now - t0 > ms) throw new Error(`the NATS servers formed no JetStream cluster in ${ms / 1000} s: ${show(vs)}`)
+    if (now - told >= 15_000) {
+      told = now
+      out(`missive cluster: waiting for the JetStream meta group (${Math.round((now - t0) / 1000)} s): ${show(vs)}`)
+    }
+    await new Promise((r) => setTimeout(r, 250))
   }
 }
 
@@ -210,6 +278,7 @@ export const up = async (o: LaunchOptions): Promise<Launched> => {
       o.out(`  NATS ${s.name.padEnd(6)} ${s.url.padEnd(22)}  monitor ${s.monitor ?? "-"}  log ${rel(s.log)}`)
       watch(servers[k]!, `NATS server ${s.name} (${s.url})`, s.log)
     }
+    if (o.nodes > 1) await metaFormed(made, o.out, o.formMs ?? 120_000)
     const nodesMade: Array<{ name: string; smtp: number; submission: number; config: string; log: string }> = []
     for (let k = 0; k < o.nodes; k++) {
       const name = `node-${k + 1}`
