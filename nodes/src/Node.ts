@@ -181,6 +181,8 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
             ),
             (s) => Effect.sync(() => s.close())
           )
+    // A throttle or suspension still in force when the node stopped (or was killed) holds again before any delivery.
+    if (shaping) yield* Effect.promise(() => retrying(log, "site shaping", () => shaping.restore()))
     const host = Host.make({
       events: store.events,
       bodies: store.bodies,
