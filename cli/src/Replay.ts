@@ -239,7 +239,8 @@ const run = async (argv: ReadonlyArray<string>): Promise<number> => {
         retry: Configuration.policyOf(config),
         concurrencyPerDestination: config.delivery.concurrency_per_destination,
         maxConnections: config.delivery.max_connections,
-        hash: policyHashOf(config)
+        hash: policyHashOf(config),
+        rules: Configuration.shapingRulesOf(config)
       }
       const t0 = performance.now()
       const sim = WhatIf.simulate(rec, alt, { seed, replies })
@@ -254,6 +255,7 @@ const run = async (argv: ReadonlyArray<string>): Promise<number> => {
                 recorded: rec.recorded,
                 alternative: sim.outcome,
                 policy: alt,
+                siteChanges: { recorded: rec.siteChanges, redecided: sim.siteChanges },
                 steps: sim.steps,
                 wallMs: wall,
                 unknownDestinations: sim.unknownDestinations

@@ -13,7 +13,7 @@ import * as Fence from "./cluster/Fence.js"
 import type * as Cluster from "./cluster/Runtime.js"
 import { retrying } from "./cluster/Runtime.js"
 import type { Config } from "./config/Config.js"
-import { policyOf, verifyPassword } from "./config/Config.js"
+import { policyOf, shapingRulesOf, verifyPassword } from "./config/Config.js"
 import { makeDeliverer } from "./delivery/Deliverer.js"
 import * as Publisher from "./publish/Publisher.js"
 import * as SuppressionList from "./suppression/List.js"
@@ -165,14 +165,7 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
               Shaping.make({
                 events: store.events,
                 limiter,
-                rules: config.shaping.rules.map((r) => ({
-                  match: r.match,
-                  action: r.action,
-                  durationMs: r.duration,
-                  connections: r.connections,
-                  perSecond: r.rate_per_second,
-                  perHour: r.rate_per_hour
-                })),
+                rules: shapingRulesOf(config),
                 clock,
                 log,
                 node: config.node_id,

@@ -7,7 +7,7 @@ import { join } from "node:path"
 import { Effect, Result as EffectResult, Schema, SchemaAST, SchemaGetter, SchemaTransformation } from "effect"
 import ipaddr from "ipaddr.js"
 import { LineCounter, parseDocument } from "yaml"
-import type { Policy } from "@missive/core"
+import type { Policy, Site } from "@missive/core"
 import * as Duration from "./Duration.js"
 import * as Password from "./Password.js"
 import * as Problems from "./Problems.js"
@@ -769,3 +769,14 @@ export const policyOf = (config: Config): Policy.RetryPolicy => ({
   jitter: config.retry.jitter,
   lifetimeMs: config.retry.lifetime
 })
+
+/** The site automation rules core's Site decider reads (`shaping.rules`). */
+export const shapingRulesOf = (config: Config): ReadonlyArray<Site.Rule> =>
+  config.shaping.rules.map((r) => ({
+    match: r.match,
+    action: r.action,
+    durationMs: r.duration,
+    connections: r.connections,
+    perSecond: r.rate_per_second,
+    perHour: r.rate_per_hour
+  }))
