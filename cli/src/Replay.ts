@@ -5,7 +5,7 @@ import { EmbeddedStore, type BodyStore, type EventStore } from "@missive/events"
 import { existsSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { QueueView } from "@missive/events"
-import { Clock, ClusterRuntime, Config as Configuration, Node } from "@missive/node"
+import { Clock, ClusterRuntime, Config as Configuration, Node, Presets } from "@missive/node"
 import { Replay } from "@missive/simulations"
 export { REPLAY_HELP as HELP } from "./Help.js"
 import { parseFlags } from "./Help.js"
@@ -240,7 +240,7 @@ const run = async (argv: ReadonlyArray<string>): Promise<number> => {
         concurrencyPerDestination: config.delivery.concurrency_per_destination,
         maxConnections: config.delivery.max_connections,
         hash: policyHashOf(config),
-        rules: Configuration.shapingRulesOf(config)
+        rules: Presets.shapingOf(config).rules
       }
       const t0 = performance.now()
       const sim = WhatIf.simulate(rec, alt, { seed, replies })

@@ -13,7 +13,8 @@ import * as Fence from "./cluster/Fence.js"
 import type * as Cluster from "./cluster/Runtime.js"
 import { retrying } from "./cluster/Runtime.js"
 import type { Config } from "./config/Config.js"
-import { policyOf, shapingRulesOf, verifyPassword } from "./config/Config.js"
+import { policyOf, verifyPassword } from "./config/Config.js"
+import * as Presets from "./config/Presets.js"
 import { makeDeliverer } from "./delivery/Deliverer.js"
 import * as Publisher from "./publish/Publisher.js"
 import * as SuppressionList from "./suppression/List.js"
@@ -145,11 +146,13 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
       perSecond: s.rate_per_second,
       perHour: s.rate_per_hour
     })
+    // The configuration's own site limits and rules, then the shipped presets' (config/Presets.ts).
+    const shapingConfig = Presets.shapingOf(config)
     const localLimiter = Limiter.make({
       perDestination: config.delivery.concurrency_per_destination,
       total: config.delivery.max_connections,
       sites: Limiter.fromPatterns(
-        Object.fromEntries(Object.entries(config.shaping.sites).map(([p, s]) => [p, siteLimits(s)])),
+        Object.fromEntries(Object.entries(shapingConfig.sites).map(([p, s]) => [p, siteLimits(s)])),
         siteLimits(config.shaping.defaults)
       ),
       now: clock.now
@@ -158,14 +161,14 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
     const limiter = cluster ? cluster.limiter(localLimiter) : localLimiter
     // Automation per site: a reply a rule names throttles or suspends its site (events on the site's stream).
     const shaping =
-      config.shaping.rules.length === 0
+      shapingConfig.rules.length === 0
         ? undefined
         : yield* Effect.acquireRelease(
             Effect.sync(() =>
               Shaping.make({
                 events: store.events,
                 limiter,
-                rules: shapingRulesOf(config),
+                rules: shapingConfig.rules,
                 clock,
                 log,
                 node: config.node_id,

@@ -155,7 +155,7 @@ export const make = (d: ShapingDeps): Shaping => {
 
   return {
     observe: (site, replies) => {
-      if (d.rules.length === 0 || !replies.some((r) => Site.ruleFor(d.rules, r))) return Promise.resolve()
+      if (d.rules.length === 0 || !replies.some((r) => Site.ruleFor(d.rules, r, site))) return Promise.resolve()
       return serial(async () => {
         for (const reply of replies) await record(site, (s) => Site.observe(s, site, reply, d.rules, ctx()))
       })
