@@ -32,7 +32,9 @@ export const REPLAY_HELP = `  missive replay timeline ID [--json]     every even
   missive replay what-if --from T --to T --config ALT.yaml [--seed N] [--replies destination|message] [--json]
                                            recorded arrivals, operator commands and remote replies through the
                                            node's own drive plan under ALT's retry, lifetime and concurrency, on a
-                                           virtual clock; recorded vs alternative; --replies message replays each
+                                           virtual clock; ALT's shaping.rules re-decide the site throttles and
+                                           suspensions on the simulated replies (recorded vs re-decided counts);
+                                           recorded vs alternative; --replies message replays each
                                            message's own replies per attempt (an exact re-run of the same policy)
   missive replay tls-rpt [--day YYYY-MM-DD] [--org NAME] [--contact ADDR] [--out FILE]
                                            the RFC 8460 daily TLS report (JSON) of one UTC day (default: yesterday)

@@ -5,7 +5,7 @@ import { EmbeddedStore, type BodyStore, type EventStore } from "@missive/events"
 import { existsSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { QueueView } from "@missive/events"
-import { Clock, ClusterRuntime, Config as Configuration, Node } from "@missive/node"
+import { Clock, ClusterRuntime, Config as Configuration, Node, Presets } from "@missive/node"
 import { Replay } from "@missive/simulations"
 export { REPLAY_HELP as HELP } from "./Help.js"
 import { parseFlags } from "./Help.js"
@@ -239,7 +239,8 @@ const run = async (argv: ReadonlyArray<string>): Promise<number> => {
         retry: Configuration.policyOf(config),
         concurrencyPerDestination: config.delivery.concurrency_per_destination,
         maxConnections: config.delivery.max_connections,
-        hash: policyHashOf(config)
+        hash: policyHashOf(config),
+        rules: Presets.shapingOf(config).rules
       }
       const t0 = performance.now()
       const sim = WhatIf.simulate(rec, alt, { seed, replies })
@@ -254,6 +255,7 @@ const run = async (argv: ReadonlyArray<string>): Promise<number> => {
                 recorded: rec.recorded,
                 alternative: sim.outcome,
                 policy: alt,
+                siteChanges: { recorded: rec.siteChanges, redecided: sim.siteChanges },
                 steps: sim.steps,
                 wallMs: wall,
                 unknownDestinations: sim.unknownDestinations

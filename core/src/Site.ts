@@ -14,6 +14,18 @@ export interface Rule {
   readonly connections?: number | undefined
   readonly perSecond?: number | undefined
   readonly perHour?: number | undefined
+  /** MX host patterns ("mx.example.com", "*.example.com") of the sites the rule reads (undefined: every site). */
+  readonly sites?: ReadonlyArray<string> | undefined
+}
+
+/**
+ * Whether an MX host name ("mx.example.com") or suffix pattern ("*.example.com") names one of a site's hosts (a
+ * site key is "site:" and its MX host names, Route.siteOf; any other key, a route, is its own name).
+ */
+export const matches = (pattern: string, key: string): boolean => {
+  const hosts = key.startsWith("site:") ? key.slice(5).split(",") : [key]
+  const p = pattern.toLowerCase()
+  return hosts.some((h) => (p.startsWith("*.") ? h.endsWith(p.slice(1)) : h === p))
 }
 
 /** What the site's stream says now: the change in force and until when, if any. */
@@ -53,9 +65,13 @@ export const evolve = (s: State, e: SiteEvent): State => {
 
 const line = (r: Reply): string => `${r.code} ${r.enhanced ?? ""} ${r.text}`
 
-/** The first rule whose pattern the reply matches. A pattern that is not a valid expression matches nothing. */
-export const ruleFor = (rules: ReadonlyArray<Rule>, reply: Reply): Rule | undefined =>
+/**
+ * The first rule for `site` whose pattern the reply matches. A pattern that is not a valid expression matches
+ * nothing; a rule scoped to other sites is skipped.
+ */
+export const ruleFor = (rules: ReadonlyArray<Rule>, reply: Reply, site: string): Rule | undefined =>
   rules.find((r) => {
+    if (r.sites !== undefined && !r.sites.some((p) => matches(p, site))) return false
     try {
       return new RegExp(r.match, "i").test(line(reply))
     } catch {
@@ -75,7 +91,7 @@ export interface Ctx {
  * already under way). Nothing for a reply no rule names.
  */
 export const observe = (s: State, site: string, reply: Reply, rules: ReadonlyArray<Rule>, ctx: Ctx): ReadonlyArray<SiteEvent> => {
-  const rule = ruleFor(rules, reply)
+  const rule = ruleFor(rules, reply, site)
   if (!rule) return []
   if (s.action !== undefined && (s.until ?? 0) > ctx.at && (s.action === "suspend" || s.action === rule.action)) return []
   const meta = { v: 1, at: ctx.at, node: ctx.node, policy: ctx.policy }

@@ -39,4 +39,14 @@ describe("Site", () => {
     expect(Site.expire(suspended, SITE, ctx(300_000))).toEqual([{ ...meta(300_000), type: "SiteResumed", site: SITE }])
     expect(Site.expire(given([]), SITE, ctx(300_000))).toEqual([])
   })
+
+  it("a rule scoped to MX host patterns reads only those sites' replies", () => {
+    const scoped: ReadonlyArray<Site.Rule> = [{ match: "^421 ", action: "suspend", durationMs: 60_000, sites: ["*.google.com"] }]
+    expect(Site.observe(given([]), "site:alt1.aspmx.l.google.com,aspmx.l.google.com", tryLater, scoped, ctx(0))).toMatchObject([
+      { type: "SiteSuspended", until: 60_000 }
+    ])
+    expect(Site.observe(given([]), SITE, tryLater, scoped, ctx(0))).toEqual([])
+    expect(Site.matches("*.google.com", "site:google.com.evil.test")).toBe(false)
+    expect(Site.matches("mx.example.net", SITE)).toBe(true)
+  })
 })

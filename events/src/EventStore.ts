@@ -86,3 +86,24 @@ export const makeMemory = (): EventStore => {
     close: async () => {}
   }
 }
+
+/**
+ * The first position whose event time is at or after `at` (head + 1 when none): a binary search with single-event reads.
+ * Event times follow log order closely (appends carry the decision's time) but not exactly, so callers that need
+ * a window start a little earlier (`slackMs`) and filter on `event.at`.
+ */
+export const positionAt = async (store: EventStore, at: number, head?: number): Promise<number> => {
+  let lo = 1
+  let hi = (head ?? (await store.head())) + 1
+  while (lo < hi) {
+    const mid = Math.floor((lo + hi) / 2)
+    const e = (await store.readAll(mid - 1, 1))[0]
+    if (!e) {
+      hi = mid
+      continue
+    }
+    if (e.event.at < at) lo = e.position + 1
+    else hi = mid
+  }
+  return lo
+}

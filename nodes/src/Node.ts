@@ -14,6 +14,7 @@ import type * as Cluster from "./cluster/Runtime.js"
 import { retrying } from "./cluster/Runtime.js"
 import type { Config } from "./config/Config.js"
 import { policyOf, verifyPassword } from "./config/Config.js"
+import * as Presets from "./config/Presets.js"
 import { makeDeliverer } from "./delivery/Deliverer.js"
 import * as Publisher from "./publish/Publisher.js"
 import * as SuppressionList from "./suppression/List.js"
@@ -145,11 +146,13 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
       perSecond: s.rate_per_second,
       perHour: s.rate_per_hour
     })
+    // The configuration's own site limits and rules, then the shipped presets' (config/Presets.ts).
+    const shapingConfig = Presets.shapingOf(config)
     const localLimiter = Limiter.make({
       perDestination: config.delivery.concurrency_per_destination,
       total: config.delivery.max_connections,
       sites: Limiter.fromPatterns(
-        Object.fromEntries(Object.entries(config.shaping.sites).map(([p, s]) => [p, siteLimits(s)])),
+        Object.fromEntries(Object.entries(shapingConfig.sites).map(([p, s]) => [p, siteLimits(s)])),
         siteLimits(config.shaping.defaults)
       ),
       now: clock.now
@@ -158,21 +161,14 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
     const limiter = cluster ? cluster.limiter(localLimiter) : localLimiter
     // Automation per site: a reply a rule names throttles or suspends its site (events on the site's stream).
     const shaping =
-      config.shaping.rules.length === 0
+      shapingConfig.rules.length === 0
         ? undefined
         : yield* Effect.acquireRelease(
             Effect.sync(() =>
               Shaping.make({
                 events: store.events,
                 limiter,
-                rules: config.shaping.rules.map((r) => ({
-                  match: r.match,
-                  action: r.action,
-                  durationMs: r.duration,
-                  connections: r.connections,
-                  perSecond: r.rate_per_second,
-                  perHour: r.rate_per_hour
-                })),
+                rules: shapingConfig.rules,
                 clock,
                 log,
                 node: config.node_id,
@@ -181,6 +177,8 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
             ),
             (s) => Effect.sync(() => s.close())
           )
+    // A throttle or suspension still in force when the node stopped (or was killed) holds again before any delivery.
+    if (shaping) yield* Effect.promise(() => retrying(log, "site shaping", () => shaping.restore()))
     const host = Host.make({
       events: store.events,
       bodies: store.bodies,

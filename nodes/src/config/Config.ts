@@ -7,7 +7,7 @@ import { join } from "node:path"
 import { Effect, Result as EffectResult, Schema, SchemaAST, SchemaGetter, SchemaTransformation } from "effect"
 import ipaddr from "ipaddr.js"
 import { LineCounter, parseDocument } from "yaml"
-import type { Policy } from "@missive/core"
+import type { Policy, Site } from "@missive/core"
 import * as Duration from "./Duration.js"
 import * as Password from "./Password.js"
 import * as Problems from "./Problems.js"
@@ -372,7 +372,9 @@ const ShapingRule = Schema.Struct({
   rate_per_second: Schema.optional(
     parsed(Schema.Number, "a positive number", (u) => (typeof u === "number" && Number.isFinite(u) && u > 0 ? u : undefined))
   ),
-  rate_per_hour: Schema.optional(Count)
+  rate_per_hour: Schema.optional(Count),
+  /** MX host names or "*.suffix" patterns of the sites the rule reads (default: every site). */
+  sites: Schema.optional(Schema.Array(Schema.String))
 })
 
 const File = Schema.Struct({
@@ -561,7 +563,12 @@ const File = Schema.Struct({
       /** MX host name or "*.suffix" pattern -> limits; the first pattern one of a site's MX hosts matches wins. */
       sites: field(Schema.Record(Schema.String, SiteLimits), {}),
       /** Reply pattern -> throttle or suspend the site for a duration (first match wins; each change is an event). */
-      rules: field(Schema.Array(ShapingRule), [])
+      rules: field(Schema.Array(ShapingRule), []),
+      /**
+       * The shipped presets for the large mailbox providers (nodes/assets/site-presets.yaml): their sites' limits and
+       * reply rules, after this file's own (a pattern here overrides the preset's fields; these rules match first).
+       */
+      presets: field(Bool, true)
     })
   ),
   retry: section(
@@ -769,3 +776,15 @@ export const policyOf = (config: Config): Policy.RetryPolicy => ({
   jitter: config.retry.jitter,
   lifetimeMs: config.retry.lifetime
 })
+
+/** The site automation rules core's Site decider reads (`shaping.rules`). */
+export const shapingRulesOf = (config: Config): ReadonlyArray<Site.Rule> =>
+  config.shaping.rules.map((r) => ({
+    match: r.match,
+    action: r.action,
+    durationMs: r.duration,
+    connections: r.connections,
+    perSecond: r.rate_per_second,
+    perHour: r.rate_per_hour,
+    sites: r.sites
+  }))

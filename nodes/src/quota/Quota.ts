@@ -3,7 +3,7 @@
 // the log (MessageReceived events with that user), so a restart does not reset anyone's quota. Must not refuse
 // anything itself: ingress asks `check` at MAIL and answers 451 4.7.1 with the reason.
 import { Reply } from "@missive/core"
-import type { EventStore } from "@missive/events"
+import { EventStore } from "@missive/events"
 import type { Config } from "../config/Config.js"
 import type { Clock } from "../runtime/Clock.js"
 
@@ -89,22 +89,9 @@ export const make = (limits: (user: string) => Limits, clock: Clock): Quota => {
   }
 }
 
-/** The log position of the first event at or after `at` (events are appended in time order, near enough). */
-const positionAt = async (events: EventStore.EventStore, at: number): Promise<number> => {
-  let lo = 0
-  let hi = await events.head()
-  while (lo < hi) {
-    const mid = Math.floor((lo + hi) / 2)
-    const e = (await events.readAll(mid, 1))[0]
-    if (e === undefined || e.event.at >= at) hi = mid
-    else lo = mid + 1
-  }
-  return lo
-}
-
 /** Hands every message accepted for a user in the last 24 hours, from the log, to `into`; gives their number. */
 export const rebuild = async (events: EventStore.EventStore, clock: Clock, into: (user: string, at: number) => void): Promise<number> => {
-  let after = await positionAt(events, clock.now() - DAY_MS)
+  let after = Math.max(0, (await EventStore.positionAt(events, clock.now() - DAY_MS)) - 1)
   let counted = 0
   for (;;) {
     const batch = await events.readAll(after, 1000)

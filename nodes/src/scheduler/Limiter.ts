@@ -2,6 +2,7 @@
 // MX hosts several domains share: Route.siteOf), M in all, and optionally at most R starts per second and per hour
 // for a site (token buckets). FIFO per site; a site that is full or out of tokens never blocks another (round-robin
 // across sites). Must not decide what happens to a message.
+import { Site } from "@missive/core"
 
 export interface Limiter {
   run<T>(key: string, task: () => Promise<T>): Promise<T>
@@ -197,10 +198,6 @@ export const make = (opts: LimiterOptions): Limiter => {
 export const fromPatterns =
   (patterns: Readonly<Record<string, SiteLimits>>, defaults?: SiteLimits) =>
   (key: string): SiteLimits | undefined => {
-    const hosts = key.startsWith("site:") ? key.slice(5).split(",") : [key]
-    for (const [pattern, limits] of Object.entries(patterns)) {
-      const p = pattern.toLowerCase()
-      if (hosts.some((h) => (p.startsWith("*.") ? h.endsWith(p.slice(1)) : h === p))) return limits
-    }
+    for (const [pattern, limits] of Object.entries(patterns)) if (Site.matches(pattern, key)) return limits
     return key.startsWith("site:") ? defaults : undefined
   }

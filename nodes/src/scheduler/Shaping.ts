@@ -3,8 +3,11 @@
 // (`site-<name>`: SiteThrottled / SiteSuspended, then SiteResumed when it runs out) and applied to the limiter. Must
 // not decide anything about messages; a failed append is logged and the change not applied (the log stays the truth).
 // In a cluster each node applies the changes it recorded itself (peers read them from the log only on restart).
+// At start (`restore`) the site streams changed within the longest rule's duration are folded again and the changes
+// still in force re-applied to the limiter (a suspension outlives a restart, kill -9 included); one that ran out while
+// the node was down is resumed then.
 import { Site, type Reply } from "@missive/core"
-import { StoreError, type EventStore } from "@missive/events"
+import { EventStore, StoreError } from "@missive/events"
 import type { Clock } from "../runtime/Clock.js"
 import type { Logger } from "../runtime/Log.js"
 import type { Limiter, Shaped } from "./Limiter.js"
@@ -12,6 +15,12 @@ import type { Limiter, Shaped } from "./Limiter.js"
 export interface Shaping {
   /** The replies of one attempt to `site`. Never rejects. */
   observe(site: string, replies: ReadonlyArray<Reply.Reply>): Promise<void>
+  /**
+   * Re-applies the changes still in force from the log (the site streams changed within the longest rule's
+   * duration, plus a margin for clock skew): to call once at start, before deliveries. Rejects when the log cannot be
+   * read (the caller retries). Gives the sites it re-applied.
+   */
+  restore(): Promise<ReadonlyArray<string>>
   close(): void
 }
 
@@ -28,6 +37,15 @@ export interface ShapingDeps {
 /** The stream of a site's changes: its name with anything but letters, digits, "-" and "_" made "_". */
 export const streamOf = (site: string): string => `site-${site.replace(/[^A-Za-z0-9_-]/g, "_")}`
 
+const SITE_TYPES = ["SiteThrottled", "SiteSuspended", "SiteResumed"] as const
+const isSiteEvent = (e: { readonly type: string }): e is Site.SiteEvent => (SITE_TYPES as ReadonlyArray<string>).includes(e.type)
+/** Event times across nodes may be this much out of order: the restore scan starts that much earlier. */
+const SKEW_MS = 5 * 60_000
+
+/** A site's state from its stream (an event of another kind there still counts for the version). */
+const fold = (stored: ReadonlyArray<EventStore.StoredEvent>): Site.State =>
+  stored.reduce<Site.State>((s, { event }) => (isSiteEvent(event) ? Site.evolve(s, event) : { ...s, version: s.version + 1 }), Site.initial)
+
 const shapedOf = (e: Site.SiteEvent): Shaped | undefined =>
   e.type === "SiteSuspended"
     ? { suspended: true, until: e.until }
@@ -40,13 +58,50 @@ export const make = (d: ShapingDeps): Shaping => {
   const timers = new Set<NodeJS.Timeout>()
   let chain: Promise<void> = Promise.resolve()
 
-  const load = async (site: string): Promise<Site.State> => {
-    let s = Site.initial
-    for (const { event } of await d.events.read(streamOf(site))) {
-      if (event.type === "SiteThrottled" || event.type === "SiteSuspended" || event.type === "SiteResumed") s = Site.evolve(s, event)
-      else s = { ...s, version: s.version + 1 }
+  const load = async (site: string): Promise<Site.State> => fold(await d.events.read(streamOf(site)))
+
+  /** The site streams with a throttle or suspension at or after position `after` (the index when the store has one). */
+  const changedStreams = async (after: number, head: number): Promise<Set<string>> => {
+    const streams = new Set<string>()
+    const types = ["SiteThrottled", "SiteSuspended"] as const
+    if (d.events.readIndex)
+      for (let p = after; p < head; p += 200_000)
+        for (const e of await d.events.readIndex(p, Math.min(200_000, head - p), types)) streams.add(e.stream)
+    else
+      for (let p = after; p < head;) {
+        const batch = await d.events.readAll(p, Math.min(1000, head - p))
+        if (batch.length === 0) break
+        for (const e of batch) if (e.event.type === "SiteThrottled" || e.event.type === "SiteSuspended") streams.add(e.stream)
+        p = batch[batch.length - 1]!.position
+      }
+    return streams
+  }
+
+  const restore = async (): Promise<ReadonlyArray<string>> => {
+    const longest = Math.max(0, ...d.rules.map((r) => r.durationMs))
+    if (longest === 0) return []
+    const head = await d.events.head()
+    const from = await EventStore.positionAt(d.events, d.clock.now() - longest - SKEW_MS, head)
+    const restored: Array<string> = []
+    for (const stream of await changedStreams(from - 1, head)) {
+      const stored = await d.events.read(stream)
+      const last = stored
+        .map((e) => e.event)
+        .filter(isSiteEvent)
+        .at(-1)
+      if (!last) continue
+      const site = last.site
+      const s = fold(stored)
+      states.set(site, Promise.resolve(s))
+      if (s.action === undefined) continue
+      if ((s.until ?? 0) > d.clock.now()) {
+        d.limiter.shape(site, shapedOf(last))
+        schedule(site, s.until ?? 0)
+        d.log("info", "site shaping restored", { site, change: last.type, until: s.until })
+        restored.push(site)
+      } else void serial(() => record(site, (st) => Site.expire(st, site, ctx())))
     }
-    return s
+    return restored
   }
   const stateOf = (site: string): Promise<Site.State> => {
     let s = states.get(site)
@@ -100,11 +155,12 @@ export const make = (d: ShapingDeps): Shaping => {
 
   return {
     observe: (site, replies) => {
-      if (d.rules.length === 0 || !replies.some((r) => Site.ruleFor(d.rules, r))) return Promise.resolve()
+      if (d.rules.length === 0 || !replies.some((r) => Site.ruleFor(d.rules, r, site))) return Promise.resolve()
       return serial(async () => {
         for (const reply of replies) await record(site, (s) => Site.observe(s, site, reply, d.rules, ctx()))
       })
     },
+    restore,
     close: () => {
       for (const t of timers) clearTimeout(t)
       timers.clear()

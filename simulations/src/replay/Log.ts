@@ -1,6 +1,6 @@
 // Reading the global log for replay, through the EventStore port only (SQLite, JetStream or memory alike):
 // batched scans with progress, and a binary search from a time to a log position. Never writes.
-import type { EventStore } from "@missive/events"
+import { EventStore } from "@missive/events"
 
 export type Store = EventStore.EventStore
 export type Stored = EventStore.StoredEvent
@@ -28,26 +28,8 @@ export async function* scan(store: Store, opts: ScanOptions = {}): AsyncGenerato
   }
 }
 
-/**
- * The first position whose event time is at or after `at` (head + 1 when none): a binary search with single-event reads.
- * Event times follow log order closely (appends carry the decision's time) but not exactly, so callers that need
- * a window start a little earlier (`slackMs`) and filter on `event.at`.
- */
-export const positionAt = async (store: Store, at: number, head?: number): Promise<number> => {
-  let lo = 1
-  let hi = (head ?? (await store.head())) + 1
-  while (lo < hi) {
-    const mid = Math.floor((lo + hi) / 2)
-    const e = (await store.readAll(mid - 1, 1))[0]
-    if (!e) {
-      hi = mid
-      continue
-    }
-    if (e.event.at < at) lo = e.position + 1
-    else hi = mid
-  }
-  return lo
-}
+/** The first position whose event time is at or after `at` (the log port's own search, events/src/EventStore.ts). */
+export const positionAt = EventStore.positionAt
 
 /** Margin for event times that are slightly out of log order (group commit, several nodes). */
 export const SLACK_MS = 5 * 60_000

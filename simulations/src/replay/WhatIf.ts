@@ -3,7 +3,10 @@
 // alternative policy (retry schedule, lifetime, per-destination and total concurrency), and compares the outcome
 // with what was recorded. Deterministic: seeded jitter, ordered event queue, no clock and no I/O beyond reading the log.
 // Each message follows core's drive plan (core/src/Drive.ts), the node's own: what-if cannot drift from the node.
-import { Drive, Message, Reply, Route, type Policy } from "@missive/core"
+// The sites' automation is re-decided too: every simulated attempt's replies go through core's Site decider with the
+// alternative's `shaping.rules` (the node's Shaping does the same), so a throttle or suspension happens when the
+// alternative rules say, not when the recorded ones did; recorded and re-decided site changes are both counted.
+import { Drive, Message, Reply, Route, Site, type Policy } from "@missive/core"
 import { EventStore } from "@missive/events"
 import * as E from "fp-ts/lib/Either.js"
 import { Clock } from "@missive/node"
@@ -17,6 +20,15 @@ export interface AltPolicy {
   readonly maxConnections: number
   /** Recorded in the simulated events' `policy`. */
   readonly hash: string
+  /** The sites' automation rules (`shaping.rules`): re-decided on the simulated attempts' replies. */
+  readonly rules?: ReadonlyArray<Site.Rule> | undefined
+}
+
+/** Site automation changes (SiteThrottled, SiteSuspended, SiteResumed), counted. */
+export interface SiteChanges {
+  readonly throttled: number
+  readonly suspended: number
+  readonly resumed: number
 }
 
 interface Arrival {
@@ -62,6 +74,8 @@ export interface Recording {
   /** Operator commands on the window's messages, in log order. */
   readonly operations?: ReadonlyArray<Operation> | undefined
   readonly recorded: Outcome
+  /** The site changes the log records from the window's start to its horizon. */
+  readonly siteChanges?: SiteChanges | undefined
   readonly policies: ReadonlyArray<string>
   readonly eventsRead: number
 }
@@ -98,6 +112,7 @@ export const record = async (
   const policies = new Set<string>()
   const latencies: Array<number> = []
   const depthChanges: Array<[number, number]> = []
+  const siteChanges = { throttled: 0, suspended: 0, resumed: 0 }
   let delivered = 0,
     bounced = 0,
     expired = 0,
@@ -109,6 +124,11 @@ export const record = async (
     eventsRead += batch.length
     for (const { stream, event: e } of batch) {
       if (e.at > horizon) horizon = e.at
+      if (e.type === "SiteThrottled" || e.type === "SiteSuspended" || e.type === "SiteResumed") {
+        if (e.at >= o.from)
+          siteChanges[e.type === "SiteThrottled" ? "throttled" : e.type === "SiteSuspended" ? "suspended" : "resumed"] += 1
+        continue
+      }
       const id = EventStore.idOf(stream)
       if (e.type === "AttemptStarted") {
         let m = started.get(id)
@@ -199,6 +219,7 @@ export const record = async (
     permanent,
     attempts: recordedAttempts,
     operations,
+    siteChanges,
     policies: [...policies],
     eventsRead,
     recorded: {
@@ -289,6 +310,8 @@ export interface SimResult {
   /** Tasks the virtual clock ran. */
   readonly steps: number
   readonly unknownDestinations: ReadonlyArray<string>
+  /** The site changes the alternative's rules decided on the simulated replies. */
+  readonly siteChanges: SiteChanges
 }
 
 export interface SimOptions {
@@ -317,7 +340,13 @@ export const simulate = (rec: Recording, alt: AltPolicy, opts: SimOptions = {}):
   const states = new Map<string, Message.State>()
   const inFlight = new Map<string, number>()
   const scheduled = new Map<string, number>()
-  const lanes = new Map<string, { running: number; queue: Array<() => void> }>()
+  const lanes = new Map<string, { running: number; readonly site: string; queue: Array<() => void> }>()
+  // The sites' automation, as the node's Shaping runs it: each site's state, the change in force, deliveries running.
+  const rules = alt.rules ?? []
+  const sites = new Map<string, Site.State>()
+  const shaped = new Map<string, { suspended: boolean; until: number; connections?: number | undefined }>()
+  const siteRunning = new Map<string, number>()
+  const siteChanges = { throttled: 0, suspended: 0, resumed: 0 }
   let total = 0
   const waitingKeys: Array<string> = []
   const unknown = new Set<string>()
@@ -361,7 +390,11 @@ export const simulate = (rec: Recording, alt: AltPolicy, opts: SimOptions = {}):
       for (let i = 0; i < waitingKeys.length && total < alt.maxConnections; i++) {
         const lane = lanes.get(waitingKeys[i]!)!
         if (lane.running >= alt.concurrencyPerDestination || lane.queue.length === 0) continue
+        const change = shaped.get(lane.site)
+        if (change && change.until > now && (change.suspended || (siteRunning.get(lane.site) ?? 0) >= (change.connections ?? Infinity)))
+          continue
         lane.running += 1
+        siteRunning.set(lane.site, (siteRunning.get(lane.site) ?? 0) + 1)
         total += 1
         progressed = true
         lane.queue.shift()!()
@@ -369,19 +402,49 @@ export const simulate = (rec: Recording, alt: AltPolicy, opts: SimOptions = {}):
       for (let i = waitingKeys.length - 1; i >= 0; i--) if (lanes.get(waitingKeys[i]!)!.queue.length === 0) waitingKeys.splice(i, 1)
     }
   }
-  const limited = (key: string, task: (release: () => void) => void) => {
+  const limited = (key: string, site: string, task: (release: () => void) => void) => {
     let lane = lanes.get(key)
-    if (!lane) lanes.set(key, (lane = { running: 0, queue: [] }))
+    if (!lane) lanes.set(key, (lane = { running: 0, site, queue: [] }))
     const l = lane
     if (l.queue.length === 0) waitingKeys.push(key)
     l.queue.push(() =>
       task(() => {
         l.running -= 1
+        siteRunning.set(l.site, (siteRunning.get(l.site) ?? 1) - 1)
         total -= 1
         pump()
       })
     )
     pump()
+  }
+
+  /** A site change decided by core's Site decider: folded, counted, applied; a throttle or suspension ends at `until`. */
+  const changeSite = (site: string, events: ReadonlyArray<Site.SiteEvent>) => {
+    for (const e of events) {
+      sites.set(site, Site.evolve(sites.get(site) ?? Site.initial, e))
+      if (e.type === "SiteResumed") {
+        siteChanges.resumed += 1
+        shaped.delete(site)
+        continue
+      }
+      if (e.type === "SiteSuspended") siteChanges.suspended += 1
+      else siteChanges.throttled += 1
+      shaped.set(site, {
+        suspended: e.type === "SiteSuspended",
+        until: e.until,
+        connections: e.type === "SiteThrottled" ? e.connections : undefined
+      })
+      at(e.until, () => {
+        changeSite(site, Site.expire(sites.get(site) ?? Site.initial, site, { at: now, node, policy: alt.hash }))
+        pump()
+      })
+    }
+  }
+  /** The replies of one attempt read against the alternative's rules, as the node's Shaping reads them. */
+  const observeSite = (site: string, replies: ReadonlyArray<Reply.Reply>) => {
+    if (rules.length === 0) return
+    for (const reply of replies)
+      changeSite(site, Site.observe(sites.get(site) ?? Site.initial, site, reply, rules, { at: now, node, policy: alt.hash }))
   }
 
   const scheduleDrive = (id: string, t: number) => {
@@ -458,10 +521,15 @@ export const simulate = (rec: Recording, alt: AltPolicy, opts: SimOptions = {}):
 
   const attempt = (id: string, a: Drive.Attempt) => {
     inFlight.set(id, (inFlight.get(id) ?? 0) + 1)
-    limited(a.destination.key, (release) => {
+    const site = Route.siteOf(a.destination)
+    limited(a.destination.key, site, (release) => {
       const first = replyOf(id, a, now)
       at(now + first.durationMs, () => {
         const outcome = opts.replies === "message" ? first : replyOf(id, a, now)
+        observeSite(
+          site,
+          outcome.results.map((r) => r.reply)
+        )
         apply(id, Drive.reportCommand(ctx(), a, outcome, alt.retry, random.next(), dsnId()))
         inFlight.set(id, (inFlight.get(id) ?? 1) - 1)
         release()
@@ -507,6 +575,7 @@ export const simulate = (rec: Recording, alt: AltPolicy, opts: SimOptions = {}):
   return {
     steps,
     unknownDestinations: [...unknown].sort(),
+    siteChanges,
     outcome: {
       messages: rec.arrivals.length,
       recipients,
@@ -519,6 +588,16 @@ export const simulate = (rec: Recording, alt: AltPolicy, opts: SimOptions = {}):
       peakQueue: peak
     }
   }
+}
+
+/** Rows for the site changes: recorded (from the log) and re-decided (by the alternative's rules). */
+const siteRows = (recorded: SiteChanges | undefined, redecided: SiteChanges): Array<[string, string, string]> => {
+  const r = recorded ?? { throttled: 0, suspended: 0, resumed: 0 }
+  return [
+    ["site throttled", String(r.throttled), String(redecided.throttled)],
+    ["site suspended", String(r.suspended), String(redecided.suspended)],
+    ["site resumed", String(r.resumed), String(redecided.resumed)]
+  ]
 }
 
 export const format = (rec: Recording, alt: AltPolicy, sim: SimResult, wallMs: number): string => {
@@ -537,7 +616,8 @@ export const format = (rec: Recording, alt: AltPolicy, sim: SimResult, wallMs: n
     ["latency p90", formatDuration(r.latency.p90), formatDuration(a.latency.p90)],
     ["latency p99", formatDuration(r.latency.p99), formatDuration(a.latency.p99)],
     ["latency max", formatDuration(r.latency.max), formatDuration(a.latency.max)],
-    ["peak queue (messages)", String(r.peakQueue), String(a.peakQueue)]
+    ["peak queue (messages)", String(r.peakQueue), String(a.peakQueue)],
+    ...siteRows(rec.siteChanges, sim.siteChanges)
   ]
   const w0 = Math.max(...rows.map((x) => x[0].length)),
     w1 = Math.max(8, ...rows.map((x) => x[1].length)),
@@ -546,6 +626,7 @@ export const format = (rec: Recording, alt: AltPolicy, sim: SimResult, wallMs: n
   return [
     `What-if ${iso(rec.from)} .. ${iso(rec.to)}: ${r.messages} arrivals, followed to ${iso(rec.horizon)}`,
     `alternative: retry initial ${formatDuration(alt.retry.initialMs)}, max ${formatDuration(alt.retry.maxMs)}, x${alt.retry.multiplier}, jitter ${alt.retry.jitter}, lifetime ${formatDuration(alt.retry.lifetimeMs)}; ${alt.concurrencyPerDestination} per destination, ${alt.maxConnections} in all`,
+    `site changes re-decided by ${(alt.rules ?? []).length} shaping rule(s) on the simulated replies (recorded ones are not copied)`,
     "",
     `${"".padEnd(w0)}  ${"recorded".padStart(w1)}  ${"alternative".padStart(w2)}`,
     ...rows.map(([k, x, y]) => `${k.padEnd(w0)}  ${x.padStart(w1)}  ${y.padStart(w2)}`),
