@@ -50,7 +50,7 @@ interface Server {
 const startServer = async (net: PartitionNet, dir: string, k: number): Promise<Server> => {
   const d = join(dir, `s${k}`)
   mkdirSync(d, { recursive: true })
-  const others = Array.from({ length: N }, (_, i) => i + 1).filter((j) => j !== k)
+  const all = Array.from({ length: N }, (_, i) => i + 1)
   const conf = join(d, "server.conf")
   writeFileSync(
     conf,
@@ -59,8 +59,9 @@ const startServer = async (net: PartitionNet, dir: string, k: number): Promise<S
       `listen: 0.0.0.0:${NATS_PORT}`,
       `http: "${net.serviceAddress(k)}:${MONITOR_PORT}"`,
       `jetstream { store_dir: "${join(d, "js")}", max_file_store: 2G, max_memory_store: 256M, sync_interval: always }`,
+      // Routes to all three, its own included (skipped): the JetStream meta group is sized by the route count.
       // no_advertise: clients keep the URLs they were given (node k: its own server, then the others' cluster addresses).
-      `cluster { name: missive, listen: "${net.clusterAddress(k)}:${ROUTE_PORT}", no_advertise: true, routes: [${others.map((j) => `nats-route://${net.clusterAddress(j)}:${ROUTE_PORT}`).join(", ")}] }`
+      `cluster { name: missive, listen: "${net.clusterAddress(k)}:${ROUTE_PORT}", no_advertise: true, routes: [${all.map((j) => `nats-route://${net.clusterAddress(j)}:${ROUTE_PORT}`).join(", ")}] }`
     ].join("\n")
   )
   const proc = spawn(net.exec(k)[0]!, [...net.exec(k).slice(1), "nats-server", "-c", conf], { stdio: ["ignore", "ignore", "pipe"] })

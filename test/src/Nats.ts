@@ -233,10 +233,12 @@ export const startNatsCluster = async (n = 3, root?: string): Promise<NatsCluste
       if (!routePorts.includes(p)) routePorts.push(p)
     }
     const cluster = `missive-${process.pid}-${++clusters}`
+    // Routes to all N servers, each its own included (skipped by the server): the JetStream meta group is sized by
+    // the route count, and N-1 routes made a meta group of 2 that could stay without the third (R3 never placed).
     const specs: Array<Spec> = routePorts.map((p, i) => {
       const dir = join(base, `s${i + 1}`)
       mkdirSync(dir, { recursive: true })
-      return { name: `s${i + 1}`, dir, port: -1, cluster: { name: cluster, port: p, routes: routePorts.filter((q) => q !== p) } }
+      return { name: `s${i + 1}`, dir, port: -1, cluster: { name: cluster, port: p, routes: routePorts } }
     })
     const servers = await Promise.all(specs.map(serverOf))
     const dispose = async () => {

@@ -30,7 +30,7 @@ export interface LaunchOptions {
   readonly missive: string
   /** Run on a nats-server older than 2.10.23 (JetStream data fsynced only every 2 minutes). */
   readonly allowUnsynced?: boolean
-  /** How long the NATS servers may take to form their JetStream meta group; default 120 s. */
+  /** How long the NATS servers may take to form their JetStream meta group; default 60 s. */
   readonly formMs?: number
   readonly out: (line: string) => void
 }
@@ -242,8 +242,10 @@ export const up = async (o: LaunchOptions): Promise<Launched> => {
           `jetstream { store_dir: "${join(sdir, "js")}"${synced ? ", sync_interval: always" : ""} }`,
           ...(o.nodes > 1
             ? [
+                // Every server's routes list all N, itself included (the server skips its own): nats-server sizes a
+                // new JetStream meta group by its route count, and with only the N-1 others a 3-server cluster was
+                // seen to form a meta group of 2 that never took the third in, refusing every R3 stream.
                 `cluster { name: missive-${routes[0]}, listen: 127.0.0.1:${routes[k]}, routes: [${routes
-                  .filter((_, j) => j !== k)
                   .map((p) => `nats-route://127.0.0.1:${p}`)
                   .join(", ")}] }`
               ]
@@ -278,7 +280,7 @@ export const up = async (o: LaunchOptions): Promise<Launched> => {
       o.out(`  NATS ${s.name.padEnd(6)} ${s.url.padEnd(22)}  monitor ${s.monitor ?? "-"}  log ${rel(s.log)}`)
       watch(servers[k]!, `NATS server ${s.name} (${s.url})`, s.log)
     }
-    if (o.nodes > 1) await metaFormed(made, o.out, o.formMs ?? 120_000)
+    if (o.nodes > 1) await metaFormed(made, o.out, o.formMs ?? 60_000)
     const nodesMade: Array<{ name: string; smtp: number; submission: number; config: string; log: string }> = []
     for (let k = 0; k < o.nodes; k++) {
       const name = `node-${k + 1}`
