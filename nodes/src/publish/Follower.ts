@@ -49,6 +49,11 @@ export interface FollowerOptions {
   readonly pollMs?: number
   /** Shortest time between two checkpoint writes (ms); the last position is always written at stop. */
   readonly saveEveryMs?: number
+  /**
+   * Once caught up (a read shorter than `batchSize`), how long to wait before the next read (ms; default 0), so that
+   * what is appended meanwhile is read and handed as one batch instead of one event at a time.
+   */
+  readonly lingerMs?: number
 }
 
 export interface Follower {
@@ -64,6 +69,7 @@ export const start = async (o: FollowerOptions): Promise<Follower> => {
   const batchSize = o.batchSize ?? 256
   const pollMs = o.pollMs ?? 1000
   const saveEveryMs = o.saveEveryMs ?? 200
+  const lingerMs = o.lingerMs ?? 0
   const stored = await o.checkpoint.load()
   let position = stored > 0 || o.from !== "end" ? stored : await o.events.head()
   let saved = stored
@@ -81,6 +87,19 @@ export const start = async (o: FollowerOptions): Promise<Follower> => {
       }
       timer = setTimeout(() => wake?.(), ms)
     })
+  /** A wait that appends do not cut short (only stop does). */
+  const linger = (ms: number) =>
+    ms <= 0 || abort.signal.aborted
+      ? Promise.resolve()
+      : new Promise<void>((done) => {
+          const t = setTimeout(finish, ms)
+          function finish() {
+            clearTimeout(t)
+            abort.signal.removeEventListener("abort", finish)
+            done()
+          }
+          abort.signal.addEventListener("abort", finish, { once: true })
+        })
   const unsubscribe = o.events.subscribe(await o.events.head(), () => wake?.())
 
   const save = async (force: boolean) => {
@@ -105,6 +124,7 @@ export const start = async (o: FollowerOptions): Promise<Follower> => {
       }
       if (batch.length === 0) {
         await sleep(pollMs)
+        await linger(lingerMs)
         continue
       }
       try {
@@ -132,6 +152,7 @@ export const start = async (o: FollowerOptions): Promise<Follower> => {
         continue
       }
       await save(false).catch((e: unknown) => o.log("warn", "event follower: checkpoint not saved", { follower: o.name, error: String(e) }))
+      if (batch.length < batchSize) await linger(lingerMs)
     }
   }
   const running = loop()
