@@ -5,6 +5,7 @@
 import { mkdirSync } from "node:fs"
 import { readFile, rename, writeFile } from "node:fs/promises"
 import { dirname } from "node:path"
+import type { Message } from "@missive/core"
 import type { EventStore } from "@missive/events"
 import type { Logger } from "../runtime/Log.js"
 
@@ -54,6 +55,11 @@ export interface FollowerOptions {
    * what is appended meanwhile is read and handed as one batch instead of one event at a time.
    */
   readonly lingerMs?: number
+  /**
+   * The only event types the handler uses: a store that can (`readAllOf`) decodes no other, and the handler gets only
+   * these. Without it, or on a store without `readAllOf`, the handler gets every event.
+   */
+  readonly types?: ReadonlyArray<Message.EventType>
 }
 
 export interface Follower {
@@ -115,18 +121,28 @@ export const start = async (o: FollowerOptions): Promise<Follower> => {
     let failures = 0
     while (!abort.signal.aborted) {
       let batch: ReadonlyArray<EventStore.StoredEvent>
+      // The last position this read looked at: past events of other types, it can be beyond the batch's last.
+      let through: number
       try {
-        batch = await o.events.readAll(position, batchSize)
+        if (o.types && o.events.readAllOf) {
+          const r = await o.events.readAllOf(position, batchSize, o.types)
+          batch = r.events
+          through = r.through
+        } else {
+          batch = await o.events.readAll(position, batchSize)
+          through = batch.at(-1)?.position ?? position
+        }
       } catch (e) {
         o.log("warn", "event follower: log read failed; retrying", { follower: o.name, position, error: String(e) })
         await sleep(backoffMs(++failures))
         continue
       }
-      if (batch.length === 0) {
+      if (through === position) {
         await sleep(pollMs)
         await linger(lingerMs)
         continue
       }
+      const caughtUp = through - position < batchSize
       try {
         await o.handle(
           batch,
@@ -135,7 +151,7 @@ export const start = async (o: FollowerOptions): Promise<Follower> => {
           },
           abort.signal
         )
-        position = Math.max(position, batch[batch.length - 1]!.position)
+        position = Math.max(position, through)
         failures = 0
       } catch (e) {
         if (abort.signal.aborted) break
@@ -152,7 +168,7 @@ export const start = async (o: FollowerOptions): Promise<Follower> => {
         continue
       }
       await save(false).catch((e: unknown) => o.log("warn", "event follower: checkpoint not saved", { follower: o.name, error: String(e) }))
-      if (batch.length < batchSize) await linger(lingerMs)
+      if (caughtUp) await linger(lingerMs)
     }
   }
   const running = loop()

@@ -63,6 +63,7 @@ export const start = async (deps: PublisherDeps): Promise<Publisher> => {
       log: deps.log,
       batchSize: READ_BATCH,
       lingerMs: d.batch_wait,
+      types: Ses.SOURCE_TYPES,
       handle: async (batch, done, signal) => {
         const items = (await projector.project(batch)).filter((i) => wanted.has(i.kind))
         for (let i = 0; i < items.length; i += d.batch_max) {
