@@ -71,7 +71,7 @@ interface ClusterNode {
 const startClusterNode = async (n: ClusterNode): Promise<void> => {
   n.child = await startChild(
     process.execPath,
-    [join(ROOT, "bin/missive.mjs"), "start", "--config", n.config],
+    [join(ROOT, "bin/missive.mjs"), "start", "--config", n.config, "--allow-root"],
     (o) => o.includes("listening on"),
     { cwd: ROOT, timeoutMs: 90_000 }
   )

@@ -41,7 +41,7 @@ export const startRelay = async (dir: string, sinkPort: number, extra: Record<st
   writeFileSync(path, stringify(config))
   const child = await startChild(
     process.execPath,
-    [join(ROOT, "bin/missive.mjs"), "start", "--config", path],
+    [join(ROOT, "bin/missive.mjs"), "start", "--config", path, "--allow-root"],
     (o) => o.includes("listening on"),
     { cwd: ROOT }
   )

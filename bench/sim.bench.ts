@@ -50,7 +50,7 @@ const nodeProcessTarget = (): Target.Spec => ({
     writeFileSync(path, stringify({ ...config, listeners: { smtp: { host: "127.0.0.1", port }, submission: { enabled: false } } }))
     const child = await startChild(
       process.execPath,
-      [join(ROOT, "bin/missive.mjs"), "start", "--config", path],
+      [join(ROOT, "bin/missive.mjs"), "start", "--config", path, "--allow-root"],
       (out) => out.includes("listening on"),
       { cwd: ROOT, env: { ...process.env, MISSIVE_LOG_LEVEL: "warn" }, timeoutMs: 60_000 }
     )

@@ -9,6 +9,7 @@ import { parse as parseYaml } from "yaml"
 import { Clock, ClusterRuntime, Launcher, Membership, Placement, Service, type Config as Configuration } from "@missive/node"
 import { ClusterUsageError, natsFlag, withNats } from "./Help.js"
 import { drain } from "./Drain.js"
+import { refusal } from "./Root.js"
 export { CLUSTER_HELP as HELP, ClusterUsageError, natsFlag, withNats } from "./Help.js"
 
 type Config = Configuration.Config
@@ -199,6 +200,13 @@ export const cluster = async (argv: ReadonlyArray<string>, loadConfig: (path: st
     }
   }
   if (sub === "up") {
+    // The nodes it starts would refuse root one by one: refuse here, once, before NATS is started (cli/src/Root.ts).
+    const allowRoot = argv.includes("--allow-root")
+    const refused = refusal(allowRoot)
+    if (refused !== undefined) {
+      process.stderr.write(refused)
+      return 1
+    }
     const file = flag(argv, "config")
     const base = file ? ((parseYaml(readFileSync(file, "utf8")) ?? {}) as Record<string, unknown>) : {}
     if (file) loadConfig(file)
@@ -217,6 +225,7 @@ export const cluster = async (argv: ReadonlyArray<string>, loadConfig: (path: st
         base,
         missive: resolve(import.meta.dirname, "../../bin/missive.mjs"),
         allowUnsynced: argv.includes("--allow-unsynced"),
+        allowRoot,
         out
       })
     } catch (e) {

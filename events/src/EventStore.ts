@@ -42,6 +42,16 @@ export interface EventStore {
    * entries of those types (positions still in log order; `limit` counts the positions looked at, not the entries).
    */
   readIndex?(after: number, limit: number, types?: ReadonlyArray<Message.EventType>): Promise<ReadonlyArray<IndexEntry>>
+  /**
+   * Optional: like `readAll`, but decodes only the events of `types` (the others are looked at, not decoded, nor
+   * returned); `through` is the last position looked at (`after` when there was none), where the next read starts.
+   * Adapters that keep the type beside the event (SQLite, memory) have it; followers fall back to `readAll`.
+   */
+  readAllOf?(
+    after: number,
+    limit: number,
+    types: ReadonlyArray<Message.EventType>
+  ): Promise<{ readonly events: ReadonlyArray<StoredEvent>; readonly through: number }>
   /** The global position of the last event (0 when empty). */
   head(): Promise<number>
   close(): Promise<void>
@@ -72,6 +82,10 @@ export const makeMemory = (): EventStore => {
     },
     read: async (stream) => [...(streams.get(stream) ?? [])],
     readAll: async (after, limit) => log.slice(after, after + limit),
+    readAllOf: async (after, limit, types) => {
+      const looked = log.slice(after, after + limit)
+      return { events: looked.filter((e) => types.includes(e.event.type)), through: looked.at(-1)?.position ?? after }
+    },
     readIndex: async (after, limit, types) =>
       log
         .slice(after, after + limit)

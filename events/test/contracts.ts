@@ -102,6 +102,19 @@ export const eventStoreContract = (name: string, make: () => Promise<Fixture<Eve
       expect((await s.readIndex(10, 100, ["MessageReceived"])).map((e) => e.position)).toEqual([11, 12])
     })
 
+    it("reads the log decoding only some types, when it can, as readAll filtered, and says how far it looked", async () => {
+      const s = await setup()
+      for (let i = 0; i < 12; i++) await s.append(`message-${i}`, 0, [received(String(i), 1000 + i)])
+      await s.append("message-3", 1, [held(2000)])
+      if (!s.readAllOf) return
+      const all = await s.readAll(0, 100)
+      expect(await s.readAllOf(0, 100, ["MessageHeld", "MessageReceived"])).toEqual({ events: all, through: 13 })
+      expect(await s.readAllOf(4, 100, ["MessageHeld"])).toEqual({ events: all.slice(12), through: 13 })
+      // The limit counts positions looked at: none of the type among them still moves `through`.
+      expect(await s.readAllOf(0, 12, ["MessageHeld"])).toEqual({ events: [], through: 12 })
+      expect(await s.readAllOf(13, 10, ["MessageReceived"])).toEqual({ events: [], through: 13 })
+    })
+
     it("subscribes from a position: catch-up then live, in order", async () => {
       const s = await setup()
       await s.append("message-a", 0, [received("a")])

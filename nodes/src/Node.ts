@@ -232,7 +232,8 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
             hostname: config.hostname,
             lifetimeMs: config.retry.lifetime,
             clock,
-            log
+            log,
+            nats: cluster?.nc
           })
         ),
         (p) => Effect.promise(() => p.stop())

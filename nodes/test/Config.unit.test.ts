@@ -145,6 +145,42 @@ describe("errors", () => {
   })
 })
 
+describe("events destinations", () => {
+  it("take a webhook, a file or a NATS subject, batched by default in 100s after 200 ms", () => {
+    const c = ok(
+      [
+        "events:",
+        "  destinations:",
+        "    - { name: hook, webhook: 'https://hooks.test/ses', secret: 0123456789abcdef, batch_max: 10, batch_wait: 1s }",
+        "    - { name: bus, nats_subject: missive.events, url: '127.0.0.1:4222', types: [delivery, bounce] }",
+        "    - { name: cluster-bus, nats_subject: missive.events }"
+      ].join("\n")
+    )
+    expect(c.events.destinations.map((d) => [d.name, d.batch_max, d.batch_wait])).toEqual([
+      ["hook", 10, 1000],
+      ["bus", 100, 200],
+      ["cluster-bus", 100, 200]
+    ])
+    expect(c.events.destinations[1]).toMatchObject({ nats_subject: "missive.events", url: "nats://127.0.0.1:4222", webhook: null })
+  })
+
+  it("refuse a destination that is not exactly one kind, a wildcard subject, and a url without a subject", () => {
+    const one = (d: string) => errors(`events: { destinations: [${d}] }`)
+    expect(one("{ name: a, nats_subject: x.y, file: /tmp/x }")).toEqual([
+      `events.destinations[0].webhook: give exactly one of webhook, file or nats_subject`
+    ])
+    expect(one("{ name: a, nats_subject: 'x.>' }")).toEqual([
+      `events.destinations[0].nats_subject: expected a NATS subject without wildcards such as "missive.events" or null, got "x.>"`
+    ])
+    expect(one("{ name: a, file: /tmp/x, url: 'nats://127.0.0.1:4222' }")).toEqual([
+      `events.destinations[0].url: url is the NATS server of a nats_subject destination`
+    ])
+    expect(one("{ name: a, file: /tmp/x, batch_max: 0 }")).toEqual([
+      `events.destinations[0].batch_max: expected a batch size from 1 to 1000, got 0`
+    ])
+  })
+})
+
 describe("routes and relay", () => {
   it("decode routes and LMTP as host and port, lower-casing domains", () => {
     const config = ok(`routes: { Example.COM.: "Relay.Example.net:2525", "*": "[::1]:25" }\nlocal: { lmtp: "127.0.0.1:24" }\n`)

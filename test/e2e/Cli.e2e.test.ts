@@ -1,5 +1,5 @@
 // The `missive` command as a user runs it: config check errors, queue list and queue show against a real node.
-import { writeFileSync } from "node:fs"
+import { existsSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startCapture, type CaptureServer } from "../src/CaptureServer.js"
@@ -122,5 +122,38 @@ describe("missive CLI", () => {
     const again = await missive("queue", "release", id, "--config", configPath)
     expect(again.code).toBe(1)
     expect(again.stderr).toMatch(/MessageFinished/)
+  })
+})
+
+// Runs only as root (CI and the test containers are): as another user there is nothing to refuse.
+describe.runIf(process.geteuid?.() === 0)("missive start as root", () => {
+  const dir = tempDir()
+  afterAll(() => dir.remove())
+
+  it("refuses without --allow-root, before it opens anything, and starts with it", async () => {
+    const port = await freePort()
+    const data = join(dir.path, "data")
+    const configPath = writeConfig(
+      dir.path,
+      testConfig(data, { listeners: { smtp: { host: "127.0.0.1", port }, submission: { enabled: false } } })
+    )
+    const refused = await missive("start", "--config", configPath)
+    expect(refused.code).toBe(1)
+    expect(refused.stderr).toBe(
+      "missive: refusing to run as root. Run it as an unprivileged user (deploy/missive.service runs it as the user\n" +
+        "  'missive' and grants port 25 with AmbientCapabilities=CAP_NET_BIND_SERVICE), or pass --allow-root to run it\n" +
+        "  as root anyway (containers, CI)\n"
+    )
+    expect(existsSync(data)).toBe(false)
+
+    // spawnNode passes --allow-root, as every test, launcher and benchmark that starts a node does.
+    const node = await spawnNode(configPath)
+    try {
+      expect(node.output()).toContain(`listening on smtp ${port}`)
+      expect(node.output()).not.toContain("refusing")
+      expect(existsSync(data)).toBe(true)
+    } finally {
+      expect(await node.stop()).toBe(0)
+    }
   })
 })

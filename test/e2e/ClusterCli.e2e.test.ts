@@ -108,7 +108,18 @@ describe("missive cluster up (as a user runs it)", () => {
     nats = [0, 1, 2].map((k) => `nats://127.0.0.1:${base + k}`).join(",")
     up = spawn(
       process.execPath,
-      [join(ROOT, "bin/missive.mjs"), "cluster", "up", "--nodes", "3", "--base-port", String(base), "--config", "base.yaml"],
+      [
+        join(ROOT, "bin/missive.mjs"),
+        "cluster",
+        "up",
+        "--nodes",
+        "3",
+        "--base-port",
+        String(base),
+        "--config",
+        "base.yaml",
+        "--allow-root"
+      ],
       { cwd: dir.path, stdio: ["ignore", "pipe", "pipe"] }
     )
     up.stdout!.on("data", (b: Buffer) => {
@@ -298,7 +309,7 @@ describe("missive cluster up with a nats-server older than 2.10.23", () => {
     chmodSync(join(bin, "nats-server"), 0o755)
     const r = await run(
       process.execPath,
-      [join(ROOT, "bin/missive.mjs"), "cluster", "up", "--nodes", "1", "--base-port", String(await freeBase())],
+      [join(ROOT, "bin/missive.mjs"), "cluster", "up", "--nodes", "1", "--base-port", String(await freeBase()), "--allow-root"],
       { cwd: dir.path, env: { ...process.env, PATH: `${bin}:${process.env["PATH"] ?? ""}` } }
     ).then(
       () => ({ code: 0, stderr: "" }),

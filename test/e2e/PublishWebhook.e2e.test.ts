@@ -1,5 +1,6 @@
-// Delivery events pushed out: a real node process publishes SES-style events to a real HTTP receiver in this test
-// (which checks every HMAC signature and answers some requests 503 to force retries) and to a JSON-lines file.
+// Delivery events pushed out: a real node process publishes SES-style events in batches (JSON arrays) to a real HTTP
+// receiver in this test (which checks every HMAC signature and answers some batches 503 to force retries) and to a
+// JSON-lines file.
 // The node is killed with SIGKILL mid-stream and started again: every event of every acknowledged message arrives
 // at least once, and the checkpoint keeps the restart from replaying what was already acknowledged.
 import { createHmac, timingSafeEqual } from "node:crypto"
@@ -27,6 +28,8 @@ describe("event publishing", () => {
   const seen = new Map<string, number>()
   const events = new Map<string, Received>()
   let badSignatures = 0
+  let malformed = 0
+  const batchSizes: Array<number> = []
   let refusedOnce = 0
   const refused = new Set<string>()
 
@@ -56,16 +59,26 @@ describe("event publishing", () => {
           res.writeHead(401).end()
           return
         }
-        const e = JSON.parse(body) as Received
-        // Every seventh event is refused once: the publisher must retry it, not skip it.
-        if (Number(e.eventId.split(".")[0]) % 7 === 0 && !refused.has(e.eventId)) {
-          refused.add(e.eventId)
+        const batch = JSON.parse(body) as Array<Received>
+        if (!Array.isArray(batch) || req.headers["x-missive-event-count"] !== String(batch.length)) {
+          malformed += 1
+          res.writeHead(400).end()
+          return
+        }
+        batchSizes.push(batch.length)
+        // A batch holding an event of every seventh log position is refused once: the publisher must send the
+        // whole batch again, not skip it.
+        const refuse = batch.filter((e) => Number(e.eventId.split(".")[0]) % 7 === 0 && !refused.has(e.eventId))
+        if (refuse.length > 0) {
+          for (const e of refuse) refused.add(e.eventId)
           refusedOnce += 1
           res.writeHead(503).end()
           return
         }
-        seen.set(e.eventId, (seen.get(e.eventId) ?? 0) + 1)
-        events.set(e.eventId, e)
+        for (const e of batch) {
+          seen.set(e.eventId, (seen.get(e.eventId) ?? 0) + 1)
+          events.set(e.eventId, e)
+        }
         res.writeHead(204).end()
       })
     })
@@ -92,7 +105,7 @@ describe("event publishing", () => {
         relay: { relay_domains: ["sink.test"] },
         events: {
           destinations: [
-            { name: "hook", webhook: `http://127.0.0.1:${hookPort}/ses`, secret: SECRET },
+            { name: "hook", webhook: `http://127.0.0.1:${hookPort}/ses`, secret: SECRET, batch_max: 5, batch_wait: "300ms" },
             { name: "archive", file, types: ["delivery", "bounce"] }
           ]
         }
@@ -140,6 +153,10 @@ describe("event publishing", () => {
     await waitFor("the delayed message's delivery", () => byType("Delivery", later.id!)[0])
 
     expect(badSignatures).toBe(0)
+    expect(malformed).toBe(0)
+    // Batches: never more than batch_max events, and events that arrived together went in one request.
+    expect(Math.max(...batchSizes)).toBe(5)
+    expect(batchSizes.length).toBeLessThan(seen.size)
     expect(refusedOnce).toBeGreaterThan(0)
     // At-least-once: copies only for what followed the last checkpoint before the kill, never a replay of everything.
     const duplicates = [...seen.values()].filter((n) => n > 1).length
@@ -154,7 +171,7 @@ describe("event publishing", () => {
       return parsed.every((e) => e.eventType === "Delivery" || e.eventType === "Bounce") && acknowledged.every((id) => ids.has(id))
     })
     console.log(
-      `events: ${seen.size} distinct, ${duplicates} delivered twice after the kill (${preKill} before it), ${refusedOnce} retried after a 503`
+      `events: ${seen.size} distinct in ${batchSizes.length} requests, ${duplicates} delivered twice after the kill (${preKill} before it), ${refusedOnce} batches retried after a 503`
     )
   }, 180_000)
 })

@@ -67,11 +67,12 @@ export interface ChildNode {
 }
 
 /**
- * Runs `missive start --config FILE` as a real process and waits until it listens. `prefix` wraps the command (e.g.
+ * Runs `missive start --config FILE --allow-root` (tests run as root in CI; a non-root user ignores the flag) as a
+ * real process and waits until it listens. `prefix` wraps the command (e.g.
  * `["ip", "netns", "exec", NS]`: a wrapper that execs it, so the pid and the signals are the node's own).
  */
 export const spawnNode = async (configPath: string, prefix: ReadonlyArray<string> = []): Promise<ChildNode> => {
-  const argv = [process.execPath, join(ROOT, "bin/missive.mjs"), "start", "--config", configPath]
+  const argv = [process.execPath, join(ROOT, "bin/missive.mjs"), "start", "--config", configPath, "--allow-root"]
   const [cmd, ...args] = [...prefix, ...argv]
   const proc = spawn(cmd!, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] })
   let out = ""

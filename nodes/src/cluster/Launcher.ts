@@ -30,6 +30,8 @@ export interface LaunchOptions {
   readonly missive: string
   /** Run on a nats-server older than 2.10.23 (JetStream data fsynced only every 2 minutes). */
   readonly allowUnsynced?: boolean
+  /** Passes `--allow-root` to each node (`missive start` refuses root without it): the caller's own choice, forwarded. */
+  readonly allowRoot?: boolean
   /** How long the NATS servers may take to form their JetStream meta group; default 60 s. */
   readonly formMs?: number
   readonly out: (line: string) => void
@@ -306,7 +308,9 @@ export const up = async (o: LaunchOptions): Promise<Launched> => {
       )
       const log = join(ndir, "node.log")
       const fd = openLog(log)
-      const p = spawn(process.execPath, [o.missive, "start", "--config", config], { stdio: ["ignore", fd, fd] })
+      const p = spawn(process.execPath, [o.missive, "start", "--config", config, ...(o.allowRoot ? ["--allow-root"] : [])], {
+        stdio: ["ignore", fd, fd]
+      })
       closeSync(fd)
       nodes.push(p)
       nodesMade.push({ name, smtp, submission, config, log })

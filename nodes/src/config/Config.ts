@@ -172,7 +172,15 @@ export const EVENT_TYPES = [
   "quarantined"
 ] as const
 
-/** Where delivery events go: exactly one of a webhook (HMAC-signed with `secret`) or a JSON-lines file. */
+/** A NATS subject to publish to: tokens of letters, digits, `_` and `-` separated by dots, no wildcards. */
+const natsSubjectOf = (u: unknown): string | undefined =>
+  typeof u === "string" && /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(u) && u.length <= 255 ? u : undefined
+
+/**
+ * Where delivery events go: exactly one of a webhook (HMAC-signed with `secret`), a JSON-lines file, or a NATS
+ * subject (on `url`, else the cluster's own NATS connection). Events go out in batches of up to `batch_max`, waiting
+ * up to `batch_wait` once caught up with the log so that what arrives meanwhile shares a request.
+ */
 const EventDestination = Schema.Struct({
   name: textValue("a name of letters, digits, _ and -", (s) => /^[A-Za-z0-9_-]{1,64}$/.test(s)),
   webhook: field(
@@ -188,12 +196,17 @@ const EventDestination = Schema.Struct({
     nullable(Schema.String, "a file path", (u) => (typeof u === "string" && u.trim() !== "" ? u : undefined)),
     null
   ),
+  nats_subject: field(nullable(Schema.String, `a NATS subject without wildcards such as "missive.events"`, natsSubjectOf), null),
+  url: field(nullable(Schema.String, `a NATS URL such as "nats://127.0.0.1:4222"`, natsUrlOf), null),
+  batch_max: field(integer(1, 1000, "a batch size from 1 to 1000"), 100),
+  batch_wait: field(duration(0), 200),
   types: field(Schema.Array(oneOf(EVENT_TYPES)), [...EVENT_TYPES])
 }).check(
   Schema.makeFilter((d) => {
-    const kinds = [d.webhook, d.file].filter((x) => x !== null).length
-    if (kinds !== 1) return { path: ["webhook"], issue: "give exactly one of webhook or file" }
+    const kinds = [d.webhook, d.file, d.nats_subject].filter((x) => x !== null).length
+    if (kinds !== 1) return { path: ["webhook"], issue: "give exactly one of webhook, file or nats_subject" }
     if (d.webhook !== null && d.secret === null) return { path: ["secret"], issue: "a webhook needs a secret (its requests are signed)" }
+    if (d.url !== null && d.nats_subject === null) return { path: ["url"], issue: "url is the NATS server of a nats_subject destination" }
     return undefined
   })
 )

@@ -5,6 +5,7 @@
 import { mkdirSync } from "node:fs"
 import { readFile, rename, writeFile } from "node:fs/promises"
 import { dirname } from "node:path"
+import type { Message } from "@missive/core"
 import type { EventStore } from "@missive/events"
 import type { Logger } from "../runtime/Log.js"
 
@@ -49,6 +50,16 @@ export interface FollowerOptions {
   readonly pollMs?: number
   /** Shortest time between two checkpoint writes (ms); the last position is always written at stop. */
   readonly saveEveryMs?: number
+  /**
+   * Once caught up (a read shorter than `batchSize`), how long to wait before the next read (ms; default 0), so that
+   * what is appended meanwhile is read and handed as one batch instead of one event at a time.
+   */
+  readonly lingerMs?: number
+  /**
+   * The only event types the handler uses: a store that can (`readAllOf`) decodes no other, and the handler gets only
+   * these. Without it, or on a store without `readAllOf`, the handler gets every event.
+   */
+  readonly types?: ReadonlyArray<Message.EventType>
 }
 
 export interface Follower {
@@ -64,6 +75,7 @@ export const start = async (o: FollowerOptions): Promise<Follower> => {
   const batchSize = o.batchSize ?? 256
   const pollMs = o.pollMs ?? 1000
   const saveEveryMs = o.saveEveryMs ?? 200
+  const lingerMs = o.lingerMs ?? 0
   const stored = await o.checkpoint.load()
   let position = stored > 0 || o.from !== "end" ? stored : await o.events.head()
   let saved = stored
@@ -81,6 +93,19 @@ export const start = async (o: FollowerOptions): Promise<Follower> => {
       }
       timer = setTimeout(() => wake?.(), ms)
     })
+  /** A wait that appends do not cut short (only stop does). */
+  const linger = (ms: number) =>
+    ms <= 0 || abort.signal.aborted
+      ? Promise.resolve()
+      : new Promise<void>((done) => {
+          const t = setTimeout(finish, ms)
+          function finish() {
+            clearTimeout(t)
+            abort.signal.removeEventListener("abort", finish)
+            done()
+          }
+          abort.signal.addEventListener("abort", finish, { once: true })
+        })
   const unsubscribe = o.events.subscribe(await o.events.head(), () => wake?.())
 
   const save = async (force: boolean) => {
@@ -96,17 +121,28 @@ export const start = async (o: FollowerOptions): Promise<Follower> => {
     let failures = 0
     while (!abort.signal.aborted) {
       let batch: ReadonlyArray<EventStore.StoredEvent>
+      // The last position this read looked at: past events of other types, it can be beyond the batch's last.
+      let through: number
       try {
-        batch = await o.events.readAll(position, batchSize)
+        if (o.types && o.events.readAllOf) {
+          const r = await o.events.readAllOf(position, batchSize, o.types)
+          batch = r.events
+          through = r.through
+        } else {
+          batch = await o.events.readAll(position, batchSize)
+          through = batch.at(-1)?.position ?? position
+        }
       } catch (e) {
         o.log("warn", "event follower: log read failed; retrying", { follower: o.name, position, error: String(e) })
         await sleep(backoffMs(++failures))
         continue
       }
-      if (batch.length === 0) {
+      if (through === position) {
         await sleep(pollMs)
+        await linger(lingerMs)
         continue
       }
+      const caughtUp = through - position < batchSize
       try {
         await o.handle(
           batch,
@@ -115,7 +151,7 @@ export const start = async (o: FollowerOptions): Promise<Follower> => {
           },
           abort.signal
         )
-        position = Math.max(position, batch[batch.length - 1]!.position)
+        position = Math.max(position, through)
         failures = 0
       } catch (e) {
         if (abort.signal.aborted) break
@@ -132,6 +168,7 @@ export const start = async (o: FollowerOptions): Promise<Follower> => {
         continue
       }
       await save(false).catch((e: unknown) => o.log("warn", "event follower: checkpoint not saved", { follower: o.name, error: String(e) }))
+      if (caughtUp) await linger(lingerMs)
     }
   }
   const running = loop()

@@ -1,78 +1,24 @@
 // The event publisher: one follower of the event log per configured destination (events.destinations), each with
 // its own checkpoint in <data_dir>/publish/<name>.checkpoint, projecting the log into SES-style delivery events
-// (Ses.ts) and handing them to a webhook or a JSON-lines file. At-least-once: the checkpoint moves only past what the
-// destination acknowledged (a 2xx, an fdatasync); a failure is retried with a backoff, never skipped.
-// Security: webhook bodies are signed with HMAC-SHA256 over "<timestamp>.<body>" under the destination's secret;
-// the secret is never logged. Must not change the log.
-import { createHmac } from "node:crypto"
-import { mkdirSync } from "node:fs"
-import { open, type FileHandle } from "node:fs/promises"
-import { dirname, join } from "node:path"
+// (Ses.ts) and handing them in batches to a webhook, a JSON-lines file or a NATS subject (Sink.ts). At-least-once:
+// the checkpoint moves only past what the destination acknowledged for a whole batch (a 2xx, an fdatasync, the
+// JetStream acks); a failure is retried with a backoff, never skipped. Must not change the log.
+import { join } from "node:path"
 import type { EventStore } from "@missive/events"
+import type { NatsConnection } from "@nats-io/transport-node"
 import type { Config } from "../config/Config.js"
 import type { Clock } from "../runtime/Clock.js"
 import type { Logger } from "../runtime/Log.js"
 import * as Follower from "./Follower.js"
 import * as Ses from "./Ses.js"
+import * as Sink from "./Sink.js"
 
 export type Destination = Config["events"]["destinations"][number]
 
-/** The signature header's value for a body sent at `timestamp` (unix seconds): "sha256=<hex>". */
-export const sign = (secret: string, timestamp: string, body: string): string =>
-  `sha256=${createHmac("sha256", secret).update(`${timestamp}.${body}`).digest("hex")}`
+export { sign, SIGNATURE_HEADER, TIMESTAMP_HEADER, COUNT_HEADER } from "./Sink.js"
 
-export const SIGNATURE_HEADER = "x-missive-signature"
-export const TIMESTAMP_HEADER = "x-missive-timestamp"
-
-/** Hands a chunk of published events to a destination; resolves once the destination has them. */
-type Sink = { send(events: ReadonlyArray<Ses.Published>, signal: AbortSignal): Promise<void>; close(): Promise<void> }
-
-/** How many events one webhook request or file write carries at most; a request body is one event, or an array. */
-const CHUNK = 100
-
-const webhookSink = (d: Destination & { webhook: string; secret: string }, clock: Clock): Sink => ({
-  send: async (events, signal) => {
-    for (const e of events) {
-      const body = JSON.stringify(e)
-      const timestamp = String(Math.floor(clock.now() / 1000))
-      const res = await fetch(d.webhook, {
-        method: "POST",
-        headers: {
-          "content-type": "application/json",
-          "user-agent": "Missive-Events/1",
-          "x-missive-event-id": e.eventId,
-          "x-missive-event-type": e.eventType,
-          [TIMESTAMP_HEADER]: timestamp,
-          [SIGNATURE_HEADER]: sign(d.secret, timestamp, body)
-        },
-        body,
-        signal: AbortSignal.any([signal, AbortSignal.timeout(10_000)])
-      })
-      // The body is read (and dropped) so the connection goes back to the pool.
-      await res.arrayBuffer().catch(() => undefined)
-      if (res.status < 200 || res.status >= 300) throw new Error(`webhook answered ${res.status} for event ${e.eventId}`)
-    }
-  },
-  close: async () => {}
-})
-
-const fileSink = (path: string): Sink => {
-  let handle: FileHandle | undefined
-  return {
-    send: async (events) => {
-      if (!handle) {
-        mkdirSync(dirname(path), { recursive: true })
-        handle = await open(path, "a")
-      }
-      await handle.write(events.map((e) => JSON.stringify(e) + "\n").join(""))
-      await handle.datasync()
-    },
-    close: async () => {
-      await handle?.close()
-      handle = undefined
-    }
-  }
-}
+/** Log events read at a time: about ten per message, so one read gives a few hundred published events. */
+const READ_BATCH = 2048
 
 export interface PublisherDeps {
   readonly events: EventStore.EventStore
@@ -82,6 +28,8 @@ export interface PublisherDeps {
   readonly lifetimeMs: number
   readonly clock: Clock
   readonly log: Logger
+  /** The cluster's NATS connection (cluster mode): a `nats_subject` destination without `url` publishes on it. */
+  readonly nats?: NatsConnection | undefined
 }
 
 export interface Publisher {
@@ -92,13 +40,20 @@ export interface Publisher {
 
 export const checkpointPath = (dataDir: string, name: string): string => join(dataDir, "publish", `${name}.checkpoint`)
 
-const sinkOf = (d: Destination, deps: PublisherDeps): Sink =>
-  d.webhook !== null && d.secret !== null ? webhookSink({ ...d, webhook: d.webhook, secret: d.secret }, deps.clock) : fileSink(d.file!)
+const sinkOf = (d: Destination, deps: PublisherDeps): Sink.Sink => {
+  if (d.webhook !== null && d.secret !== null) return Sink.webhook(d.webhook, d.secret, deps.clock)
+  if (d.file !== null) return Sink.file(d.file)
+  const subject = d.nats_subject!
+  if (d.url !== null) return Sink.natsSubject(subject, { url: d.url }, d.name)
+  if (deps.nats) return Sink.natsSubject(subject, { shared: deps.nats }, d.name)
+  throw new Error(`events destination ${JSON.stringify(d.name)}: nats_subject needs a url when the node is not in a cluster`)
+}
 
 export const start = async (deps: PublisherDeps): Promise<Publisher> => {
-  const running: Array<{ name: string; follower: Follower.Follower; sink: Sink }> = []
-  for (const d of deps.destinations) {
-    const sink = sinkOf(d, deps)
+  const running: Array<{ name: string; follower: Follower.Follower; sink: Sink.Sink }> = []
+  // Every sink is made (and a destination that cannot be served refused) before any follower starts.
+  const sinks = deps.destinations.map((d) => ({ d, sink: sinkOf(d, deps) }))
+  for (const { d, sink } of sinks) {
     const projector = Ses.make(deps.events, deps.hostname, deps.lifetimeMs)
     const wanted = new Set<string>(d.types)
     const follower = await Follower.start({
@@ -106,16 +61,19 @@ export const start = async (deps: PublisherDeps): Promise<Publisher> => {
       events: deps.events,
       checkpoint: Follower.fileCheckpoint(checkpointPath(deps.dataDir, d.name)),
       log: deps.log,
+      batchSize: READ_BATCH,
+      lingerMs: d.batch_wait,
+      types: Ses.SOURCE_TYPES,
       handle: async (batch, done, signal) => {
         const items = (await projector.project(batch)).filter((i) => wanted.has(i.kind))
-        for (let i = 0; i < items.length; i += CHUNK) {
-          const chunk = items.slice(i, i + CHUNK)
+        for (let i = 0; i < items.length; i += d.batch_max) {
+          const chunk = items.slice(i, i + d.batch_max)
           await sink.send(
-            chunk.map((c) => c.event),
+            chunk.map((c) => ({ eventId: c.event.eventId, json: JSON.stringify(c.event) })),
             signal
           )
           // Events of one log position may straddle chunks: only positions wholly sent are finished.
-          const next = items[i + CHUNK]
+          const next = items[i + d.batch_max]
           const last = chunk[chunk.length - 1]!.position
           done(next !== undefined && next.position === last ? last - 1 : last)
         }

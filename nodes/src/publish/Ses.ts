@@ -20,6 +20,17 @@ const EVENT_TYPE: Record<Kind, string> = {
   quarantined: "Quarantined"
 }
 
+/** The log event types the projection reads; every other type gives nothing (a follower need not decode it). */
+export const SOURCE_TYPES = [
+  "MessageReceived",
+  "MessageFiltered",
+  "RecipientDelivered",
+  "RecipientBounced",
+  "RecipientExpired",
+  "AttemptDeferred",
+  "ComplaintReceived"
+] as const satisfies ReadonlyArray<Message.EventType>
+
 export interface Mail {
   readonly timestamp: string
   readonly messageId: string
