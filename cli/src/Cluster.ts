@@ -9,7 +9,7 @@ import { parse as parseYaml } from "yaml"
 import { Clock, ClusterRuntime, Launcher, Membership, Placement, Service, type Config as Configuration } from "@missive/node"
 import { ClusterUsageError, natsFlag, withNats } from "./Help.js"
 import { drain } from "./Drain.js"
-import { refusal } from "./Root.js"
+import { rootWarning } from "./Root.js"
 export { CLUSTER_HELP as HELP, ClusterUsageError, natsFlag, withNats } from "./Help.js"
 
 type Config = Configuration.Config
@@ -200,13 +200,10 @@ export const cluster = async (argv: ReadonlyArray<string>, loadConfig: (path: st
     }
   }
   if (sub === "up") {
-    // The nodes it starts would refuse root one by one: refuse here, once, before NATS is started (cli/src/Root.ts).
-    const allowRoot = argv.includes("--allow-root")
-    const refused = refusal(allowRoot)
-    if (refused !== undefined) {
-      process.stderr.write(refused)
-      return 1
-    }
+    // As root: warned once here (cli/src/Root.ts); its nodes get --allow-root so they do not each warn again.
+    const warning = rootWarning(argv.includes("--allow-root"))
+    if (warning !== undefined) process.stderr.write(warning)
+    const allowRoot = process.geteuid?.() === 0
     const file = flag(argv, "config")
     const base = file ? ((parseYaml(readFileSync(file, "utf8")) ?? {}) as Record<string, unknown>) : {}
     if (file) loadConfig(file)

@@ -55,7 +55,7 @@ export const CLUSTER_HELP = `  missive cluster up [--nodes N] [--dir DIR] [--nat
                                            SMTP on P+20, submission on P+30; each process logs to a file in its
                                            directory under DIR; Ctrl-C stops all. Needs nats-server 2.10.23+
                                            (JetStream sync_interval: always); --allow-unsynced runs on an older one;
-                                           as root it refuses unless --allow-root (passed on to the nodes)
+                                           as root it warns unless --allow-root
   missive cluster balance [--nats URLS | --config FILE]
                                            spread the raft leaders (event log, each inbox shard and its consumer)
                                            over the servers by step-downs; each step-down is a short election, so

@@ -6,7 +6,7 @@ import { join, resolve } from "node:path"
 import { userInfo } from "node:os"
 import type { Config as Configuration } from "@missive/node"
 import { FILTER_HELP } from "./Filter.js"
-import { refusal } from "./Root.js"
+import { rootWarning } from "./Root.js"
 import {
   CLUSTER_HELP as ClusterHelp,
   ClusterUsageError,
@@ -28,7 +28,7 @@ const HELP = `missive — an event-sourced mail transfer agent
 
 Usage:
   missive start [--config FILE]            start a node (defaults: SMTP on 2525, submission on 2587, data in ./data)
-  missive start … --allow-root             run as root (refused without it: use an unprivileged user instead)
+  missive start … --allow-root             run as root without the warning (use an unprivileged user instead)
   missive start --nats URL[,URL…]          join a cluster: JetStream for the log, bodies and work (overrides cluster.nats)
   missive config check FILE                validate a configuration file; prints each problem with its key path
   missive queue list [--quarantine] [--config FILE] [--json]
@@ -88,12 +88,9 @@ const commands: Record<string, (argv: ReadonlyArray<string>) => Promise<number>>
   start: async (argv) => {
     const a = parseArgs(argv, { config: "value", nats: "value", "allow-root": "bool" })
     if (a.positional.length > 0) throw new UsageError(`start takes no arguments (got ${a.positional.join(" ")})`)
-    // As root: refused before anything is read or opened (cli/src/Root.ts).
-    const refused = refusal(a.flags.has("allow-root"))
-    if (refused !== undefined) {
-      process.stderr.write(refused)
-      return 1
-    }
+    // As root: a warning, unless --allow-root says root is meant (cli/src/Root.ts).
+    const warning = rootWarning(a.flags.has("allow-root"))
+    if (warning !== undefined) process.stderr.write(warning)
     const config = withNats(await loadConfig(a.flags.get("config")), natsFlag(a.flags.get("nats")))
     const file = a.flags.get("config")
     return (await node()).Serve.serve(config, 10_000, typeof file === "string" ? file : undefined)
