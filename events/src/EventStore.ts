@@ -42,6 +42,12 @@ export interface EventStore {
    * entries of those types (positions still in log order; `limit` counts the positions looked at, not the entries).
    */
   readIndex?(after: number, limit: number, types?: ReadonlyArray<Message.EventType>): Promise<ReadonlyArray<IndexEntry>>
+  /**
+   * Optional: `readAll` of only the events of these types among the positions (after, after + `limit`] (`limit`
+   * counts the positions looked at, as `readIndex` with types). Adapters that keep the type beside the event (SQLite,
+   * memory) have it: a reader that folds a few types does not read or decode the others.
+   */
+  readAllOf?(after: number, limit: number, types: ReadonlyArray<Message.EventType>): Promise<ReadonlyArray<StoredEvent>>
   /** The global position of the last event (0 when empty). */
   head(): Promise<number>
   close(): Promise<void>
@@ -77,6 +83,7 @@ export const makeMemory = (): EventStore => {
         .slice(after, after + limit)
         .filter((e) => !types || types.includes(e.event.type))
         .map((e) => ({ position: e.position, stream: e.stream, type: e.event.type, at: e.event.at })),
+    readAllOf: async (after, limit, types) => log.slice(after, after + limit).filter((e) => types.includes(e.event.type)),
     subscribe: (after, onEvent) => {
       for (const e of log.slice(after)) onEvent(e)
       subscribers.add(onEvent)

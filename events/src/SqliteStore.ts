@@ -147,6 +147,12 @@ export const open = (options: SqliteOptions): SqliteStore => {
         "SELECT position, stream, version, data FROM events WHERE position > ? ORDER BY position LIMIT ?"
       )
       .raw(true),
+    readAllRawOf: db
+      .prepare<[number, number, string], [number, string, number, string]>(
+        "SELECT position, stream, version, data FROM events WHERE position > ? AND position <= ? " +
+          "AND type IN (SELECT value FROM json_each(?)) ORDER BY position"
+      )
+      .raw(true),
     // The log's index without the event bodies (no JSON to parse): [position, stream, type, at].
     readIndex: db
       .prepare<[number, number], [number, string, IndexEntry["type"], number]>(
@@ -247,6 +253,15 @@ export const open = (options: SqliteOptions): SqliteStore => {
     event: decodeTrusted(r.data)
   })
 
+  const decodeRows = (rows: ReadonlyArray<[number, string, number, string]>): Array<StoredEvent> => {
+    const out = new Array<StoredEvent>(rows.length)
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i]!
+      out[i] = { stream: r[1], version: r[2], position: r[0], event: decodeTrusted(r[3]) }
+    }
+    return out
+  }
+
   const events: EventStore = {
     append: (stream, expected, evs) =>
       enqueue(
@@ -261,15 +276,8 @@ export const open = (options: SqliteOptions): SqliteStore => {
         evs
       ),
     read: async (stream) => q.readStream.all(stream).map((r) => toStored(stream, r)),
-    readAll: async (after, limit) => {
-      const rows = q.readAllRaw.all(after, limit)
-      const out = new Array<StoredEvent>(rows.length)
-      for (let i = 0; i < rows.length; i++) {
-        const r = rows[i]!
-        out[i] = { stream: r[1], version: r[2], position: r[0], event: decodeTrusted(r[3]) }
-      }
-      return out
-    },
+    readAll: async (after, limit) => decodeRows(q.readAllRaw.all(after, limit)),
+    readAllOf: async (after, limit, types) => decodeRows(q.readAllRawOf.all(after, after + limit, JSON.stringify(types))),
     readIndex: async (after, limit, types) => {
       const rows = types ? q.readIndexOf.all(after, after + limit, JSON.stringify(types)) : q.readIndex.all(after, limit)
       const out = new Array<IndexEntry>(rows.length)

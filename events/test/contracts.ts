@@ -102,6 +102,18 @@ export const eventStoreContract = (name: string, make: () => Promise<Fixture<Eve
       expect((await s.readIndex(10, 100, ["MessageReceived"])).map((e) => e.position)).toEqual([11, 12])
     })
 
+    it("reads only the events of some types, when it can, as readAll would have them", async () => {
+      const s = await setup()
+      for (let i = 0; i < 12; i++) await s.append(`message-${i}`, 0, [received(String(i), 1000 + i)])
+      await s.append("message-3", 1, [held(2000)])
+      if (!s.readAllOf) return
+      const all = await s.readAll(0, 100)
+      expect(await s.readAllOf(0, 13, ["MessageHeld"])).toEqual(all.filter((e) => e.event.type === "MessageHeld"))
+      // The limit counts positions looked at: none of the first 12 is held.
+      expect(await s.readAllOf(0, 12, ["MessageHeld"])).toEqual([])
+      expect(await s.readAllOf(10, 100, ["MessageReceived", "MessageHeld"])).toEqual(all.slice(10))
+    })
+
     it("subscribes from a position: catch-up then live, in order", async () => {
       const s = await setup()
       await s.append("message-a", 0, [received("a")])
