@@ -1,6 +1,6 @@
-// `missive replay …`: incident replay over the recorded log (timeline, report, queue at a moment, what-if, re-inject).
-// Opens the node's SQLite store read-only (safe next to a running node); only `inject` sends anything, and only to
-// the --target it is given. Bad arguments get a precise message and exit code 2.
+// `missive replay …`: incident replay over the recorded log (timeline, the recorded policy, report, queue at a moment,
+// what-if, re-inject). Opens the node's SQLite store read-only (safe next to a running node); only `inject` sends
+// anything, and only to the --target it is given. Bad arguments get a precise message and exit code 2.
 import { EmbeddedStore, type BodyStore, type EventStore } from "@missive/events"
 import { existsSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
