@@ -148,6 +148,8 @@ const run = async (argv: ReadonlyArray<string>): Promise<number> => {
   const json = a.flags.has("json")
   const known = ["timeline", "policy", "report", "queue", "what-if", "inject", "tls-rpt"]
   if (!sub || !known.includes(sub)) throw new Usage(`usage: missive replay ${known.join("|")} … (got ${sub ? `"${sub}"` : "nothing"})`)
+  if (sub === "policy" && rest.length !== (a.flags.has("diff") ? 2 : 1))
+    throw new Usage("usage: missive replay policy HASH | missive replay policy --diff HASH_A HASH_B [--config FILE] [--json]")
   const config = configOf(a.str("config"))
   const store = await openLog(config, a.str("data"))
   try {
@@ -164,8 +166,6 @@ const run = async (argv: ReadonlyArray<string>): Promise<number> => {
     }
     if (sub === "policy") {
       const diff = a.flags.has("diff")
-      if (rest.length !== (diff ? 2 : 1))
-        throw new Usage("usage: missive replay policy HASH | missive replay policy --diff HASH_A HASH_B [--config FILE] [--json]")
       const found = await Promise.all(rest.map((h) => Policy.find(store.events, h)))
       const missing = rest.filter((_, i) => !found[i])
       if (missing.length > 0) {
