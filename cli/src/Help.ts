@@ -17,7 +17,13 @@ export const SIM_HELP = `  missive sim run SCENARIO [--target embedded|direct|cl
 `
 
 export const REPLAY_HELP = `  missive replay timeline ID [--json]     every event of one message: time, node, policy, routes and DNS answers,
-                                           each attempt with its host and full reply, delays, relative times
+                                           each attempt with its host and full reply, delays, relative times;
+                                           the policy hash(es) its events were decided under
+  missive replay policy HASH [--json]      the configuration a node recorded for a policy hash when it started or
+                                           reloaded with it (PolicyActivated; secrets redacted), as YAML
+  missive replay policy --diff HASH_A HASH_B [--json]
+                                           the two recorded configurations compared by key path
+                                           ("- delivery.tls: ..." / "+ delivery.tls: ...")
   missive replay report --from T --to T [--domain D] [--html FILE] [--zoom] [--buckets N] [--json]
                                            per destination and in all: messages, recipients, attempts, recipient
                                            outcomes, queued at start and open at end, reply codes, latency
@@ -35,7 +41,9 @@ export const REPLAY_HELP = `  missive replay timeline ID [--json]     every even
                                            virtual clock; ALT's shaping.rules re-decide the site throttles and
                                            suspensions on the simulated replies (recorded vs re-decided counts);
                                            recorded vs alternative; --replies message replays each
-                                           message's own replies per attempt (an exact re-run of the same policy)
+                                           message's own replies per attempt (an exact re-run of the same policy);
+                                           the recorded policy hashes against ALT's, with the key-path diff when
+                                           the log holds the recorded policy
   missive replay tls-rpt [--day YYYY-MM-DD] [--org NAME] [--contact ADDR] [--out FILE]
                                            the RFC 8460 daily TLS report (JSON) of one UTC day (default: yesterday)
                                            from the attempts' recorded TLS: per recipient domain and policy (sts,

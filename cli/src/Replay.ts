@@ -1,17 +1,18 @@
-// `missive replay …`: incident replay over the recorded log (timeline, report, queue at a moment, what-if, re-inject).
-// Opens the node's SQLite store read-only (safe next to a running node); only `inject` sends anything, and only to
-// the --target it is given. Bad arguments get a precise message and exit code 2.
+// `missive replay …`: incident replay over the recorded log (timeline, the recorded policy, report, queue at a moment,
+// what-if, re-inject). Opens the node's SQLite store read-only (safe next to a running node); only `inject` sends
+// anything, and only to the --target it is given. Bad arguments get a precise message and exit code 2.
 import { EmbeddedStore, type BodyStore, type EventStore } from "@missive/events"
 import { existsSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { QueueView } from "@missive/events"
-import { Clock, ClusterRuntime, Config as Configuration, Node, Presets } from "@missive/node"
+import { Clock, ClusterRuntime, Config as Configuration, Node, Presets, Redact } from "@missive/node"
 import { Replay } from "@missive/simulations"
 export { REPLAY_HELP as HELP } from "./Help.js"
 import { parseFlags } from "./Help.js"
 
 import Html = Replay.Html
 import Inject = Replay.Inject
+import Policy = Replay.Policy
 import Progress = Replay.Progress
 import Report = Replay.Report
 import Timeline = Replay.Timeline
@@ -47,7 +48,8 @@ const OPTIONS: Record<string, "value" | "bool"> = {
   contact: "value",
   out: "value",
   "filter-dmarc": "value",
-  "filter-temperror": "value"
+  "filter-temperror": "value",
+  diff: "bool"
 }
 
 const parse = (argv: ReadonlyArray<string>) => {
@@ -144,8 +146,10 @@ const run = async (argv: ReadonlyArray<string>): Promise<number> => {
   const [sub, ...rest] = a.positional
   const now = systemClock.now()
   const json = a.flags.has("json")
-  const known = ["timeline", "report", "queue", "what-if", "inject", "tls-rpt"]
+  const known = ["timeline", "policy", "report", "queue", "what-if", "inject", "tls-rpt"]
   if (!sub || !known.includes(sub)) throw new Usage(`usage: missive replay ${known.join("|")} … (got ${sub ? `"${sub}"` : "nothing"})`)
+  if (sub === "policy" && rest.length !== (a.flags.has("diff") ? 2 : 1))
+    throw new Usage("usage: missive replay policy HASH | missive replay policy --diff HASH_A HASH_B [--config FILE] [--json]")
   const config = configOf(a.str("config"))
   const store = await openLog(config, a.str("data"))
   try {
@@ -158,6 +162,22 @@ const run = async (argv: ReadonlyArray<string>): Promise<number> => {
         return 1
       }
       out(json ? JSON.stringify(Timeline.toJson(t), null, 2) : Timeline.format(t))
+      return 0
+    }
+    if (sub === "policy") {
+      const diff = a.flags.has("diff")
+      const found = await Promise.all(rest.map((h) => Policy.find(store.events, h)))
+      const missing = rest.filter((_, i) => !found[i])
+      if (missing.length > 0) {
+        const known = (await Policy.recorded(store.events)).map((e) => e.hash)
+        process.stderr.write(
+          `missive replay: no recorded policy ${missing.join(", ")} (recorded: ${[...new Set(known)].join(", ") || "none"})\n`
+        )
+        return 1
+      }
+      const [x, y] = found as Array<Policy.Activated>
+      if (json) out(JSON.stringify(diff ? { from: x, to: y, diff: Policy.diff(x!.config, y!.config) } : x, null, 2))
+      else out(diff ? Policy.formatDiff(x!, y!) : Policy.format(x!))
       return 0
     }
     if (rest.length > 0) throw new Usage(`replay ${sub} takes no arguments (got ${rest.join(" ")})`)
@@ -245,6 +265,7 @@ const run = async (argv: ReadonlyArray<string>): Promise<number> => {
       const t0 = performance.now()
       const sim = WhatIf.simulate(rec, alt, { seed, replies })
       const wall = performance.now() - t0
+      const policyDiff = await Policy.againstAlternative(store.events, rec.policies, { hash: alt.hash, config: Redact.redact(config) })
       out(
         json
           ? JSON.stringify(
@@ -258,12 +279,13 @@ const run = async (argv: ReadonlyArray<string>): Promise<number> => {
                 siteChanges: { recorded: rec.siteChanges, redecided: sim.siteChanges },
                 steps: sim.steps,
                 wallMs: wall,
-                unknownDestinations: sim.unknownDestinations
+                unknownDestinations: sim.unknownDestinations,
+                policyDiff
               },
               null,
               2
             )
-          : WhatIf.format(rec, alt, sim, wall)
+          : [WhatIf.format(rec, alt, sim, wall), "", ...policyDiff].join("\n")
       )
       return 0
     }

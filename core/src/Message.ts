@@ -123,6 +123,18 @@ export type Event =
   | (Meta & { readonly type: "DelayNotified"; readonly dsnId: string; readonly rcpts: ReadonlyArray<string> })
   /** A site's shaping changes (core/src/Site.ts, stream `site-<name>`); no message's state. */
   | SiteEvent
+  /**
+   * A node started, or re-read its configuration file, with a policy hash the log had not recorded (stream `policy`;
+   * no message's state): the configuration it read, every secret replaced, so that the hash on a message's events
+   * can be read back as the policy behind it. `hash` is the one `policy` carries on the events made under it.
+   */
+  | (Meta & {
+      readonly type: "PolicyActivated"
+      readonly hash: string
+      /** The configuration, redacted as the admin API's effective-config endpoint shows it. */
+      readonly config: Readonly<Record<string, unknown>>
+      readonly reason: "start" | "reload"
+    })
 
 /** Why an address is on the suppression list: a permanent bounce, a feedback report, or an operator. */
 export type SuppressionReason = "bounce" | "complaint" | "manual"
@@ -202,7 +214,8 @@ export const EVENT_TYPES: ReadonlyArray<EventType> = [
   "DelayNotified",
   "SiteThrottled",
   "SiteSuspended",
-  "SiteResumed"
+  "SiteResumed",
+  "PolicyActivated"
 ]
 
 export type RecipientStatus = "pending" | "routed" | "attempting" | "deferred" | "delivered" | "bounced" | "expired"
@@ -379,6 +392,7 @@ export const evolve = (state: State, event: Event): State => {
     case "SiteThrottled":
     case "SiteSuspended":
     case "SiteResumed":
+    case "PolicyActivated":
       return { ...s, version }
   }
 }

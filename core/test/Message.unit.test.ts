@@ -1024,6 +1024,7 @@ describe("evolve", () => {
       "SiteThrottled",
       "SiteSuspended",
       "SiteResumed",
+      "PolicyActivated",
       "ComplaintReceived",
       "DelayNotified"
     ]

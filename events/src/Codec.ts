@@ -133,7 +133,12 @@ export const EventSchema = Schema.Union([
     perHour: Schema.optional(Schema.Number)
   }),
   ev("SiteSuspended", { site: Schema.String, rule: Schema.String, reply: Reply, until: Schema.Number }),
-  ev("SiteResumed", { site: Schema.String })
+  ev("SiteResumed", { site: Schema.String }),
+  ev("PolicyActivated", {
+    hash: Schema.String,
+    config: Schema.Record(Schema.String, Schema.Unknown),
+    reason: Schema.Literals(["start", "reload"])
+  })
 ])
 
 // Compile-time guard: the schema's type and core's Event must stay mutually assignable.

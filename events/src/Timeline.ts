@@ -132,6 +132,8 @@ export const describe = (e: Message.Event): string => {
       return `site ${e.site} suspended until ${iso(e.until)} after ${Reply.format(e.reply)} (rule /${e.rule}/)`
     case "SiteResumed":
       return `site ${e.site} resumed`
+    case "PolicyActivated":
+      return `policy ${e.hash} activated at ${e.reason} (show it: missive replay policy ${e.hash})`
   }
 }
 
@@ -192,6 +194,14 @@ export const format = (t: Timeline): string => {
   const nodes = [...new Set(t.entries.map((e) => e.node))]
   const policies = [...new Set(t.entries.map((e) => e.policy))]
   out.push(`nodes: ${nodes.join(", ")}; policy: ${policies.join(", ")}`)
+  // The policy behind the decisions: each hash's configuration is in the log (PolicyActivated) when a node recorded it.
+  const under = (type: Message.EventType) => t.entries.find((e) => e.type === type)?.policy
+  const received = under("MessageReceived")
+  const routed = under("RecipientsRouted")
+  if (received !== undefined || routed !== undefined)
+    out.push(
+      `received under policy ${received ?? "-"}, routed under policy ${routed ?? "-"} (see one: missive replay policy ${received ?? routed})`
+    )
   out.push("")
   out.push(
     `${"#".padStart(3)}  ${"TIME".padEnd(24)}  ${"+START".padStart(9)}  ${"+PREV".padStart(8)}  ${"NODE".padEnd(12)}  ${"EVENT".padEnd(18)}  DETAIL`

@@ -12,6 +12,7 @@ import { startAdmin } from "./admin/Admin.js"
 import * as Fence from "./cluster/Fence.js"
 import type * as Cluster from "./cluster/Runtime.js"
 import { retrying } from "./cluster/Runtime.js"
+import * as Activation from "./config/Activation.js"
 import type { Config } from "./config/Config.js"
 import { policyOf, verifyPassword } from "./config/Config.js"
 import * as Presets from "./config/Presets.js"
@@ -52,7 +53,10 @@ export interface RunningNode {
   readonly cluster: Cluster.ClusterRuntime | undefined
   /** Resolves when an operator asked this node to drain (`missive cluster drain`): its runner then stops it. */
   readonly drainRequested: Promise<void>
-  /** Re-reads the filter stage's address maps from this configuration (SIGHUP, `missive config reload`); throws on a bad map file. */
+  /**
+   * Re-reads the filter stage's address maps from this configuration (SIGHUP, `missive config reload`) and records
+   * its policy (`PolicyActivated`, reason "reload") when its hash is new; throws on a bad map file.
+   */
   readonly reloadFilters: (config: Config, by: string) => Promise<void>
   /** Clean stop: stop accepting, let running deliveries finish (up to graceMs), commit, close. */
   readonly stop: (graceMs?: number) => Promise<void>
@@ -128,6 +132,12 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
         )
       ),
       (l) => Effect.sync(() => l.close())
+    )
+    // The configuration behind this policy hash, recorded once per hash (a restart with the same one adds nothing).
+    yield* Effect.promise(() =>
+      retrying(log, "policy activation", () =>
+        Activation.record(store.events, { config, hash: policyHash, node: config.node_id, at: clock.now(), reason: "start" })
+      )
     )
     const router = makeRouter({
       localDomains: config.relay.local_domains,
@@ -393,11 +403,16 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
         const version = (await store.events.read("filter")).length
         try {
           await store.events.append("filter", version, [{ ...event, files: [...r.files] }])
-          return
+          break
         } catch (e) {
           if ((e as { _tag?: string })._tag !== "WrongExpectedVersion") throw e
         }
       }
+      // The file's policy, when its hash is new. A reload applies the filter maps only: retry, routes and delivery
+      // as read here take effect at the next start, whose events then carry this hash.
+      const hash = policyHashOf(next)
+      if (await Activation.record(store.events, { config: next, hash, node: config.node_id, at: clock.now(), reason: "reload" }))
+        log("info", "policy activated", { policy: hash, by })
     }
     return { ports: allPorts, dataDir, host, store, cluster, drainRequested, reloadFilters } as const
   })

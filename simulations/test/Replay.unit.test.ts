@@ -132,6 +132,7 @@ describe("timeline", () => {
     expect(text).toMatch(/next attempt after 5m00s/)
     expect(text).toMatch(/MX y\.test NOERROR \[10 mx\.y\.test\]/)
     expect(text).toMatch(/nodes: a, b; policy: p1/)
+    expect(text).toMatch(/received under policy p1, routed under policy p1 \(see one: missive replay policy p1\)/)
     expect(text).toMatch(/r@y\.test: delivered, 1 attempt|r@y\.test: delivered, 2 attempt/)
   })
 })

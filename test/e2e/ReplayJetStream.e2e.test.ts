@@ -86,5 +86,12 @@ describe("replay on the JetStream log", () => {
     const text = report.stdout
     expect(text).toContain("busy.test")
     expect(text).toContain("ok.test")
+    // The policy the node started with is in the JetStream log too (PolicyActivated on the stream `policy`).
+    const hash = /received under policy ([0-9a-f]{8}),/.exec(timeline.stdout)?.[1]
+    expect(hash, timeline.stdout).toBeDefined()
+    const policy = await missive("replay", "policy", hash!, "--config", config)
+    expect(policy.code, policy.stderr).toBe(0)
+    expect(policy.stdout).toContain(`# policy ${hash}: activated at start on test-node`)
+    expect(policy.stdout).toMatch(/^ {2}nats:\n {4}- nats:\/\/127\.0\.0\.1:\d+$/m)
   }, 120_000)
 })

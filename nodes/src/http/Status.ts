@@ -1,13 +1,11 @@
 // Health, readiness, the cluster's nodes and the effective configuration. /healthz says the process answers;
 // /readyz says the store answers (a read of the log's head within 2 s, and in a cluster a live NATS connection).
-// The configuration is shown with every secret replaced: password hashes, token hashes, credentials in URLs.
+// The configuration is shown with every secret replaced (config/Redact.ts: password and token hashes, URL credentials).
 import { EventStore } from "@missive/events"
 import * as Service from "../cluster/Service.js"
-import type { Config } from "../config/Config.js"
+import { redact } from "../config/Redact.js"
 import type { Deps } from "./Deps.js"
 import { HttpError, ok, type Ctx, type Reply } from "./Request.js"
-
-export const REDACTED = "[redacted]"
 
 export const healthz = (d: Deps) => async (): Promise<Reply> => ok({ status: "ok", node: d.config.node_id })
 
@@ -38,17 +36,6 @@ export const readyz = (d: Deps) => async (): Promise<Reply> => {
   const ready = Object.values(checks).every((c) => c === "ok")
   return { status: ready ? 200 : 503, json: { status: ready ? "ready" : "unavailable", node: d.config.node_id, checks } }
 }
-
-/** userinfo of a URL ("nats://user:pass@host") replaced; anything else unchanged. */
-const scrubUrl = (u: string): string => u.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^@/]+@/i, `$1${REDACTED}@`)
-
-export const redact = (c: Config): unknown => ({
-  ...c,
-  auth: { ...c.auth, users: c.auth.users.map((u) => ({ name: u.name, password: REDACTED })) },
-  http: { ...c.http, tokens: c.http.tokens.map((t) => ({ name: t.name, scope: t.scope, hash: REDACTED })) },
-  cluster: { ...c.cluster, nats: c.cluster.nats.map(scrubUrl) },
-  store: { ...c.store, eventstoredb: c.store.eventstoredb === null ? null : scrubUrl(c.store.eventstoredb) }
-})
 
 export const config = (d: Deps) => async (): Promise<Reply> => ok(redact(d.config))
 

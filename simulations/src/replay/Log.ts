@@ -1,5 +1,6 @@
 // Reading the global log for replay, through the EventStore port only (SQLite, JetStream or memory alike):
 // batched scans with progress, and a binary search from a time to a log position. Never writes.
+import type { Message } from "@missive/core"
 import { EventStore } from "@missive/events"
 
 export type Store = EventStore.EventStore
@@ -11,6 +12,11 @@ export interface ScanOptions {
   /** Last position to read (default: the head when the scan starts). */
   readonly until?: number
   readonly batch?: number
+  /**
+   * Only these types are needed: a store with `readAllOf` (SQLite, memory) neither reads nor decodes the others; the
+   * rest (JetStream, EventStoreDB) yield every event, so the caller still skips what it does not fold.
+   */
+  readonly types?: ReadonlyArray<Message.EventType>
   readonly onProgress?: (position: number, target: number) => void
 }
 
@@ -19,6 +25,19 @@ export async function* scan(store: Store, opts: ScanOptions = {}): AsyncGenerato
   const batch = opts.batch ?? 5000
   const target = opts.until ?? (await store.head())
   let position = opts.after ?? 0
+  const { types } = opts
+  if (types && store.readAllOf) {
+    // Filtered batches may be short or empty: the positions looked at advance by the batch, not by what came back.
+    while (position < target) {
+      const span = Math.min(batch, target - position)
+      const { events, through } = await store.readAllOf(position, span, types)
+      if (through <= position) return
+      position = through
+      opts.onProgress?.(position, target)
+      if (events.length > 0) yield events
+    }
+    return
+  }
   while (position < target) {
     const events = await store.readAll(position, Math.min(batch, target - position))
     if (events.length === 0) return

@@ -8,7 +8,6 @@
 // `messages` and `attempts` count a message or an attempt once under each destination it had recipients at, and
 // once in (all): with several domains behind one next hop the destinations' attempts add up to more than (all)'s.
 import { Route, type Message, type Reply } from "@missive/core"
-import { EventStore } from "@missive/events"
 import { openStreams, positionAt, scan, SLACK_MS, type Store } from "./Log.js"
 import { roundDuration } from "../Chart.js"
 import { percentiles, type Percentiles } from "../Report.js"
@@ -147,6 +146,19 @@ const chartRange = async (store: Store, o: ReportOptions, head: number): Promise
   return { from: Math.max(o.from, first.event.at - pad), to: Math.min(o.to, last.event.at + pad) }
 }
 
+/** The event types `build` folds (its switch): a store that can filter (SQLite) reads no others. */
+const FOLDED: ReadonlyArray<Message.EventType> = [
+  "MessageReceived",
+  "AttemptStarted",
+  "AttemptSucceeded",
+  "AttemptFailed",
+  "AttemptDeferred",
+  "RecipientDelivered",
+  "RecipientBounced",
+  "RecipientExpired",
+  "MessageCompleted"
+]
+
 export const build = async (store: Store, o: ReportOptions): Promise<Report> => {
   const head = await store.head()
   const range = await chartRange(store, o, head)
@@ -162,7 +174,7 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
     return a
   }
   const want = (d: string) => domainFilter === undefined || d === domainFilter
-  // Per open message: received time and its open recipients.
+  // Per open message (by stream): received time and its open recipients.
   const open = new Map<string, { receivedAt: number; rcpts: Set<string> }>()
   const inWindow = (at: number) => at >= o.from && at <= o.to
   /** The chart bucket of a time, or -1 before the chart range (after it, events are not read or are clamped). */
@@ -199,11 +211,10 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
     const w = inWindow(e.at)
     if (w && !windowStarted) startWindow()
     const i = w ? bucketOf(e.at) : -1
-    const id = EventStore.idOf(stream)
     switch (e.type) {
       case "MessageReceived": {
         const rcpts = new Set(e.recipients)
-        open.set(id, { receivedAt: e.at, rcpts })
+        open.set(stream, { receivedAt: e.at, rcpts })
         for (const r of rcpts) change(r, +1, i)
         if (!w) break
         let any = false
@@ -264,7 +275,7 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
       case "RecipientDelivered":
       case "RecipientBounced":
       case "RecipientExpired": {
-        const m = open.get(id)
+        const m = open.get(stream)
         if (m?.rcpts.delete(e.rcpt)) change(e.rcpt, -1, i)
         const d = Route.domainOf(e.rcpt)
         if (!w || !want(d)) break
@@ -286,7 +297,7 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
       }
       case "MessageCompleted": {
         // Recipients still open when a message completes were closed by an operator's delete.
-        const m = open.get(id)
+        const m = open.get(stream)
         if (m)
           for (const r of m.rcpts) {
             change(r, -1, i)
@@ -296,7 +307,7 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
               total.deleted += 1
             }
           }
-        open.delete(id)
+        open.delete(stream)
         break
       }
       default:
@@ -311,7 +322,8 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
     const streams = (await openStreams(store, after))!
     for (const stream of streams) for (const s of await store.read(stream)) if (s.position <= after) apply(stream, s.event)
   }
-  for await (const batch of scan(store, { after, until, onProgress: o.onProgress })) for (const s of batch) apply(s.stream, s.event)
+  for await (const batch of scan(store, { after, until, types: FOLDED, onProgress: o.onProgress }))
+    for (const s of batch) apply(s.stream, s.event)
   if (!windowStarted) startWindow()
   for (const a of [...accs.values(), total]) a.advance(buckets - 1)
   const finish = (destination: string, a: Acc): DestinationReport => ({
