@@ -8,6 +8,7 @@ import { Timeline } from "@missive/events"
 import type { Node } from "@missive/node"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startCapture, type CaptureServer } from "../src/CaptureServer.js"
+import { BUSY_STREAM, startBusySite, type BusySite } from "../src/BusySite.js"
 import { startDnsServer, type DnsServer } from "../src/DnsServer.js"
 import { rawMessage, send, startNode, tempDir, testConfig, waitFor } from "../src/Harness.js"
 
@@ -69,32 +70,16 @@ describe("traffic shaping per site", () => {
 
 describe("site automation rules", () => {
   const dir = tempDir()
+  let site: BusySite
   let mx: CaptureServer
-  let dns: DnsServer
   let node: Node.RunningNode
-  let refused = 0
 
   beforeAll(async () => {
-    mx = await startCapture({
-      onData: () => (refused++ === 0 ? { code: 421, text: "4.7.0 Try again later, closing connection." } : undefined)
-    })
-    dns = await startDnsServer({
-      "busy.test": { mx: [{ preference: 10, exchange: "mx.busy-host.test" }] },
-      "mx.busy-host.test": { a: ["127.0.0.1"] }
-    })
-    node = await startNode(
-      testConfig(dir.path, {
-        dns: { servers: [dns.server], timeout: "2s" },
-        relay: { local_domains: ["missive.test"], trusted_networks: ["127.0.0.0/8"] },
-        retry: { initial: "200ms", max: "400ms", multiplier: 2, jitter: 0, lifetime: "1h" },
-        delivery: { port: mx.port, mta_sts: false },
-        shaping: { rules: [{ match: "^421 4\\.7\\.0 .*try again later", action: "suspend", duration: "1500ms" }] }
-      })
-    )
+    site = await startBusySite(dir.path, 1500)
+    ;({ mx, node } = site)
   })
   afterAll(async () => {
-    await node?.stop()
-    await Promise.all([mx?.close(), dns?.close()])
+    await site?.close()
     dir.remove()
   })
 
@@ -105,7 +90,7 @@ describe("site automation rules", () => {
       rawMessage({ from: "s@missive.test", to: "a@busy.test", subject: "suspend me" })
     )
     expect(r.ok).toBe(true)
-    const stream = "site-site_mx_busy-host_test"
+    const stream = BUSY_STREAM
     const siteEvents = async (): Promise<ReadonlyArray<Message.Event>> => (await node.store.events.read(stream)).map((e) => e.event)
     await waitFor("the site resumed", async () => (await siteEvents()).some((e) => e.type === "SiteResumed"))
     const events = await siteEvents()

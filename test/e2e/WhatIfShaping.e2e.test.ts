@@ -6,38 +6,23 @@
 import type { Node } from "@missive/node"
 import { Replay } from "@missive/simulations"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { startCapture, type CaptureServer } from "../src/CaptureServer.js"
-import { startDnsServer, type DnsServer } from "../src/DnsServer.js"
-import { rawMessage, send, startNode, tempDir, testConfig, waitFor } from "../src/Harness.js"
+import type { CaptureServer } from "../src/CaptureServer.js"
+import { BUSY_RULE, BUSY_STREAM, startBusySite, type BusySite } from "../src/BusySite.js"
+import { rawMessage, send, tempDir, waitFor } from "../src/Harness.js"
 
 const SUSPEND_MS = 2_000
-const RULE = "^421 4\\.7\\.0 .*try again later"
+const RULE = BUSY_RULE
 const retry = { initialMs: 200, maxMs: 400, multiplier: 2, jitter: 0, lifetimeMs: 3_600_000 }
 
 describe("what-if re-decides site changes", () => {
   const dir = tempDir()
+  let site: BusySite
   let mx: CaptureServer
-  let dns: DnsServer
   let node: Node.RunningNode
-  let refused = 0
 
   beforeAll(async () => {
-    mx = await startCapture({
-      onData: () => (refused++ === 0 ? { code: 421, text: "4.7.0 Try again later, closing connection." } : undefined)
-    })
-    dns = await startDnsServer({
-      "busy.test": { mx: [{ preference: 10, exchange: "mx.busy-host.test" }] },
-      "mx.busy-host.test": { a: ["127.0.0.1"] }
-    })
-    node = await startNode(
-      testConfig(dir.path, {
-        dns: { servers: [dns.server], timeout: "2s" },
-        relay: { local_domains: ["missive.test"], trusted_networks: ["127.0.0.0/8"] },
-        retry: { initial: "200ms", max: "400ms", multiplier: 2, jitter: 0, lifetime: "1h" },
-        delivery: { port: mx.port, mta_sts: false },
-        shaping: { rules: [{ match: RULE, action: "suspend", duration: `${SUSPEND_MS}ms` }] }
-      })
-    )
+    site = await startBusySite(dir.path, SUSPEND_MS)
+    ;({ mx, node } = site)
     const sendOne = async (subject: string) => {
       const r = await send(
         node.ports["smtp"]!,
@@ -46,7 +31,7 @@ describe("what-if re-decides site changes", () => {
       )
       expect(r.ok).toBe(true)
     }
-    const siteTypes = async () => (await node.store.events.read("site-site_mx_busy-host_test")).map((e) => e.event.type)
+    const siteTypes = async () => (await node.store.events.read(BUSY_STREAM)).map((e) => e.event.type)
     await sendOne("refused first")
     await waitFor("the site suspended", async () => (await siteTypes()).includes("SiteSuspended"))
     await sendOne("sent while suspended")
@@ -56,8 +41,7 @@ describe("what-if re-decides site changes", () => {
     )
   }, 30_000)
   afterAll(async () => {
-    await node?.stop()
-    await Promise.all([mx?.close(), dns?.close()])
+    await site?.close()
     dir.remove()
   })
 
