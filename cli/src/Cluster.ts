@@ -14,6 +14,8 @@ export { CLUSTER_HELP as HELP, ClusterUsageError, natsFlag, withNats } from "./H
 
 type Config = Configuration.Config
 const { connectTo } = ClusterRuntime
+/** What the nodes would create if this command is the first to open the cluster's streams: the same replicas and shards. */
+const layout = (c: Config["cluster"]) => ({ prefix: c.prefix, replicas: ClusterRuntime.replicasOf(c), shards: ClusterRuntime.shardsOf(c) })
 const { systemClock } = Clock
 
 const flag = (argv: ReadonlyArray<string>, name: string): string | undefined => {
@@ -126,10 +128,10 @@ export const queue = async (
   const c = config.cluster
   const nc = await connectTo(c, "missive-cli")
   try {
-    const events = await JetStreamEventStore.open({ nc, prefix: c.prefix })
+    const events = await JetStreamEventStore.open({ nc, prefix: c.prefix, replicas: layout(c).replicas })
     if (sub === "list") {
       // Every message with work has a carrier in the inbox; one not driven yet has its first events only there.
-      const inbox = await JetStreamInbox.open({ nc, prefix: c.prefix })
+      const inbox = await JetStreamInbox.open({ nc, ...layout(c) })
       const now = systemClock.now()
       const rows: Array<QueueView.QueueRow> = []
       for (const id of new Set((await inbox.list(100_000)).map((e) => e.id))) {
@@ -168,7 +170,7 @@ export const cluster = async (argv: ReadonlyArray<string>, loadConfig: (path: st
     const config = withNats(loadConfig(flag(argv, "config")), natsFlag(flag(argv, "nats")))
     const nc = await connectTo(config.cluster, "missive-cli")
     try {
-      const inbox = await JetStreamInbox.open({ nc, prefix: config.cluster.prefix })
+      const inbox = await JetStreamInbox.open({ nc, ...layout(config.cluster) })
       const placed = await Placement.spread(nc, ClusterRuntime.placementOf(config.cluster.prefix, inbox))
       if (placed.length === 0) out("missive cluster: one server: nothing to spread")
       for (const p of placed)
