@@ -59,7 +59,7 @@ const startServer = async (net: PartitionNet, dir: string, k: number): Promise<S
       `listen: 0.0.0.0:${NATS_PORT}`,
       `http: "${net.serviceAddress(k)}:${MONITOR_PORT}"`,
       `jetstream { store_dir: "${join(d, "js")}", max_file_store: 2G, max_memory_store: 256M, sync_interval: always }`,
-      // Routes to all three, its own included (skipped): the JetStream meta group is sized by the route count.
+      // Routes to all three, its own included (skipped by the server), as NATS documents.
       // no_advertise: clients keep the URLs they were given (node k: its own server, then the others' cluster addresses).
       `cluster { name: missive, listen: "${net.clusterAddress(k)}:${ROUTE_PORT}", no_advertise: true, routes: [${all.map((j) => `nats-route://${net.clusterAddress(j)}:${ROUTE_PORT}`).join(", ")}] }`
     ].join("\n")

@@ -233,8 +233,9 @@ export const startNatsCluster = async (n = 3, root?: string): Promise<NatsCluste
       if (!routePorts.includes(p)) routePorts.push(p)
     }
     const cluster = `missive-${process.pid}-${++clusters}`
-    // Routes to all N servers, each its own included (skipped by the server): the JetStream meta group is sized by
-    // the route count, and N-1 routes made a meta group of 2 that could stay without the third (R3 never placed).
+    // Routes to all N servers, each its own included (skipped by the server), as NATS documents. A new cluster can
+    // still bootstrap a JetStream meta group of 2 that never takes the third in (R3 never placed): the readiness
+    // check below then fails and the cluster is started again.
     const specs: Array<Spec> = routePorts.map((p, i) => {
       const dir = join(base, `s${i + 1}`)
       mkdirSync(dir, { recursive: true })

@@ -150,10 +150,12 @@ const metaViews = async (servers: ReadonlyArray<{ name: string; monitor: string 
 const metaFormed = async (
   servers: ReadonlyArray<{ name: string; monitor: string | undefined }>,
   out: (line: string) => void,
-  ms: number
+  ms: number,
+  rejoin: (name: string) => Promise<void>
 ): Promise<void> => {
   const t0 = Date.now()
   let told = t0
+  let since = t0
   const show = (vs: ReadonlyArray<MetaView>) =>
     vs
       .map(
@@ -166,6 +168,15 @@ const metaFormed = async (
     const leader = vs.find((v) => v.leader !== undefined && v.leader === v.server)
     if (leader && leader.replicas.filter((p) => p.current && !p.offline).length >= servers.length - 1) return
     const now = Date.now()
+    // A leader whose group has stayed without some server for 10 s will not take it in by itself: that server
+    // joins again from a fresh state.
+    const left = leader ? servers.filter((s) => s.name !== leader.server && !leader.replicas.some((p) => p.name === s.name)) : []
+    if (left.length > 0 && now - since >= 10_000) {
+      out(`missive cluster: the JetStream meta group formed without ${left.map((s) => s.name).join(", ")}; starting it again to join`)
+      for (const s of left) await rejoin(s.name)
+      since = Date.now()
+      continue
+    }
     if (now - t0 > ms) throw new Error(`the NATS servers formed no JetStream cluster in ${ms / 1000} s: ${show(vs)}`)
     if (now - told >= 15_000) {
       told = now
@@ -222,11 +233,40 @@ export const up = async (o: LaunchOptions): Promise<Launched> => {
       if (code) for (const l of tail(log, 5)) o.out(`    ${l.length > 200 ? `${l.slice(0, 200)}…` : l}`)
     })
   const openLog = (file: string) => openSync(file, "a")
+  const made: Array<{ name: string; url: string; monitor: string | undefined; log: string }> = []
+  const spawnServer = (conf: string, log: string): ChildProcess => {
+    const fd = openLog(log)
+    // Its own process group: a Ctrl-C at the terminal must not stop NATS under nodes that are still draining;
+    // stop() ends the servers after the nodes.
+    const p = spawn("nats-server", ["-c", conf], { stdio: ["ignore", fd, fd], detached: true })
+    closeSync(fd)
+    return p
+  }
+  /**
+   * A server the JetStream meta group left out (nats-server 2.10 can bootstrap a group of 2 of 3 that never takes the
+   * third in): stopped, its fresh JetStream state removed, started again; it then joins the group as a new peer.
+   * Only before any node has started, on a cluster this launch created.
+   */
+  const rejoin = async (name: string): Promise<void> => {
+    const k = Number(name.slice(1)) - 1
+    const sdir = join(dir, `nats-${k + 1}`)
+    const old = servers[k]!
+    await new Promise<void>((done) => {
+      if (old.exitCode !== null || old.signalCode !== null) return done()
+      old.once("exit", () => done())
+      old.kill("SIGKILL")
+    })
+    rmSync(join(sdir, "js"), { recursive: true, force: true })
+    rmSync(join(sdir, "ports"), { recursive: true, force: true })
+    mkdirSync(join(sdir, "ports"))
+    servers[k] = spawnServer(join(sdir, "server.conf"), made[k]!.log)
+    await waitPort(o.natsPort + k, 15_000, servers[k]!, `nats-server ${name} (log ${rel(made[k]!.log)})`)
+    made[k]!.monitor = await monitorOf(join(sdir, "ports"), 5_000)
+  }
   try {
     o.out(
       `missive cluster: nats-server ${version}, ${synced ? "JetStream writes synced (sync_interval: always)" : "UNSYNCED JetStream writes (--allow-unsynced: fsync every 2 minutes)"}; data and logs in ${rel(dir)}/`
     )
-    const made: Array<{ name: string; url: string; monitor: string | undefined; log: string }> = []
     for (let k = 0; k < o.nodes; k++) {
       const sdir = join(dir, `nats-${k + 1}`)
       mkdirSync(sdir, { recursive: true })
@@ -244,9 +284,9 @@ export const up = async (o: LaunchOptions): Promise<Launched> => {
           `jetstream { store_dir: "${join(sdir, "js")}"${synced ? ", sync_interval: always" : ""} }`,
           ...(o.nodes > 1
             ? [
-                // Every server's routes list all N, itself included (the server skips its own): nats-server sizes a
-                // new JetStream meta group by its route count, and with only the N-1 others a 3-server cluster was
-                // seen to form a meta group of 2 that never took the third in, refusing every R3 stream.
+                // Every server's routes list all N, itself included (the server skips its own), as NATS documents.
+                // (A new 3-server cluster can still bootstrap a JetStream meta group of 2 that never takes the third
+                // in: metaFormed below notices and has that server join again.)
                 `cluster { name: missive-${routes[0]}, listen: 127.0.0.1:${routes[k]}, routes: [${routes
                   .map((p) => `nats-route://127.0.0.1:${p}`)
                   .join(", ")}] }`
@@ -255,12 +295,7 @@ export const up = async (o: LaunchOptions): Promise<Launched> => {
         ].join("\n")
       )
       const log = join(sdir, "nats-server.log")
-      const fd = openLog(log)
-      // Its own process group: a Ctrl-C at the terminal must not stop NATS under nodes that are still draining;
-      // stop() ends the servers after the nodes.
-      const p = spawn("nats-server", ["-c", conf], { stdio: ["ignore", fd, fd], detached: true })
-      closeSync(fd)
-      servers.push(p)
+      servers.push(spawnServer(conf, log))
       made.push({ name: `s${k + 1}`, url: urls[k]!, monitor: undefined, log })
     }
     await Promise.all(servers.map((p, k) => waitPort(o.natsPort + k, 15_000, p, `nats-server s${k + 1} (log ${rel(made[k]!.log)})`)))
@@ -280,9 +315,9 @@ export const up = async (o: LaunchOptions): Promise<Launched> => {
           )
       }
       o.out(`  NATS ${s.name.padEnd(6)} ${s.url.padEnd(22)}  monitor ${s.monitor ?? "-"}  log ${rel(s.log)}`)
-      watch(servers[k]!, `NATS server ${s.name} (${s.url})`, s.log)
     }
-    if (o.nodes > 1) await metaFormed(made, o.out, o.formMs ?? 60_000)
+    if (o.nodes > 1) await metaFormed(made, o.out, o.formMs ?? 60_000, rejoin)
+    for (const [k, s] of made.entries()) watch(servers[k]!, `NATS server ${s.name} (${s.url})`, s.log)
     const nodesMade: Array<{ name: string; smtp: number; submission: number; config: string; log: string }> = []
     for (let k = 0; k < o.nodes; k++) {
       const name = `node-${k + 1}`
