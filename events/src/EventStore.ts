@@ -36,6 +36,11 @@ export interface EventStore {
   /** Calls `onEvent` for every event after `after`, then live; resolves the returned stop function. */
   subscribe(after: number, onEvent: (e: StoredEvent) => void): () => void
   /**
+   * Optional: `subscribe` to one stream's events only. JetStream has it (a consumer filtered on the stream's
+   * subject: the server sends nothing else); elsewhere `subscribeStream` below filters a whole-log subscription.
+   */
+  subscribeStream?(stream: string, after: number, onEvent: (e: StoredEvent) => void): () => void
+  /**
    * Optional: the log's index (position, stream, type, time) after `after`, at most `limit`, without decoding any
    * event. Adapters that keep the type and time beside the event (SQLite, memory) have it; replay scans it to find
    * the streams open at a moment and falls back to `readAll` without it (JetStream, EventStoreDB). With `types`, only
@@ -56,6 +61,14 @@ export interface EventStore {
   head(): Promise<number>
   close(): Promise<void>
 }
+
+/** One stream's events after global position `after`, then live: the adapter's filter when it has one. */
+export const subscribeStream = (store: EventStore, stream: string, after: number, onEvent: (e: StoredEvent) => void): (() => void) =>
+  store.subscribeStream
+    ? store.subscribeStream(stream, after, onEvent)
+    : store.subscribe(after, (e) => {
+        if (e.stream === stream) onEvent(e)
+      })
 
 export const streamOf = (messageId: string): string => `message-${messageId}`
 export const idOf = (stream: string): string => (stream.startsWith("message-") ? stream.slice(8) : stream)

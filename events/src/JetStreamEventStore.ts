@@ -179,11 +179,16 @@ export const open = async (o: JetStreamEventStoreOptions): Promise<EventStore> =
     return out
   }
 
-  const subscribe: EventStore["subscribe"] = (after, onEvent) => {
+  /** An ordered consumer from `after + 1`, on the whole log or (`stream`) on one stream's subject only. */
+  const follow = (after: number, onEvent: (e: StoredEvent) => void, stream?: string): (() => void) => {
     let stopped = false
     let stopConsumer: (() => void) | undefined
     void (async () => {
-      const c = await js.consumers.get(name, { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: after + 1 })
+      const c = await js.consumers.get(name, {
+        deliver_policy: DeliverPolicy.StartSequence,
+        opt_start_seq: after + 1,
+        ...(stream === undefined ? {} : { filter_subjects: subjectOf(stream) })
+      })
       if (stopped) return void (await c.delete().catch(() => {}))
       const it = await c.consume()
       stopConsumer = () => {
@@ -205,7 +210,8 @@ export const open = async (o: JetStreamEventStoreOptions): Promise<EventStore> =
     append,
     read: async (stream) => [...(await current(stream)).events],
     readAll,
-    subscribe,
+    subscribe: (after, onEvent) => follow(after, onEvent),
+    subscribeStream: (stream, after, onEvent) => follow(after, onEvent, stream),
     head,
     close: async () => {
       cache.clear()

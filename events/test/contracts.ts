@@ -3,7 +3,7 @@
 import type { Message } from "@missive/core"
 import { afterEach, describe, expect, it } from "vitest"
 import type { BodyStore } from "../src/BodyStore.js"
-import type { EventStore, StoredEvent } from "../src/EventStore.js"
+import { subscribeStream, type EventStore, type StoredEvent } from "../src/EventStore.js"
 import type { Work } from "../src/Work.js"
 
 export interface Fixture<T> {
@@ -127,6 +127,22 @@ export const eventStoreContract = (name: string, make: () => Promise<Fixture<Eve
       await s.append("message-d", 0, [received("d")])
       await new Promise((r) => setTimeout(r, 100))
       expect(seen).toEqual(["message-b", "message-c"])
+    })
+
+    it("subscribes to one stream from a position: its events only, catch-up then live", async () => {
+      const s = await setup()
+      await s.append("message-a", 0, [received("a")])
+      await s.append("message-b", 0, [received("b")])
+      await s.append("message-a", 1, [held(2)])
+      const seen: Array<string> = []
+      const stop = subscribeStream(s, "message-a", 1, (e) => seen.push(`${e.stream}@${e.version}`))
+      await s.append("message-c", 0, [received("c")])
+      await s.append("message-a", 2, [held(3)])
+      await new Promise((r) => setTimeout(r, 300))
+      stop()
+      await s.append("message-a", 3, [held(4)])
+      await new Promise((r) => setTimeout(r, 100))
+      expect(seen).toEqual(["message-a@2", "message-a@3"])
     })
 
     it("survives a reopen with every acknowledged event", async () => {

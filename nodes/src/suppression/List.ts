@@ -3,7 +3,7 @@
 // stream's version. Answers `check` synchronously for RCPT and routing; must not decide why an address is added
 // (the reactor and the operator do) and must not hold anything the stream does not.
 import { Reply, Suppression, type Message, type Route } from "@missive/core"
-import { StoreError, type EventStore } from "@missive/events"
+import { EventStore, StoreError } from "@missive/events"
 import * as E from "fp-ts/lib/Either.js"
 import type { Clock } from "../runtime/Clock.js"
 import type { Logger } from "../runtime/Log.js"
@@ -37,8 +37,9 @@ export const open = async (d: {
   const read = async () => Suppression.fold((await d.events.read(Suppression.STREAM)).map((e) => e.event))
   let state = await read()
   // Appends of this node and of its peers arrive here in order; one already folded (same version) is skipped.
-  const unsubscribe = d.events.subscribe(await d.events.head(), (e) => {
-    if (e.stream !== Suppression.STREAM || e.version <= state.version) return
+  // Only the list's own stream: on JetStream the server filters it, so a node does not decode the whole log for it.
+  const unsubscribe = EventStore.subscribeStream(d.events, Suppression.STREAM, await d.events.head(), (e) => {
+    if (e.version <= state.version) return
     state = e.version === state.version + 1 ? Suppression.fold([e.event], state) : state
     if (e.version > state.version) void read().then((s) => void (s.version > state.version && (state = s)))
   })
