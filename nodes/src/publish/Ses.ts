@@ -99,8 +99,12 @@ const diagnostic = (r: Reply.Reply): string => `smtp; ${Reply.format(r)}`
 interface Context {
   readonly mail: Mail
   readonly receivedAt: number
-  /** Recipients already reported delayed (DeliveryDelay is sent once per recipient, at its first deferral). */
-  readonly delayed: Set<string>
+  /**
+   * Recipients already reported delayed, with the log position of the deferral that reported them (DeliveryDelay is
+   * sent once per recipient, at its first deferral). A position, not a flag: a batch the destination refused is
+   * projected again, and its first deferral must then give the same DeliveryDelay again.
+   */
+  readonly delayed: Map<string, number>
 }
 
 export interface Projector {
@@ -127,7 +131,7 @@ export const make = (events: EventStore.EventStore, reportingMta: string, lifeti
       sourceIp: received.client.ip
     },
     receivedAt: received.at,
-    delayed: new Set()
+    delayed: new Map()
   })
 
   /** A context from the stream itself: what it said before `version` (a restart's first sight of the message). */
@@ -138,7 +142,7 @@ export const make = (events: EventStore.EventStore, reportingMta: string, lifeti
     const c = contextOf(id, first.event)
     for (const e of stream)
       if (e.version < version && e.event.type === "AttemptDeferred" && e.event.nextAttemptAt !== null)
-        for (const r of e.event.rcpts) c.delayed.add(r)
+        for (const r of e.event.rcpts) if (!c.delayed.has(r)) c.delayed.set(r, e.position)
     return c
   }
 
@@ -243,8 +247,8 @@ export const make = (events: EventStore.EventStore, reportingMta: string, lifeti
             break
           case "AttemptDeferred": {
             if (e.nextAttemptAt === null) break
-            const first = e.rcpts.filter((r) => !ctx.delayed.has(r))
-            for (const r of first) ctx.delayed.add(r)
+            const first = e.rcpts.filter((r) => (ctx.delayed.get(r) ?? stored.position) >= stored.position)
+            for (const r of first) ctx.delayed.set(r, Math.min(ctx.delayed.get(r) ?? stored.position, stored.position))
             if (first.length > 0)
               emit("deliveryDelay", {
                 timestamp: iso(e.at),
