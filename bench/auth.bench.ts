@@ -3,46 +3,12 @@
 // end of DATA, Authentication-Results:) against records served by a DNS server on loopback. smtp-source's messages
 // carry no DKIM signature, so the DKIM step parses the header section and finds nothing to check: the figure is
 // SPF + DMARC lookups and the header work, not RSA verification.
-import { execFile } from "node:child_process"
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { promisify } from "node:util"
 import { startDnsServer } from "../test/src/DnsServer.js"
 import { cpuMs, freePort, startChild } from "../test/src/Support.js"
-import { startRelay, type RelayNode } from "./relay.bench.js"
-
-const exec = promisify(execFile)
-
-const load = async (node: RelayNode, messages: number, size: number): Promise<number> => {
-  const before = node.completed()
-  const t0 = performance.now()
-  await exec(
-    "smtp-source",
-    [
-      "-s",
-      "20",
-      "-m",
-      String(messages),
-      "-l",
-      String(size),
-      "-f",
-      "bench@src.test",
-      "-t",
-      "x@sink.test",
-      "-M",
-      "src.test",
-      `127.0.0.1:${node.port}`
-    ],
-    { maxBuffer: 1 << 24 }
-  )
-  const deadline = performance.now() + 300_000
-  while (node.completed() < before + messages) {
-    if (performance.now() > deadline) throw new Error(`only ${node.completed() - before} of ${messages} messages completed in time`)
-    await new Promise((r) => setTimeout(r, 20))
-  }
-  return performance.now() - t0
-}
+import { load, startRelay } from "./relay.bench.js"
 
 export const run = async (): Promise<string> => {
   const dir = mkdtempSync(join(tmpdir(), "missive-bench-auth-"))
@@ -68,10 +34,10 @@ export const run = async (): Promise<string> => {
           : { dns: { servers: [dns.server], timeout: "2s" } }
       )
       try {
-        await load(node, n(300), 4096)
+        await load(node, { messages: n(300), size: 4096 })
         const messages = n(3000)
         const c0 = cpuMs(node.child.proc.pid!)
-        const ms = await load(node, messages, 4096)
+        const ms = await load(node, { messages, size: 4096 })
         rows.push({
           name: verify ? "SPF + DKIM + ARC + DMARC" : "no filters",
           messages,

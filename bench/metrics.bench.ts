@@ -2,16 +2,13 @@
 // smtp-sink, loopback) through one node with `listeners.http` disabled and one with it enabled and /metrics scraped
 // every second (the event-derived view folding every event), in alternating rounds on fresh data directories.
 // Reports throughput and the node's CPU per message, each round and the medians.
-import { execFile } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { promisify } from "node:util"
 import { Http } from "@missive/node"
 import { cpuMs, freePort, startChild } from "../test/src/Support.js"
-import { startRelay } from "./relay.bench.js"
+import { load, startRelay } from "./relay.bench.js"
 
-const exec = promisify(execFile)
 const TOKEN = "bench-metrics-token-0123456789"
 
 interface Round {
@@ -48,32 +45,7 @@ export const run = async (): Promise<string> => {
     const scraper = metrics ? setInterval(() => void scrape(), 1000) : undefined
     try {
       const cpu0 = cpuMs(node.child.proc.pid!)
-      const t0 = performance.now()
-      await exec(
-        "smtp-source",
-        [
-          "-s",
-          "20",
-          "-m",
-          String(messages),
-          "-l",
-          "4096",
-          "-f",
-          "bench@src.test",
-          "-t",
-          "x@sink.test",
-          "-M",
-          "src.test",
-          `127.0.0.1:${smtp}`
-        ],
-        { maxBuffer: 1 << 24 }
-      )
-      const deadline = performance.now() + 300_000
-      while (node.completed() < messages) {
-        if (performance.now() > deadline) throw new Error(`only ${node.completed()} of ${messages} messages completed in time`)
-        await new Promise((r) => setTimeout(r, 20))
-      }
-      const ms = performance.now() - t0
+      const ms = await load(node, { messages, size: 4096, port: smtp })
       return { perSecond: (messages * 1000) / ms, cpuPerMsg: (cpuMs(node.child.proc.pid!) - cpu0) / messages, scrapes }
     } finally {
       if (scraper) clearInterval(scraper)

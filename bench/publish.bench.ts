@@ -3,16 +3,12 @@
 // server in this process that checks nothing and answers 204), in alternating rounds on fresh data directories.
 // Reports throughput, the node's CPU per message (read once the webhook has every event), and how far the webhook
 // was behind when the last message completed. The webhook takes the defaults: batches of up to 100, 200 ms linger.
-import { execFile } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { createServer } from "node:http"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { promisify } from "node:util"
 import { cpuMs, freePort, startChild } from "../test/src/Support.js"
-import { startRelay } from "./relay.bench.js"
-
-const exec = promisify(execFile)
+import { load, startRelay } from "./relay.bench.js"
 
 interface Round {
   readonly perSecond: number
@@ -46,28 +42,7 @@ export const run = async (): Promise<string> => {
     try {
       received = 0
       const cpu0 = cpuMs(node.child.proc.pid!)
-      const t0 = performance.now()
-      await exec(
-        "smtp-source",
-        [
-          "-s",
-          "20",
-          "-m",
-          String(messages),
-          "-l",
-          "4096",
-          "-f",
-          "bench@src.test",
-          "-t",
-          "x@sink.test",
-          "-M",
-          "src.test",
-          `127.0.0.1:${node.port}`
-        ],
-        { maxBuffer: 1 << 24 }
-      )
-      while (node.completed() < messages) await new Promise((r) => setTimeout(r, 20))
-      const t1 = performance.now()
+      const ms = await load(node, { messages, size: 4096 })
       // Each message gives two events (Send, Delivery). The CPU is read once the webhook has them all (at most 60 s
       // later), so that it includes every request the publisher made.
       const behind = webhook ? 2 * messages - received : 0
@@ -75,7 +50,7 @@ export const run = async (): Promise<string> => {
       while (webhook && received < 2 * messages && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20))
       if (webhook && received < 2 * messages) throw new Error(`the webhook got ${received} of ${2 * messages} events`)
       const cpu = cpuMs(node.child.proc.pid!) - cpu0
-      return { perSecond: (messages * 1000) / (t1 - t0), cpuPerMsg: cpu / messages, behind }
+      return { perSecond: (messages * 1000) / ms, cpuPerMsg: cpu / messages, behind }
     } finally {
       await node.stop()
       rmSync(dir, { recursive: true, force: true })

@@ -77,10 +77,9 @@ interface Row {
   readonly p99?: number
 }
 
-const smtpSource = async (node: RelayNode, o: { messages: number; size: number; rcpts: number; name: string }): Promise<Row> => {
-  const before = node.completed()
-  const cpu0 = cpuMs(node.child.proc.pid!)
-  const t0 = performance.now()
+/** smtp-source's load: 20 sessions, one message each, from src.test to x@sink.test, into `port`; resolves when sent. */
+export const runSmtpSource = async (port: number, o: { readonly messages: number; readonly size: number; readonly rcpts?: number }) => {
+  const rcpts = o.rcpts ?? 1
   await exec(
     "smtp-source",
     [
@@ -91,21 +90,40 @@ const smtpSource = async (node: RelayNode, o: { messages: number; size: number; 
       "-l",
       String(o.size),
       "-r",
-      String(o.rcpts),
-      ...(o.rcpts > 1 ? ["-N"] : []),
+      String(rcpts),
+      ...(rcpts > 1 ? ["-N"] : []),
       "-f",
       "bench@src.test",
       "-t",
       "x@sink.test",
       "-M",
       "src.test",
-      `127.0.0.1:${node.port}`
+      `127.0.0.1:${port}`
     ],
     { maxBuffer: 1 << 24 }
   )
-  const t1 = await waitCompleted(node, before + o.messages, 300_000)
+}
+
+/**
+ * One smtp-source load into a node that returns once the node has completed all of it (up to 5 minutes): the time
+ * from the first connection, ms. The other single-node benchmarks (auth, scan, metrics, publish) run their rounds
+ * with it.
+ */
+export const load = async (
+  node: RelayNode,
+  o: { readonly messages: number; readonly size: number; readonly rcpts?: number; readonly port?: number }
+): Promise<number> => {
+  const before = node.completed()
+  const t0 = performance.now()
+  await runSmtpSource(o.port ?? node.port, o)
+  return (await waitCompleted(node, before + o.messages, 300_000)) - t0
+}
+
+const smtpSource = async (node: RelayNode, o: { messages: number; size: number; rcpts: number; name: string }): Promise<Row> => {
+  const cpu0 = cpuMs(node.child.proc.pid!)
+  const ms = await load(node, o)
   const cpu = cpuMs(node.child.proc.pid!) - cpu0
-  return { name: o.name, messages: o.messages, perSecond: (o.messages * 1000) / (t1 - t0), cpuPerMsg: cpu / o.messages }
+  return { name: o.name, messages: o.messages, perSecond: (o.messages * 1000) / ms, cpuPerMsg: cpu / o.messages }
 }
 
 const rawClient = async (node: RelayNode, o: { messages: number; size: number; rcpts: number; name: string }): Promise<Row> => {
@@ -149,28 +167,7 @@ const postfixRuns = async (sinkPort: number, n: (x: number) => number): Promise<
     const before = sent()
     const cpu0 = pf.cpuMs()
     const t0 = performance.now()
-    await exec(
-      "smtp-source",
-      [
-        "-s",
-        "20",
-        "-m",
-        String(o.messages),
-        "-l",
-        String(o.size),
-        "-r",
-        String(o.rcpts),
-        ...(o.rcpts > 1 ? ["-N"] : []),
-        "-f",
-        "bench@src.test",
-        "-t",
-        "x@sink.test",
-        "-M",
-        "src.test",
-        `127.0.0.1:${port}`
-      ],
-      { maxBuffer: 1 << 24 }
-    )
+    await runSmtpSource(port, o)
     const deadline = performance.now() + 300_000
     while (sent() < before + o.messages * o.rcpts) {
       if (performance.now() > deadline) throw new Error(`postfix: only ${sent() - before} of ${o.messages * o.rcpts} deliveries in time`)

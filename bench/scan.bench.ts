@@ -2,18 +2,14 @@
 // without filters, then with rspamd and ClamAV (Debian's daemons, started as the tests start them: loopback, no
 // network, rspamd's DNS a loopback server, clamd with only the EICAR signature). CPU of the node, of rspamd (its main
 // process and workers) and of clamd, each per message.
-import { execFile } from "node:child_process"
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { promisify } from "node:util"
 import { startClamd } from "../test/src/Clamd.js"
 import { startDnsServer } from "../test/src/DnsServer.js"
 import { startRspamd } from "../test/src/Rspamd.js"
 import { cpuMs, freePort, startChild } from "../test/src/Support.js"
-import { startRelay, type RelayNode } from "./relay.bench.js"
-
-const exec = promisify(execFile)
+import { load, startRelay } from "./relay.bench.js"
 
 /** utime + stime of every process in a process group (rspamd's main process and its workers), ms. */
 const groupCpuMs = (pgid: number): number => {
@@ -29,36 +25,6 @@ const groupCpuMs = (pgid: number): number => {
     }
   }
   return total
-}
-
-const load = async (node: RelayNode, messages: number, size: number): Promise<number> => {
-  const before = node.completed()
-  const t0 = performance.now()
-  await exec(
-    "smtp-source",
-    [
-      "-s",
-      "20",
-      "-m",
-      String(messages),
-      "-l",
-      String(size),
-      "-f",
-      "bench@src.test",
-      "-t",
-      "x@sink.test",
-      "-M",
-      "src.test",
-      `127.0.0.1:${node.port}`
-    ],
-    { maxBuffer: 1 << 24 }
-  )
-  const deadline = performance.now() + 300_000
-  while (node.completed() < before + messages) {
-    if (performance.now() > deadline) throw new Error(`only ${node.completed() - before} of ${messages} messages completed in time`)
-    await new Promise((r) => setTimeout(r, 20))
-  }
-  return performance.now() - t0
 }
 
 interface Row {
@@ -90,11 +56,11 @@ export const run = async (): Promise<string> => {
         scanning ? { filter: { rspamd: { url: rspamd.url }, clamav: { address: `127.0.0.1:${clamd.port}` } } } : {}
       )
       try {
-        await load(node, n(300), 4096)
+        await load(node, { messages: n(300), size: 4096 })
         for (const size of [4096, 102_400]) {
           const messages = n(size > 10_000 ? 1000 : 3000)
           const c0 = { node: cpuMs(node.child.proc.pid!), rspamd: groupCpuMs(rspamd.pid()!), clamd: cpuMs(clamd.pid()!) }
-          const ms = await load(node, messages, size)
+          const ms = await load(node, { messages, size })
           const per = (x: number) => x / messages
           rows.push({
             name: `${scanning ? "rspamd + ClamAV" : "no filters"}, ${size / 1024} KB`,
