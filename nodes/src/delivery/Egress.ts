@@ -1,6 +1,7 @@
 // Egress pools: source addresses grouped in pools, each with a weight and the EHLO name that goes with it; a
 // recipient domain (or the default) picks a pool, and a message picks a member by weight from its id, so all the
 // attempts of one message leave from the same address. Must not open connections (delivery binds to what it says).
+import { Hash } from "@missive/core"
 import type { Egress } from "./SmtpClient.js"
 
 export interface Member extends Egress {
@@ -15,12 +16,8 @@ export interface EgressOptions {
   readonly domains: Readonly<Record<string, string>>
 }
 
-/** FNV-1a of the id: a stable draw in [0, 1) per message, no randomness needed. */
-const draw = (id: string): number => {
-  let h = 0x811c9dc5
-  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193)
-  return (h >>> 0) / 0x1_0000_0000
-}
+/** A stable draw in [0, 1) per message from its id (core's FNV-1a), no randomness needed. */
+const draw = (id: string): number => Hash.fnv1a32(id) / 0x1_0000_0000
 
 /** The member of `pool` for message `id`, by weight. */
 export const pick = (pool: ReadonlyArray<Member>, id: string): Egress | undefined => {
