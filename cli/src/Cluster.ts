@@ -134,9 +134,11 @@ export const queue = async (
       const inbox = await JetStreamInbox.open({ nc, ...layout(c) })
       const now = systemClock.now()
       const rows: Array<QueueView.QueueRow> = []
-      for (const id of new Set((await inbox.list(100_000)).map((e) => e.id))) {
+      const entries = await inbox.list(100_000)
+      const carried = new Map(entries.filter((e) => e.events).map((e) => [e.id, e.events!]))
+      for (const id of new Set(entries.map((e) => e.id))) {
         let evs = (await events.read(EventStore.streamOf(id))).map((e) => e.event)
-        if (evs.length === 0) evs = [...((await inbox.find(id))?.events ?? [])]
+        if (evs.length === 0) evs = [...(carried.get(id) ?? (await inbox.find(id))?.events ?? [])]
         const row = QueueView.rowOf(Message.fold(evs), now)
         if (row && row.status === "active") rows.push(row)
       }

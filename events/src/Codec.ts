@@ -185,7 +185,10 @@ export const encode = (e: Message.Event): string => JSON.stringify(e)
 export const decode = (json: string): Message.Event => decodeStrict(upcast(JSON.parse(json)))
 
 /** Decodes an event this node wrote itself (upcast only, no validation): the hot path. */
-export const decodeTrusted = (json: string): Message.Event => {
-  const raw = JSON.parse(json) as Record<string, unknown>
+export const decodeTrusted = (json: string): Message.Event => decodeTrustedValue(JSON.parse(json))
+
+/** The same for an event already parsed (an element of a stored JSON array): no second serialisation. */
+export const decodeTrustedValue = (value: unknown): Message.Event => {
+  const raw = value as Record<string, unknown>
   return (raw["v"] === 1 ? raw : upcast(raw)) as unknown as Message.Event
 }

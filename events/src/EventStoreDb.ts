@@ -22,7 +22,7 @@ import {
   type AllStreamResolvedEvent,
   type Position
 } from "@eventstore/db-client"
-import { decodeTrusted, encode } from "./Codec.js"
+import { decodeTrustedValue, encode } from "./Codec.js"
 import type { EventStore, StoredEvent } from "./EventStore.js"
 import { StoreUnavailable, WrongExpectedVersion } from "./StoreError.js"
 
@@ -52,7 +52,7 @@ export const open = async (o: EventStoreDbOptions): Promise<EventStore> => {
     if (!e || !e.isJson) return undefined
     const stream = streamOfName(e.streamId)
     if (stream === undefined) return undefined
-    return { stream, version: Number(e.revision) + 1, position, event: decodeTrusted(JSON.stringify(e.data)) }
+    return { stream, version: Number(e.revision) + 1, position, event: decodeTrustedValue(e.data) }
   }
   const mine = (r: AllStreamResolvedEvent) => r.event !== undefined && streamOfName(r.event.streamId) !== undefined
   const same = (a: Position | undefined, b: Position | undefined) =>
@@ -119,7 +119,7 @@ export const open = async (o: EventStoreDbOptions): Promise<EventStore> => {
         const e = r.event
         if (!e || !e.isJson) continue
         // The stream read does not know the dense global position; 0 marks "not numbered" (views use version).
-        out.push({ stream, version: Number(e.revision) + 1, position: 0, event: decodeTrusted(JSON.stringify(e.data)) })
+        out.push({ stream, version: Number(e.revision) + 1, position: 0, event: decodeTrustedValue(e.data) })
       }
     } catch (e) {
       if (e instanceof StreamNotFoundError) return []

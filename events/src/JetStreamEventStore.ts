@@ -6,7 +6,7 @@
 // Global position = the JetStream sequence of the append: the events of one multi-event append share it.
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node"
 import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream"
-import { decodeTrusted, encode } from "./Codec.js"
+import { decodeTrustedValue, encode } from "./Codec.js"
 import type { EventStore, StoredEvent } from "./EventStore.js"
 import { WrongExpectedVersion } from "./StoreError.js"
 import { isAlreadyExists, isNoMessage, isWrongLastSequence, unavailable } from "./internal/NatsFault.js"
@@ -65,7 +65,7 @@ export const open = async (o: JetStreamEventStoreOptions): Promise<EventStore> =
     const last = Number(m.header?.get(VERSION) ?? 0)
     const raw = JSON.parse(new TextDecoder().decode(m.data)) as Array<unknown>
     const first = last - raw.length + 1
-    return raw.map((r, i) => ({ stream, version: first + i, position: m.seq, event: decodeTrusted(JSON.stringify(r)) }))
+    return raw.map((r, i) => ({ stream, version: first + i, position: m.seq, event: decodeTrustedValue(r) }))
   }
 
   const lastOf = async (stream: string): Promise<StoredMsg | null> => {

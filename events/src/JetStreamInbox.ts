@@ -6,6 +6,13 @@
 // it is at once the message's work entry and its body. Wake tokens (`<p>.wake.<k>.<id>`, no body) ask for a drive
 // of a message whose carrier waits elsewhere. Must not decide or schedule: nodes/src/scheduler drives the shards'
 // consumer; this module only stores, finds and removes.
+//
+// Group commit: accepts that arrive while this node's publishes are in flight wait and go out together as one
+// *batch carrier* (`<p>.inb.<k>.<batch>`: the carriers of several messages in one stream message, so one replicated,
+// fsynced write instead of one each). A batch is its members' shared work entry: the driver acks it once every
+// member has completed or been given a carrier of its own (a deferred member is split out, `split`). An accept
+// alone (nothing else waiting), a large body, or a keyed accept (an id that a retry must deduplicate, e.g. a DSN)
+// is a single carrier as before.
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node"
 import {
   AckPolicy,
@@ -18,7 +25,7 @@ import {
   type StoredMsg
 } from "@nats-io/jetstream"
 import { Hash, type Message } from "@missive/core"
-import { decodeTrusted, encode } from "./Codec.js"
+import { decodeTrustedValue, encode } from "./Codec.js"
 import { isAlreadyExists, isGone, unavailable } from "./internal/NatsFault.js"
 
 export interface InboxOptions {
@@ -35,6 +42,11 @@ export interface InboxOptions {
   readonly inlineMax?: number
   /** How long an accept commit keeps trying the shards before it gives up (the client then gets 451). */
   readonly commitBudgetMs?: number
+  /** Publishes of accept commits in flight at once; accepts arriving meanwhile wait and form batches. */
+  readonly commitsInFlight?: number
+  /** At most this many members, and this many bytes of bodies, in one batch carrier. */
+  readonly batchMax?: number
+  readonly batchBytes?: number
 }
 
 /** What a carrier holds: the message's first events and, for bodies up to `inlineMax`, the body. */
@@ -53,6 +65,25 @@ export interface Entry {
   readonly id: string
   /** When the message was accepted (carriers) or the wake was asked for. */
   readonly at: number
+  /** A batch member's first events (read with the batch, so a view need not find it again). */
+  readonly events?: ReadonlyArray<Message.Event>
+}
+
+/** A member of a batch carrier as the driver gets it. */
+export interface Member extends Carrier {
+  readonly body: Buffer
+}
+
+export interface CommitOptions {
+  /** The id was given by the caller (a retry commits it again): a single carrier, deduplicated by Nats-Msg-Id. */
+  readonly keyed?: boolean
+}
+
+/** A carrier found in the inbox; `inBatch` when it is a member of a batch carrier (which holds others too). */
+export interface Found extends Carrier {
+  readonly shard: number
+  readonly seq: number
+  readonly inBatch: boolean
 }
 
 export interface Inbox {
@@ -64,11 +95,22 @@ export interface Inbox {
   /** True when this open created the shards (the first node of a new cluster). */
   readonly created: boolean
   /** The accept commit: resolves once a shard's quorum has the carrier; rejects with StoreUnavailable otherwise. */
-  commit(id: string, events: ReadonlyArray<Message.Event>, body: Buffer | undefined): Promise<{ shard: number; seq: number }>
+  commit(
+    id: string,
+    events: ReadonlyArray<Message.Event>,
+    body: Buffer | undefined,
+    options?: CommitOptions
+  ): Promise<{ shard: number; seq: number }>
+  /**
+   * Gives a member of a batch carrier its own carrier, delivered no earlier than `dueAt` (a deferred member: the
+   * batch can then be acked without it). Deduplicated by Nats-Msg-Id, so a peer that splits it again after a
+   * failover does not make a second one.
+   */
+  split(member: Carrier, inline: boolean, dueAt: number): Promise<void>
   /** Asks for a drive of `id` at `dueAt` (a node drives it when the token is delivered; the token is not its body). */
   wake(id: string, dueAt: number): Promise<void>
   /** The carrier of `id`, wherever it is (null when none: completed or never committed). */
-  find(id: string): Promise<(Carrier & { shard: number; seq: number }) | null>
+  find(id: string): Promise<Found | null>
   /** Removes a stored entry (a carrier held by no one here, when its message completed on another token). */
   remove(shard: number, seq: number): Promise<void>
   /** Every entry of every shard, oldest first (reads the streams: for the CLI and tests, not the hot path). */
@@ -79,6 +121,8 @@ export interface Inbox {
 
 export const KIND = "Missive-Kind"
 export const ID = "Missive-Id"
+/** A batch carrier's members (their subject tokens, space-separated). */
+export const IDS = "Missive-Ids"
 export const AT = "Missive-At"
 export const DUE = "Missive-Due"
 
@@ -101,9 +145,47 @@ export const decodeCarrier = (id: string, data: Uint8Array, inline: boolean): Ca
   const b = Buffer.from(data.buffer, data.byteOffset, data.byteLength)
   const n = b.readUInt32BE(0)
   const raw = JSON.parse(b.subarray(4, 4 + n).toString()) as Array<unknown>
-  const events = raw.map((r) => decodeTrusted(JSON.stringify(r)))
+  const events = raw.map((r) => decodeTrustedValue(r))
   // The body is copied out: the NATS buffer may be reused.
   return { id, events, body: inline ? Buffer.from(b.subarray(4 + n)) : undefined }
+}
+
+/**
+ * Batch carrier payload: per member, 4-byte big-endian lengths and bytes of its id, its events' JSON and its body.
+ * Members are always inline (large bodies commit alone).
+ */
+export const encodeBatch = (members: ReadonlyArray<{ id: string; events: ReadonlyArray<Message.Event>; body: Buffer }>): Uint8Array => {
+  const parts: Array<Buffer> = []
+  for (const m of members) {
+    const id = Buffer.from(m.id)
+    const json = Buffer.from(`[${m.events.map(encode).join(",")}]`)
+    const head = Buffer.allocUnsafe(12)
+    head.writeUInt32BE(id.length, 0)
+    head.writeUInt32BE(json.length, 4)
+    head.writeUInt32BE(m.body.length, 8)
+    parts.push(head, id, json, m.body)
+  }
+  return Buffer.concat(parts)
+}
+
+export const decodeBatch = (data: Uint8Array): Array<Member> => {
+  const b = Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+  const out: Array<Member> = []
+  for (let at = 0; at < b.length;) {
+    const idLen = b.readUInt32BE(at)
+    const jsonLen = b.readUInt32BE(at + 4)
+    const bodyLen = b.readUInt32BE(at + 8)
+    at += 12
+    const id = b.subarray(at, at + idLen).toString()
+    at += idLen
+    const raw = JSON.parse(b.subarray(at, at + jsonLen).toString()) as Array<unknown>
+    at += jsonLen
+    // Copied out: the NATS buffer may be reused.
+    const body = Buffer.from(b.subarray(at, at + bodyLen))
+    at += bodyLen
+    out.push({ id, events: raw.map((r) => decodeTrustedValue(r)), body })
+  }
+  return out
 }
 
 /** Shard 0's stream metadata key holding the inbox's shard count, written by the node that created the inbox. */
@@ -136,10 +218,14 @@ export const open = async (o: InboxOptions): Promise<Inbox> => {
   const commitBudgetMs = o.commitBudgetMs ?? 8_000
   const jsm: JetStreamManager = await jetstreamManager(o.nc)
   const js: JetStreamClient = jetstream(o.nc, { timeout: o.timeoutMs ?? 3_000 })
+  const commitsInFlight = Math.max(1, o.commitsInFlight ?? 2)
+  const batchMax = Math.max(1, o.batchMax ?? 64)
+  const batchBytes = o.batchBytes ?? 512 * 1024
   const consumer = "drive"
+  const subjectsOf = (k: number) => [`${prefix}.in.${k}.*`, `${prefix}.wake.${k}.*`, `${prefix}.inb.${k}.*`]
   const streamConfig = (k: number, shards: number) => ({
     name: streamNames(prefix, k + 1)[k]!,
-    subjects: [`${prefix}.in.${k}.*`, `${prefix}.wake.${k}.*`],
+    subjects: subjectsOf(k),
     retention: RetentionPolicy.Workqueue,
     num_replicas: o.replicas ?? 1,
     allow_direct: true,
@@ -150,7 +236,10 @@ export const open = async (o: InboxOptions): Promise<Inbox> => {
   const ensureStream = async (k: number, shards: number): Promise<boolean> => {
     const cfg = streamConfig(k, shards)
     try {
-      await jsm.streams.info(cfg.name)
+      const info = await jsm.streams.info(cfg.name)
+      // An inbox made before batch carriers existed takes their subject.
+      if (!info.config.subjects.includes(cfg.subjects[2]!))
+        await jsm.streams.update(cfg.name, { ...info.config, subjects: [...new Set([...info.config.subjects, ...cfg.subjects])] })
       return false
     } catch (e) {
       if (!isGone(e)) throw e
@@ -179,7 +268,7 @@ export const open = async (o: InboxOptions): Promise<Inbox> => {
   const wakeSubject = (k: number, id: string) => `${prefix}.wake.${k}.${tokenOf(id)}`
 
   for (let k = 0; k < shards; k++) {
-    if (k > 0 && (await ensureStream(k, shards))) created = true
+    if ((k > 0 || !created) && (await ensureStream(k, shards))) created = true
     const name = names[k]!
     try {
       await jsm.consumers.info(name, consumer)
@@ -200,27 +289,28 @@ export const open = async (o: InboxOptions): Promise<Inbox> => {
     }
   }
 
-  const commit: Inbox["commit"] = async (id, events, body) => {
-    const inline = body !== undefined && body.length <= inlineMax
-    const data = encodeCarrier(events, inline ? body : undefined)
-    const at = events[0]?.at ?? 0
-    // The shard is the id's hash (so a retried commit of the same id, e.g. a DSN, is deduplicated by Nats-Msg-Id);
-    // a shard whose leader does not answer in time is skipped for the next one, so losing a minority of servers
-    // (and the leaders they held) does not stop intake.
-    // A shard with no leader (an election in progress) refuses at once: go round the shards again after a short
-    // pause until `commitBudgetMs` has passed, so a minority loss costs a client a little latency, not a 451.
-    const first = Hash.fnv1a32(id) % shards
+  const batchSubject = (k: number, batch: string) => `${prefix}.inb.${k}.${batch}`
+
+  // A shard whose leader does not answer in time is skipped for the next one, so losing a minority of servers (and
+  // the leaders they held) does not stop intake. A shard with no leader (an election in progress) refuses at once:
+  // go round the shards again after a short pause until `commitBudgetMs` has passed, so a minority loss costs a
+  // client a little latency, not a 451.
+  const publishFrom = async (
+    first: number,
+    subject: (k: number) => string,
+    data: Uint8Array,
+    headers: Record<string, string>,
+    msgID: string
+  ): Promise<{ shard: number; seq: number }> => {
     const deadline = Date.now() + commitBudgetMs
     let last: unknown
     for (let round = 0; ; round++) {
       for (let i = 0; i < shards; i++) {
         const k = (first + i) % shards
         const h = natsHeaders()
-        h.set(KIND, inline ? "carrier" : "carrier-ref")
-        h.set(ID, id)
-        h.set(AT, String(at))
+        for (const [key, v] of Object.entries(headers)) h.set(key, v)
         try {
-          const ack = await js.publish(carrierSubject(k, id), data, { headers: h, msgID: `in:${tokenOf(id)}` })
+          const ack = await js.publish(subject(k), data, { headers: h, msgID })
           return { shard: k, seq: ack.seq }
         } catch (e) {
           last = e
@@ -231,6 +321,71 @@ export const open = async (o: InboxOptions): Promise<Inbox> => {
       await new Promise((r) => setTimeout(r, Math.min(500, 100 * (round + 1))))
     }
     throw unavailable("accept commit failed on every shard", last)
+  }
+
+  /** One message's own carrier; the shard is the id's hash, so a retried commit of the id is deduplicated. */
+  const single = (id: string, events: ReadonlyArray<Message.Event>, body: Buffer | undefined, dueAt?: number) => {
+    const inline = body !== undefined && body.length <= inlineMax
+    const headers: Record<string, string> = { [KIND]: inline ? "carrier" : "carrier-ref", [ID]: id, [AT]: String(events[0]?.at ?? 0) }
+    if (dueAt !== undefined) headers[DUE] = String(dueAt)
+    const data = encodeCarrier(events, inline ? body : undefined)
+    return publishFrom(Hash.fnv1a32(id) % shards, (k) => carrierSubject(k, id), data, headers, `in:${tokenOf(id)}`)
+  }
+
+  interface Waiting {
+    readonly id: string
+    readonly events: ReadonlyArray<Message.Event>
+    readonly body: Buffer
+    readonly done: (r: { shard: number; seq: number }) => void
+    readonly fail: (e: unknown) => void
+  }
+  const waiting: Array<Waiting> = []
+  let inFlight = 0
+  let batches = 0
+  const batchTag = `${Date.now().toString(36)}${Math.floor(Math.random() * 2 ** 32).toString(36)}`
+  const pump = () => {
+    while (inFlight < commitsInFlight && waiting.length > 0) {
+      const group: Array<Waiting> = []
+      let bytes = 0
+      while (waiting.length > 0 && group.length < batchMax && (group.length === 0 || bytes + waiting[0]!.body.length <= batchBytes)) {
+        const w = waiting.shift()!
+        bytes += w.body.length
+        group.push(w)
+      }
+      inFlight += 1
+      const only = group.length === 1 ? group[0]! : undefined
+      const batch = `b${batchTag}x${(batches++).toString(36)}`
+      const sent = only
+        ? single(only.id, only.events, only.body)
+        : publishFrom(
+            Hash.fnv1a32(batch) % shards,
+            (k) => batchSubject(k, batch),
+            encodeBatch(group),
+            { [KIND]: "batch", [IDS]: group.map((w) => tokenOf(w.id)).join(" "), [AT]: String(group[0]!.events[0]?.at ?? 0) },
+            `inb:${batch}`
+          )
+      void sent
+        .then(
+          (r) => group.forEach((w) => w.done(r)),
+          (e) => group.forEach((w) => w.fail(e))
+        )
+        .finally(() => {
+          inFlight -= 1
+          pump()
+        })
+    }
+  }
+
+  const commit: Inbox["commit"] = (id, events, body, options) => {
+    if (options?.keyed || body === undefined || body.length > batchBytes / 4) return single(id, events, body)
+    return new Promise((done, fail) => {
+      waiting.push({ id, events, body, done, fail })
+      pump()
+    })
+  }
+
+  const split: Inbox["split"] = async (member, inline, dueAt) => {
+    await single(member.id, member.events, inline ? member.body : undefined, dueAt)
   }
 
   const wake: Inbox["wake"] = async (id, dueAt) => {
@@ -253,6 +408,29 @@ export const open = async (o: InboxOptions): Promise<Inbox> => {
     throw unavailable("wake failed on every shard", last)
   }
 
+  /** A member of a batch carrier, by scanning the shards' batches (few: a batch lives only through its first drive). */
+  const findInBatch = async (id: string): Promise<Found | null> => {
+    const token = tokenOf(id)
+    for (let k = 0; k < shards; k++) {
+      for (let seq = 1; ;) {
+        let m: StoredMsg | null
+        try {
+          m = await jsm.streams.getMessage(names[k]!, { seq, next_by_subj: batchSubject(k, "*") } as unknown as { seq: number })
+        } catch (e) {
+          if (isGone(e)) break
+          throw unavailable("inbox read failed", e)
+        }
+        if (!m) break
+        if ((m.header?.get(IDS) ?? "").split(" ").includes(token)) {
+          const member = decodeBatch(m.data).find((x) => x.id === id)
+          if (member) return { ...member, shard: k, seq: m.seq, inBatch: true }
+        }
+        seq = m.seq + 1
+      }
+    }
+    return null
+  }
+
   const find: Inbox["find"] = async (id) => {
     const found = await Promise.all(
       names.map(async (name, k) => {
@@ -266,9 +444,9 @@ export const open = async (o: InboxOptions): Promise<Inbox> => {
       })
     )
     const hit = found.find((x): x is { k: number; m: StoredMsg } => x !== null)
-    if (!hit) return null
+    if (!hit) return findInBatch(id)
     const inline = hit.m.header?.get(KIND) === "carrier"
-    return { ...decodeCarrier(id, hit.m.data, inline), shard: hit.k, seq: hit.m.seq }
+    return { ...decodeCarrier(id, hit.m.data, inline), shard: hit.k, seq: hit.m.seq, inBatch: false }
   }
 
   const remove: Inbox["remove"] = async (shard, seq) => {
@@ -297,7 +475,10 @@ export const open = async (o: InboxOptions): Promise<Inbox> => {
         }
         if (!m) break
         const kind = m.header?.get(KIND) === "wake" ? "wake" : "carrier"
-        out.push({ shard: k, seq: m.seq, kind, id: m.header?.get(ID) ?? "", at: Number(m.header?.get(AT) ?? 0) })
+        const at = Number(m.header?.get(AT) ?? 0)
+        if (m.header?.get(KIND) === "batch")
+          for (const x of decodeBatch(m.data)) out.push({ shard: k, seq: m.seq, kind, id: x.id, at, events: x.events })
+        else out.push({ shard: k, seq: m.seq, kind, id: m.header?.get(ID) ?? "", at })
         seq = m.seq + 1
       }
     }
@@ -315,5 +496,5 @@ export const open = async (o: InboxOptions): Promise<Inbox> => {
     return n
   }
 
-  return { shards, streams: names, consumer, ackWaitMs, created, commit, wake, find, remove, list, count, close: async () => {} }
+  return { shards, streams: names, consumer, ackWaitMs, created, commit, split, wake, find, remove, list, count, close: async () => {} }
 }

@@ -183,4 +183,93 @@ describe("cluster work on the inbox consumer", () => {
       await w.close()
     }
   })
+
+  it("group-commits accepts that arrive together in one batch carrier, acked once every member is done", async () => {
+    const { inbox, node } = await setup(1000)
+    const a = await node("a")
+    const b = await node("b")
+    try {
+      // More accepts at once than publishes in flight: the rest wait and go out together.
+      const ids = Array.from({ length: 12 }, (_, i) => `g${i}`)
+      const placed = await Promise.all(ids.map((id) => inbox.commit(id, [received(id, 1)], Buffer.from(`body ${id}`))))
+      const stored = new Set(placed.map((p) => `${p.shard}:${p.seq}`))
+      expect(stored.size).toBeLessThan(ids.length)
+      expect(await inbox.count()).toBe(stored.size)
+      // `list` names every member; `find` finds a member inside its batch.
+      expect(new Set((await inbox.list(100)).map((e) => e.id))).toEqual(new Set(ids))
+      const g5 = await inbox.find("g5")
+      expect(g5?.inBatch || placed[5]!.seq === g5?.seq).toBe(true)
+      expect(g5?.body?.toString()).toBe("body g5")
+      // a holds them all (b does not pull yet); each carries its own events and body, first delivery: unlogged.
+      const items = await until(async () => {
+        const got = await a.claim(Date.now(), 100, "n", 0)
+        return got.length > 0 ? got : undefined
+      })
+      const all = [...items]
+      await until(async () => {
+        all.push(...(await a.claim(Date.now(), 100, "n", 0)))
+        return all.length === ids.length ? true : undefined
+      })
+      for (const item of all) {
+        expect(item.carried?.body.toString()).toBe(`body ${item.id}`)
+        expect(item.unlogged).toBe(true)
+      }
+      // Completing all but the deferred one: the batch is not acked while a member is open.
+      const placeOf = (id: string) => `${placed[ids.indexOf(id)]!.shard}:${placed[ids.indexOf(id)]!.seq}`
+      const deferred = ids.find((id) => ids.filter((x) => placeOf(x) === placeOf(id)).length > 1)!
+      expect((await inbox.find(deferred))?.inBatch).toBe(true)
+      for (const item of all) if (item.id !== deferred) await a.complete(item.id)
+      expect(a.holds(deferred)).toBe(true)
+      // The deferred member gets a carrier of its own (due later) and its batch is acked: only that carrier is left.
+      const t0 = Date.now()
+      await a.schedule(deferred, t0 + 1500)
+      await until(async () => ((await inbox.count()) === 1 ? true : undefined))
+      const own = await inbox.find(deferred)
+      expect(own?.inBatch).toBe(false)
+      expect(own?.body?.toString()).toBe(`body ${deferred}`)
+      const back = await claimAny([a, b])
+      expect(back.item.id).toBe(deferred)
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(1400)
+      expect(back.item.unlogged).toBe(false)
+      await back.w.complete(deferred)
+      await until(async () => ((await inbox.count()) === 0 ? true : undefined))
+    } finally {
+      await a.close()
+      await b.close()
+    }
+  })
+
+  it("gives a batch held by a node that stopped acking to a peer, every member with it", async () => {
+    const { inbox, node } = await setup(1000)
+    const a = await node("a")
+    try {
+      const ids = Array.from({ length: 8 }, (_, i) => `f${i}`)
+      await Promise.all(ids.map((id) => inbox.commit(id, [received(id, 1)], Buffer.from(id))))
+      const got = new Set<string>()
+      await until(async () => {
+        for (const item of await a.claim(Date.now(), 100, "n", 0)) got.add(item.id)
+        return got.size === ids.length ? true : undefined
+      })
+      // One member completed before a dies: the peer gets the others again (and that one, to find it done).
+      await a.complete(ids[0]!)
+      await a.close()
+      const b = await node("b")
+      try {
+        const again = new Set<string>()
+        await until(async () => {
+          for (const item of await b.claim(Date.now(), 100, "n", 0)) {
+            again.add(item.id)
+            expect(item.unlogged).toBe(false)
+          }
+          return ids.slice(1).every((id) => again.has(id)) ? true : undefined
+        })
+        for (const id of again) await b.complete(id)
+        await until(async () => ((await inbox.count()) === 0 ? true : undefined))
+      } finally {
+        await b.close()
+      }
+    } finally {
+      await a.close()
+    }
+  })
 })

@@ -29,7 +29,9 @@ export interface IntakeDeps {
    * Cluster mode: the accept commit is this one write (the events and the body in one replicated stream message,
    * nodes/src/cluster/Runtime.ts); the message reaches a driver through the work stream's consumer, not onReceived.
    */
-  readonly commit?: ((id: string, events: ReadonlyArray<Message.Event>, body: Buffer, digest: string) => Promise<void>) | undefined
+  /** `keyed`: the id was given (a DSN): a retried commit of it must be recognised, so it is not batched. */
+  readonly commit?:
+    ((id: string, events: ReadonlyArray<Message.Event>, body: Buffer, digest: string, keyed: boolean) => Promise<void>) | undefined
 }
 
 export interface Incoming {
@@ -136,7 +138,7 @@ export const make = (d: IntakeDeps): Intake => {
       }
       if (d.commit) {
         try {
-          await d.commit(id, decision.right, body, digest)
+          await d.commit(id, decision.right, body, digest, m.id !== undefined)
         } catch (e) {
           d.log("error", "intake commit failed", { id, error: String(e) })
           return (e as { full?: boolean }).full ? Reply.Replies.storeFull : Reply.Replies.storeBusy

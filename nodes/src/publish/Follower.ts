@@ -48,6 +48,12 @@ export interface FollowerOptions {
   readonly batchSize?: number
   /** Longest wait for new events when the store does not notify (ms). */
   readonly pollMs?: number
+  /**
+   * Woken by every append (default true). A follower that need not react at once (the suppression reactor) polls
+   * every `pollMs` instead: in a cluster the notification is a subscription that decodes the whole replicated log,
+   * and every wake a read of the log (an ordered consumer made and removed).
+   */
+  readonly notify?: boolean
   /** Shortest time between two checkpoint writes (ms); the last position is always written at stop. */
   readonly saveEveryMs?: number
   /**
@@ -106,7 +112,7 @@ export const start = async (o: FollowerOptions): Promise<Follower> => {
           }
           abort.signal.addEventListener("abort", finish, { once: true })
         })
-  const unsubscribe = o.events.subscribe(await o.events.head(), () => wake?.())
+  const unsubscribe = o.notify === false ? () => {} : o.events.subscribe(await o.events.head(), () => wake?.())
 
   const save = async (force: boolean) => {
     if (position === saved) return

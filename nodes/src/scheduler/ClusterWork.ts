@@ -33,17 +33,24 @@ export interface ClusterWork extends Work.Work {
   counters(): { delivered: number; redelivered: number; acked: number; naked: number; lostTokens: number }
 }
 
-interface Token {
+/** One delivery of a stream message from the consumer: a carrier, a batch carrier or a wake token. */
+interface Lease {
   readonly msg: JsMsg
-  /** A carrier's first delivery: nothing of the message is in the log yet (unless a duplicate carrier was driven). */
-  readonly first: boolean
   readonly shard: number
-  readonly kind: "carrier" | "wake"
-  readonly id: string
-  readonly carried: Work.WorkItem["carried"]
+  /** Members not yet completed or split out (a batch is acked once none is left; singles have one). */
+  readonly open: Set<string>
   lastWorking: number
   /** An in-progress ack is on its way. */
   pending?: boolean
+}
+
+interface Token {
+  readonly lease: Lease
+  /** A carrier's first delivery: nothing of the message is in the log yet (unless a duplicate carrier was driven). */
+  readonly first: boolean
+  readonly kind: "carrier" | "wake" | "member"
+  readonly id: string
+  readonly carried: Work.WorkItem["carried"]
 }
 
 /** A deferred message's NAK delay is capped; when it comes back early the host finds nothing due and defers again. */
@@ -56,6 +63,9 @@ export const open = async (o: ClusterWorkOptions): Promise<ClusterWork> => {
   // A token whose last in-progress ack is older than this is treated as gone: the server may have redelivered it.
   const margin = Math.max(200, Math.floor(ackWait / 5))
   const tokens = new Map<string, Array<Token>>()
+  /** Every delivery held, by shard and sequence (one in-progress ack per delivery, however many members). */
+  const leases = new Map<string, Lease>()
+  const leaseKey = (shard: number, seq: number) => `${shard}:${seq}`
   const ready: Array<string> = []
   const claimed = new Set<string>()
   const lostIds = new Set<string>()
@@ -72,31 +82,48 @@ export const open = async (o: ClusterWorkOptions): Promise<ClusterWork> => {
 
   const onToken = (shard: number, m: JsMsg) => {
     const now = o.now()
-    const kind = m.headers?.get(JetStreamInbox.KIND) === "wake" ? "wake" : "carrier"
-    const id = m.headers?.get(JetStreamInbox.ID) ?? ""
-    if (!id) return void m.term("no message id")
+    const kindHeader = m.headers?.get(JetStreamInbox.KIND)
     c.delivered += 1
     if (m.redelivered) c.redelivered += 1
-    if (kind === "wake") {
-      const due = Number(m.headers?.get(JetStreamInbox.DUE) ?? 0)
-      if (due > now + 50) {
-        c.naked += 1
-        return void m.nak(Math.min(MAX_DELAY_MS, due - now))
-      }
+    // A wake token, or a carrier split out of a batch for a later time: back to the server until it is due.
+    const due = Number(m.headers?.get(JetStreamInbox.DUE) ?? 0)
+    if (due > now + 50) {
+      c.naked += 1
+      return void m.nak(Math.min(MAX_DELAY_MS, due - now))
     }
-    if (kind === "wake") return hold(shard, m, kind, id, undefined)
+    if (kindHeader === "batch") {
+      let members: Array<JetStreamInbox.Member>
+      try {
+        members = JetStreamInbox.decodeBatch(m.data)
+      } catch (e) {
+        log("error", "unreadable batch carrier; left for a peer", { shard, seq: m.seq, error: String(e) })
+        return void m.nak(5_000)
+      }
+      if (members.length === 0) return void m.ack()
+      const lease = leaseOf(
+        shard,
+        m,
+        members.map((x) => x.id)
+      )
+      for (const x of members) hold(lease, "member", x.id, { events: x.events, body: x.body })
+      return
+    }
+    const kind = kindHeader === "wake" ? "wake" : "carrier"
+    const id = m.headers?.get(JetStreamInbox.ID) ?? ""
+    if (!id) return void m.term("no message id")
+    if (kind === "wake") return hold(leaseOf(shard, m, [id]), kind, id, undefined)
     let cr: JetStreamInbox.Carrier
     try {
-      cr = JetStreamInbox.decodeCarrier(id, m.data, m.headers?.get(JetStreamInbox.KIND) === "carrier")
+      cr = JetStreamInbox.decodeCarrier(id, m.data, kindHeader === "carrier")
     } catch (e) {
       log("error", "unreadable carrier; left for a peer", { id, shard, error: String(e) })
       return void m.nak(5_000)
     }
-    if (cr.body) return hold(shard, m, kind, id, { events: cr.events, body: cr.body })
+    if (cr.body) return hold(leaseOf(shard, m, [id]), kind, id, { events: cr.events, body: cr.body })
     // A large body: read it from the object store before the message is offered to the host.
     const received = cr.events.find((e) => e.type === "MessageReceived") as { digest?: string } | undefined
     void o.fetchBody(received?.digest ?? "").then(
-      (body) => hold(shard, m, kind, id, { events: cr.events, body }),
+      (body) => hold(leaseOf(shard, m, [id]), kind, id, { events: cr.events, body }),
       (e) => {
         log("warn", "body of a carrier unreadable; retrying", { id, error: String(e) })
         m.nak(2_000)
@@ -104,15 +131,37 @@ export const open = async (o: ClusterWorkOptions): Promise<ClusterWork> => {
     )
   }
 
-  const hold = (shard: number, m: JsMsg, kind: Token["kind"], id: string, carried: Work.WorkItem["carried"]) => {
+  const leaseOf = (shard: number, m: JsMsg, ids: ReadonlyArray<string>): Lease => {
+    const lease: Lease = { msg: m, shard, open: new Set(ids), lastWorking: o.now() }
+    // A redelivery of a stream message this node already holds replaces the old delivery.
+    leases.set(leaseKey(shard, m.seq), lease)
+    return lease
+  }
+
+  const hold = (lease: Lease, kind: Token["kind"], id: string, carried: Work.WorkItem["carried"]) => {
     if (closed) return
-    const now = o.now()
-    const list = tokensOf(id).filter((t) => !(t.shard === shard && t.msg.seq === m.seq))
-    list.push({ msg: m, first: kind === "carrier" && !m.redelivered, shard, kind, id, carried, lastWorking: now })
+    const m = lease.msg
+    const list = tokensOf(id).filter((t) => !(t.lease.shard === lease.shard && t.lease.msg.seq === m.seq))
+    list.push({ lease, first: kind !== "wake" && !m.redelivered, kind, id, carried })
     tokens.set(id, list)
     lostIds.delete(id)
     if (!claimed.has(id) && !ready.includes(id)) ready.push(id)
     kick()
+  }
+
+  /** A member's part of a delivery is done: the delivery is acked (or NAKed) once no member is left open. */
+  const settle = (t: Token, how: "ack" | { nak: number }) => {
+    const lease = t.lease
+    lease.open.delete(t.id)
+    if (lease.open.size > 0) return
+    leases.delete(leaseKey(lease.shard, lease.msg.seq))
+    if (how === "ack") {
+      lease.msg.ack()
+      c.acked += 1
+    } else {
+      lease.msg.nak(how.nak)
+      c.naked += 1
+    }
   }
 
   // One pull request at a time per shard, each for up to `prefetch` messages and at most 4 s: a request lost with a
@@ -143,43 +192,44 @@ export const open = async (o: ClusterWorkOptions): Promise<ClusterWork> => {
     }
   }
 
-  // In-progress acks for tokens held long enough to need them; a token past its deadline is dropped, never refreshed.
+  // In-progress acks for deliveries held long enough to need them; one past its deadline is dropped, never refreshed,
+  // and with it the tokens of all its members.
   const beat = setInterval(
     () => {
       const now = o.now()
-      for (const [id, list] of tokens) {
-        const keep: Array<Token> = []
-        for (const t of list) {
-          if (now > t.lastWorking + ackWait - margin) {
-            c.lostTokens += 1
-            log("warn", "lease lost: token held past its AckWait", { id, shard: t.shard, kind: t.kind })
-            continue
-          }
-          if (now - t.lastWorking >= ackWait / 3 && !t.pending) {
-            // Confirmed in-progress ack: the lease is extended only when the consumer's leader answers, so a node cut
-            // off from the quorum (a partition) lets its tokens die by the clock instead of believing it holds them.
-            t.pending = true
-            o.nc
-              .request((t.msg as unknown as { reply: string }).reply, "+WPI", { timeout: Math.max(200, Math.floor(ackWait / 3)) })
-              .then(
-                () => {
-                  t.lastWorking = Math.max(t.lastWorking, now)
-                },
-                () => {}
-              )
-              .finally(() => {
-                t.pending = false
-              })
-          }
-          keep.push(t)
+      for (const [key, lease] of leases) {
+        if (now > lease.lastWorking + ackWait - margin) {
+          leases.delete(key)
+          c.lostTokens += 1
+          log("warn", "lease lost: token held past its AckWait", { shard: lease.shard, seq: lease.msg.seq, members: lease.open.size })
+          continue
         }
+        if (now - lease.lastWorking >= ackWait / 3 && !lease.pending) {
+          // Confirmed in-progress ack: the lease is extended only when the consumer's leader answers, so a node cut
+          // off from the quorum (a partition) lets its tokens die by the clock instead of believing it holds them.
+          lease.pending = true
+          o.nc
+            .request((lease.msg as unknown as { reply: string }).reply, "+WPI", { timeout: Math.max(200, Math.floor(ackWait / 3)) })
+            .then(
+              () => {
+                lease.lastWorking = Math.max(lease.lastWorking, now)
+              },
+              () => {}
+            )
+            .finally(() => {
+              lease.pending = false
+            })
+        }
+      }
+      for (const [id, list] of tokens) {
+        const keep = list.filter((t) => live(t, now))
         if (keep.length === 0) {
           drop(id)
           lostIds.add(id)
           if (lostIds.size > 10_000) lostIds.delete(lostIds.values().next().value!)
           const i = ready.indexOf(id)
           if (i >= 0) ready.splice(i, 1)
-        } else tokens.set(id, keep)
+        } else if (keep.length !== list.length) tokens.set(id, keep)
       }
     },
     Math.max(100, Math.floor(ackWait / 6))
@@ -194,41 +244,47 @@ export const open = async (o: ClusterWorkOptions): Promise<ClusterWork> => {
     for (let k = 0; k < o.inbox.shards; k++) void pull(k)
   }
 
-  const live = (t: Token, now: number) => now <= t.lastWorking + ackWait - margin
+  const live = (t: Token, now: number) => now <= t.lease.lastWorking + ackWait - margin
+  /** A token this node may still settle: its delivery is the one held and live (a stale ack could remove a batch a peer now drives). */
+  const mine = (t: Token, now: number) => leases.get(leaseKey(t.lease.shard, t.lease.msg.seq)) === t.lease && live(t, now)
 
   const work: ClusterWork = {
     commitsWithLog: false,
     schedule: async (id, dueAt) => {
       const now = o.now()
       const list = tokensOf(id)
+      // A member of a batch gets a carrier of its own first (the batch is then acked without it); should that
+      // fail, the member stays held and the host retries.
+      const member = list.find((t) => t.kind === "member" && mine(t, now))
+      if (member && member.carried) await o.inbox.split({ id, events: member.carried.events, body: member.carried.body }, true, dueAt)
       drop(id)
-      let carrierHeld = false
+      let carrierHeld = member !== undefined
       for (const t of list) {
-        if (t.kind === "wake") {
-          t.msg.ack()
-          c.acked += 1
-          continue
+        if (!mine(t, now)) continue
+        if (t.kind === "wake" || t.kind === "member") settle(t, "ack")
+        else {
+          carrierHeld = true
+          settle(t, { nak: Math.max(0, Math.min(MAX_DELAY_MS, dueAt - now)) })
         }
-        carrierHeld = true
-        t.msg.nak(Math.max(0, Math.min(MAX_DELAY_MS, dueAt - now)))
-        c.naked += 1
       }
       // The carrier waits elsewhere (delivered to a peer, or pending with an older delay): a wake token brings the
       // message to some node at `dueAt`; a drive that finds nothing due defers again.
       if (!carrierHeld) await o.inbox.wake(id, dueAt)
     },
     complete: async (id) => {
+      const now = o.now()
       const list = tokensOf(id)
       drop(id)
       let carrierHeld = false
       for (const t of list) {
-        t.msg.ack()
-        c.acked += 1
-        if (t.kind === "carrier") carrierHeld = true
+        if (!mine(t, now)) continue
+        settle(t, "ack")
+        if (t.kind !== "wake") carrierHeld = true
       }
       if (!carrierHeld) {
         const found = await o.inbox.find(id)
-        if (found) await o.inbox.remove(found.shard, found.seq)
+        // A member of a batch held elsewhere is settled by its holder (who finds it completed); a carrier is removed.
+        if (found && !found.inBatch) await o.inbox.remove(found.shard, found.seq)
       }
     },
     claim: async (now, limit) => {
@@ -239,17 +295,17 @@ export const open = async (o: ClusterWorkOptions): Promise<ClusterWork> => {
         const list = tokensOf(id).filter((t) => live(t, now))
         if (list.length === 0) continue
         claimed.add(id)
-        const carrier = list.find((t) => t.kind === "carrier")
+        const carrier = list.find((t) => t.kind !== "wake")
         out.push({ id, dueAt: now, carried: carrier?.carried, unlogged: carrier?.first === true && list.length === 1 })
       }
       return out
     },
     releaseAll: async () => {
-      for (const list of tokens.values())
-        for (const t of list) {
-          t.msg.nak(0)
-          c.naked += 1
-        }
+      for (const lease of leases.values()) {
+        lease.msg.nak(0)
+        c.naked += 1
+      }
+      leases.clear()
       tokens.clear()
       claimed.clear()
       ready.length = 0

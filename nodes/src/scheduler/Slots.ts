@@ -47,6 +47,8 @@ export const open = async (o: {
   const kv: KV = await new Kvm(o.nc).create(bucketName(o.prefix), { history: 1, replicas: o.replicas })
   const enc = new TextEncoder()
   const lanes = new Map<string, Lane>()
+  /** Slot keys seen held by a live peer, until when: not read again before then (a full destination is not polled key by key). */
+  const heldElsewhere = new Map<string, number>()
   const keyOf = (dest: string, k: number) => `s.${Buffer.from(dest).toString("base64url") || "_"}.${k}`
   const value = () => enc.encode(JSON.stringify({ o: o.node, u: now() + o.leaseMs }))
   let closed = false
@@ -58,15 +60,23 @@ export const open = async (o: {
     for (let i = 0; i < o.limit; i++) {
       const k = (start + i) % o.limit
       if (mine.has(k)) continue
+      const key = keyOf(dest, k)
+      if ((heldElsewhere.get(key) ?? 0) > now()) continue
       try {
-        const e = await kv.get(keyOf(dest, k))
+        const e = await kv.get(key)
         let rev: number
-        if (!e || e.operation !== "PUT") rev = await kv.create(keyOf(dest, k), value())
+        if (!e || e.operation !== "PUT") rev = await kv.create(key, value())
         else {
           const v = e.json<{ o: string; u: number }>()
-          if (v.u > now()) continue
-          rev = await kv.update(keyOf(dest, k), value(), e.revision)
+          if (v.u > now()) {
+            // Renewed by its holder every lease/3: look again when this renewal would have run out, or sooner.
+            heldElsewhere.set(key, Math.min(v.u, now() + Math.max(200, o.leaseMs / 3)))
+            if (heldElsewhere.size > 10_000) heldElsewhere.delete(heldElsewhere.keys().next().value!)
+            continue
+          }
+          rev = await kv.update(key, value(), e.revision)
         }
+        heldElsewhere.delete(key)
         const s: Slot = { k, rev, busy: true }
         lane.slots.push(s)
         return s

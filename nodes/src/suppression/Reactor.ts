@@ -23,6 +23,9 @@ export const start = async (d: {
     events: d.events,
     checkpoint: Follower.fileCheckpoint(join(d.dataDir, "suppression.checkpoint")),
     log: d.log,
+    // A bounce suppresses its recipient within about a second: read the log once a second, not at every append.
+    notify: false,
+    pollMs: 1000,
     handle: async (batch) => {
       const entries: Array<{ address: string; reason: "bounce" | "complaint"; source: string; detail: string }> = []
       for (const { stream, event: e } of batch)
