@@ -184,25 +184,99 @@ export const open = async (o: JetStreamEventStoreOptions): Promise<EventStore> =
     let stopped = false
     let stopConsumer: (() => void) | undefined
     void (async () => {
-      const c = await js.consumers.get(name, {
-        deliver_policy: DeliverPolicy.StartSequence,
-        opt_start_seq: after + 1,
-        ...(stream === undefined ? {} : { filter_subjects: subjectOf(stream) })
-      })
-      if (stopped) return void (await c.delete().catch(() => {}))
-      const it = await c.consume()
-      stopConsumer = () => {
-        it.stop()
-        void c.delete().catch(() => {})
+      // Made again until it is made (JetStream can be briefly without a leader); once consuming, the client's
+      // ordered consumer recreates itself after a reconnect.
+      for (let wait = 250; !stopped; wait = Math.min(5_000, wait * 2)) {
+        try {
+          const c = await js.consumers.get(name, {
+            deliver_policy: DeliverPolicy.StartSequence,
+            opt_start_seq: after + 1,
+            ...(stream === undefined ? {} : { filter_subjects: subjectOf(stream) })
+          })
+          if (stopped) return void (await c.delete().catch(() => {}))
+          const it = await c.consume()
+          stopConsumer = () => {
+            it.stop()
+            void c.delete().catch(() => {})
+          }
+          for await (const m of it) {
+            if (stopped) break
+            for (const e of toStored({ subject: m.subject, seq: m.seq, header: m.headers, data: m.data } as unknown as StoredMsg))
+              onEvent(e)
+          }
+          return
+        } catch {
+          await new Promise((r) => setTimeout(r, wait))
+        }
       }
-      for await (const m of it) {
-        if (stopped) break
-        for (const e of toStored({ subject: m.subject, seq: m.seq, header: m.headers, data: m.data } as unknown as StoredMsg)) onEvent(e)
-      }
-    })().catch(() => {})
+    })()
     return () => {
       stopped = true
       stopConsumer?.()
+    }
+  }
+
+  // The whole log's live tail, one ordered consumer shared by every subscriber of this process (the operator view,
+  // the followers): each would otherwise have the server deliver, and this node decode, every event of the cluster
+  // again. A subscriber that starts behind the tail reads up to it first and holds the tail's events meanwhile.
+  interface Subscriber {
+    readonly after: number
+    readonly onEvent: (e: StoredEvent) => void
+    backlog: Array<StoredEvent> | undefined
+  }
+  interface Tail {
+    last: number
+    readonly subs: Set<Subscriber>
+    stop: () => void
+  }
+  let tail = undefined as Tail | undefined
+  const subscribeAll = (after: number, onEvent: (e: StoredEvent) => void): (() => void) => {
+    const sub: Subscriber = { after, onEvent, backlog: undefined }
+    let stopped = false
+    if (!tail) {
+      const t: Tail = { last: after, subs: new Set([sub]), stop: () => {} }
+      tail = t
+      t.stop = follow(after, (e) => {
+        t.last = e.position
+        for (const x of t.subs) {
+          if (x.backlog) x.backlog.push(e)
+          else if (e.position > x.after) x.onEvent(e)
+        }
+      })
+    } else {
+      const t = tail
+      t.subs.add(sub)
+      if (after < t.last) {
+        sub.backlog = []
+        const end = t.last
+        void (async () => {
+          let pos = after
+          for (let failures = 0; pos < end && !stopped;) {
+            let batch: ReadonlyArray<StoredEvent>
+            try {
+              batch = await readAll(pos, Math.min(1000, end - pos))
+            } catch {
+              await new Promise((r) => setTimeout(r, Math.min(5_000, 250 * 2 ** failures++)))
+              continue
+            }
+            if (batch.length === 0) break
+            for (const e of batch) if (e.position <= end && !stopped) onEvent(e)
+            pos = batch.at(-1)!.position
+          }
+          const held = sub.backlog ?? []
+          sub.backlog = undefined
+          for (const e of held) if (e.position > end && !stopped) onEvent(e)
+        })()
+      }
+    }
+    return () => {
+      stopped = true
+      const t = tail
+      if (!t || !t.subs.delete(sub)) return
+      if (t.subs.size === 0) {
+        t.stop()
+        tail = undefined
+      }
     }
   }
 
@@ -210,10 +284,12 @@ export const open = async (o: JetStreamEventStoreOptions): Promise<EventStore> =
     append,
     read: async (stream) => [...(await current(stream)).events],
     readAll,
-    subscribe: (after, onEvent) => follow(after, onEvent),
+    subscribe: subscribeAll,
     subscribeStream: (stream, after, onEvent) => follow(after, onEvent, stream),
     head,
     close: async () => {
+      tail?.stop()
+      tail = undefined
       cache.clear()
     }
   }

@@ -129,6 +129,31 @@ export const eventStoreContract = (name: string, make: () => Promise<Fixture<Eve
       expect(seen).toEqual(["message-b", "message-c"])
     })
 
+    it("several subscribers from different positions each get their own events, in order, once", async () => {
+      const s = await setup()
+      await s.append("message-a", 0, [received("a")])
+      const first: Array<string> = []
+      const stopFirst = s.subscribe(0, (e) => first.push(e.stream))
+      await s.append("message-b", 0, [received("b")])
+      await s.append("message-c", 0, [received("c"), held(2)])
+      await new Promise((r) => setTimeout(r, 200))
+      // One behind what the first has seen, one at the head: each gets exactly what follows its position.
+      const behind: Array<string> = []
+      const stopBehind = s.subscribe(1, (e) => behind.push(`${e.stream}@${e.version}`))
+      const atHead: Array<string> = []
+      const stopAtHead = s.subscribe(await s.head(), (e) => atHead.push(e.stream))
+      await s.append("message-d", 0, [received("d")])
+      await new Promise((r) => setTimeout(r, 300))
+      stopFirst()
+      await s.append("message-e", 0, [received("e")])
+      await new Promise((r) => setTimeout(r, 300))
+      stopBehind()
+      stopAtHead()
+      expect(first).toEqual(["message-a", "message-b", "message-c", "message-c", "message-d"])
+      expect(behind).toEqual(["message-b@1", "message-c@1", "message-c@2", "message-d@1", "message-e@1"])
+      expect(atHead).toEqual(["message-d", "message-e"])
+    })
+
     it("subscribes to one stream from a position: its events only, catch-up then live", async () => {
       const s = await setup()
       await s.append("message-a", 0, [received("a")])

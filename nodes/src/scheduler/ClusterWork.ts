@@ -142,7 +142,9 @@ export const open = async (o: ClusterWorkOptions): Promise<ClusterWork> => {
     if (closed) return
     const m = lease.msg
     const list = tokensOf(id).filter((t) => !(t.lease.shard === lease.shard && t.lease.msg.seq === m.seq))
-    list.push({ lease, first: kind !== "wake" && !m.redelivered, kind, id, carried })
+    // A split-out carrier (it has a due time) belongs to a message its first drive has already logged.
+    const split = m.headers?.has(JetStreamInbox.DUE) === true
+    list.push({ lease, first: kind !== "wake" && !m.redelivered && !split, kind, id, carried })
     tokens.set(id, list)
     lostIds.delete(id)
     if (!claimed.has(id) && !ready.includes(id)) ready.push(id)
