@@ -1,9 +1,12 @@
 // A site's own shaping holds across the cluster: 3 Missive nodes on a 3-server nats cluster, each of three routes its
 // own site with its own receiver. A site limited to 2 connections (concurrency_per_destination stays 20) never has more
-// than 2 sessions open at its receiver, and its messages_per_connection (3) closes sessions after 3 messages; a site
-// limited to 4 starts a second holds that rate across the nodes (one shared bucket); a "421 4.7.0 try again later"
-// seen by one node suspends the site on all three (the others follow the site's stream through its notice).
+// than 2 sessions open at its receiver; a site limited to 4 starts a second holds that rate across the nodes (one
+// shared bucket), and its messages_per_connection (3) closes its sessions after 3 messages; a "421 4.7.0 try again
+// later" seen by one node suspends the site on all three (the others follow the site's stream through its notice).
+// (The connection count is checked on a site without messages_per_connection: a retired session is closed before its
+// slot is given back, but the receiver may handle the next session's connect before the old one's close.)
 import { JetStreamEventStore, type EventStore } from "@missive/events"
+import { jetstreamManager } from "@nats-io/jetstream"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startCapture, type CaptureServer } from "../src/CaptureServer.js"
@@ -12,7 +15,7 @@ import { startMissiveCluster, type MissiveCluster } from "../src/MissiveCluster.
 import { startNatsCluster, type NatsCluster } from "../src/Nats.js"
 
 const RATE = 4
-const SUSPEND_MS = 5_000
+const SUSPEND_MS = 8_000
 
 describe("cluster-wide site shaping", () => {
   const dir = tempDir("missive-cshape-")
@@ -63,8 +66,8 @@ describe("cluster-wide site shaping", () => {
         shaping: {
           presets: false,
           sites: {
-            [site(conn)]: { connections: 2, messages_per_connection: 3 },
-            [site(rate)]: { rate_per_second: RATE }
+            [site(conn)]: { connections: 2 },
+            [site(rate)]: { rate_per_second: RATE, messages_per_connection: 3 }
           },
           rules: [{ match: "^421 4\\.7\\.0 .*try again later", action: "suspend", duration: `${SUSPEND_MS}ms`, sites: [site(busy)] }]
         }
@@ -96,7 +99,7 @@ describe("cluster-wide site shaping", () => {
     )
   }
 
-  it("a site limited to 2 connections has at most 2 sessions open at its receiver, each closed after 3 messages", async () => {
+  it("a site limited to 2 connections has at most 2 sessions open at its receiver", async () => {
     let maxOpen = 0
     const sampler = setInterval(() => (maxOpen = Math.max(maxOpen, conn.open)), 2)
     const total = 45
@@ -109,31 +112,41 @@ describe("cluster-wide site shaping", () => {
     }
     const byHelo = new Map<string, number>()
     for (const m of conn.messages) byHelo.set(m.helo, (byHelo.get(m.helo) ?? 0) + 1)
-    const perConnection = new Map<string, number>()
-    for (const m of conn.messages) perConnection.set(m.connection, (perConnection.get(m.connection) ?? 0) + 1)
     console.log(
-      `site connections: ${total} messages via 3 nodes, site limit 2: at most ${maxOpen} sessions open, ${maxInData} in DATA; ${conn.connections} connections, at most ${Math.max(...perConnection.values())} messages on one; delivered by ${JSON.stringify(Object.fromEntries(byHelo))}`
+      `site connections: ${total} messages via 3 nodes, site limit 2: at most ${maxOpen} sessions open, ${maxInData} in DATA; ${conn.connections} connections; delivered by ${JSON.stringify(Object.fromEntries(byHelo))}`
     )
     expect(maxOpen).toBeLessThanOrEqual(2)
     expect(maxInData).toBeLessThanOrEqual(2)
     expect(maxOpen).toBeGreaterThan(0)
-    expect(Math.max(...perConnection.values())).toBeLessThanOrEqual(3)
-    expect(conn.connections).toBeGreaterThanOrEqual(total / 3)
   }, 180_000)
 
-  it("a site rate of 4 a second holds across the three nodes", async () => {
+  it("a site rate of 4 a second holds across the three nodes; its sessions close after its 3 messages each", async () => {
     const total = 28
+    const jsm = await jetstreamManager(nc, { checkAPI: false })
+    const writes = async () => (await jsm.streams.info("KV_missive_rates")).state.last_seq
+    const writesBefore = await writes()
     await sendAll("rate.test", total, "rate")
     await waitFor("all delivered", () => rate.messages.length === total, 90_000)
     const times = [...rateArrivals].sort((a, b) => a - b)
-    // a bucket of 4 refilled at 4/s lets at most 4 + 4w start in any w seconds; allow 2 for delivery-time jitter
+    // a bucket of 4 refilled at 4/s lets at most 4 + 4w start in any w seconds: 8 in a second; the arrivals allow 4
+    // more for delivery-time jitter on a busy machine (without the shared bucket, 3 nodes had 24 in one second)
     let most = 0
     for (let i = 0; i < times.length; i++) most = Math.max(most, times.filter((t) => t >= times[i]! && t < times[i]! + 1000).length)
     const span = times.at(-1)! - times[0]!
+    const kvWrites = (await writes()) - writesBefore
     console.log(
-      `site rate: ${total} messages via 3 nodes at ${RATE}/s: span ${span} ms (${(((total - 1) * 1000) / span).toFixed(2)}/s), at most ${most} in any second`
+      `site rate: ${total} messages via 3 nodes at ${RATE}/s: span ${span} ms (${(((total - 1) * 1000) / span).toFixed(2)}/s), at most ${most} in any second; ${kvWrites} writes to the shared bucket`
     )
-    expect(most).toBeLessThanOrEqual(2 * RATE + 2)
+    // one compare-and-set per start (a conflict writes nothing)
+    expect(kvWrites).toBe(total)
+    const perConnection = new Map<string, number>()
+    for (const m of rate.messages) perConnection.set(m.connection, (perConnection.get(m.connection) ?? 0) + 1)
+    console.log(
+      `site messages per connection: ${rate.connections} connections, at most ${Math.max(...perConnection.values())} messages on one`
+    )
+    expect(Math.max(...perConnection.values())).toBeLessThanOrEqual(3)
+    expect(rate.connections).toBeGreaterThanOrEqual(total / 3)
+    expect(most).toBeLessThanOrEqual(3 * RATE)
     // the bucket's first 4 are free, the other 24 come at 4 a second: at least 6 s less the jitter
     expect(span).toBeGreaterThanOrEqual(((total - RATE) / RATE) * 1000 - 1000)
   }, 180_000)

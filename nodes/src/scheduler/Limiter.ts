@@ -16,6 +16,8 @@ export interface Limiter {
   shape(key: string, change: Shaped | undefined): void
   /** The limits in force for a site now (its throttle's, else its configured ones); connections always given. */
   limitsOf(key: string): SiteLimits & { readonly connections: number }
+  /** Ms until a suspension of the site ends (0: none in force). */
+  suspendedFor(key: string): number
 }
 
 export interface Shaped {
@@ -195,6 +197,11 @@ export const make = (opts: LimiterOptions): Limiter => {
       else shaped.delete(key)
       buckets.delete(key)
       pump()
+    },
+    suspendedFor: (key) => {
+      const t = now()
+      const s = shapedAt(key, t)
+      return s?.suspended ? s.until - t : 0
     },
     limitsOf: (key) => {
       const l = limits(key)

@@ -62,6 +62,18 @@ export const open = async (o: { nc: NatsConnection; prefix: string; replicas: nu
   let taken = 0
   let conflicts = 0
   let closed = false
+  /** Waits in progress, ended early by close (no timer outlives the node). */
+  const sleepers = new Set<() => void>()
+  const sleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(t)
+        sleepers.delete(done)
+        resolve()
+      }
+      const t = setTimeout(done, ms)
+      sleepers.add(done)
+    })
 
   const read = async (k: string) => {
     const e: KvEntry | null = await kv.get(k)
@@ -82,14 +94,15 @@ export const open = async (o: { nc: NatsConnection; prefix: string; replicas: nu
         cur = known.has(k) ? known.get(k)! : await read(k)
       } catch {
         // the KV is unreachable for now (a server lost): try again shortly, the start waits meanwhile
-        await new Promise((r) => setTimeout(r, 200))
+        await sleep(200)
         continue
       }
       const t = now()
       const v = refill(cur?.value, l, t)
       const wait = waitOf(v, l)
       if (wait > 0) {
-        await new Promise((r) => setTimeout(r, wait))
+        // at most a second at a time: the limits may change meanwhile (a throttle, or its end)
+        await sleep(Math.min(wait, 1000))
         continue
       }
       const next: Stored = { s: v.s === undefined ? undefined : v.s - 1, h: v.h === undefined ? undefined : v.h - 1, at: t }
@@ -122,6 +135,7 @@ export const open = async (o: { nc: NatsConnection; prefix: string; replicas: nu
     counters: () => ({ taken, conflicts }),
     close: () => {
       closed = true
+      for (const wake of [...sleepers]) wake()
     }
   }
 }

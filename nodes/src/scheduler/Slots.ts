@@ -164,17 +164,23 @@ export const open = async (o: {
 export const limiter = (local: Limiter, slots: Slots, rates?: Rates): Limiter => ({
   run: (key, task) =>
     local.run(key, async () => {
-      const release = await slots.acquire(key, local.limitsOf(key).connections)
-      try {
-        // the token after the slot: the start follows its token at once, so starts never outrun the shared rate
-        if (rates) await rates.take(key, () => local.limitsOf(key))
-        return await task()
-      } finally {
-        release()
+      for (;;) {
+        const release = await slots.acquire(key, local.limitsOf(key).connections)
+        try {
+          // the token after the slot: the start follows its token at once, so starts never outrun the shared rate
+          if (rates) await rates.take(key, () => local.limitsOf(key))
+          // a suspension that came (from a peer) while this delivery waited for its slot or token holds it too
+          if (local.suspendedFor(key) === 0) return await task()
+        } finally {
+          release()
+        }
+        // a second at a time: a closed node's acquire then rejects instead of a timer outliving it
+        await new Promise((r) => setTimeout(r, Math.min(1000, local.suspendedFor(key))))
       }
     }),
   running: () => local.running(),
   waiting: () => local.waiting(),
   shape: (key, change) => local.shape(key, change),
-  limitsOf: (key) => local.limitsOf(key)
+  limitsOf: (key) => local.limitsOf(key),
+  suspendedFor: (key) => local.suspendedFor(key)
 })

@@ -17,6 +17,8 @@ interface Entry {
   used: number
   idleTimer: NodeJS.Timeout | undefined
   gone: boolean
+  /** Its QUIT once retired: resolves when the session has closed. */
+  quit?: Promise<void> | undefined
 }
 
 interface Slot {
@@ -70,6 +72,7 @@ export const makePool = (session: SessionOptions, pool: PoolOptions): Pool => {
     if (i >= 0) slot.idle.splice(i, 1)
     slot.open--
     const q = entry.session.quit()
+    entry.quit = q
     quitting.add(q)
     void q.finally(() => quitting.delete(q))
     wake(key, slot)
@@ -188,6 +191,9 @@ export const makePool = (session: SessionOptions, pool: PoolOptions): Pool => {
     entry.used++
     const tls = entry.session.secure
     release(key, entry, policy.messagesPerConnection ?? pool.messagesPerConnection)
+    // A session retired after its last message is closed before the send returns: the caller's cluster slot is
+    // then given back only once the receiver has one session fewer (QUIT waits at most 2 s).
+    if (entry.quit) await entry.quit
     return { host: entry.session.host, results, tls, trace: { hops: got.tried, tls: entry.session.tls } }
   }
 
