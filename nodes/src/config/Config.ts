@@ -570,7 +570,10 @@ const File = Schema.Struct({
       domains: field(Schema.Record(Schema.String, Schema.String), {})
     })
   ),
-  /** Traffic shaping per site (the MX host set several domains share): connections and start rates. */
+  /**
+   * Traffic shaping per site (the MX host set several domains share): connections, start rates and messages per
+   * connection; cluster-wide in a cluster.
+   */
   shaping: section(
     Schema.Struct({
       /** Limits of every MX site no pattern matches (empty: concurrency_per_destination, no rate). */
