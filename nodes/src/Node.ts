@@ -147,27 +147,32 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
       mxPort: config.delivery.port,
       resolver
     })
-    const deliverer = yield* Effect.acquireRelease(
-      Effect.sync(() => makeDeliverer(config, { resolver, dataDir, clock, log })),
-      (dl) => Effect.promise(() => dl.close())
-    )
     const siteLimits = (s: Config["shaping"]["defaults"]): Limiter.SiteLimits => ({
       connections: s.connections,
       perSecond: s.rate_per_second,
-      perHour: s.rate_per_hour
+      perHour: s.rate_per_hour,
+      messagesPerConnection: s.messages_per_connection
     })
     // The configuration's own site limits and rules, then the shipped presets' (config/Presets.ts).
     const shapingConfig = Presets.shapingOf(config)
+    const sites = Limiter.fromPatterns(
+      Object.fromEntries(Object.entries(shapingConfig.sites).map(([p, s]) => [p, siteLimits(s)])),
+      siteLimits(config.shaping.defaults)
+    )
+    const deliverer = yield* Effect.acquireRelease(
+      Effect.sync(() => makeDeliverer(config, { resolver, dataDir, clock, log, sites })),
+      (dl) => Effect.promise(() => dl.close())
+    )
     const localLimiter = Limiter.make({
       perDestination: config.delivery.concurrency_per_destination,
       total: config.delivery.max_connections,
-      sites: Limiter.fromPatterns(
-        Object.fromEntries(Object.entries(shapingConfig.sites).map(([p, s]) => [p, siteLimits(s)])),
-        siteLimits(config.shaping.defaults)
-      ),
-      now: clock.now
+      sites,
+      now: clock.now,
+      // in a cluster a site's rate is one shared bucket (scheduler/Rates.ts), taken by the cluster's limiter
+      sharedRates: cluster !== undefined
     })
-    // Cluster mode: a delivery also holds one of the destination's cluster-wide slots (nodes/src/scheduler/Slots.ts).
+    // Cluster mode: a delivery also holds one of its site's cluster-wide slots (scheduler/Slots.ts) and a token of its
+    // shared rate (scheduler/Rates.ts).
     const limiter = cluster ? cluster.limiter(localLimiter) : localLimiter
     // Automation per site: a reply a rule names throttles or suspends its site (events on the site's stream).
     const shaping =
@@ -182,7 +187,8 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
                 clock,
                 log,
                 node: config.node_id,
-                policyHash
+                policyHash,
+                peers: cluster?.sites
               })
             ),
             (s) => Effect.sync(() => s.close())

@@ -71,6 +71,31 @@ describe("Limiter", () => {
     for (const r of release) r()
   })
 
+  it("gives a site's limits in force: a throttle's connections while it lasts, else the configured ones", async () => {
+    const { limiter, advance } = manual((k) => (k === "site:mx.a" ? { connections: 4, messagesPerConnection: 5 } : undefined), 7)
+    expect(limiter.limitsOf("site:mx.a")).toEqual({ connections: 4, messagesPerConnection: 5 })
+    expect(limiter.limitsOf("site:mx.b")).toEqual({ connections: 7 })
+    limiter.shape("site:mx.a", { suspended: false, until: 1000, limits: { connections: 1, perSecond: 2 } })
+    expect(limiter.limitsOf("site:mx.a")).toEqual({ connections: 1, perSecond: 2, messagesPerConnection: 5 })
+    await advance(1000)
+    expect(limiter.limitsOf("site:mx.a")).toEqual({ connections: 4, messagesPerConnection: 5 })
+  })
+
+  it("leaves start rates to the cluster's shared buckets when told (sharedRates), connections still its own", async () => {
+    const limiter = Limiter.make({ perDestination: 2, total: 100, sites: () => ({ perSecond: 1 }), now: () => 0, sharedRates: true })
+    const started: number[] = []
+    const release: Array<() => void> = []
+    for (let i = 0; i < 3; i++) void limiter.run("site:mx.a", () => new Promise<void>((r) => (started.push(i), release.push(r))))
+    await settle()
+    // no local bucket at 1/s: both connections start at once, the third waits for one of them
+    expect(started).toEqual([0, 1])
+    release[0]!()
+    await settle()
+    await settle()
+    expect(started).toEqual([0, 1, 2])
+    for (const r of release) r()
+  })
+
   it("matches site patterns against the site's MX hosts, with defaults for other sites and none for routes", () => {
     const f = Limiter.fromPatterns({ "*.google.com": { connections: 2 }, "mx.b.test": { perSecond: 1 } }, { connections: 9 })
     expect(f("site:alt1.aspmx.l.google.com,aspmx.l.google.com")).toEqual({ connections: 2 })

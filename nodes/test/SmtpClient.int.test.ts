@@ -218,6 +218,16 @@ describe("SmtpClient", () => {
     expect(c.connections).toBe(2)
   })
 
+  it("closes a site's sessions after its own messages_per_connection, other sites' after the pool's", async () => {
+    const strict = await capture()
+    const other = await capture()
+    const p = pool({ messagesPerConnection: 100, messagesPerConnectionOf: (site) => (site === to(strict).key ? 1 : undefined) })
+    for (let i = 0; i < 3; i++) await p.send(to(strict), { from: "a@x.test", to: ["b@y.test"] }, BODY)
+    for (let i = 0; i < 3; i++) await p.send(to(other), { from: "a@x.test", to: ["b@y.test"] }, BODY)
+    expect(strict.connections).toBe(3)
+    expect(other.connections).toBe(1)
+  })
+
   it("replaces a pooled connection the server has closed", async () => {
     const c = await capture()
     const p = pool()

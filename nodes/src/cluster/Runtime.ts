@@ -14,7 +14,10 @@ import * as Fence from "./Fence.js"
 import * as Membership from "./Membership.js"
 import * as Service from "./Service.js"
 import * as Slots from "../scheduler/Slots.js"
+import * as Rates from "../scheduler/Rates.js"
 import type { Limiter } from "../scheduler/Limiter.js"
+import type { Peers } from "../scheduler/Shaping.js"
+import * as SiteNotices from "./SiteNotices.js"
 
 export interface ClusterRuntime {
   readonly nc: NatsConnection
@@ -29,9 +32,16 @@ export interface ClusterRuntime {
   commit(id: string, events: ReadonlyArray<Message.Event>, body: Buffer, digest: string, keyed?: boolean): Promise<void>
   readonly fenced: Fence.FenceCounters
   readonly replicas: number
-  /** Cluster-wide per-destination slots (`delivery.concurrency_per_destination` holds across all nodes). */
+  /** Cluster-wide per-site slots (a site's connections, else `delivery.concurrency_per_destination`, across all nodes). */
   readonly slots: Slots.Slots
-  /** The node's local limiter wrapped so that a delivery also holds a cluster-wide slot of its destination. */
+  /** Cluster-wide start rates per site (one shared pair of token buckets per site with a rate). */
+  readonly rates: Rates.Rates
+  /** Site change notices: a throttle or suspension recorded by one node is applied by all (scheduler/Shaping.ts). */
+  readonly sites: Peers
+  /**
+   * The node's local limiter wrapped so that a delivery also holds a cluster-wide slot of its site and a token of its
+   * site's shared rate (the local limiter must be made with `sharedRates`).
+   */
   limiter(local: Limiter): Limiter
   /** Starts heartbeats and the status service once the node knows its ports and load. */
   announce(info: { ports: Readonly<Record<string, number>>; active: () => number; drain?: () => void }): Promise<void>
@@ -92,7 +102,7 @@ export const open = async (config: Config, clock: Clock, log: Logger): Promise<C
   let membership: Membership.Membership | undefined
   let service: Service.Service | undefined
   try {
-    const [events, objects, inbox, slots] = await Promise.all([
+    const [events, objects, inbox, slots, rates, sites] = await Promise.all([
       retrying(log, "event stream", () => JetStreamEventStore.open({ nc, prefix: c.prefix, replicas, timeoutMs: 5_000 })),
       retrying(log, "body store", () => JetStreamBodyStore.open({ nc, prefix: c.prefix, replicas })),
       retrying(log, "inbox", () =>
@@ -109,7 +119,9 @@ export const open = async (config: Config, clock: Clock, log: Logger): Promise<C
           idleMs: config.delivery.reuse_connections ? 5_000 : 0,
           now: () => clock.now()
         })
-      )
+      ),
+      retrying(log, "site rates", () => Rates.open({ nc, prefix: c.prefix, replicas, now: () => clock.now() })),
+      retrying(log, "site notices", () => SiteNotices.open({ nc, prefix: c.prefix, replicas, log }))
     ])
     // Which bodies live in the object store (large ones): only those are deleted there when their message completes;
     // an inline body goes with its carrier's ack.
@@ -145,13 +157,15 @@ export const open = async (config: Config, clock: Clock, log: Logger): Promise<C
       fenced,
       replicas,
       slots,
+      rates,
+      sites,
       commit: async (id, evs, body, digest, keyed) => {
         if (body.length > INLINE_MAX) {
           await bodies.put(body, digest)
           await inbox.commit(id, evs, undefined)
         } else await inbox.commit(id, evs, body, { keyed: keyed === true })
       },
-      limiter: (local) => Slots.limiter(local, slots),
+      limiter: (local) => Slots.limiter(local, slots, rates),
       // A node that held a message and lost it (its AckWait ran out) may not append to it until it holds it again.
       events: Fence.events(events, { holds: (id) => !work.lost(id) }, log, fenced),
       announce: async ({ ports, active, drain }) => {
@@ -186,6 +200,7 @@ export const open = async (config: Config, clock: Clock, log: Logger): Promise<C
       close: async () => {
         service?.close()
         await membership?.close().catch(() => {})
+        rates.close()
         await slots.close().catch(() => {})
         await work.close().catch(() => {})
         await Promise.all([events.close(), bodies.close()]).catch(() => {})

@@ -353,13 +353,15 @@ const hostnamePattern = /^[A-Za-z0-9._-]+$/
 // A container may report a name we would reject; the default must always validate.
 const defaultHostname = hostnamePattern.test(osHostname()) ? osHostname() : "localhost"
 
-/** One site's limits: deliveries at once, and starts per second / per hour (token buckets). */
+/** One site's limits: deliveries at once, starts per second / per hour (token buckets), messages per connection. */
 const SiteLimits = Schema.Struct({
   connections: Schema.optional(Count),
   rate_per_second: Schema.optional(
     parsed(Schema.Number, "a positive number", (u) => (typeof u === "number" && Number.isFinite(u) && u > 0 ? u : undefined))
   ),
-  rate_per_hour: Schema.optional(Count)
+  rate_per_hour: Schema.optional(Count),
+  /** Messages over one connection to the site before it is closed (default: delivery.messages_per_connection). */
+  messages_per_connection: Schema.optional(Count)
 })
 
 /** A member of an egress pool: its source address, the EHLO name given from it (default: hostname), its weight. */
@@ -568,7 +570,10 @@ const File = Schema.Struct({
       domains: field(Schema.Record(Schema.String, Schema.String), {})
     })
   ),
-  /** Traffic shaping per site (the MX host set several domains share): connections and start rates. */
+  /**
+   * Traffic shaping per site (the MX host set several domains share): connections, start rates and messages per
+   * connection; cluster-wide in a cluster.
+   */
   shaping: section(
     Schema.Struct({
       /** Limits of every MX site no pattern matches (empty: concurrency_per_destination, no rate). */

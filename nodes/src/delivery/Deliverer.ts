@@ -33,6 +33,8 @@ export interface DelivererDeps {
   readonly dataDir?: string | undefined
   readonly clock?: Clock | undefined
   readonly log?: Logger | undefined
+  /** A site's own limits (Route.siteOf's key): its `messages_per_connection` governs its pooled connections. */
+  readonly sites?: ((site: string) => { readonly messagesPerConnection?: number | undefined } | undefined) | undefined
 }
 
 export const makeDeliverer = (config: Config, deps: DelivererDeps = {}): Deliverer => {
@@ -73,6 +75,7 @@ export const makeDeliverer = (config: Config, deps: DelivererDeps = {}): Deliver
     commandTimeout: config.delivery.command_timeout,
     maxPerDestination: config.delivery.concurrency_per_destination,
     messagesPerConnection: config.delivery.messages_per_connection,
+    messagesPerConnectionOf: deps.sites ? (site) => deps.sites?.(site)?.messagesPerConnection : undefined,
     idleMs: config.delivery.reuse_connections ? 5_000 : 0
   })
   const lmtp = makeLmtpClient({

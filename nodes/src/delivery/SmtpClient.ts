@@ -40,6 +40,8 @@ export interface SmtpPoolOptions {
   readonly maxPerDestination?: number | undefined
   /** Messages sent over one session before it is closed (default 100). */
   readonly messagesPerConnection?: number | undefined
+  /** A site's own messages per session (Route.siteOf's key), over `messagesPerConnection`; undefined: that. */
+  readonly messagesPerConnectionOf?: ((site: string) => number | undefined) | undefined
   /** How long an idle session is kept for reuse, ms (default 5 s; 0 closes after every message). */
   readonly idleMs?: number | undefined
 }
@@ -67,14 +69,26 @@ export const makeSmtpPool = (options: SmtpPoolOptions): SmtpPool => {
       idleMs: options.idleMs ?? 5_000
     }
   )
+  const perSiteCache = new Map<string, number | undefined>()
+  const perSite = (site: string): number | undefined => {
+    if (!options.messagesPerConnectionOf) return undefined
+    if (perSiteCache.has(site)) return perSiteCache.get(site)
+    if (perSiteCache.size >= 10_000) perSiteCache.clear()
+    const n = options.messagesPerConnectionOf(site)
+    perSiteCache.set(site, n)
+    return n
+  }
   return {
     // pooled per site (the MX host set): domains that share MX hosts share sessions, as they share the site's limits
     // sessions from one egress address are pooled apart from another's
+    // a site's own messages_per_connection governs its sessions (a bounded cache: the patterns are fixed)
     send: (destination, envelope, body, policy, egress) => {
-      const site = `${Route.siteOf(destination)}${egress ? `|from:${egress.address}` : ""}`
+      const siteKey = Route.siteOf(destination)
+      const site = `${siteKey}${egress ? `|from:${egress.address}` : ""}`
+      const messagesPerConnection = perSite(siteKey)
       return policy
-        ? pool.send(`${site}|${policy.name}`, policy.hops, envelope, body, { ...policy, egress })
-        : pool.send(site, destination.hops, envelope, body, { egress })
+        ? pool.send(`${site}|${policy.name}`, policy.hops, envelope, body, { ...policy, egress, messagesPerConnection })
+        : pool.send(site, destination.hops, envelope, body, { egress, messagesPerConnection })
     },
     close: () => pool.close()
   }

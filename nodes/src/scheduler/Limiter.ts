@@ -14,6 +14,10 @@ export interface Limiter {
    * (these limits instead of the configured ones); undefined lifts it. Afterwards the configured limits apply again.
    */
   shape(key: string, change: Shaped | undefined): void
+  /** The limits in force for a site now (its throttle's, else its configured ones); connections always given. */
+  limitsOf(key: string): SiteLimits & { readonly connections: number }
+  /** Ms until a suspension of the site ends (0: none in force). */
+  suspendedFor(key: string): number
 }
 
 export interface Shaped {
@@ -27,6 +31,8 @@ export interface SiteLimits {
   readonly connections?: number | undefined
   readonly perSecond?: number | undefined
   readonly perHour?: number | undefined
+  /** Messages over one SMTP connection before it is closed (delivery.messages_per_connection when unset). */
+  readonly messagesPerConnection?: number | undefined
 }
 
 export interface LimiterOptions {
@@ -38,6 +44,11 @@ export interface LimiterOptions {
   readonly now?: (() => number) | undefined
   /** Calls `f` after `ms` (default: an unref'd setTimeout); a site out of tokens is tried again then. */
   readonly later?: ((ms: number, f: () => void) => void) | undefined
+  /**
+   * The start rates are taken elsewhere (a cluster's shared buckets, Rates.ts, inside `run`): the local buckets are
+   * not used. Connections and suspensions still hold here.
+   */
+  readonly sharedRates?: boolean | undefined
 }
 
 interface Lane {
@@ -94,7 +105,7 @@ export const make = (opts: LimiterOptions): Limiter => {
   /** Ms until the site may start one more (0: now); takes the token when it may. */
   const take = (key: string, t: number): number => {
     const l = limits(key)
-    if (!l || (l.perSecond === undefined && l.perHour === undefined)) return 0
+    if (opts.sharedRates || !l || (l.perSecond === undefined && l.perHour === undefined)) return 0
     let b = buckets.get(key)
     if (!b) buckets.set(key, (b = {}))
     const parts: Array<[Bucket, number, number]> = []
@@ -186,6 +197,16 @@ export const make = (opts: LimiterOptions): Limiter => {
       else shaped.delete(key)
       buckets.delete(key)
       pump()
+    },
+    suspendedFor: (key) => {
+      const t = now()
+      const s = shapedAt(key, t)
+      return s?.suspended ? s.until - t : 0
+    },
+    limitsOf: (key) => {
+      const l = limits(key)
+      const mpc = configuredOf(key)?.messagesPerConnection
+      return { ...l, connections: l?.connections ?? opts.perDestination, ...(mpc !== undefined ? { messagesPerConnection: mpc } : {}) }
     }
   }
 }

@@ -2,7 +2,9 @@
 // a match throttles or suspends the site for the rule's duration: the change is appended to the site's stream
 // (`site-<name>`: SiteThrottled / SiteSuspended, then SiteResumed when it runs out) and applied to the limiter. Must
 // not decide anything about messages; a failed append is logged and the change not applied (the log stays the truth).
-// In a cluster each node applies the changes it recorded itself (peers read them from the log only on restart).
+// In a cluster a change one node records reaches every node: after its append the node announces the site's new
+// version to its peers (`peers`, a KV bucket in cluster mode), and each peer reads the site's stream from the log and
+// applies what it says now (the log stays the truth; the notice only says where to look).
 // At start (`restore`) the site streams changed within the longest rule's duration are folded again and the changes
 // still in force re-applied to the limiter (a suspension outlives a restart, kill -9 included); one that ran out while
 // the node was down is resumed then.
@@ -32,6 +34,22 @@ export interface ShapingDeps {
   readonly log: Logger
   readonly node: string
   readonly policyHash: string
+  /** A cluster's notices of site changes between nodes (none embedded: one node, nothing to tell). */
+  readonly peers?: Peers | undefined
+}
+
+/** Site change notices: which site's stream a node appended to, and at which version. */
+export interface Notice {
+  readonly site: string
+  readonly node: string
+  readonly version: number
+}
+
+export interface Peers {
+  /** Tells the other nodes that `site`'s stream is at `version`. */
+  announce(notice: Notice): Promise<void>
+  /** Calls `onNotice` for every notice from now on (its own included); gives the stop function. */
+  follow(onNotice: (notice: Notice) => void): () => void
 }
 
 /** The stream of a site's changes: its name with anything but letters, digits, "-" and "_" made "_". */
@@ -41,6 +59,8 @@ const SITE_TYPES = ["SiteThrottled", "SiteSuspended", "SiteResumed"] as const
 const isSiteEvent = (e: { readonly type: string }): e is Site.SiteEvent => (SITE_TYPES as ReadonlyArray<string>).includes(e.type)
 /** Event times across nodes may be this much out of order: the restore scan starts that much earlier. */
 const SKEW_MS = 5 * 60_000
+/** A node that follows a peer's change resumes the site this much after its end, unless the recorder has already. */
+const FOLLOWER_GRACE_MS = 2_000
 
 /** A site's state from its stream (an event of another kind there still counts for the version). */
 const fold = (stored: ReadonlyArray<EventStore.StoredEvent>): Site.State =>
@@ -131,6 +151,10 @@ export const make = (d: ShapingDeps): Shaping => {
         d.log("info", "site shaping", { site, change: e.type, ...(e.type !== "SiteResumed" ? { until: e.until, rule: e.rule } : {}) })
         if (e.type !== "SiteResumed") schedule(site, e.until)
       }
+      if (d.peers)
+        await d.peers
+          .announce({ site, node: d.node, version: after.version })
+          .catch((e: unknown) => d.log("warn", "site shaping not announced", { site, error: String((e as Error)?.message ?? e) }))
       return
     }
   }
@@ -141,6 +165,39 @@ export const make = (d: ShapingDeps): Shaping => {
     chain = p
     return p
   }
+  /**
+   * A peer's change: the site's stream read again (until it reaches the announced version: a replica may answer
+   * before it has the append) and its last change applied, or lifted when the site was resumed. A follower's resume
+   * is due a little after the recorder's, which normally records it first (the follower then finds nothing to do).
+   */
+  const follow = async (n: Notice): Promise<void> => {
+    let stored: ReadonlyArray<EventStore.StoredEvent> = []
+    for (let tries = 0; tries < 20; tries++) {
+      stored = await d.events.read(streamOf(n.site))
+      if (stored.length >= n.version) break
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    const s = fold(stored)
+    const known = await stateOf(n.site).catch(() => Site.initial)
+    if (s.version < known.version) return
+    states.set(n.site, Promise.resolve(s))
+    const last = stored
+      .map((e) => e.event)
+      .filter(isSiteEvent)
+      .at(-1)
+    if (s.action !== undefined && last && (s.until ?? 0) > d.clock.now()) {
+      d.limiter.shape(n.site, shapedOf(last))
+      schedule(n.site, (s.until ?? 0) + FOLLOWER_GRACE_MS)
+      d.log("info", "site shaping followed", { site: n.site, change: last.type, until: s.until, from: n.node })
+    } else if (s.action === undefined) {
+      d.limiter.shape(n.site, undefined)
+      d.log("info", "site shaping followed", { site: n.site, change: "SiteResumed", from: n.node })
+    }
+  }
+  const unfollow = d.peers?.follow((n) => {
+    if (n.node !== d.node && d.rules.length > 0) void serial(() => follow(n))
+  })
+
   const schedule = (site: string, until: number): void => {
     const t = setTimeout(
       () => {
@@ -162,6 +219,7 @@ export const make = (d: ShapingDeps): Shaping => {
     },
     restore,
     close: () => {
+      unfollow?.()
       for (const t of timers) clearTimeout(t)
       timers.clear()
     }

@@ -1,5 +1,6 @@
 // Cluster-wide per-destination concurrency: a counting semaphore per destination in a replicated KV bucket. A
-// destination with limit N has N slot keys `s.<destination>.<k>`; a node takes a slot by creating the key (or by a
+// destination with limit N (its site's `shaping` connections, a throttle's while it lasts, else
+// `delivery.concurrency_per_destination`) has N slot keys `s.<destination>.<k>`; a node takes a slot by creating the key (or by a
 // compare-and-set over an expired holder), renews what it holds every lease/3, and a kill -9'd node's slots expire
 // with its lease. A delivery runs only while its node holds a slot for the destination, so deliveries — and the
 // connections they open — to one destination never exceed N across the cluster.
@@ -7,14 +8,16 @@
 // Connection reuse: the SMTP pool keeps a connection open for `idleMs` after its last message, so a node keeps its
 // slots for a destination until it has had no delivery there for idleMs + a margin (by then the pool has closed
 // every connection to it), and reuses them meanwhile. A node therefore never has more connections open to a
-// destination than slots held. Must not decide anything about a message.
+// destination than slots held. When a site's limit falls (a throttle), the slots numbered N and above are no longer
+// used and are given back as they come free. Must not decide anything about a message.
 import { Kvm, type KV } from "@nats-io/kv"
 import type { NatsConnection } from "@nats-io/transport-node"
 import type { Limiter } from "./Limiter.js"
+import type { Rates } from "./Rates.js"
 
 export interface Slots {
-  /** Waits for a slot of `key`; resolves to its release. */
-  acquire(key: string): Promise<() => void>
+  /** Waits for a slot of `key` (limit: its number of slots now, else the bucket's default); resolves to its release. */
+  acquire(key: string, limit?: number): Promise<() => void>
   /** Slots this node holds now, per destination. */
   held(): ReadonlyMap<string, number>
   close(): Promise<void>
@@ -29,6 +32,8 @@ interface Lane {
   readonly slots: Array<Slot>
   lastUsed: number
   running: number
+  /** The destination's number of slots as last asked (slots numbered at or above it are given back when free). */
+  limit: number
 }
 
 export const bucketName = (prefix: string) => `${prefix}_slots`
@@ -54,11 +59,11 @@ export const open = async (o: {
   let closed = false
 
   /** Tries to take one more slot of `dest` in the KV; undefined when all N are held by live holders. */
-  const take = async (dest: string, lane: Lane): Promise<Slot | undefined> => {
+  const take = async (dest: string, lane: Lane, limit: number): Promise<Slot | undefined> => {
     const mine = new Set(lane.slots.map((s) => s.k))
-    const start = Math.floor(Math.random() * o.limit)
-    for (let i = 0; i < o.limit; i++) {
-      const k = (start + i) % o.limit
+    const start = Math.floor(Math.random() * limit)
+    for (let i = 0; i < limit; i++) {
+      const k = (start + i) % limit
       if (mine.has(k)) continue
       const key = keyOf(dest, k)
       if ((heldElsewhere.get(key) ?? 0) > now()) continue
@@ -87,13 +92,15 @@ export const open = async (o: {
     return undefined
   }
 
-  const acquire = async (dest: string): Promise<() => void> => {
+  const acquire = async (dest: string, limit = o.limit): Promise<() => void> => {
     for (let wait = 20; ; wait = Math.min(500, wait * 2)) {
       if (closed) throw new Error("cluster slots closed")
       let lane = lanes.get(dest)
-      if (!lane) lanes.set(dest, (lane = { slots: [], lastUsed: now(), running: 0 }))
+      if (!lane) lanes.set(dest, (lane = { slots: [], lastUsed: now(), running: 0, limit }))
       const l = lane
-      const s = l.slots.find((x) => !x.busy) ?? (l.slots.length < o.limit ? await take(dest, l) : undefined)
+      l.limit = limit
+      const usable = l.slots.filter((x) => x.k < limit)
+      const s = usable.find((x) => !x.busy) ?? (usable.length < limit ? await take(dest, l, limit) : undefined)
       if (s) {
         s.busy = true
         l.running += 1
@@ -126,6 +133,10 @@ export const open = async (o: {
           await give(dest, lane)
           continue
         }
+        for (const s of lane.slots.filter((x) => x.k >= lane.limit && !x.busy)) {
+          lane.slots.splice(lane.slots.indexOf(s), 1)
+          await kv.delete(keyOf(dest, s.k), { previousSeq: s.rev }).catch(() => {})
+        }
         await Promise.all(
           lane.slots.map(async (s) => {
             try {
@@ -155,18 +166,31 @@ export const open = async (o: {
   }
 }
 
-/** The node's limiter with the cluster-wide slot taken inside the local lane (local FIFO and totals unchanged). */
-export const limiter = (local: Limiter, slots: Slots): Limiter => ({
+/**
+ * The node's limiter with the cluster-wide slot taken inside the local lane (local FIFO and totals unchanged): as
+ * many slots as the site's connections in force (Limiter.limitsOf); with `rates`, then a start token of the site's
+ * shared buckets (Rates.ts).
+ */
+export const limiter = (local: Limiter, slots: Slots, rates?: Rates): Limiter => ({
   run: (key, task) =>
     local.run(key, async () => {
-      const release = await slots.acquire(key)
-      try {
-        return await task()
-      } finally {
-        release()
+      for (;;) {
+        const release = await slots.acquire(key, local.limitsOf(key).connections)
+        try {
+          // the token after the slot: the start follows its token at once, so starts never outrun the shared rate
+          if (rates) await rates.take(key, () => local.limitsOf(key))
+          // a suspension that came (from a peer) while this delivery waited for its slot or token holds it too
+          if (local.suspendedFor(key) === 0) return await task()
+        } finally {
+          release()
+        }
+        // a second at a time: a closed node's acquire then rejects instead of a timer outliving it
+        await new Promise((r) => setTimeout(r, Math.min(1000, local.suspendedFor(key))))
       }
     }),
   running: () => local.running(),
   waiting: () => local.waiting(),
-  shape: (key, change) => local.shape(key, change)
+  shape: (key, change) => local.shape(key, change),
+  limitsOf: (key) => local.limitsOf(key),
+  suspendedFor: (key) => local.suspendedFor(key)
 })

@@ -1,5 +1,6 @@
 // Connection reuse per destination key: at most `maxPerDestination` sessions open per key, idle ones kept for
-// `idleMs` and reused after RSET, retired after `messagesPerConnection` messages or on any connection error.
+// `idleMs` and reused after RSET, retired after `messagesPerConnection` messages (the send's own, a site's, else the
+// pool's) or on any connection error.
 // It must not interpret replies or retry a message: one send is one transaction, whatever it answers.
 import { Reply, type Trace } from "@missive/core"
 import { allGet, type DeliveryResult, type Envelope } from "../Delivery.js"
@@ -16,6 +17,8 @@ interface Entry {
   used: number
   idleTimer: NodeJS.Timeout | undefined
   gone: boolean
+  /** Its QUIT once retired: resolves when the session has closed. */
+  quit?: Promise<void> | undefined
 }
 
 interface Slot {
@@ -30,6 +33,8 @@ export interface SendPolicy {
   readonly excluded?: ReadonlyArray<Trace.HopTried> | undefined
   /** The egress address to connect from and the EHLO name to give there. */
   readonly egress?: { readonly address: string; readonly ehlo: string } | undefined
+  /** Messages over one session of this key before it is closed, over the pool's `messagesPerConnection` (a site's own). */
+  readonly messagesPerConnection?: number | undefined
 }
 
 type Failed = { host: string; reply: Reply.Reply; hops: ReadonlyArray<Trace.HopTried>; tls?: Trace.TlsOutcome | undefined }
@@ -67,6 +72,7 @@ export const makePool = (session: SessionOptions, pool: PoolOptions): Pool => {
     if (i >= 0) slot.idle.splice(i, 1)
     slot.open--
     const q = entry.session.quit()
+    entry.quit = q
     quitting.add(q)
     void q.finally(() => quitting.delete(q))
     wake(key, slot)
@@ -155,9 +161,9 @@ export const makePool = (session: SessionOptions, pool: PoolOptions): Pool => {
     }
   }
 
-  const release = (key: string, entry: Entry): void => {
+  const release = (key: string, entry: Entry, max: number): void => {
     const slot = slotOf(key)
-    if (closed || !entry.session.isAlive || entry.used >= pool.messagesPerConnection || pool.idleMs <= 0) {
+    if (closed || !entry.session.isAlive || entry.used >= max || pool.idleMs <= 0) {
       retire(key, slot, entry)
       return
     }
@@ -184,7 +190,10 @@ export const makePool = (session: SessionOptions, pool: PoolOptions): Pool => {
     const results = await entry.session.transact(envelope, body)
     entry.used++
     const tls = entry.session.secure
-    release(key, entry)
+    release(key, entry, policy.messagesPerConnection ?? pool.messagesPerConnection)
+    // A session retired after its last message is closed before the send returns: the caller's cluster slot is
+    // then given back only once the receiver has one session fewer (QUIT waits at most 2 s).
+    if (entry.quit) await entry.quit
     return { host: entry.session.host, results, tls, trace: { hops: got.tried, tls: entry.session.tls } }
   }
 
