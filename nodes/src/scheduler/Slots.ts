@@ -27,6 +27,8 @@ interface Slot {
   readonly k: number
   rev: number
   busy: boolean
+  /** When this node last wrote the slot (its holder's expiry is that + the lease). */
+  renewed: number
 }
 interface Lane {
   readonly slots: Array<Slot>
@@ -82,7 +84,7 @@ export const open = async (o: {
           rev = await kv.update(key, value(), e.revision)
         }
         heldElsewhere.delete(key)
-        const s: Slot = { k, rev, busy: true }
+        const s: Slot = { k, rev, busy: true, renewed: now() }
         lane.slots.push(s)
         return s
       } catch {
@@ -137,10 +139,14 @@ export const open = async (o: {
           lane.slots.splice(lane.slots.indexOf(s), 1)
           await kv.delete(keyOf(dest, s.k), { previousSeq: s.rev }).catch(() => {})
         }
+        // Renewed once a third of the lease has passed since the last write (the tick runs more often, for give-backs).
         await Promise.all(
           lane.slots.map(async (s) => {
+            if (t - s.renewed < o.leaseMs / 3) return
             try {
+              const at = now()
               s.rev = await kv.update(keyOf(dest, s.k), value(), s.rev)
+              s.renewed = at
             } catch {
               // Lost (this node was paused past its lease and a peer took it): stop using it once it is free.
               const i = lane.slots.indexOf(s)
