@@ -9,7 +9,7 @@ import { join, resolve } from "node:path"
 import { promisify } from "node:util"
 import { setFlagsFromString } from "node:v8"
 import { runInNewContext } from "node:vm"
-import { jetstream, jetstreamManager } from "@nats-io/jetstream"
+import { AckPolicy, jetstream, jetstreamManager, RetentionPolicy } from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
 import { stringify } from "yaml"
 import { startCapture } from "../test/src/CaptureServer.js"
@@ -268,6 +268,68 @@ export const deferredMemory = async (n: number): Promise<string> => {
   }
 }
 
+interface Floor {
+  readonly name: string
+  readonly ops: number
+  readonly perSecond: number
+  readonly cpuPerOp: number
+}
+
+/**
+ * What JetStream itself costs on this machine, without Missive: server CPU per R3 synced 4 KB publish (20 in flight,
+ * as the nodes' appends are) and per work-queue fetch + ack (the ack removes the message on every replica). Measured
+ * on the benchmark's own servers before the nodes start, on streams of its own that it removes afterwards.
+ */
+const jetStreamFloor = async (cluster: NatsCluster, n: number): Promise<Array<Floor>> => {
+  const nc = await connect({ servers: [...cluster.urls] })
+  const jsm = await jetstreamManager(nc)
+  const js = jetstream(nc)
+  const cpu = () => cluster.servers.reduce((s, x) => s + cpuMs(x.pid()!), 0)
+  const out: Array<Floor> = []
+  const measure = async (name: string, ops: number, f: () => Promise<void>) => {
+    const c0 = cpu()
+    const t0 = performance.now()
+    await f()
+    const t1 = performance.now()
+    await sleep(300)
+    out.push({ name, ops, perSecond: (ops * 1000) / (t1 - t0), cpuPerOp: (cpu() - c0) / ops })
+  }
+  const inParallel = async (count: number, k: number, f: (i: number) => Promise<unknown>) => {
+    let i = 0
+    await Promise.all(
+      Array.from({ length: k }, async () => {
+        while (i < count) await f(i++)
+      })
+    )
+  }
+  const body = new Uint8Array(4096)
+  try {
+    await jsm.streams.add({ name: "FLOOR_LOG", subjects: ["floor.log.>"], num_replicas: 3 })
+    await jsm.streams.add({ name: "FLOOR_WQ", subjects: ["floor.wq.>"], num_replicas: 3, retention: RetentionPolicy.Workqueue })
+    await jsm.consumers.add("FLOOR_WQ", { durable_name: "d", ack_policy: AckPolicy.Explicit })
+    await measure("R3 publish, 4 KB, 20 in flight", n, () => inParallel(n, 20, (i) => js.publish(`floor.log.m${i}`, body)))
+    await measure("R3 publish, 4 KB, 1 in flight", Math.max(50, n / 4), () =>
+      inParallel(Math.max(50, n / 4), 1, (i) => js.publish(`floor.log.s${i}`, body))
+    )
+    await inParallel(n, 20, (i) => js.publish(`floor.wq.m${i}`, body))
+    const c = await js.consumers.get("FLOOR_WQ", "d")
+    await measure("R3 work-queue fetch + ack (removes the message)", n, async () => {
+      for (let got = 0; got < n;) {
+        const it = await c.fetch({ max_messages: 100, expires: 2000 })
+        for await (const m of it) {
+          await m.ackAck()
+          got++
+        }
+      }
+    })
+  } finally {
+    await jsm.streams.delete("FLOOR_LOG").catch(() => undefined)
+    await jsm.streams.delete("FLOOR_WQ").catch(() => undefined)
+    await nc.close()
+  }
+  return out
+}
+
 export const run = async (): Promise<string> => {
   const scale = Number(process.env["MISSIVE_BENCH_SCALE"] ?? 1)
   const n = (x: number) => Math.max(60, Math.round((x * scale) / 3) * 3)
@@ -281,6 +343,7 @@ export const run = async (): Promise<string> => {
   let nodes: Array<ClusterNode> = []
   let settings = ""
   let postfix: Row | string = "not run"
+  let floor: Array<Floor> = []
   try {
     postfix = await postfixRow(sink, n(3000))
     // ---- one embedded node --------------------------------------------------------------------
@@ -306,6 +369,7 @@ export const run = async (): Promise<string> => {
     }
     // ---- 3-node cluster on 3 nats-servers ------------------------------------------------------
     nats = await startNatsCluster(3, join(dir, "nats"))
+    floor = await jetStreamFloor(nats, (n(3000) / 3) * 2)
     // Tags node-1 was delivering when it died: any node may drive what any node accepted, so failover is measured
     // on the messages node-1 actually held (its deliveries to slow.test hang); peers' deliveries are accepted.
     const victimHeld = new Set<string>()
@@ -516,6 +580,12 @@ export const run = async (): Promise<string> => {
         ]
       : []),
     `The cluster does ${f(cl ? cl.perSecond / emb.perSecond : undefined, 2)}× the embedded node's throughput on this 2-core machine; every carrier, append and ack there is a replicated JetStream write, fsynced on each of 3 replicas, instead of one group-committed SQLite fsync.`,
+    ``,
+    `**JetStream alone on the same servers** (before the nodes start; server CPU of the 3 nats-servers per operation, each a replicated write fsynced on every replica): what a message's writes cost at the least.`,
+    ``,
+    `| operation | operations | ops/s | nats-server CPU ms/op |`,
+    `| --- | ---: | ---: | ---: |`,
+    ...floor.map((x) => `| ${x.name} | ${x.ops} | ${f(x.perSecond, 0)} | ${f(x.cpuPerOp, 2)} |`),
     ``,
     `**Failover** (10 messages sent to node-1 and driven by whichever node the inbox hands each to; kill -9 of node-1 while its deliveries of its share hang at a slow receiver → first of the messages node-1 held delivered by a peer), ${failover.length} runs, lease ${LEASE_MS / 1000} s:`,
     ``,
