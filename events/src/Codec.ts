@@ -185,7 +185,10 @@ export const encode = (e: Message.Event): string => JSON.stringify(e)
 export const decode = (json: string): Message.Event => decodeStrict(upcast(JSON.parse(json)))
 
 /** Decodes an event this node wrote itself (upcast only, no validation): the hot path. */
-export const decodeTrusted = (json: string): Message.Event => {
-  const raw = JSON.parse(json) as Record<string, unknown>
+export const decodeTrusted = (json: string): Message.Event => decodeTrustedValue(JSON.parse(json))
+
+/** `decodeTrusted` of a value already parsed (an element of a JSON array holding several events). */
+export const decodeTrustedValue = (value: unknown): Message.Event => {
+  const raw = value as Record<string, unknown>
   return (raw["v"] === 1 ? raw : upcast(raw)) as unknown as Message.Event
 }

@@ -57,6 +57,12 @@ export interface EventStore {
     limit: number,
     types: ReadonlyArray<Message.EventType>
   ): Promise<{ readonly events: ReadonlyArray<StoredEvent>; readonly through: number }>
+  /**
+   * Optional: the events with position in (`after`, `until`], in global order and in batches, for a scan of a large
+   * part of the log. JetStream has it (one consumer for the whole range instead of one per `readAll`); replay's
+   * `Log.scan` uses it when present and `readAll` otherwise.
+   */
+  readRange?(after: number, until: number): AsyncIterable<ReadonlyArray<StoredEvent>>
   /** The global position of the last event (0 when empty). */
   head(): Promise<number>
   close(): Promise<void>
