@@ -137,7 +137,8 @@ export const EventSchema = Schema.Union([
   ev("PolicyActivated", {
     hash: Schema.String,
     config: Schema.Record(Schema.String, Schema.Unknown),
-    reason: Schema.Literals(["start", "reload"])
+    reason: Schema.Literals(["start", "reload"]),
+    awaitingRestart: Schema.optional(Schema.Array(Schema.String))
   })
 ])
 
