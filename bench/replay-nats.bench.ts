@@ -102,9 +102,9 @@ export const run = async (): Promise<string> => {
     let lines = 0
     for (let i = 0; i < 21; i++) {
       // Each from a fresh store (no stream cache), as each CLI run is.
-      const fresh = await JetStreamEventStore.open({ nc, prefix: PREFIX, direct: true })
-      const [t, ms] = await time(async () => Timeline.format(await Timeline.load(fresh, id)))
-      await fresh.close()
+      const own = await JetStreamEventStore.open({ nc, prefix: PREFIX, direct: true })
+      const [t, ms] = await time(async () => Timeline.format(await Timeline.load(own, id)))
+      await own.close()
       if (i > 0) tl.push(ms)
       lines = t.split("\n").length
     }
@@ -114,17 +114,26 @@ export const run = async (): Promise<string> => {
     const at = first + Math.floor(span * 0.6)
     const snapshots = await JetStreamSnapshots.open({ nc, prefix: PREFIX })
     await snapshots.clear()
-    const [qCold, qColdT] = await timeCpu(() => queueAt(store, at, { snapshots }), server)
-    const [q, qT] = await timeCpu(() => queueAt(store, at, { snapshots }), server)
+    // Each query on a store opened for it (nothing cached from the one before), as each CLI run is.
+    const fresh = async <T>(f: (s: EventStore.EventStore) => Promise<T>): Promise<T> => {
+      const s = await JetStreamEventStore.open({ nc: nc!, prefix: PREFIX, direct: true })
+      try {
+        return await f(s)
+      } finally {
+        await s.close()
+      }
+    }
+    const [qCold, qColdT] = await timeCpu(() => fresh((s) => queueAt(s, at, { snapshots })), server)
+    const [q, qT] = await timeCpu(() => fresh((s) => queueAt(s, at, { snapshots })), server)
     const at2 = first + Math.floor(span * 0.3)
-    const [q2, q2T] = await timeCpu(() => queueAt(store, at2, { snapshots }), server)
+    const [q2, q2T] = await timeCpu(() => fresh((s) => queueAt(s, at2, { snapshots })), server)
     if (qCold.rows.length !== q.rows.length) throw new Error("queue --at differs cold and with snapshots")
 
     // ---- report over the day (the whole log) -------------------------------------------------------
     const load0 = loadavg()[0]!
-    const [rep, repT] = await timeCpu(() => Report.build(store, { from: first, to: first + DAY, snapshots }), server)
+    const [rep, repT] = await timeCpu(() => fresh((s) => Report.build(s, { from: first, to: first + DAY, snapshots })), server)
     const [, repZoomT] = await timeCpu(
-      () => Report.build(store, { from: first + DAY / 2, to: first + DAY / 2 + 3600_000, zoom: true, snapshots }),
+      () => fresh((s) => Report.build(s, { from: first + DAY / 2, to: first + DAY / 2 + 3600_000, zoom: true, snapshots })),
       server
     )
     const load1 = loadavg()[0]!

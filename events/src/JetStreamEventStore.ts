@@ -226,9 +226,28 @@ export const open = async (o: JetStreamEventStoreOptions): Promise<EventStore> =
     }
   }
 
+  /** A stream's appends after `after`, by direct or leader gets from there on (no cache: a reader's look at old streams). */
+  const readFrom: NonNullable<EventStore["readFrom"]> = async (stream, after) => {
+    const out: Array<StoredEvent> = []
+    for (let from = after + 1; ;) {
+      let m: StoredMsg | null
+      try {
+        m = await get({ seq: from, next_by_subj: subjectOf(stream) })
+      } catch (e) {
+        if (isNoMessage(e)) break
+        throw unavailable("event store read failed", e)
+      }
+      if (!m) break
+      out.push(...toStored(m))
+      from = m.seq + 1
+    }
+    return out
+  }
+
   return {
     append,
     read: async (stream) => [...(await current(stream)).events],
+    readFrom,
     readAll,
     readRange: (after, until) =>
       scanRange(o.nc, jsm, name, after, until, (subject, seq, m) =>

@@ -14,7 +14,7 @@ export interface JetStreamSnapshotsOptions {
   readonly replicas?: number
 }
 
-/** Stream names per message: about 37 bytes each, so a chunk stays well under NATS's 1 MB. */
+/** Open streams per message: about 50 bytes each (name and position), so a chunk stays well under NATS's 1 MB. */
 const CHUNK = 16_000
 
 export const streamName = (prefix: string): string => `${prefix.toUpperCase().replace(/[^A-Z0-9_-]/g, "_")}_REPLAY`
@@ -45,7 +45,7 @@ export const open = async (o: JetStreamSnapshotsOptions): Promise<SnapshotStore>
     const held = (await list()).find((s) => s.position === position)
     if (!held) return undefined
     const subject = subjectOf(held)
-    const chunks = new Map<number, ReadonlyArray<string>>()
+    const chunks = new Map<number, Snapshot["open"]>()
     let count = Infinity
     for (let from = 1; chunks.size < count;) {
       let m
@@ -56,7 +56,7 @@ export const open = async (o: JetStreamSnapshotsOptions): Promise<SnapshotStore>
         throw e
       }
       if (!m) break
-      const c = m.json<{ chunk: number; chunks: number; open: ReadonlyArray<string> }>()
+      const c = m.json<{ chunk: number; chunks: number; open: Snapshot["open"] }>()
       count = c.chunks
       if (!chunks.has(c.chunk)) chunks.set(c.chunk, c.open)
       from = m.seq + 1

@@ -7,8 +7,8 @@ export interface Snapshot {
   readonly position: number
   /** The latest event time among them: the snapshot answers for any moment at or after it. */
   readonly maxAt: number
-  /** Streams received and not completed, in no order. */
-  readonly open: ReadonlyArray<string>
+  /** Streams received and not completed, each with the log position of its `MessageReceived`, in no order. */
+  readonly open: ReadonlyArray<readonly [stream: string, first: number]>
 }
 
 export interface SnapshotStore {

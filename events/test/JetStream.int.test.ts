@@ -83,6 +83,9 @@ describe("replay's reads of a JetStream log", () => {
     const part: Array<EventStore.StoredEvent> = []
     for await (const b of s.readRange!(1000, 3000)) part.push(...b)
     expect(part).toEqual(all.filter((e) => e.position > 1000 && e.position <= 3000))
+    // One stream from a position on (replay's read of an open message from its first append): what read gives after it.
+    for (const after of [0, 2000, head])
+      expect(await s.readFrom!("message-m3", after)).toEqual((await s.read("message-m3")).filter((e) => e.position > after))
     // A single append by direct get: the same as through a consumer.
     expect(await s.readAll(2999, 1)).toEqual(all.filter((e) => e.position === 3000))
     await s.close()
@@ -92,7 +95,7 @@ describe("replay's reads of a JetStream log", () => {
     const p = prefix()
     await (await JetStreamEventStore.open({ nc, prefix: p })).close()
     const snaps = await JetStreamSnapshots.open({ nc, prefix: p })
-    const open = Array.from({ length: 40_000 }, (_, i) => `message-${String(i).padStart(26, "0")}`)
+    const open = Array.from({ length: 40_000 }, (_, i) => [`message-${String(i).padStart(26, "0")}`, i + 1] as const)
     await snaps.save({ position: 5000, maxAt: 123, open })
     await snaps.save({ position: 5000, maxAt: 123, open }) // a second replay run: kept once
     await snaps.save({ position: 10_000, maxAt: 456, open: [] })

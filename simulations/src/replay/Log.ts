@@ -61,15 +61,19 @@ export const positionAt = EventStore.positionAt
 /** Margin for event times that are slightly out of log order (group commit, several nodes). */
 export const SLACK_MS = 5 * 60_000
 
-/** The events of each stream, in the order given; up to 32 reads at once (a JetStream read is several round trips). */
-export const readStreams = async (store: Store, streams: Iterable<string>): Promise<Array<ReadonlyArray<Stored>>> => {
+/**
+ * The events of each stream (with the position of its first event, where a store with `readFrom` starts looking),
+ * in the order given; up to 32 reads at once (a JetStream read is several round trips).
+ */
+export const readStreams = async (store: Store, streams: Iterable<readonly [string, number]>): Promise<Array<ReadonlyArray<Stored>>> => {
   const all = [...streams]
   const out: Array<ReadonlyArray<Stored>> = new Array(all.length)
   let next = 0
   const worker = async () => {
     while (next < all.length) {
       const i = next++
-      out[i] = await store.read(all[i]!)
+      const [stream, first] = all[i]!
+      out[i] = store.readFrom ? await store.readFrom(stream, first - 1) : await store.read(stream)
     }
   }
   await Promise.all(Array.from({ length: Math.min(32, all.length) }, worker))
@@ -77,8 +81,8 @@ export const readStreams = async (store: Store, streams: Iterable<string>): Prom
 }
 
 /** The open-set fold, one event: a message is open from its `MessageReceived` to its `MessageCompleted`. */
-const track = (open: Set<string>, stream: string, type: Message.EventType): void => {
-  if (type === "MessageReceived") open.add(stream)
+const track = (open: Map<string, number>, stream: string, type: Message.EventType, position: number): void => {
+  if (type === "MessageReceived") open.set(stream, position)
   else if (type === "MessageCompleted") open.delete(stream)
 }
 
@@ -87,7 +91,7 @@ export const SNAPSHOT_EVERY = 5000
 
 /**
  * The streams of messages open (received, not completed) among the events up to position `until` with a time at or
- * before `t`, without decoding the log before `until`: on the log's index (SQLite, memory), or from the nearest
+ * before `t`, each with its `MessageReceived`'s position, without decoding the log before `until`: on the log's index (SQLite, memory), or from the nearest
  * snapshot (a store without an index, JetStream, given `snapshots`); undefined when there is neither.
  */
 export const openStreams = async (
@@ -96,15 +100,15 @@ export const openStreams = async (
   t = Number.POSITIVE_INFINITY,
   onProgress?: (position: number, target: number) => void,
   snapshots?: Snapshots.SnapshotStore
-): Promise<Set<string> | undefined> => {
+): Promise<Map<string, number> | undefined> => {
   if (!store.readIndex) return snapshots ? fromSnapshots(store, snapshots, until, t, onProgress) : undefined
-  const open = new Set<string>()
+  const open = new Map<string, number>()
   // Only arrivals and completions: the store filters (positions looked at go by 200,000 at a time).
   for (let position = 0; position < until;) {
     const span = Math.min(200_000, until - position)
     for (const e of await store.readIndex(position, span, ["MessageReceived", "MessageCompleted"])) {
       if (e.at > t || e.position > until) continue
-      track(open, e.stream, e.type)
+      track(open, e.stream, e.type, e.position)
     }
     position += span
     onProgress?.(position, until)
@@ -123,21 +127,21 @@ const fromSnapshots = async (
   until: number,
   t: number,
   onProgress?: (position: number, target: number) => void
-): Promise<Set<string>> => {
+): Promise<Map<string, number>> => {
   const every = snapshots.every ?? SNAPSHOT_EVERY
   const held = [...(await snapshots.list())].sort((a, b) => a.position - b.position)
   const target = Math.floor(until / every) * every
   const newest = held.filter((s) => s.position <= target).at(-1)
   if (!newest || newest.position < target) {
     const from = newest ? await snapshots.load(newest.position) : undefined
-    const open = new Set(from?.open ?? [])
+    const open = new Map(from?.open ?? [])
     let position = from?.position ?? 0
     let maxAt = from?.maxAt ?? 0
     while (position < target) {
       const next = (Math.floor(position / every) + 1) * every
       for await (const batch of scan(store, { after: position, until: next, onProgress: (p) => onProgress?.(p, until) }))
-        for (const { stream, event } of batch) {
-          track(open, stream, event.type)
+        for (const { stream, event, position: p } of batch) {
+          track(open, stream, event.type, p)
           if (event.at > maxAt) maxAt = event.at
         }
       position = next
@@ -148,8 +152,8 @@ const fromSnapshots = async (
   held.sort((a, b) => a.position - b.position)
   const base = held.filter((s) => s.position <= until && s.maxAt <= t).at(-1)
   const start = base ? await snapshots.load(base.position) : undefined
-  const open = new Set(start?.open ?? [])
+  const open = new Map(start?.open ?? [])
   for await (const batch of scan(store, { after: start?.position ?? 0, until, onProgress: (p) => onProgress?.(p, until) }))
-    for (const { stream, event } of batch) if (event.at <= t) track(open, stream, event.type)
+    for (const { stream, event, position } of batch) if (event.at <= t) track(open, stream, event.type, position)
   return open
 }

@@ -324,7 +324,7 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
     after = Math.min(until, Math.max(0, (await positionAt(store, o.from - SLACK_MS, head)) - 1))
     const streams = [...(await openStreams(store, after, undefined, undefined, o.snapshots))!]
     const read = await readStreams(store, streams)
-    streams.forEach((stream, i) => {
+    streams.forEach(([stream], i) => {
       for (const s of read[i]!) if (s.position <= after) apply(stream, s.event)
     })
   }
