@@ -52,7 +52,9 @@ export const REPLAY_HELP = `  missive replay timeline ID [--json]     every even
                                            re-send the recorded traffic with its timing (scaled) to an SMTP target
     Replay options: --config FILE (its data_dir, or its cluster.nats JetStream log; for what-if it is also the
     alternative policy), --data DIR (a data directory's SQLite log, overrides --config's), T = ISO 8601 time,
-    "now", or relative ("-2h", "-1d30m"); a progress bar shows on stderr when it is a terminal
+    "now", or relative ("-2h", "-1d30m"); a progress bar shows on stderr when it is a terminal. On a JetStream
+    log, queue --at and report keep open-set snapshots in the stream <PREFIX>_REPLAY (derived data): the first run
+    over a stretch of the log folds it, later runs start from the nearest snapshot
 `
 
 export const CLUSTER_HELP = `  missive cluster up [--nodes N] [--dir DIR] [--nats-port P] [--smtp-port P] [--submission-port P]

@@ -1,7 +1,7 @@
 // `missive replay …`: incident replay over the recorded log (timeline, the recorded policy, report, queue at a moment,
 // what-if, re-inject). Opens the node's SQLite store read-only (safe next to a running node); only `inject` sends
 // anything, and only to the --target it is given. Bad arguments get a precise message and exit code 2.
-import { EmbeddedStore, type BodyStore, type EventStore } from "@missive/events"
+import { EmbeddedStore, type BodyStore, type EventStore, type Snapshots } from "@missive/events"
 import { existsSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { QueueView } from "@missive/events"
@@ -72,21 +72,25 @@ const configOf = (path: string | undefined): Config => {
 interface Log {
   readonly events: EventStore.EventStore
   readonly bodies: BodyStore.BodyStore
+  /** On JetStream (no index): the open-set snapshots `queue --at` and `report` start from, in `<PREFIX>_REPLAY`. */
+  readonly snapshots?: Snapshots.SnapshotStore
   close(): Promise<void>
 }
 
 /** The embedded SQLite log (read-only), or with `cluster.nats` set (and no --data) the JetStream log through the same port. */
 const openLog = async (config: Config, dataDir: string | undefined): Promise<Log> => {
   if (dataDir === undefined && config.cluster.nats.length > 0) {
-    const { JetStreamBodyStore, JetStreamEventStore } = await import("@missive/events")
+    const { JetStreamBodyStore, JetStreamEventStore, JetStreamSnapshots } = await import("@missive/events")
     const Cluster = ClusterRuntime
     const nc = await Cluster.connectTo(config.cluster, `missive-replay-${config.node_id}`)
     const replicas = Cluster.replicasOf(config.cluster)
-    const events = await JetStreamEventStore.open({ nc, prefix: config.cluster.prefix, replicas })
+    const events = await JetStreamEventStore.open({ nc, prefix: config.cluster.prefix, replicas, direct: true })
     const bodies = await JetStreamBodyStore.open({ nc, prefix: config.cluster.prefix, replicas })
+    const snapshots = await JetStreamSnapshots.open({ nc, prefix: config.cluster.prefix, replicas })
     return {
       events,
       bodies,
+      snapshots,
       close: async () => {
         await events.close()
         await bodies.close()
@@ -202,7 +206,7 @@ const run = async (argv: ReadonlyArray<string>): Promise<number> => {
     if (sub === "queue") {
       const at = time("at", a.str("at"), now)!
       const p = progress("queue --at")
-      const r = await queueAt(store.events, at, p.onProgress).finally(p.stop)
+      const r = await queueAt(store.events, at, { onProgress: p.onProgress, snapshots: store.snapshots }).finally(p.stop)
       out(
         json
           ? JSON.stringify({ at: iso(r.at), position: r.position, rows: r.rows }, null, 2)
@@ -222,7 +226,8 @@ const run = async (argv: ReadonlyArray<string>): Promise<number> => {
         domain: a.str("domain"),
         buckets,
         zoom: a.flags.has("zoom"),
-        onProgress: p.onProgress
+        onProgress: p.onProgress,
+        snapshots: store.snapshots
       }).finally(p.stop)
       const html = a.str("html")
       if (html) {

@@ -134,6 +134,12 @@ export type Event =
       /** The configuration, redacted as the admin API's effective-config endpoint shows it. */
       readonly config: Readonly<Record<string, unknown>>
       readonly reason: "start" | "reload"
+      /**
+       * A reload's record of a file it does not apply (a reload applies the filter maps only): the key paths that
+       * differ from the running configuration and take effect at the next start, which records the hash again
+       * without it. Events keep the running hash until then. Absent: the configuration is in effect.
+       */
+      readonly awaitingRestart?: ReadonlyArray<string>
     })
 
 /** Why an address is on the suppression list: a permanent bounce, a feedback report, or an operator. */

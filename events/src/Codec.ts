@@ -137,7 +137,8 @@ export const EventSchema = Schema.Union([
   ev("PolicyActivated", {
     hash: Schema.String,
     config: Schema.Record(Schema.String, Schema.Unknown),
-    reason: Schema.Literals(["start", "reload"])
+    reason: Schema.Literals(["start", "reload"]),
+    awaitingRestart: Schema.optional(Schema.Array(Schema.String))
   })
 ])
 
@@ -187,7 +188,7 @@ export const decode = (json: string): Message.Event => decodeStrict(upcast(JSON.
 /** Decodes an event this node wrote itself (upcast only, no validation): the hot path. */
 export const decodeTrusted = (json: string): Message.Event => decodeTrustedValue(JSON.parse(json))
 
-/** The same for an event already parsed (an element of a stored JSON array): no second serialisation. */
+/** `decodeTrusted` of a value already parsed (an element of a JSON array holding several events). */
 export const decodeTrustedValue = (value: unknown): Message.Event => {
   const raw = value as Record<string, unknown>
   return (raw["v"] === 1 ? raw : upcast(raw)) as unknown as Message.Event

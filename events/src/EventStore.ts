@@ -57,6 +57,18 @@ export interface EventStore {
     limit: number,
     types: ReadonlyArray<Message.EventType>
   ): Promise<{ readonly events: ReadonlyArray<StoredEvent>; readonly through: number }>
+  /**
+   * Optional: the events with position in (`after`, `until`], in global order and in batches, for a scan of a large
+   * part of the log. JetStream has it (one consumer for the whole range instead of one per `readAll`); replay's
+   * `Log.scan` uses it when present and `readAll` otherwise.
+   */
+  readRange?(after: number, until: number): AsyncIterable<ReadonlyArray<StoredEvent>>
+  /**
+   * Optional: `read(stream)` from its events at positions > `after` (the caller knows where the stream starts, e.g.
+   * its `MessageReceived`'s position): JetStream looks for the stream's messages from there instead of from the
+   * log's start, and caches nothing. Elsewhere `read` serves.
+   */
+  readFrom?(stream: string, after: number): Promise<ReadonlyArray<StoredEvent>>
   /** The global position of the last event (0 when empty). */
   head(): Promise<number>
   close(): Promise<void>

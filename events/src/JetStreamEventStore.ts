@@ -10,6 +10,7 @@ import { decodeTrustedValue, encode } from "./Codec.js"
 import type { EventStore, StoredEvent } from "./EventStore.js"
 import { WrongExpectedVersion } from "./StoreError.js"
 import { isAlreadyExists, isNoMessage, isWrongLastSequence, unavailable } from "./internal/NatsFault.js"
+import { scanRange } from "./internal/JetStreamScan.js"
 
 export interface JetStreamEventStoreOptions {
   readonly nc: NatsConnection
@@ -18,6 +19,11 @@ export interface JetStreamEventStoreOptions {
   readonly replicas?: number
   /** Publish ack timeout, ms. */
   readonly timeoutMs?: number
+  /**
+   * Read streams by direct gets (answered by any replica, so possibly a moment behind the leader): for readers that
+   * never append, such as replay; a writer reads through the leader, whose answer its append is checked against.
+   */
+  readonly direct?: boolean
 }
 
 const VERSION = "Missive-Version"
@@ -60,17 +66,21 @@ export const open = async (o: JetStreamEventStoreOptions): Promise<EventStore> =
     if (cache.size > 5000) cache.delete(cache.keys().next().value!)
   }
 
+  const decoder = new TextDecoder()
   const toStored = (m: StoredMsg): Array<StoredEvent> => {
     const stream = streamOfToken(m.subject.slice(base.length))
     const last = Number(m.header?.get(VERSION) ?? 0)
-    const raw = JSON.parse(new TextDecoder().decode(m.data)) as Array<unknown>
+    const raw = JSON.parse(decoder.decode(m.data)) as Array<unknown>
     const first = last - raw.length + 1
     return raw.map((r, i) => ({ stream, version: first + i, position: m.seq, event: decodeTrustedValue(r) }))
   }
 
+  const get = (q: { last_by_subj: string } | { seq: number; next_by_subj: string }): Promise<StoredMsg | null> =>
+    o.direct ? jsm.direct.getMessage(name, q) : jsm.streams.getMessage(name, q as unknown as { seq: number })
+
   const lastOf = async (stream: string): Promise<StoredMsg | null> => {
     try {
-      return await jsm.streams.getMessage(name, { last_by_subj: subjectOf(stream) })
+      return await get({ last_by_subj: subjectOf(stream) })
     } catch (e) {
       if (isNoMessage(e)) return null
       throw unavailable("event store read failed", e)
@@ -92,7 +102,7 @@ export const open = async (o: JetStreamEventStoreOptions): Promise<EventStore> =
       }
       let m: StoredMsg | null
       try {
-        m = await jsm.streams.getMessage(name, { seq: from, next_by_subj: subjectOf(stream) } as unknown as { seq: number })
+        m = await get({ seq: from, next_by_subj: subjectOf(stream) })
       } catch (e) {
         if (isNoMessage(e)) break
         throw unavailable("event store read failed", e)
@@ -162,6 +172,16 @@ export const open = async (o: JetStreamEventStoreOptions): Promise<EventStore> =
 
   /** Reads the global log from `after` through an ordered consumer, `limit` appends at most. */
   const readAll: EventStore["readAll"] = async (after, limit) => {
+    // One append (a binary search's probe, a window's first or last event): a direct get, no consumer.
+    if (limit === 1) {
+      try {
+        const m = await jsm.direct.getMessage(name, { seq: after + 1 })
+        return m ? toStored(m) : []
+      } catch (e) {
+        if (isNoMessage(e)) return []
+        throw unavailable("event store read failed", e)
+      }
+    }
     const last = await head()
     const want = Math.min(limit, last - after)
     if (want <= 0) return []
@@ -280,10 +300,33 @@ export const open = async (o: JetStreamEventStoreOptions): Promise<EventStore> =
     }
   }
 
+  /** A stream's appends after `after`, by direct or leader gets from there on (no cache: a reader's look at old streams). */
+  const readFrom: NonNullable<EventStore["readFrom"]> = async (stream, after) => {
+    const out: Array<StoredEvent> = []
+    for (let from = after + 1; ;) {
+      let m: StoredMsg | null
+      try {
+        m = await get({ seq: from, next_by_subj: subjectOf(stream) })
+      } catch (e) {
+        if (isNoMessage(e)) break
+        throw unavailable("event store read failed", e)
+      }
+      if (!m) break
+      out.push(...toStored(m))
+      from = m.seq + 1
+    }
+    return out
+  }
+
   return {
     append,
     read: async (stream) => [...(await current(stream)).events],
+    readFrom,
     readAll,
+    readRange: (after, until) =>
+      scanRange(o.nc, jsm, name, after, until, (subject, seq, m) =>
+        toStored({ subject, seq, header: m.headers, data: m.data } as unknown as StoredMsg)
+      ),
     subscribe: subscribeAll,
     subscribeStream: (stream, after, onEvent) => follow(after, onEvent, stream),
     head,

@@ -1,10 +1,13 @@
 // The JetStream adapters against the same contract suites as memory and SQLite, on a real nats-server (temp store,
 // `port: -1`); each fixture gets its own stream and buckets, so the tests share one server.
 import { connect, type NatsConnection } from "@nats-io/transport-node"
-import { afterAll, beforeAll } from "vitest"
+import type { Message } from "@missive/core"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startNatsServer, type NatsServer } from "../../test/src/Nats.js"
 import * as JetStreamBodyStore from "../src/JetStreamBodyStore.js"
+import type * as EventStore from "../src/EventStore.js"
 import * as JetStreamEventStore from "../src/JetStreamEventStore.js"
+import * as JetStreamSnapshots from "../src/JetStreamSnapshots.js"
 import { bodyStoreContract, eventStoreContract } from "./contracts.js"
 
 let server: NatsServer
@@ -36,4 +39,74 @@ eventStoreContract("jetstream", async () => {
 bodyStoreContract("jetstream object store", async () => {
   const s = await JetStreamBodyStore.open({ nc, prefix: prefix() })
   return { store: s, dispose: () => s.close() }
+})
+
+// A reader's store (replay): streams read by direct gets; the same contract (one server, so never behind).
+eventStoreContract("jetstream, direct reads", async () => {
+  const p = prefix()
+  let s = await JetStreamEventStore.open({ nc, prefix: p, direct: true })
+  return {
+    store: s,
+    reopen: async () => {
+      await s.close()
+      s = await JetStreamEventStore.open({ nc, prefix: p, direct: true })
+      return s
+    },
+    dispose: () => s.close()
+  }
+})
+
+describe("replay's reads of a JetStream log", () => {
+  const event = (id: string, i: number): Message.Event =>
+    ({ v: 1, type: "MessageHeld", messageId: id, at: 1000 + i, node: "n", policy: "p", by: "t" }) as unknown as Message.Event
+
+  it("readRange gives every event of a range once, in log order, as readAll does", async () => {
+    const s = await JetStreamEventStore.open({ nc, prefix: prefix() })
+    // More appends than one pull request asks for (4096), one to three events each.
+    const versions = new Map<string, number>()
+    for (let i = 0; i < 15_000; i += 3) {
+      const stream = `message-m${i % 7}`
+      const evs = [event(`m${i % 7}`, i), event(`m${i % 7}`, i + 1), event(`m${i % 7}`, i + 2)].slice(0, 1 + ((i / 3) % 3))
+      await s.append(stream, versions.get(stream) ?? 0, evs)
+      versions.set(stream, (versions.get(stream) ?? 0) + evs.length)
+    }
+    const head = await s.head()
+    const all: Array<EventStore.StoredEvent> = []
+    for (let p = 0; p < head;) {
+      const b = await s.readAll(p, 500)
+      all.push(...b)
+      p = b[b.length - 1]!.position
+    }
+    const ranged: Array<EventStore.StoredEvent> = []
+    for await (const b of s.readRange!(0, head)) ranged.push(...b)
+    expect(ranged).toEqual(all)
+    const part: Array<EventStore.StoredEvent> = []
+    for await (const b of s.readRange!(1000, 3000)) part.push(...b)
+    expect(part).toEqual(all.filter((e) => e.position > 1000 && e.position <= 3000))
+    // One stream from a position on (replay's read of an open message from its first append): what read gives after it.
+    for (const after of [0, 2000, head])
+      expect(await s.readFrom!("message-m3", after)).toEqual((await s.read("message-m3")).filter((e) => e.position > after))
+    // A single append by direct get: the same as through a consumer.
+    expect(await s.readAll(2999, 1)).toEqual(all.filter((e) => e.position === 3000))
+    await s.close()
+  })
+
+  it("keeps open-set snapshots in chunks, per log, and forgets them on clear", async () => {
+    const p = prefix()
+    await (await JetStreamEventStore.open({ nc, prefix: p })).close()
+    const snaps = await JetStreamSnapshots.open({ nc, prefix: p })
+    const open = Array.from({ length: 40_000 }, (_, i) => [`message-${String(i).padStart(26, "0")}`, i + 1] as const)
+    await snaps.save({ position: 5000, maxAt: 123, open })
+    await snaps.save({ position: 5000, maxAt: 123, open }) // a second replay run: kept once
+    await snaps.save({ position: 10_000, maxAt: 456, open: [] })
+    expect([...(await snaps.list())].sort((a, b) => a.position - b.position)).toEqual([
+      { position: 5000, maxAt: 123 },
+      { position: 10_000, maxAt: 456 }
+    ])
+    expect(await snaps.load(5000)).toEqual({ position: 5000, maxAt: 123, open })
+    expect(await snaps.load(10_000)).toEqual({ position: 10_000, maxAt: 456, open: [] })
+    expect(await snaps.load(15_000)).toBeUndefined()
+    await snaps.clear()
+    expect(await snaps.list()).toEqual([])
+  })
 })

@@ -54,8 +54,9 @@ export interface RunningNode {
   /** Resolves when an operator asked this node to drain (`missive cluster drain`): its runner then stops it. */
   readonly drainRequested: Promise<void>
   /**
-   * Re-reads the filter stage's address maps from this configuration (SIGHUP, `missive config reload`) and records
-   * its policy (`PolicyActivated`, reason "reload") when its hash is new; throws on a bad map file.
+   * Re-reads the filter stage's address maps from this configuration (SIGHUP, `missive config reload`), the only part
+   * a reload applies; a file with another policy hash is recorded (`PolicyActivated`, reason "reload") with the key
+   * paths awaiting a restart, not as in effect; throws on a bad map file.
    */
   readonly reloadFilters: (config: Config, by: string) => Promise<void>
   /** Clean stop: stop accepting, let running deliveries finish (up to graceMs), commit, close. */
@@ -414,11 +415,17 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
           if ((e as { _tag?: string })._tag !== "WrongExpectedVersion") throw e
         }
       }
-      // The file's policy, when its hash is new. A reload applies the filter maps only: retry, routes and delivery
-      // as read here take effect at the next start, whose events then carry this hash.
+      // A reload applies the filter maps only: what else the file changes (retry, routes, delivery, listeners …) takes
+      // effect at the next start, and the events keep the running hash until then. A file with another policy hash is
+      // recorded as read, with the key paths awaiting a restart; the start that applies it records it in effect.
       const hash = policyHashOf(next)
-      if (await Activation.record(store.events, { config: next, hash, node: config.node_id, at: clock.now(), reason: "reload" }))
-        log("info", "policy activated", { policy: hash, by })
+      const awaitingRestart = Activation.awaiting(config, next)
+      if (awaitingRestart.length > 0)
+        log("warn", "configuration keys await a restart", { keys: awaitingRestart, policy: policyHash, file: hash, by })
+      if (hash !== policyHash) {
+        const a = { config: next, hash, node: config.node_id, at: clock.now(), reason: "reload" as const, awaitingRestart }
+        if (await Activation.record(store.events, a)) log("info", "policy read, awaiting a restart", { policy: hash, by })
+      }
     }
     return { ports: allPorts, dataDir, host, store, cluster, drainRequested, reloadFilters } as const
   })

@@ -79,6 +79,30 @@ describe("PolicyActivated", () => {
     expect(Codec.decode(Codec.encode(first))).toEqual(first)
   })
 
+  it("a reload records a file it does not apply as awaiting a restart; the start that applies it records it in effect", async () => {
+    const store = EventStore.makeMemory()
+    const running = configOf("opportunistic")
+    const file = configOf("required")
+    expect(Activation.awaiting(running, running)).toEqual([])
+    // The filter maps are what a reload applies: they never await a restart.
+    expect(
+      Activation.awaiting(running, { ...running, filter: { ...running.filter, rspamd: { ...running.filter.rspamd, url: null } } })
+    ).toEqual([])
+    const keys = Activation.awaiting(running, file)
+    expect(keys).toEqual(["delivery.tls"])
+    await Activation.record(store, activation(running))
+    expect(await Activation.record(store, { ...activation(file, "reload"), awaitingRestart: keys })).toBe(true)
+    // A second reload of the same file adds nothing; the restart with it records the hash again, now in effect.
+    expect(await Activation.record(store, { ...activation(file, "reload"), awaitingRestart: keys })).toBe(false)
+    expect(await Activation.record(store, activation(file, "start"))).toBe(true)
+    expect(await Activation.record(store, activation(file, "start", "node-b"))).toBe(false)
+    expect((await Activation.list(store)).map((e) => [e.hash, e.reason, e.awaitingRestart])).toEqual([
+      [policyHashOf(running), "start", undefined],
+      [policyHashOf(file), "reload", ["delivery.tls"]],
+      [policyHashOf(file), "start", undefined]
+    ])
+  })
+
   it("two nodes activating the same hash at once record it once (the stream's expected version)", async () => {
     const store = EventStore.makeMemory()
     const c = configOf("required")

@@ -94,6 +94,31 @@ describe("Ses projection", () => {
     ])
   })
 
+  it("gives each event of one append (a cluster's: one JetStream position) its own id, the same whatever types were handed", async () => {
+    const log = EventStore.makeMemory()
+    const evs: ReadonlyArray<Message.Event> = [
+      received("M9"),
+      { ...meta(T0 + 1), type: "MessageHeld", by: "op", reason: "look" },
+      deferred(T0 + 2, ["a@x.test"]),
+      { ...meta(T0 + 3), type: "RecipientDelivered", rcpt: "a@x.test", host: "192.0.2.9:25", reply: { code: 250, text: "ok" } },
+      { ...meta(T0 + 4), type: "RecipientExpired", rcpt: "b@x.test", reply: { code: 451, enhanced: "4.4.7", text: "expired" } }
+    ]
+    // As JetStreamEventStore stores them: one append, one position for all its events.
+    const batch = evs.map((event, i) => ({ stream: "message-M9", version: i + 1, position: 7, event }))
+    const ids = (items: ReadonlyArray<Ses.Item>) => items.map((i) => [i.event.eventId, i.event.eventType])
+    const all = await Ses.make(log, "mx.missive.test", 3_600_000).project(batch)
+    expect(ids(all)).toEqual([
+      ["7", "Send"],
+      ["7:1", "DeliveryDelay"],
+      ["7:1.1", "Deferred"],
+      ["7:2", "Delivery"],
+      ["7:3", "Bounce"],
+      ["7:3.1", "Expired"]
+    ])
+    const only = batch.filter((e) => (Ses.SOURCE_TYPES as ReadonlyArray<string>).includes(e.event.type))
+    expect(ids(await Ses.make(log, "mx.missive.test", 3_600_000).project(only))).toEqual(ids(all))
+  })
+
   it("projects the filter stage's rejection and quarantine", async () => {
     const log = EventStore.makeMemory()
     const filtered = (action: "reject" | "quarantine", id = "M2"): Message.EventOf<"MessageFiltered"> => ({

@@ -1,6 +1,6 @@
 // Replay over a synthetic log in the memory store: time arguments, timeline, queue at a moment, report, HTML, what-if.
 import { Message } from "@missive/core"
-import { EventStore, QueueView, Timeline } from "@missive/events"
+import { EventStore, QueueView, Snapshots, Timeline } from "@missive/events"
 import { describe, expect, it } from "vitest"
 import * as Html from "../src/replay/Html.js"
 import { positionAt } from "../src/replay/Log.js"
@@ -141,6 +141,7 @@ describe("queue at a past moment", () => {
   it("equals the fold of every message's events up to that moment", async () => {
     const store = await synthetic()
     const all = await store.readAll(0, 1e9)
+    const snapshots = Snapshots.makeMemory(100)
     for (const t of [START + H, START + 3 * H + 17_000, START + 20 * H]) {
       const byId = new Map<string, Array<Message.Event>>()
       for (const e of all) if (e.event.at <= t) byId.set(e.stream.slice(8), [...(byId.get(e.stream.slice(8)) ?? []), e.event])
@@ -153,7 +154,11 @@ describe("queue at a past moment", () => {
       expect(r.rows).toEqual(expected)
       // The same through a store without the log's index (as JetStream): the whole log up to t is decoded.
       expect((await queueAt({ ...store, readIndex: undefined }, t)).rows).toEqual(expected)
+      // And from open-set snapshots (as on JetStream): those taken by the first run, then those already there.
+      const noIndex = { ...store, readIndex: undefined }
+      for (const _ of [1, 2]) expect((await queueAt(noIndex, t, { snapshots })).rows).toEqual(expected)
     }
+    expect((await snapshots.list()).length).toBeGreaterThan(10)
     // The synthetic world has outages: some messages are queued at some moment.
     const counts = await Promise.all([1, 2, 3, 4, 5].map(async (h) => (await queueAt(store, START + h * H)).rows.length))
     expect(Math.max(...counts)).toBeGreaterThan(0)
@@ -177,6 +182,10 @@ describe("incident report", () => {
       to = START + 4 * H
     const r = await Report.build(store, { from, to, buckets: 12 })
     expect(await Report.build({ ...store, readIndex: undefined }, { from, to, buckets: 12 })).toEqual(r)
+    // From open-set snapshots (as on JetStream): the part before the window is not decoded.
+    const snapshots = Snapshots.makeMemory(100)
+    for (const _ of [1, 2]) expect(await Report.build({ ...store, readIndex: undefined }, { from, to, buckets: 12, snapshots })).toEqual(r)
+    expect((await snapshots.list()).length).toBeGreaterThan(0)
     const all = (await store.readAll(0, 1e9)).map((e) => e.event).filter((e) => e.at >= from && e.at <= to)
     const count = (type: Message.EventType) => all.filter((e) => e.type === type).length
     expect(r.total.delivered).toBe(count("RecipientDelivered"))

@@ -1,6 +1,6 @@
 // The policy behind a real node's decisions, in its log: a node process started with one configuration, reloaded
-// (`missive config reload`) with another and restarted with that one records PolicyActivated twice (start, reload;
-// the restart's hash is already there), without its secrets; `missive replay policy` prints each, `--diff` shows the
+// (`missive config reload`) with another and restarted with that one records PolicyActivated three times (start; the
+// reload's file, not applied, with the keys awaiting a restart; the restart, which applies it), without its secrets; `missive replay policy` prints each, `--diff` shows the
 // changed key, the timeline names the hash each message was received under, and what-if diffs against ALT.
 import { SqliteStore } from "@missive/events"
 import { join } from "node:path"
@@ -80,7 +80,7 @@ describe("PolicyActivated on a real node", () => {
     const reload = await missive("config", "reload", "--config", configPath)
     expect(reload.code, reload.stderr).toBe(0)
     await waitFor("the reload recorded", async () => (await policyRows()).length >= 2, 20_000)
-    // Restart with the reloaded configuration: its hash is recorded already.
+    // Restart with the reloaded configuration: now in effect, recorded again.
     await node.stop()
     node = await spawnNode(configPath)
     await mail(smtp, 2)
@@ -94,12 +94,13 @@ describe("PolicyActivated on a real node", () => {
     dir.remove()
   })
 
-  it("records the start and the reload, not the restart with the same hash, without a secret", async () => {
+  it("records the start, the reload's file as awaiting a restart (delivery.tls), and the restart that applies it, without a secret", async () => {
     expect(hashes[0]).not.toBe(hashes[1])
     const rows = await policyRows()
-    expect(rows.map((r) => r.event.type === "PolicyActivated" && [r.event.hash, r.event.reason])).toEqual([
-      [hashes[0], "start"],
-      [hashes[1], "reload"]
+    expect(rows.map((r) => r.event.type === "PolicyActivated" && [r.event.hash, r.event.reason, r.event.awaitingRestart])).toEqual([
+      [hashes[0], "start", undefined],
+      [hashes[1], "reload", ["delivery.tls"]],
+      [hashes[1], "start", undefined]
     ])
     const stored = JSON.stringify(rows)
     expect(stored).not.toContain(passwordHash)

@@ -29,7 +29,8 @@ export const startMissiveCluster = async (o: {
   size?: number
   sinkPort: number
   lease?: string
-  extra?: Record<string, unknown>
+  /** More configuration for every node, or per node (k = 1, 2, 3 …). */
+  extra?: Record<string, unknown> | ((k: number) => Record<string, unknown>)
 }): Promise<MissiveCluster> => {
   const nodes: Array<MissiveNode> = []
   for (let k = 1; k <= (o.size ?? 3); k++) {
@@ -46,7 +47,7 @@ export const startMissiveCluster = async (o: {
         routes: { "sink.test": `127.0.0.1:${o.sinkPort}` },
         relay: { relay_domains: ["sink.test"] },
         cluster: { nats: [...o.nats], lease: o.lease ?? "3s" },
-        ...(o.extra ?? {})
+        ...(typeof o.extra === "function" ? o.extra(k) : (o.extra ?? {}))
       })
     )
     let child: ChildNode | undefined

@@ -210,9 +210,9 @@ const serverOf = async (spec: Spec): Promise<NatsServer> => {
   return self
 }
 
-/** One JetStream-enabled nats-server on a free loopback port. */
-export const startNatsServer = async (): Promise<NatsServer> => {
-  const dir = mkdtempSync(join(tmpdir(), "missive-nats-"))
+/** One JetStream-enabled nats-server on a free loopback port; its store under `root` (default the temp dir). */
+export const startNatsServer = async (root = tmpdir()): Promise<NatsServer> => {
+  const dir = mkdtempSync(join(root, "missive-nats-"))
   return serverOf({ name: "n1", dir, port: -1 })
 }
 

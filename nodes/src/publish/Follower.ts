@@ -1,5 +1,7 @@
 // Follows the event log from a persisted checkpoint: reads batches in global order, hands each to a handler, and
-// moves the checkpoint only past what the handler finished. A restart resumes at the checkpoint: nothing is lost
+// moves the checkpoint only past what the handler finished. Once caught up it takes the events its subscription
+// delivers (already decoded, in order) instead of reading them back from the store; a gap or an overflow of what
+// it holds sends it back to the store. A restart resumes at the checkpoint: nothing is lost
 // (a batch is handed again until it is finished) and only what followed the last saved checkpoint is handed twice.
 // Must not write to the log itself, and must not skip a batch its handler failed on (it retries with a backoff).
 import { mkdirSync } from "node:fs"
@@ -48,12 +50,6 @@ export interface FollowerOptions {
   readonly batchSize?: number
   /** Longest wait for new events when the store does not notify (ms). */
   readonly pollMs?: number
-  /**
-   * Woken by every append (default true). A follower that need not react at once (the suppression reactor) polls
-   * every `pollMs` instead: in a cluster the notification is a subscription that decodes the whole replicated log,
-   * and every wake a read of the log (an ordered consumer made and removed).
-   */
-  readonly notify?: boolean
   /** Shortest time between two checkpoint writes (ms); the last position is always written at stop. */
   readonly saveEveryMs?: number
   /**
@@ -112,7 +108,45 @@ export const start = async (o: FollowerOptions): Promise<Follower> => {
           }
           abort.signal.addEventListener("abort", finish, { once: true })
         })
-  const unsubscribe = o.notify === false ? () => {} : o.events.subscribe(await o.events.head(), () => wake?.())
+  // What the subscription delivered and the loop has not taken: a contiguous run of the log, in order. Emptied when
+  // it outgrows `held` (the loop is behind: it reads the store instead, and takes the run once it reaches it).
+  const held = 8 * batchSize
+  let pending: Array<EventStore.StoredEvent> = []
+  let taken = 0
+  const unsubscribe = o.events.subscribe(await o.events.head(), (e) => {
+    const last = pending.length > taken ? pending[pending.length - 1]!.position : undefined
+    if ((last !== undefined && e.position !== last && e.position !== last + 1) || pending.length - taken >= held) {
+      pending = []
+      taken = 0
+    }
+    pending.push(e)
+    wake?.()
+  })
+  const wanted = o.types ? new Set<string>(o.types) : undefined
+  /**
+   * The next events after `position` from what the subscription delivered: undefined when it does not hold the event
+   * right after `position` (not delivered yet, dropped, or a gap), so the store must be read.
+   */
+  const fromSubscription = (): { batch: Array<EventStore.StoredEvent>; through: number } | undefined => {
+    while (taken < pending.length && pending[taken]!.position <= position) taken += 1
+    if (taken >= pending.length || pending[taken]!.position !== position + 1) return undefined
+    const batch: Array<EventStore.StoredEvent> = []
+    let through = position
+    let looked = 0
+    // Whole log positions only (the events of one JetStream append share one), up to batchSize positions.
+    while (taken < pending.length && (looked < batchSize || pending[taken]!.position === through)) {
+      const e = pending[taken]!
+      if (e.position !== through) looked += 1
+      through = e.position
+      if (!wanted || wanted.has(e.event.type)) batch.push(e)
+      taken += 1
+    }
+    if (taken >= pending.length || taken >= batchSize) {
+      pending = pending.slice(taken)
+      taken = 0
+    }
+    return { batch, through }
+  }
 
   const save = async (force: boolean) => {
     if (position === saved) return
@@ -125,12 +159,22 @@ export const start = async (o: FollowerOptions): Promise<Follower> => {
 
   const loop = async () => {
     let failures = 0
+    // The last batch came from the subscription: with nothing more delivered, wait for it (or pollMs) before the store.
+    let live = false
     while (!abort.signal.aborted) {
       let batch: ReadonlyArray<EventStore.StoredEvent>
       // The last position this read looked at: past events of other types, it can be beyond the batch's last.
       let through: number
       try {
-        if (o.types && o.events.readAllOf) {
+        const delivered = fromSubscription()
+        if (!delivered && live && taken >= pending.length) {
+          live = false
+          await sleep(pollMs)
+          continue
+        }
+        live = delivered !== undefined
+        if (delivered) ({ batch, through } = delivered)
+        else if (o.types && o.events.readAllOf) {
           const r = await o.events.readAllOf(position, batchSize, o.types)
           batch = r.events
           through = r.through

@@ -42,7 +42,10 @@ export interface Mail {
 }
 
 export interface Published {
-  /** `<log position>` or `<log position>.<n>` when one log event gives several: stable across replays. */
+  /**
+   * `<log position>`, `<log position>.<n>` when one log event gives several, and `<log position>:<k>` for the k-th of
+   * several events of one append (a cluster's JetStream append: its events share one position): stable across replays.
+   */
   readonly eventId: string
   readonly eventType: string
   readonly mail: Mail
@@ -149,9 +152,21 @@ export const make = (events: EventStore.EventStore, reportingMta: string, lifeti
   return {
     project: async (batch) => {
       const out: Array<Item> = []
+      // The events of one JetStream append share its log position: the k-th event of SOURCE_TYPES at a position is
+      // `<position>:<k>` (k > 0), so that a cluster's Send and Delivery from one append have ids of their own. Counted
+      // over those types only, so the id is the same whether the follower handed every event or only those types.
+      let at = -1
+      let k = 0
       for (const stored of batch) {
         if (!stored.stream.startsWith("message-")) continue
         const e = stored.event
+        if (!(SOURCE_TYPES as ReadonlyArray<string>).includes(e.type)) continue
+        if (stored.position === at) k += 1
+        else {
+          at = stored.position
+          k = 0
+        }
+        const base = k === 0 ? String(stored.position) : `${stored.position}:${k}`
         const id = EventStore.idOf(stored.stream)
         let c = cache.get(id)
         // The filter stage refused the message at DATA (no MessageReceived: nothing was accepted) or quarantined it.
@@ -163,7 +178,7 @@ export const make = (events: EventStore.EventStore, reportingMta: string, lifeti
             kind,
             position: stored.position,
             event: {
-              eventId: String(stored.position),
+              eventId: base,
               eventType: EVENT_TYPE[kind],
               mail,
               [kind]: { timestamp: iso(e.at), reason: reasons.join(" ") || e.action, ...(e.reply ? { reply: Reply.format(e.reply) } : {}) }
@@ -192,7 +207,7 @@ export const make = (events: EventStore.EventStore, reportingMta: string, lifeti
         const ctx = c
         let n = 0
         const emit = (kind: Kind, detail: Record<string, unknown>) => {
-          const eventId = n === 0 ? String(stored.position) : `${stored.position}.${n}`
+          const eventId = n === 0 ? base : `${base}.${n}`
           n += 1
           out.push({ kind, position: stored.position, event: { eventId, eventType: EVENT_TYPE[kind], mail: ctx.mail, [kind]: detail } })
         }

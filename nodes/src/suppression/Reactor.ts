@@ -23,9 +23,8 @@ export const start = async (d: {
     events: d.events,
     checkpoint: Follower.fileCheckpoint(join(d.dataDir, "suppression.checkpoint")),
     log: d.log,
-    // A bounce suppresses its recipient within about a second: read the log once a second, not at every append.
-    notify: false,
-    pollMs: 1000,
+    // The only types it reacts to: the store decodes no other (readAllOf), nor does the follower hand them.
+    types: ["RecipientBounced", "ComplaintReceived"],
     handle: async (batch) => {
       const entries: Array<{ address: string; reason: "bounce" | "complaint"; source: string; detail: string }> = []
       for (const { stream, event: e } of batch)

@@ -1,7 +1,7 @@
 // Reading the global log for replay, through the EventStore port only (SQLite, JetStream or memory alike):
 // batched scans with progress, and a binary search from a time to a log position. Never writes.
 import type { Message } from "@missive/core"
-import { EventStore } from "@missive/events"
+import { EventStore, type Snapshots } from "@missive/events"
 
 export type Store = EventStore.EventStore
 export type Stored = EventStore.StoredEvent
@@ -38,6 +38,14 @@ export async function* scan(store: Store, opts: ScanOptions = {}): AsyncGenerato
     }
     return
   }
+  if (store.readRange && target - position > batch) {
+    for await (const events of store.readRange(position, target)) {
+      position = events[events.length - 1]!.position
+      opts.onProgress?.(position, target)
+      yield events
+    }
+    return
+  }
   while (position < target) {
     const events = await store.readAll(position, Math.min(batch, target - position))
     if (events.length === 0) return
@@ -54,27 +62,98 @@ export const positionAt = EventStore.positionAt
 export const SLACK_MS = 5 * 60_000
 
 /**
+ * The events of each stream (with the position of its first event, where a store with `readFrom` starts looking),
+ * in the order given; up to 32 reads at once (a JetStream read is several round trips).
+ */
+export const readStreams = async (store: Store, streams: Iterable<readonly [string, number]>): Promise<Array<ReadonlyArray<Stored>>> => {
+  const all = [...streams]
+  const out: Array<ReadonlyArray<Stored>> = new Array(all.length)
+  let next = 0
+  const worker = async () => {
+    while (next < all.length) {
+      const i = next++
+      const [stream, first] = all[i]!
+      out[i] = store.readFrom ? await store.readFrom(stream, first - 1) : await store.read(stream)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(32, all.length) }, worker))
+  return out
+}
+
+/** The open-set fold, one event: a message is open from its `MessageReceived` to its `MessageCompleted`. */
+const track = (open: Map<string, number>, stream: string, type: Message.EventType, position: number): void => {
+  if (type === "MessageReceived") open.set(stream, position)
+  else if (type === "MessageCompleted") open.delete(stream)
+}
+
+/** Snapshots of the open set are taken at multiples of this many log positions (JetStream: appends). */
+export const SNAPSHOT_EVERY = 5000
+
+/**
  * The streams of messages open (received, not completed) among the events up to position `until` with a time at or
- * before `t`, found on the log's index without decoding an event; undefined when the store has no index.
+ * before `t`, each with its `MessageReceived`'s position, without decoding the log before `until`: on the log's index (SQLite, memory), or from the nearest
+ * snapshot (a store without an index, JetStream, given `snapshots`); undefined when there is neither.
  */
 export const openStreams = async (
   store: Store,
   until: number,
   t = Number.POSITIVE_INFINITY,
-  onProgress?: (position: number, target: number) => void
-): Promise<Set<string> | undefined> => {
-  if (!store.readIndex) return undefined
-  const open = new Set<string>()
+  onProgress?: (position: number, target: number) => void,
+  snapshots?: Snapshots.SnapshotStore
+): Promise<Map<string, number> | undefined> => {
+  if (!store.readIndex) return snapshots ? fromSnapshots(store, snapshots, until, t, onProgress) : undefined
+  const open = new Map<string, number>()
   // Only arrivals and completions: the store filters (positions looked at go by 200,000 at a time).
   for (let position = 0; position < until;) {
     const span = Math.min(200_000, until - position)
     for (const e of await store.readIndex(position, span, ["MessageReceived", "MessageCompleted"])) {
       if (e.at > t || e.position > until) continue
-      if (e.type === "MessageReceived") open.add(e.stream)
-      else open.delete(e.stream)
+      track(open, e.stream, e.type, e.position)
     }
     position += span
     onProgress?.(position, until)
   }
+  return open
+}
+
+/**
+ * Catches the snapshots up to the last multiple of `SNAPSHOT_EVERY` at or before `until` (folding the log from the
+ * newest one, saving one at each multiple: the first run over a log pays for the runs after it), then folds from the
+ * newest snapshot whose events all lie at or before `t` to `until`, skipping events after `t`.
+ */
+const fromSnapshots = async (
+  store: Store,
+  snapshots: Snapshots.SnapshotStore,
+  until: number,
+  t: number,
+  onProgress?: (position: number, target: number) => void
+): Promise<Map<string, number>> => {
+  const every = snapshots.every ?? SNAPSHOT_EVERY
+  const held = [...(await snapshots.list())].sort((a, b) => a.position - b.position)
+  const target = Math.floor(until / every) * every
+  const newest = held.filter((s) => s.position <= target).at(-1)
+  if (!newest || newest.position < target) {
+    const from = newest ? await snapshots.load(newest.position) : undefined
+    const open = new Map(from?.open ?? [])
+    let position = from?.position ?? 0
+    let maxAt = from?.maxAt ?? 0
+    while (position < target) {
+      const next = (Math.floor(position / every) + 1) * every
+      for await (const batch of scan(store, { after: position, until: next, onProgress: (p) => onProgress?.(p, until) }))
+        for (const { stream, event, position: p } of batch) {
+          track(open, stream, event.type, p)
+          if (event.at > maxAt) maxAt = event.at
+        }
+      position = next
+      await snapshots.save({ position, maxAt, open: [...open] })
+      held.push({ position, maxAt })
+    }
+  }
+  held.sort((a, b) => a.position - b.position)
+  const base = held.filter((s) => s.position <= until && s.maxAt <= t).at(-1)
+  const start = base ? await snapshots.load(base.position) : undefined
+  const open = new Map(start?.open ?? [])
+  for await (const batch of scan(store, { after: start?.position ?? 0, until, onProgress: (p) => onProgress?.(p, until) }))
+    for (const { stream, event, position } of batch) if (event.at <= t) track(open, stream, event.type, position)
   return open
 }

@@ -12,24 +12,17 @@ export type Activated = Extract<Message.Event, { type: "PolicyActivated" }>
 /** Every recorded activation, oldest first. */
 export const recorded = (store: Store): Promise<ReadonlyArray<Activated>> => Activation.list(store)
 
-/** The activation of this hash (the first recorded; a hash is the same configuration wherever it was activated). */
-export const find = async (store: Store, hash: string): Promise<Activated | undefined> =>
-  (await Activation.list(store)).find((e) => e.hash === hash)
-
-/** Every leaf of a JSON value by key path (`delivery.tls`, `auth.users[0].name`), each value as JSON. */
-export const flatten = (v: unknown, path = ""): Map<string, string> => {
-  const out = new Map<string, string>()
-  const walk = (x: unknown, p: string) => {
-    if (Array.isArray(x) && x.length > 0) x.forEach((y, i) => walk(y, `${p}[${i}]`))
-    else if (x !== null && typeof x === "object" && !Array.isArray(x) && Object.keys(x).length > 0)
-      for (const [k, y] of Object.entries(x)) {
-        if (y !== undefined) walk(y, p === "" ? k : `${p}.${k}`)
-      }
-    else out.set(p, JSON.stringify(x) ?? "null")
-  }
-  walk(v, path)
-  return out
+/**
+ * The activation of this hash: the first recorded in effect (a hash is the same configuration wherever it was
+ * activated), else a reload's record of it still awaiting a restart.
+ */
+export const find = async (store: Store, hash: string): Promise<Activated | undefined> => {
+  const all = (await Activation.list(store)).filter((e) => e.hash === hash)
+  return all.find((e) => e.awaitingRestart === undefined) ?? all[0]
 }
+
+/** Every leaf of a JSON value by key path (`delivery.tls`, `auth.users[0].name`), each value as JSON (the node's own). */
+export const flatten = Activation.flatten
 
 /** The key paths that differ, in path order: `- path: old` then `+ path: new` (one of them when a path is only on one side). */
 export const diff = (a: unknown, b: unknown): ReadonlyArray<string> => {
@@ -48,7 +41,12 @@ export const diff = (a: unknown, b: unknown): ReadonlyArray<string> => {
 
 /** One recorded policy for people: when and where it was activated, then the configuration as YAML. */
 export const format = (e: Activated): string =>
-  [`# policy ${e.hash}: activated at ${e.reason} on ${e.node}, ${iso(e.at)} (secrets redacted)`, stringify(e.config).trimEnd()].join("\n")
+  [
+    e.awaitingRestart === undefined
+      ? `# policy ${e.hash}: activated at ${e.reason} on ${e.node}, ${iso(e.at)} (secrets redacted)`
+      : `# policy ${e.hash}: read at reload on ${e.node}, ${iso(e.at)}, not in effect until a restart (secrets redacted); awaiting a restart: ${e.awaitingRestart.join(", ")}`,
+    stringify(e.config).trimEnd()
+  ].join("\n")
 
 /** The diff of two recorded policies, with a header naming both; "(no difference)" when the configurations are equal. */
 export const formatDiff = (a: Activated, b: Activated): string => {

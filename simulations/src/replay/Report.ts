@@ -8,7 +8,8 @@
 // `messages` and `attempts` count a message or an attempt once under each destination it had recipients at, and
 // once in (all): with several domains behind one next hop the destinations' attempts add up to more than (all)'s.
 import { Route, type Message, type Reply } from "@missive/core"
-import { openStreams, positionAt, scan, SLACK_MS, type Store } from "./Log.js"
+import type { Snapshots } from "@missive/events"
+import { openStreams, positionAt, readStreams, scan, SLACK_MS, type Store } from "./Log.js"
 import { roundDuration } from "../Chart.js"
 import { percentiles, type Percentiles } from "../Report.js"
 import { formatDuration, iso } from "./Time.js"
@@ -132,6 +133,8 @@ export interface ReportOptions {
   /** Narrow the chart range to the window's traffic (first to last event in it), a little padded. */
   readonly zoom?: boolean
   readonly onProgress?: (position: number, target: number) => void
+  /** For a log without an index (JetStream): open-set snapshots, so that the part before the window is not decoded. */
+  readonly snapshots?: Snapshots.SnapshotStore | undefined
 }
 
 /** The chart range: the window, or the span of its events (found by two binary searches, no scan) when zoomed. */
@@ -314,13 +317,16 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
         break
     }
   }
-  // With the log's index, the part before the window is not decoded: only the streams of the messages open when
-  // it ends are read (their state is what the window starts from); without an index (JetStream) all of it is.
+  // With the log's index or snapshots (JetStream), the part before the window is not decoded: only the streams of the
+  // messages open when it ends are read (their state is what the window starts from); with neither all of it is.
   let after = 0
-  if (store.readIndex) {
+  if (store.readIndex || o.snapshots) {
     after = Math.min(until, Math.max(0, (await positionAt(store, o.from - SLACK_MS, head)) - 1))
-    const streams = (await openStreams(store, after))!
-    for (const stream of streams) for (const s of await store.read(stream)) if (s.position <= after) apply(stream, s.event)
+    const streams = [...(await openStreams(store, after, undefined, undefined, o.snapshots))!]
+    const read = await readStreams(store, streams)
+    streams.forEach(([stream], i) => {
+      for (const s of read[i]!) if (s.position <= after) apply(stream, s.event)
+    })
   }
   for await (const batch of scan(store, { after, until, types: FOLDED, onProgress: o.onProgress }))
     for (const s of batch) apply(s.stream, s.event)
