@@ -23,6 +23,8 @@ export const start = async (d: {
     events: d.events,
     checkpoint: Follower.fileCheckpoint(join(d.dataDir, "suppression.checkpoint")),
     log: d.log,
+    // Only these are read and decoded (a store with readAllOf skips the rest of the log unparsed).
+    types: ["RecipientBounced", "ComplaintReceived"],
     handle: async (batch) => {
       const entries: Array<{ address: string; reason: "bounce" | "complaint"; source: string; detail: string }> = []
       for (const { stream, event: e } of batch)
