@@ -7,10 +7,11 @@ import { configure, prepareWriter } from "./SqliteWriter.mjs"
 
 const db = new Database(workerData.path)
 configure(db, workerData.synchronous)
-const run = prepareWriter(db)
+const run = prepareWriter(db, workerData.segmentsDir, workerData.segmentBytes)
 
 parentPort.on("message", (msg) => {
   if (msg.close) {
+    run.close()
     db.close()
     parentPort.postMessage({ closed: true })
     return
