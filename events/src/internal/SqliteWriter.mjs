@@ -17,10 +17,20 @@ CREATE TABLE IF NOT EXISTS work (
 CREATE INDEX IF NOT EXISTS work_due ON work (due_at);
 `
 
+/**
+ * Pages of 1 KiB (a new database's; an existing one keeps its own): a commit rewrites in the WAL every page it touched,
+ * mostly the tails of the log, its index and the work table, so smaller pages write fewer bytes per commit (the relay
+ * benchmark: about 16 → 13 KB written per 4 KB message). The WAL is checkpointed at about 4 MiB whatever the page size.
+ */
+export const PAGE_BYTES = 1024
+const CHECKPOINT_BYTES = 4 * 1024 * 1024
+
 export const configure = (db, synchronous) => {
   db.pragma("busy_timeout = 5000")
+  db.pragma(`page_size = ${PAGE_BYTES}`)
   db.pragma("journal_mode = WAL")
   db.pragma(`synchronous = ${synchronous}`)
+  db.pragma(`wal_autocheckpoint = ${Math.round(CHECKPOINT_BYTES / db.pragma("page_size", { simple: true }))}`)
   db.exec(SCHEMA)
 }
 
