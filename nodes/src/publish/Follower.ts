@@ -57,7 +57,8 @@ export interface FollowerOptions {
   readonly lingerMs?: number
   /**
    * The only event types the handler uses: a store that can (`readAllOf`) decodes no other, and the handler gets only
-   * these. Without it, or on a store without `readAllOf`, the handler gets every event.
+   * these; only their appends wake the follower before its next poll. Without it, or on a store without `readAllOf`,
+   * the handler gets every event.
    */
   readonly types?: ReadonlyArray<Message.EventType>
 }
@@ -106,7 +107,12 @@ export const start = async (o: FollowerOptions): Promise<Follower> => {
           }
           abort.signal.addEventListener("abort", finish, { once: true })
         })
-  const unsubscribe = o.events.subscribe(await o.events.head(), () => wake?.())
+  // Woken by an append of a wanted type only: the others would be read past and skipped (the poll moves the
+  // checkpoint past them meanwhile), and waking on each commit cost a follower of bounces two reads per commit.
+  const wanted = o.types ? new Set<string>(o.types) : undefined
+  const unsubscribe = o.events.subscribe(await o.events.head(), (e) => {
+    if (!wanted || wanted.has(e.event.type)) wake?.()
+  })
 
   const save = async (force: boolean) => {
     if (position === saved) return
