@@ -54,8 +54,8 @@ interface Pending {
 
 type Committer = (ops: ReadonlyArray<WriteOp>) => Promise<Array<WriteResult>>
 
-/** better-sqlite3's SqliteError carries SQLite's result code: the disk (or the database's size limit) is full. */
-const isDiskFull = (e: unknown): boolean => (e as { code?: unknown })?.code === "SQLITE_FULL"
+/** The disk (or the database's size limit) is full: better-sqlite3's SQLite result code, or a body segment's write. */
+const isDiskFull = (e: unknown): boolean => ["SQLITE_FULL", "ENOSPC"].includes(String((e as { code?: unknown })?.code))
 
 interface WriterOptions {
   readonly path: string

@@ -89,6 +89,20 @@ export const openWriter = (dir, live, segmentBytes = SEGMENT_BYTES) => {
     syncDir(dir)
   }
 
+  /** Seals the open segment after a failed write or sync: the next append begins a new one. */
+  const abandon = () => {
+    const s = segments.get(current)
+    if (s) s.size = position
+    try {
+      closeSync(fd)
+    } catch {
+      // already unusable
+    }
+    sealed.push({ segment: current, size: position })
+    fd = undefined
+    dirty = false
+  }
+
   /** Removes a sealed segment no committed row refers to. */
   const drop = (segment) => {
     const s = segments.get(segment)
@@ -105,8 +119,13 @@ export const openWriter = (dir, live, segmentBytes = SEGMENT_BYTES) => {
     /** Appends a body to the open segment (not yet synced): where it lies. */
     append: (bytes) => {
       if (fd === undefined || (position > 0 && position + bytes.length > segmentBytes)) begin()
-      let done = 0
-      while (done < bytes.length) done += writeSync(fd, bytes, done, bytes.length - done, position + done)
+      try {
+        let done = 0
+        while (done < bytes.length) done += writeSync(fd, bytes, done, bytes.length - done, position + done)
+      } catch (e) {
+        abandon()
+        throw e
+      }
       const at = { segment: current, offset: position, length: bytes.length }
       position += bytes.length
       dirty = true
@@ -115,7 +134,14 @@ export const openWriter = (dir, live, segmentBytes = SEGMENT_BYTES) => {
     /** Makes every appended body durable: one fdatasync for the whole batch. Called before the batch commits. */
     sync: () => {
       if (!dirty) return
-      fdatasyncSync(fd)
+      try {
+        fdatasyncSync(fd)
+      } catch (e) {
+        // after a failed fsync the file's state is unknown (the kernel may have dropped the dirty pages): the batch
+        // fails, and nothing more is written to this segment
+        abandon()
+        throw e
+      }
       dirty = false
     },
     /** After a commit: the bodies it added (+1) and removed (−1), as [segment, ±1, length]; unlinks freed segments. */

@@ -19,7 +19,7 @@ parentPort.on("message", (msg) => {
   try {
     parentPort.postMessage({ id: msg.id, results: run(msg.ops) })
   } catch (e) {
-    parentPort.postMessage({ id: msg.id, failed: String(e?.message ?? e), full: e?.code === "SQLITE_FULL" })
+    parentPort.postMessage({ id: msg.id, failed: String(e?.message ?? e), full: e?.code === "SQLITE_FULL" || e?.code === "ENOSPC" })
   }
 })
 parentPort.postMessage({ ready: true })
