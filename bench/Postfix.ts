@@ -5,12 +5,15 @@ import { execFileSync } from "node:child_process"
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { writtenBytes } from "../test/src/Support.js"
 
 export interface PostfixInstance {
   readonly port: number
   readonly dir: string
   /** utime+stime of the master and its children (live and reaped), ms. */
   cpuMs(): number
+  /** Bytes the master and its children (live and reaped) caused to be written to storage (`writtenBytes`). */
+  writtenBytes(): number
   stop(): void
 }
 
@@ -122,18 +125,30 @@ postlog   unix-dgram n - n - 1 postlogd
     throw new Error(
       `postfix did not start: ${existsSync(join(dir, "maillog")) ? readFileSync(join(dir, "maillog"), "utf8").slice(-2000) : "no log"}`
     )
+  const children = () =>
+    readdirSync("/proc")
+      .filter((n) => /^\d+$/.test(n) && stat(Number(n))?.ppid === master)
+      .map(Number)
+  const written = (pid: number) => {
+    try {
+      return writtenBytes(pid)
+    } catch {
+      return 0 // exited meanwhile: its bytes are the master's now
+    }
+  }
   return {
     port: o.port,
     dir,
     cpuMs: () => {
       const m = stat(master)
       let ticks = m ? m.cpu + m.children : 0
-      for (const p of readdirSync("/proc").filter((n) => /^\d+$/.test(n))) {
-        const s = stat(Number(p))
-        if (s && s.ppid === master) ticks += s.cpu + s.children
+      for (const p of children()) {
+        const s = stat(p)
+        if (s) ticks += s.cpu + s.children
       }
       return (ticks * 1000) / TICK
     },
+    writtenBytes: () => written(master) + children().reduce((sum, p) => sum + written(p), 0),
     stop: () => {
       try {
         run("stop")

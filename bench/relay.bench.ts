@@ -8,7 +8,7 @@ import { join, resolve } from "node:path"
 import { promisify } from "node:util"
 import { stringify } from "yaml"
 import { runLoad } from "./lib/Load.js"
-import { cpuMs, freePort, percentile, startChild, type Child } from "../test/src/Support.js"
+import { cpuMs, freePort, machineTicks, percentile, startChild, writtenBytes, type Child } from "../test/src/Support.js"
 import * as Postfix from "./Postfix.js"
 import { existsSync, readFileSync } from "node:fs"
 
@@ -72,6 +72,10 @@ interface Row {
   readonly messages: number
   readonly perSecond: number
   readonly cpuPerMsg: number
+  /** Bytes the MTA caused to be written to storage per message (/proc/PID/io). */
+  readonly bytesPerMsg: number
+  /** The machine's busy share over the run, % of both cores. */
+  readonly busy: number
   readonly p50?: number
   readonly p90?: number
   readonly p99?: number
@@ -119,16 +123,36 @@ export const load = async (
   return (await waitCompleted(node, before + o.messages, 300_000)) - t0
 }
 
+/** What a run cost the MTA (CPU, bytes written) and the machine (busy share), from `start()` to the returned call. */
+const costs = (cpu: () => number, written: () => number) => {
+  const c0 = cpu()
+  const w0 = written()
+  const m0 = machineTicks()
+  return (messages: number) => {
+    const m1 = machineTicks()
+    return {
+      cpuPerMsg: (cpu() - c0) / messages,
+      bytesPerMsg: (written() - w0) / messages,
+      busy: (100 * (m1.busy - m0.busy)) / Math.max(1, m1.total - m0.total)
+    }
+  }
+}
+
+const nodeCosts = (node: RelayNode) =>
+  costs(
+    () => cpuMs(node.child.proc.pid!),
+    () => writtenBytes(node.child.proc.pid!)
+  )
+
 const smtpSource = async (node: RelayNode, o: { messages: number; size: number; rcpts: number; name: string }): Promise<Row> => {
-  const cpu0 = cpuMs(node.child.proc.pid!)
+  const cost = nodeCosts(node)
   const ms = await load(node, o)
-  const cpu = cpuMs(node.child.proc.pid!) - cpu0
-  return { name: o.name, messages: o.messages, perSecond: (o.messages * 1000) / ms, cpuPerMsg: cpu / o.messages }
+  return { name: o.name, messages: o.messages, perSecond: (o.messages * 1000) / ms, ...cost(o.messages) }
 }
 
 const rawClient = async (node: RelayNode, o: { messages: number; size: number; rcpts: number; name: string }): Promise<Row> => {
   const before = node.completed()
-  const cpu0 = cpuMs(node.child.proc.pid!)
+  const cost = nodeCosts(node)
   const t0 = performance.now()
   const r = await runLoad({
     port: node.port,
@@ -141,22 +165,19 @@ const rawClient = async (node: RelayNode, o: { messages: number; size: number; r
   })
   if (r.accepted !== o.messages) throw new Error(`${o.messages - r.accepted} messages refused: ${JSON.stringify([...r.replies])}`)
   const t1 = await waitCompleted(node, before + o.messages, 300_000)
-  const cpu = cpuMs(node.child.proc.pid!) - cpu0
   return {
     name: o.name,
     messages: o.messages,
     perSecond: (o.messages * 1000) / (t1 - t0),
-    cpuPerMsg: cpu / o.messages,
+    ...cost(o.messages),
     p50: percentile(r.latenciesMs, 50),
     p90: percentile(r.latenciesMs, 90),
     p99: percentile(r.latenciesMs, 99)
   }
 }
 
-/** The same smtp-source load through a private Postfix instance relaying to the same smtp-sink. */
-const postfixRuns = async (sinkPort: number, n: (x: number) => number): Promise<ReadonlyArray<Row> | string> => {
-  const why = Postfix.available()
-  if (why) return why
+/** A private Postfix instance relaying to the same smtp-sink, and one smtp-source load through it. */
+const startPostfix = async (sinkPort: number) => {
   const port = await freePort()
   const pf = Postfix.start({ port, routes: new Map([["sink.test", "127.0.0.1"]]), receiversPort: sinkPort })
   const sent = () => {
@@ -165,7 +186,7 @@ const postfixRuns = async (sinkPort: number, n: (x: number) => number): Promise<
   }
   const one = async (o: { name: string; messages: number; size: number; rcpts: number }): Promise<Row> => {
     const before = sent()
-    const cpu0 = pf.cpuMs()
+    const cost = costs(pf.cpuMs, pf.writtenBytes)
     const t0 = performance.now()
     await runSmtpSource(port, o)
     const deadline = performance.now() + 300_000
@@ -174,18 +195,9 @@ const postfixRuns = async (sinkPort: number, n: (x: number) => number): Promise<
       await new Promise((r) => setTimeout(r, 50))
     }
     const t1 = performance.now()
-    return { name: o.name, messages: o.messages, perSecond: (o.messages * 1000) / (t1 - t0), cpuPerMsg: (pf.cpuMs() - cpu0) / o.messages }
+    return { name: `Postfix: ${o.name}`, messages: o.messages, perSecond: (o.messages * 1000) / (t1 - t0), ...cost(o.messages) }
   }
-  try {
-    await one({ name: "warm-up", messages: n(500), size: 4096, rcpts: 1 })
-    return [
-      await one({ name: "Postfix: smtp-source, 4 KB, 1 rcpt", messages: n(5000), size: 4096, rcpts: 1 }),
-      await one({ name: "Postfix: smtp-source, 100 KB, 1 rcpt", messages: n(1000), size: 102_400, rcpts: 1 }),
-      await one({ name: "Postfix: smtp-source, 4 KB, 5 rcpts", messages: n(2000), size: 4096, rcpts: 5 })
-    ]
-  } finally {
-    pf.stop()
-  }
+  return { one, stop: () => pf.stop() }
 }
 
 export const run = async (): Promise<string> => {
@@ -196,52 +208,60 @@ export const run = async (): Promise<string> => {
   const node = await startRelay(dir, sinkPort)
   const scale = Number(process.env["MISSIVE_BENCH_SCALE"] ?? 1)
   const n = (x: number) => Math.max(50, Math.round(x * scale))
-  let stopped = false
+  const postfixMissing = Postfix.available()
+  const postfix = postfixMissing ? undefined : await startPostfix(sinkPort)
   try {
     await smtpSource(node, { name: "warm-up", messages: n(500), size: 4096, rcpts: 1 })
-    const rows: Array<Row> = [
-      await smtpSource(node, { name: "smtp-source, 4 KB, 1 rcpt", messages: n(5000), size: 4096, rcpts: 1 }),
-      await rawClient(node, { name: "raw client, 4 KB, 1 rcpt", messages: n(3000), size: 4096, rcpts: 1 }),
-      await smtpSource(node, { name: "smtp-source, 100 KB, 1 rcpt", messages: n(1000), size: 102_400, rcpts: 1 }),
-      await rawClient(node, { name: "raw client, 100 KB, 1 rcpt", messages: n(1000), size: 102_400, rcpts: 1 }),
-      await smtpSource(node, { name: "smtp-source, 4 KB, 5 rcpts", messages: n(2000), size: 4096, rcpts: 5 }),
-      await rawClient(node, { name: "raw client, 4 KB, 5 rcpts", messages: n(2000), size: 4096, rcpts: 5 })
-    ]
-    await node.stop()
-    stopped = true
-    const postfix = await postfixRuns(sinkPort, n)
+    await postfix?.one({ name: "warm-up", messages: n(500), size: 4096, rcpts: 1 })
+    // Each smtp-source case runs on Missive, then at once on Postfix (both stay up, idle in turn), so that the two
+    // sides of a ratio see the same load from the rest of this shared machine.
+    const rows: Array<Row> = []
+    const pair = async (o: { name: string; messages: number; size: number; rcpts: number }) => {
+      rows.push(await smtpSource(node, o))
+      if (postfix) rows.push(await postfix.one(o))
+    }
+    await pair({ name: "smtp-source, 4 KB, 1 rcpt", messages: n(5000), size: 4096, rcpts: 1 })
+    rows.push(await rawClient(node, { name: "raw client, 4 KB, 1 rcpt", messages: n(3000), size: 4096, rcpts: 1 }))
+    await pair({ name: "smtp-source, 100 KB, 1 rcpt", messages: n(1000), size: 102_400, rcpts: 1 })
+    rows.push(await rawClient(node, { name: "raw client, 100 KB, 1 rcpt", messages: n(1000), size: 102_400, rcpts: 1 }))
+    await pair({ name: "smtp-source, 4 KB, 5 rcpts", messages: n(2000), size: 4096, rcpts: 5 })
+    rows.push(await rawClient(node, { name: "raw client, 4 KB, 5 rcpts", messages: n(2000), size: 4096, rcpts: 5 }))
     const f = (x: number | undefined, d = 1) => (x === undefined ? "–" : x.toFixed(d))
-    const ratio = (name: string, pf: string) => {
+    const ratio = (name: string) => {
       const m = rows.find((r) => r.name === name)
-      const p = typeof postfix === "string" ? undefined : postfix.find((r) => r.name === pf)
+      const p = rows.find((r) => r.name === `Postfix: ${name}`)
       return m && p
-        ? `${(m.perSecond / p.perSecond).toFixed(2)}× the messages/s at ${(m.cpuPerMsg / p.cpuPerMsg).toFixed(2)}× the CPU per message`
+        ? `${(m.perSecond / p.perSecond).toFixed(2)}× the messages/s at ${(m.cpuPerMsg / p.cpuPerMsg).toFixed(2)}× the CPU ` +
+            `and ${(m.bytesPerMsg / p.bytesPerMsg).toFixed(2)}× the bytes written per message`
         : "n/a"
     }
     return [
       `## Relay throughput, one embedded node (\`npm run bench -- relay\`)`,
       ``,
       `Load: 20 concurrent sessions, one message per session, → Missive (SQLite WAL, synchronous=FULL, group commit) → smtp-sink, loopback, ${new Date().toISOString().slice(0, 10)}.`,
-      `msgs/s is end to end (first connection → last message completed in the log); CPU is the node process's user+system time per message; latency is "." → 250 as the client saw it.`,
+      `msgs/s is end to end (first connection → last message completed in the log); CPU is the node process's user+system time per message; ` +
+        `disk is the bytes the MTA caused to be written to storage per message (/proc/PID/io write_bytes less cancelled_write_bytes); ` +
+        `busy is the machine's (both cores') busy share during the run; latency is "." → 250 as the client saw it.`,
       ``,
-      `| run | messages | msgs/s | CPU ms/msg | 250 p50 ms | p90 ms | p99 ms |`,
-      `| --- | ---: | ---: | ---: | ---: | ---: | ---: |`,
+      `| run | messages | msgs/s | CPU ms/msg | disk KB/msg | busy % | 250 p50 ms | p90 ms | p99 ms |`,
+      `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |`,
       ...rows.map(
-        (r) => `| ${r.name} | ${r.messages} | ${f(r.perSecond, 0)} | ${f(r.cpuPerMsg, 2)} | ${f(r.p50)} | ${f(r.p90)} | ${f(r.p99)} |`
+        (r) =>
+          `| ${r.name} | ${r.messages} | ${f(r.perSecond, 0)} | ${f(r.cpuPerMsg, 2)} | ${f(r.bytesPerMsg / 1024)} | ${f(r.busy, 0)} | ` +
+          `${f(r.p50)} | ${f(r.p90)} | ${f(r.p99)} |`
       ),
-      ...(typeof postfix === "string"
-        ? []
-        : postfix.map((r) => `| ${r.name} | ${r.messages} | ${f(r.perSecond, 0)} | ${f(r.cpuPerMsg, 2)} | – | – | – |`)),
       ``,
-      typeof postfix === "string"
-        ? `Postfix side by side: not run (${postfix}).`
-        : `Postfix 3.7 (Debian's, a private instance in a temp directory, same smtp-source load and smtp-sink, same run; CPU is master + all its children). ` +
-          `Missive vs Postfix, 4 KB: ${ratio("smtp-source, 4 KB, 1 rcpt", "Postfix: smtp-source, 4 KB, 1 rcpt")}; ` +
-          `100 KB: ${ratio("smtp-source, 100 KB, 1 rcpt", "Postfix: smtp-source, 100 KB, 1 rcpt")}; ` +
-          `5 rcpts: ${ratio("smtp-source, 4 KB, 5 rcpts", "Postfix: smtp-source, 4 KB, 5 rcpts")}.`
+      postfixMissing
+        ? `Postfix side by side: not run (${postfixMissing}).`
+        : `Postfix 3.7 (Debian's, a private instance in a temp directory, same smtp-source load and smtp-sink, each case right after Missive's; ` +
+          `CPU and disk are master + all its children). ` +
+          `Missive vs Postfix, 4 KB: ${ratio("smtp-source, 4 KB, 1 rcpt")}; ` +
+          `100 KB: ${ratio("smtp-source, 100 KB, 1 rcpt")}; ` +
+          `5 rcpts: ${ratio("smtp-source, 4 KB, 5 rcpts")}.`
     ].join("\n")
   } finally {
-    if (!stopped) await node.stop()
+    postfix?.stop()
+    await node.stop()
     await sink.stop("SIGKILL")
     rmSync(dir, { recursive: true, force: true })
   }

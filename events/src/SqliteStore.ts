@@ -1,6 +1,7 @@
-// The embedded store: EventStore, BodyStore and Work in one SQLite database (better-sqlite3 12, WAL, synchronous=FULL).
-// Writes are group-committed: every write queued while the previous commit runs shares the next transaction and its
-// one fsync, so a body, its MessageReceived event and its work entry (queued in one turn) commit together. By default
+// The embedded store: EventStore, BodyStore and Work in one SQLite database (better-sqlite3 12, WAL, synchronous=FULL),
+// the bodies themselves in segment files beside it (`bodies/`, written once and synced before the commit that refers
+// to them). Writes are group-committed: every write queued while the previous commit runs shares the next transaction
+// and its one fsync, so a body, its MessageReceived event and its work entry (queued in one turn) commit together. By default
 // the commits run on a writer thread, so an fsync never blocks SMTP; reads use the calling thread's own connection.
 // Promises resolve only after the commit. Must not be opened for writing by two processes at once (the node locks).
 import Database from "better-sqlite3"
@@ -11,6 +12,7 @@ import type { BodyStore } from "./BodyStore.js"
 import { digestOf } from "./BodyStore.js"
 import { decodeTrusted, encode } from "./Codec.js"
 import type { EventStore, IndexEntry, StoredEvent } from "./EventStore.js"
+import { readAt, segmentsDirOf } from "./internal/BodySegments.mjs"
 import { configure, prepareWriter, type WriteOp, type WriteResult } from "./internal/SqliteWriter.mjs"
 import { BodyNotFound, StoreUnavailable, WrongExpectedVersion } from "./StoreError.js"
 import type { Work, WorkItem } from "./Work.js"
@@ -27,6 +29,8 @@ export interface SqliteOptions {
   readonly readonly?: boolean
   /** "worker" (default): commits on a writer thread; "inline": on the calling thread. */
   readonly writer?: "worker" | "inline"
+  /** Size at which a body segment is sealed and the next begun (default 16 MiB; tests make it small). */
+  readonly segmentBytes?: number
 }
 
 export interface SqliteStore {
@@ -50,13 +54,20 @@ interface Pending {
 
 type Committer = (ops: ReadonlyArray<WriteOp>) => Promise<Array<WriteResult>>
 
-/** better-sqlite3's SqliteError carries SQLite's result code: the disk (or the database's size limit) is full. */
-const isDiskFull = (e: unknown): boolean => (e as { code?: unknown })?.code === "SQLITE_FULL"
+/** The disk (or the database's size limit) is full: better-sqlite3's SQLite result code, or a body segment's write. */
+const isDiskFull = (e: unknown): boolean => ["SQLITE_FULL", "ENOSPC"].includes(String((e as { code?: unknown })?.code))
 
-const inlineCommitter = (path: string, synchronous: string): { commit: Committer; close: () => Promise<void> } => {
-  const db = new Database(path)
-  configure(db, synchronous)
-  const run = prepareWriter(db)
+interface WriterOptions {
+  readonly path: string
+  readonly synchronous: string
+  readonly segmentsDir: string | undefined
+  readonly segmentBytes: number | undefined
+}
+
+const inlineCommitter = (o: WriterOptions): { commit: Committer; close: () => Promise<void> } => {
+  const db = new Database(o.path)
+  configure(db, o.synchronous)
+  const run = prepareWriter(db, o.segmentsDir, o.segmentBytes)
   return {
     commit: async (ops) => {
       try {
@@ -65,12 +76,15 @@ const inlineCommitter = (path: string, synchronous: string): { commit: Committer
         throw new StoreUnavailable(`commit failed: ${String(e)}`, isDiskFull(e))
       }
     },
-    close: async () => void db.close()
+    close: async () => {
+      run.close()
+      db.close()
+    }
   }
 }
 
-const workerCommitter = (path: string, synchronous: string): { commit: Committer; close: () => Promise<void> } => {
-  const worker = new Worker(new URL("./internal/SqliteWorker.mjs", import.meta.url), { workerData: { path, synchronous } })
+const workerCommitter = (o: WriterOptions): { commit: Committer; close: () => Promise<void> } => {
+  const worker = new Worker(new URL("./internal/SqliteWorker.mjs", import.meta.url), { workerData: o })
   const waiting = new Map<number, { resolve: (r: Array<WriteResult>) => void; reject: (e: unknown) => void }>()
   let nextId = 1
   let dead: Error | undefined
@@ -126,11 +140,18 @@ export const open = (options: SqliteOptions): SqliteStore => {
   }
   const db = new Database(options.path, { readonly, fileMustExist: readonly })
   db.pragma("busy_timeout = 5000")
+  // Bodies live in segment files beside the database (written once, see internal/BodySegments.mjs); an in-memory
+  // database keeps them in its table.
+  const segmentsDir =
+    options.path === ":memory:" || !db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'body_refs'").get()
+      ? undefined
+      : segmentsDirOf(options.path)
+  const writerOptions = { path: options.path, synchronous, segmentsDir, segmentBytes: options.segmentBytes }
   const writer = readonly
     ? undefined
-    : (options.writer ?? "worker") === "worker" && options.path !== ":memory:"
-      ? workerCommitter(options.path, synchronous)
-      : inlineCommitter(options.path, synchronous)
+    : (options.writer ?? "worker") === "worker" && segmentsDir !== undefined
+      ? workerCommitter(writerOptions)
+      : inlineCommitter(writerOptions)
   const maxPending = options.maxPending ?? 20_000
   const delay = options.groupCommitMs ?? 0
 
@@ -168,6 +189,10 @@ export const open = (options: SqliteOptions): SqliteStore => {
       )
       .raw(true),
     head: db.prepare<[], { p: number | null }>("SELECT max(position) AS p FROM events"),
+    getRef: db.prepare<[string], { segment: number; offset: number; length: number }>(
+      "SELECT segment, offset, length FROM body_refs WHERE digest = ?"
+    ),
+    // bodies stored before segments (and an in-memory database's)
     getBody: db.prepare<[string], { bytes: Buffer }>("SELECT bytes FROM bodies WHERE digest = ?"),
     // Walks the due-time index from the front and stops at the first unleased row: leased rows (messages being
     // driven) are few, so this stays cheap with a million deferred messages. Lapsed leases are found by claim().
@@ -311,9 +336,10 @@ export const open = (options: SqliteOptions): SqliteStore => {
   const bodies: BodyStore = {
     put: (bytes, digest) => enqueue({ k: "put", digest: digest ?? digestOf(bytes), bytes }),
     get: async (digest) => {
-      const row = q.getBody.get(digest)
-      if (!row) throw new BodyNotFound(digest)
-      return row.bytes
+      const ref = segmentsDir === undefined ? undefined : q.getRef.get(digest)
+      const bytes = ref ? readAt(segmentsDir!, ref.segment, ref.offset, ref.length) : q.getBody.get(digest)?.bytes
+      if (!bytes) throw new BodyNotFound(digest)
+      return bytes
     },
     delete: (digest) => enqueue({ k: "del", digest }),
     close: async () => {}

@@ -34,6 +34,23 @@ export const cpuMs = (pid: number): number => {
   return ((utime! + stime! + cutime! + cstime!) * 1000) / TICKS
 }
 
+/**
+ * Bytes a process (all its threads, and its waited-for children) caused to be written to storage: /proc/PID/io
+ * `write_bytes` less `cancelled_write_bytes` (dirty pages of a file truncated or deleted before they reached the disk).
+ */
+export const writtenBytes = (pid: number): number => {
+  const io = readFileSync(`/proc/${pid}/io`, "utf8")
+  const field = (name: string) => Number(new RegExp(`^${name}: (\\d+)$`, "m").exec(io)?.[1] ?? 0)
+  return field("write_bytes") - field("cancelled_write_bytes")
+}
+
+/** The machine's CPU time so far, in ticks: busy (everything but idle and iowait) and total, over all cores. */
+export const machineTicks = (): { readonly busy: number; readonly total: number } => {
+  const cpu = readFileSync("/proc/stat", "utf8").split("\n", 1)[0]!.trim().split(/\s+/).slice(1, 9).map(Number)
+  const total = cpu.reduce((a, b) => a + b, 0)
+  return { busy: total - cpu[3]! - cpu[4]!, total }
+}
+
 export interface Child {
   readonly proc: ChildProcess
   output(): string

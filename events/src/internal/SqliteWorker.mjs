@@ -7,10 +7,11 @@ import { configure, prepareWriter } from "./SqliteWriter.mjs"
 
 const db = new Database(workerData.path)
 configure(db, workerData.synchronous)
-const run = prepareWriter(db)
+const run = prepareWriter(db, workerData.segmentsDir, workerData.segmentBytes)
 
 parentPort.on("message", (msg) => {
   if (msg.close) {
+    run.close()
     db.close()
     parentPort.postMessage({ closed: true })
     return
@@ -18,7 +19,7 @@ parentPort.on("message", (msg) => {
   try {
     parentPort.postMessage({ id: msg.id, results: run(msg.ops) })
   } catch (e) {
-    parentPort.postMessage({ id: msg.id, failed: String(e?.message ?? e), full: e?.code === "SQLITE_FULL" })
+    parentPort.postMessage({ id: msg.id, failed: String(e?.message ?? e), full: e?.code === "SQLITE_FULL" || e?.code === "ENOSPC" })
   }
 })
 parentPort.postMessage({ ready: true })

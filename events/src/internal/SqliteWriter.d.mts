@@ -10,9 +10,12 @@ export type WriteOp =
   | { k: "release"; owner: string }
 
 export type WriteResult =
-  | { ok: true; value: unknown }
-  | { ok: false; error: { message: string; conflict?: { stream: string; expected: number; actual: number } } }
+  { ok: true; value: unknown } | { ok: false; error: { message: string; conflict?: { stream: string; expected: number; actual: number } } }
 
 export declare const SCHEMA: string
 export declare const configure: (db: Database.Database, synchronous: string) => void
-export declare const prepareWriter: (db: Database.Database) => (ops: ReadonlyArray<WriteOp>) => Array<WriteResult>
+export declare const prepareWriter: (
+  db: Database.Database,
+  segmentsDir?: string,
+  segmentBytes?: number
+) => ((ops: ReadonlyArray<WriteOp>) => Array<WriteResult>) & { close(): void }

@@ -59,7 +59,8 @@ export interface FollowerOptions {
   readonly lingerMs?: number
   /**
    * The only event types the handler uses: a store that can (`readAllOf`) decodes no other, and the handler gets only
-   * these. Without it, or on a store without `readAllOf`, the handler gets every event.
+   * these; only their appends wake the follower before its next poll. Without it, or on a store without `readAllOf`,
+   * the handler gets every event.
    */
   readonly types?: ReadonlyArray<Message.EventType>
 }
@@ -113,6 +114,9 @@ export const start = async (o: FollowerOptions): Promise<Follower> => {
   const held = 8 * batchSize
   let pending: Array<EventStore.StoredEvent> = []
   let taken = 0
+  const wanted = o.types ? new Set<string>(o.types) : undefined
+  // Woken by an append of a wanted type only (the others are taken with the next one, or past at the next poll):
+  // waking at each commit cost a follower of bounces a pass per commit.
   const unsubscribe = o.events.subscribe(await o.events.head(), (e) => {
     const last = pending.length > taken ? pending[pending.length - 1]!.position : undefined
     if ((last !== undefined && e.position !== last && e.position !== last + 1) || pending.length - taken >= held) {
@@ -120,9 +124,8 @@ export const start = async (o: FollowerOptions): Promise<Follower> => {
       taken = 0
     }
     pending.push(e)
-    wake?.()
+    if (!wanted || wanted.has(e.event.type)) wake?.()
   })
-  const wanted = o.types ? new Set<string>(o.types) : undefined
   /**
    * The next events after `position` from what the subscription delivered: undefined when it does not hold the event
    * right after `position` (not delivered yet, dropped, or a gap), so the store must be read.
