@@ -87,6 +87,16 @@ export const open = async (o: JetStreamEventStoreOptions): Promise<EventStore> =
     }
   }
 
+  /** The stream's first append at or after sequence `from` (null when there is none). */
+  const nextOf = async (stream: string, from: number): Promise<StoredMsg | null> => {
+    try {
+      return await get({ seq: from, next_by_subj: subjectOf(stream) })
+    } catch (e) {
+      if (isNoMessage(e)) return null
+      throw unavailable("event store read failed", e)
+    }
+  }
+
   /** The stream as the server has it now, reusing what is cached up to the last sequence we saw. */
   const current = async (stream: string): Promise<{ seq: number; events: Array<StoredEvent> }> => {
     const last = await lastOf(stream)
@@ -100,13 +110,7 @@ export const open = async (o: JetStreamEventStoreOptions): Promise<EventStore> =
         events.push(...toStored(last))
         break
       }
-      let m: StoredMsg | null
-      try {
-        m = await get({ seq: from, next_by_subj: subjectOf(stream) })
-      } catch (e) {
-        if (isNoMessage(e)) break
-        throw unavailable("event store read failed", e)
-      }
+      const m = await nextOf(stream, from)
       if (!m) break
       events.push(...toStored(m))
       if (m.seq >= last.seq) break
@@ -304,13 +308,7 @@ export const open = async (o: JetStreamEventStoreOptions): Promise<EventStore> =
   const readFrom: NonNullable<EventStore["readFrom"]> = async (stream, after) => {
     const out: Array<StoredEvent> = []
     for (let from = after + 1; ;) {
-      let m: StoredMsg | null
-      try {
-        m = await get({ seq: from, next_by_subj: subjectOf(stream) })
-      } catch (e) {
-        if (isNoMessage(e)) break
-        throw unavailable("event store read failed", e)
-      }
+      const m = await nextOf(stream, from)
       if (!m) break
       out.push(...toStored(m))
       from = m.seq + 1
