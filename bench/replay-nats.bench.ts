@@ -3,25 +3,21 @@
 // does not take the machine's disk for minutes), then what `missive replay` does with `cluster.nats` set: one
 // message's timeline, the queue at a past moment (cold, then with the open-set snapshots in place) and a report
 // over the day. Reads through the EventStore port, as the CLI does. Targets from the replay issue beside each figure.
-import { Message } from "@missive/core"
 import { EventStore, JetStreamEventStore, JetStreamSnapshots } from "@missive/events"
 import { Replay } from "@missive/simulations"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { existsSync } from "node:fs"
 import { startNatsServer, type NatsServer } from "../test/src/Nats.js"
 import { cpuMs } from "../test/src/Support.js"
+import { DAY, EVENTS, syntheticDay } from "./replay.bench.js"
 import { loadavg } from "node:os"
 
 const { Report, Timeline } = Replay
 const { queueAt } = Replay.QueueAt
-const { generate, world } = Replay.Synthetic
 
-const EVENTS = Number(process.env["REPLAY_BENCH_EVENTS"] ?? 1_000_000)
 /** Development: a nats-server already holding the log (prefix `bench`), so only the reads run. */
 const URL = process.env["REPLAY_NATS_URL"]
 const PREFIX = "bench"
-const START = Date.UTC(2026, 4, 1)
-const DAY = 86_400_000
 /** Appends in flight at once while building (one at a time per message stream: each expects the last one). */
 const WINDOW = 2000
 
@@ -43,17 +39,7 @@ const timeCpu = async <T>(f: () => Promise<T> | T, server?: NatsServer): Promise
 
 /** Appends the synthetic day through the port, `WINDOW` appends in flight, each stream's appends in order. */
 export const build = async (store: EventStore.EventStore): Promise<{ events: number; messages: number; appends: number }> => {
-  const w = world({
-    seed: 11,
-    start: START,
-    spanMs: DAY,
-    messages: Math.ceil(EVENTS / 5.6),
-    domains: 500,
-    tailMs: DAY / 4,
-    outageShare: 0.15
-  })
-  const batches: Array<[string, ReadonlyArray<Message.Event>]> = []
-  const events = generate(w, (id, evs) => batches.push([id, evs]), { maxEvents: EVENTS })
+  const { batches, events } = syntheticDay()
   const versions = new Map<string, number>()
   const tails = new Map<string, Promise<unknown>>()
   const inFlight = new Set<Promise<unknown>>()

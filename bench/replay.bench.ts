@@ -13,9 +13,25 @@ const { Report, Timeline, WhatIf } = Replay
 const { queueAt } = Replay.QueueAt
 const { generate, livePolicy, world } = Replay.Synthetic
 
-const EVENTS = Number(process.env["REPLAY_BENCH_EVENTS"] ?? 1_000_000)
-const START = Date.UTC(2026, 4, 1)
-const DAY = 86_400_000
+export const EVENTS = Number(process.env["REPLAY_BENCH_EVENTS"] ?? 1_000_000)
+export const START = Date.UTC(2026, 4, 1)
+export const DAY = 86_400_000
+
+/** The synthetic day both replay benchmarks store (SQLite here, JetStream in replay-nats): its appends in log order. */
+export const syntheticDay = (): { batches: Array<[string, ReadonlyArray<Message.Event>]>; events: number } => {
+  const w = world({
+    seed: 11,
+    start: START,
+    spanMs: DAY,
+    messages: Math.ceil(EVENTS / 5.6),
+    domains: 500,
+    tailMs: DAY / 4,
+    outageShare: 0.15
+  })
+  const batches: Array<[string, ReadonlyArray<Message.Event>]> = []
+  const events = generate(w, (id, evs) => batches.push([id, evs]), { maxEvents: EVENTS })
+  return { batches, events }
+}
 
 const time = async <T>(f: () => Promise<T> | T): Promise<[T, number]> => {
   const t0 = performance.now()
@@ -29,17 +45,7 @@ export const run = async (): Promise<string> => {
   try {
     // ---- generate ----------------------------------------------------------------------------------
     const [written, genMs] = await time(async () => {
-      const w = world({
-        seed: 11,
-        start: START,
-        spanMs: DAY,
-        messages: Math.ceil(EVENTS / 5.6),
-        domains: 500,
-        tailMs: DAY / 4,
-        outageShare: 0.15
-      })
-      const batches: Array<[string, ReadonlyArray<Message.Event>]> = []
-      const n = generate(w, (id, evs) => batches.push([id, evs]), { maxEvents: EVENTS })
+      const { batches, events: n } = syntheticDay()
       const store = SqliteStore.open({ path, synchronous: "OFF", maxPending: 1e9 })
       const versions = new Map<string, number>()
       for (let i = 0; i < batches.length; i += 20_000) {
