@@ -13,6 +13,8 @@ export interface LoadOptions {
   readonly to: (i: number, r: number) => string
   /** Called with each message's final reply and when it came (performance.now()). */
   readonly onReply?: (i: number, code: string, at: number) => void
+  /** Paced load: message i starts no earlier than i / perSecond seconds after the first (default: as fast as it goes). */
+  readonly perSecond?: number
 }
 
 export interface LoadResult {
@@ -118,7 +120,13 @@ export const runLoad = async (o: LoadOptions): Promise<LoadResult> => {
     })
 
   const worker = async () => {
-    while (next < o.messages) await one(next++)
+    while (next < o.messages) {
+      const i = next++
+      const due = o.perSecond ? start + (i * 1000) / o.perSecond : 0
+      const wait = due - performance.now()
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait))
+      await one(i)
+    }
   }
   await Promise.all(Array.from({ length: o.sessions }, worker))
   return { sent: o.messages, accepted, failed, latenciesMs: latencies.sort((a, b) => a - b), elapsedMs: performance.now() - start, replies }
