@@ -47,7 +47,10 @@ describe("what-if re-decides site changes", () => {
 
   const run = async (rules: ReadonlyArray<{ match: string; action: "throttle" | "suspend"; durationMs: number; connections?: number }>) => {
     const all = await node.store.events.readAll(0, 100_000)
-    const rec = await Replay.WhatIf.record(node.store.events, { from: all[0]!.event.at, to: all[all.length - 1]!.event.at })
+    // The window spans every event's time: log order is not time order (a site's resume is recorded at its due time,
+    // which can precede deliveries appended before it).
+    const ats = all.map((e) => e.event.at)
+    const rec = await Replay.WhatIf.record(node.store.events, { from: Math.min(...ats), to: Math.max(...ats) })
     const alt = { retry, concurrencyPerDestination: 4, maxConnections: 100, hash: "alt", rules }
     const sim = Replay.WhatIf.simulate(rec, alt, { replies: "message" })
     return { rec, sim, alt }

@@ -259,7 +259,11 @@ export const up = async (o: LaunchOptions): Promise<Launched> => {
     rmSync(join(sdir, "js"), { recursive: true, force: true })
     rmSync(join(sdir, "ports"), { recursive: true, force: true })
     mkdirSync(join(sdir, "ports"))
-    servers[k] = spawnServer(join(sdir, "server.conf"), made[k]!.log)
+    // The same monitoring port as before: the URL already printed stays true.
+    const port = /:(\d+)$/.exec(made[k]!.monitor ?? "")?.[1]
+    const conf = join(sdir, "server.conf")
+    if (port) writeFileSync(conf, readFileSync(conf, "utf8").replace(`http: "127.0.0.1:-1"`, `http: "127.0.0.1:${port}"`))
+    servers[k] = spawnServer(conf, made[k]!.log)
     await waitPort(o.natsPort + k, 15_000, servers[k]!, `nats-server ${name} (log ${rel(made[k]!.log)})`)
     made[k]!.monitor = await monitorOf(join(sdir, "ports"), 5_000)
   }
