@@ -17,6 +17,7 @@ import type { Config } from "./config/Config.js"
 import { policyOf, verifyPassword } from "./config/Config.js"
 import * as Presets from "./config/Presets.js"
 import { makeDeliverer } from "./delivery/Deliverer.js"
+import * as Thread from "./delivery/Thread.js"
 import * as Publisher from "./publish/Publisher.js"
 import * as SuppressionList from "./suppression/List.js"
 import * as Quota from "./quota/Quota.js"
@@ -34,7 +35,7 @@ import type * as System from "./layers/System.js"
 import { StartError } from "./NodeError.js"
 import { DnsService } from "./router/Resolver.js"
 import { makeRouter } from "./router/Router.js"
-import { ClockService, RandomService, type Clock, type Random } from "./runtime/Clock.js"
+import { ClockService, RandomService, systemClock, type Clock, type Random } from "./runtime/Clock.js"
 import { DataDirService } from "./runtime/DataDir.js"
 import { makeIds } from "./runtime/Ids.js"
 import { LogService, type Logger } from "./runtime/Log.js"
@@ -148,20 +149,17 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
       mxPort: config.delivery.port,
       resolver
     })
-    const siteLimits = (s: Config["shaping"]["defaults"]): Limiter.SiteLimits => ({
-      connections: s.connections,
-      perSecond: s.rate_per_second,
-      perHour: s.rate_per_hour,
-      messagesPerConnection: s.messages_per_connection
-    })
     // The configuration's own site limits and rules, then the shipped presets' (config/Presets.ts).
     const shapingConfig = Presets.shapingOf(config)
-    const sites = Limiter.fromPatterns(
-      Object.fromEntries(Object.entries(shapingConfig.sites).map(([p, s]) => [p, siteLimits(s)])),
-      siteLimits(config.shaping.defaults)
-    )
+    const sites = Limiter.sitesOf(config)
     const deliverer = yield* Effect.acquireRelease(
-      Effect.sync(() => makeDeliverer(config, { resolver, dataDir, clock, log, sites })),
+      // The delivery role in its own thread (delivery/Thread.ts) unless configured on the main thread or the node's
+      // clock is not the system's (the worker keeps the system clock).
+      Effect.sync(() =>
+        config.delivery.thread === "worker" && clock === systemClock
+          ? Thread.inWorker(config, { resolver, dataDir, log })
+          : makeDeliverer(config, { resolver, dataDir, clock, log, sites })
+      ),
       (dl) => Effect.promise(() => dl.close())
     )
     const localLimiter = Limiter.make({

@@ -539,6 +539,12 @@ const File = Schema.Struct({
       command_timeout: field(duration(1), 300_000),
       tls: field(oneOf(["opportunistic", "none", "required"]), "opportunistic"),
       reuse_connections: field(Bool, true),
+      /**
+       * Where the delivery role runs: "worker", a thread of its own (SMTP, LMTP and Maildir clients, TLS policies), so
+       * that the node's main thread keeps SMTP ingress, intake and the scheduler and the two use two cores; "main", on
+       * the main thread (a node whose clock is not the system's, a simulation's, always delivers there).
+       */
+      thread: field(oneOf(["worker", "main"]), "worker"),
       messages_per_connection: field(Count, 100),
       /** MTA-STS (RFC 8461): discover, fetch, cache (data_dir/mta-sts.json) and apply the recipient domain's policy. */
       mta_sts: field(Bool, true),

@@ -8,7 +8,7 @@ import type { Config } from "../config/Config.js"
 import type { DnsResolver } from "../router/Resolver.js"
 import { systemClock, type Clock } from "../runtime/Clock.js"
 import type { Logger } from "../runtime/Log.js"
-import type { DeliveryResult } from "./Delivery.js"
+import type { DeliveryResult, Envelope } from "./Delivery.js"
 import { makeLmtpClient } from "./Lmtp.js"
 import { makeMaildir } from "./Maildir.js"
 import * as Dane from "./Dane.js"
@@ -18,12 +18,7 @@ import { makeSmtpPool } from "./SmtpClient.js"
 import * as TlsPolicy from "./TlsPolicy.js"
 
 export interface Deliverer {
-  deliver(
-    destination: Route.Destination,
-    envelope: { from: string; to: ReadonlyArray<string> },
-    body: Buffer,
-    id: string
-  ): Promise<DeliveryResult>
+  deliver(destination: Route.Destination, envelope: Envelope, body: Buffer, id: string): Promise<DeliveryResult>
   close(): Promise<void>
 }
 

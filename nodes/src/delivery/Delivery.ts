@@ -9,8 +9,9 @@ export interface Envelope {
   /**
    * Asked just before the end of the message data (the final dot): false abandons the transaction by closing the
    * connection, so the server never accepts it (a cluster node whose lease ran out while the session was under way).
+   * A promise when the answer comes from another thread (the delivery thread asks the main thread).
    */
-  readonly fence?: (() => boolean) | undefined
+  readonly fence?: (() => boolean | Promise<boolean>) | undefined
 }
 
 export interface RecipientResult {

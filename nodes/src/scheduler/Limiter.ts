@@ -3,6 +3,8 @@
 // for a site (token buckets). FIFO per site; a site that is full or out of tokens never blocks another (round-robin
 // across sites). Must not decide what happens to a message.
 import { Site } from "@missive/core"
+import type { Config } from "../config/Config.js"
+import * as Presets from "../config/Presets.js"
 
 export interface Limiter {
   run<T>(key: string, task: () => Promise<T>): Promise<T>
@@ -222,3 +224,18 @@ export const fromPatterns =
     for (const [pattern, limits] of Object.entries(patterns)) if (Site.matches(pattern, key)) return limits
     return key.startsWith("site:") ? defaults : undefined
   }
+
+/** The limits of every site a node's configuration gives: its `shaping.sites` patterns, then the shipped presets'. */
+export const sitesOf = (config: Config): ((site: string) => SiteLimits | undefined) => {
+  const limitsOf = (s: Config["shaping"]["defaults"]): SiteLimits => ({
+    connections: s.connections,
+    perSecond: s.rate_per_second,
+    perHour: s.rate_per_hour,
+    messagesPerConnection: s.messages_per_connection
+  })
+  const shaping = Presets.shapingOf(config)
+  return fromPatterns(
+    Object.fromEntries(Object.entries(shaping.sites).map(([p, s]) => [p, limitsOf(s)])),
+    limitsOf(config.shaping.defaults)
+  )
+}

@@ -249,8 +249,9 @@ export class Session {
         )
       }
       if (!this.alive) return finish(Reply.Replies.connectFailed(`${this.host}: connection closed`))
-      this.pending = (err) => finish(Reply.Replies.connectFailed(`${this.host}: ${detailOf(err)}`))
       let fenced = false
+      const cut = () => Reply.Replies.connectFailed(`${this.host}: fenced before the end of data`)
+      this.pending = (err) => finish(fenced ? cut() : Reply.Replies.connectFailed(`${this.host}: ${detailOf(err)}`))
       this.conn.send(
         live as unknown as Parameters<SMTPConnection["send"]>[0],
         fencedBody(body, envelope.fence, () => (fenced = true)),
@@ -258,7 +259,7 @@ export class Session {
           if (fenced) {
             // The data is cut short without its final dot: the connection goes, the server discards the transaction.
             this.conn.close()
-            return finish(Reply.Replies.connectFailed(`${this.host}: fenced before the end of data`))
+            return finish(cut())
           }
           if (err) return finish(this.replyOf(err as SmtpError))
           finish(Reply.parse(info.response))
@@ -301,19 +302,29 @@ export class Session {
 }
 
 /** The body as given, or, with a fence, a stream that asks it after the body and before its end (the final dot). */
-const fencedBody = (body: Buffer, fence: (() => boolean) | undefined, refused: () => void): Buffer | Readable => {
+const fencedBody = (body: Buffer, fence: Envelope["fence"], refused: () => void): Buffer | Readable => {
   if (!fence) return body
   let sent = false
+  let asked = false
   return new Readable({
     read() {
       if (!sent) {
         sent = true
         this.push(body)
-      } else if (fence()) this.push(null)
-      else {
-        refused()
-        this.destroy(new Error("fenced before the end of data"))
+        return
       }
+      if (asked) return
+      asked = true
+      const end = (ok: boolean): void => {
+        if (ok) this.push(null)
+        else {
+          refused()
+          this.destroy(new Error("fenced before the end of data"))
+        }
+      }
+      const ok = fence()
+      if (typeof ok === "boolean") end(ok)
+      else ok.then(end, () => end(false))
     }
   })
 }
