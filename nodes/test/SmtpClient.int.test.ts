@@ -264,6 +264,74 @@ describe("SmtpClient", () => {
     for (const x of r.results) expect(x.reply.code).toBe(421)
   })
 
+  /** A scripted server: records every command line; `onMail(n)` (n: the connection's MAIL count) may hang up silently. */
+  const scripted = async (onMail: (connection: number, mails: number) => "answer" | "hang up") => {
+    const lines: string[] = []
+    let connections = 0
+    const server = createServer((socket) => {
+      const connection = ++connections
+      let mails = 0
+      let inData = false
+      let buf = ""
+      socket.write("220 scripted.test ESMTP\r\n")
+      socket.on("data", (chunk: Buffer) => {
+        buf += chunk.toString("latin1")
+        let i: number
+        while ((i = buf.indexOf("\r\n")) >= 0) {
+          const line = buf.slice(0, i)
+          buf = buf.slice(i + 2)
+          if (inData) {
+            if (line === ".") {
+              inData = false
+              socket.write("250 2.0.0 queued\r\n")
+            }
+            continue
+          }
+          lines.push(`${connection} ${line.split(/[: ]/)[0]?.toUpperCase()}`)
+          if (/^EHLO/i.test(line)) socket.write("250 scripted.test\r\n")
+          else if (/^MAIL/i.test(line) && onMail(connection, ++mails) === "hang up") socket.destroy()
+          else if (/^DATA/i.test(line)) {
+            inData = true
+            socket.write("354 go ahead\r\n")
+          } else socket.write("250 2.0.0 OK\r\n")
+        }
+      })
+    })
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
+    cleanup.push(() => new Promise<void>((r) => server.close(() => r())))
+    return { port: (server.address() as { port: number }).port, lines }
+  }
+
+  it("sends no RSET before reusing a session whose last transaction completed", async () => {
+    const s = await scripted(() => "answer")
+    const p = pool()
+    for (let i = 0; i < 3; i++) {
+      const r = await p.send(to({ host: "127.0.0.1", port: s.port }), { from: "a@x.test", to: ["b@y.test"] }, BODY)
+      expect(r.results[0]?.reply.code).toBe(250)
+    }
+    expect(s.lines).toEqual(["1 EHLO", ...[1, 2, 3].flatMap(() => ["1 MAIL", "1 RCPT", "1 DATA"])])
+  })
+
+  it("sends RSET before reusing a session whose last transaction was cut short", async () => {
+    const c = await capture({ onRcpt: (r) => (r === "no@y.test" ? { code: 550, text: "5.1.1 no" } : undefined) })
+    const p = pool()
+    const refused = await p.send(to(c), { from: "a@x.test", to: ["no@y.test"] }, BODY)
+    expect(refused.results[0]?.reply.code).toBe(550)
+    const r = await p.send(to(c), { from: "a@x.test", to: ["b@y.test"] }, BODY)
+    expect(r.results[0]?.reply.code).toBe(250)
+    expect(c.connections).toBe(1)
+  })
+
+  it("sends again on a new session when a session reused without RSET had been closed by the server", async () => {
+    // the server hangs up on the first connection's second MAIL without a word (it had closed the idle session)
+    const s = await scripted((connection, mails) => (connection === 1 && mails === 2 ? "hang up" : "answer"))
+    const p = pool()
+    const first = await p.send(to({ host: "127.0.0.1", port: s.port }), { from: "a@x.test", to: ["b@y.test"] }, BODY)
+    const second = await p.send(to({ host: "127.0.0.1", port: s.port }), { from: "a@x.test", to: ["c@y.test"] }, BODY)
+    expect([first.results[0]?.reply.code, second.results[0]?.reply.code]).toEqual([250, 250])
+    expect(s.lines.filter((l) => l.endsWith("DATA"))).toEqual(["1 DATA", "2 DATA"])
+  })
+
   it("defers every recipient when the connection drops after the message was sent", async () => {
     // a server that accepts the envelope, reads the message, and hangs up instead of replying
     const server = createServer((socket) => {

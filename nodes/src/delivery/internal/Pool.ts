@@ -1,5 +1,6 @@
 // Connection reuse per destination key: at most `maxPerDestination` sessions open per key, idle ones kept for
-// `idleMs` and reused after RSET, retired after `messagesPerConnection` messages (the send's own, a site's, else the
+// `idleMs` and reused (after RSET only when the last transaction did not complete, as Postfix's connection cache does
+// not probe a session it just used: a reused session that broke before any reply is retried once on a new one), retired after `messagesPerConnection` messages (the send's own, a site's, else the
 // pool's) or on any connection error.
 // It must not interpret replies or retry a message: one send is one transaction, whatever it answers.
 import { Reply, type Trace } from "@missive/core"
@@ -15,6 +16,8 @@ export interface PoolOptions {
 interface Entry {
   readonly session: Session
   used: number
+  /** Taken from the idle list without an RSET: its first reply is the proof that it still works. */
+  unprobed: boolean
   idleTimer: NodeJS.Timeout | undefined
   gone: boolean
   /** Its QUIT once retired: resolves when the session has closed. */
@@ -136,7 +139,8 @@ export const makePool = (session: SessionOptions, pool: PoolOptions): Pool => {
       const idle = slot.idle.pop()
       if (idle) {
         clearTimeout(idle.idleTimer)
-        if (await idle.session.reset()) {
+        idle.unprobed = idle.session.reusable
+        if (idle.unprobed || (await idle.session.reset())) {
           const e = idle.session.endpoint
           return { entry: idle, tried: [{ hop: showEndpoint(e), ...(e.name ? { name: e.name } : {}), outcome: "reused" }] }
         }
@@ -151,7 +155,7 @@ export const makePool = (session: SessionOptions, pool: PoolOptions): Pool => {
           wake(key, slot)
           return s
         }
-        const entry: Entry = { session: s.session, used: 0, idleTimer: undefined, gone: false }
+        const entry: Entry = { session: s.session, used: 0, unprobed: false, idleTimer: undefined, gone: false }
         s.session.onDead(() => {
           if (slot.idle.includes(entry)) retire(key, slot, entry)
         })
@@ -187,7 +191,13 @@ export const makePool = (session: SessionOptions, pool: PoolOptions): Pool => {
       return { host: got.host, results: allGet(envelope.to, got.reply), trace }
     }
     const { entry } = got
-    const results = await entry.session.transact(envelope, body)
+    const { results, closedBefore } = await entry.session.transaction(envelope, body)
+    if (closedBefore && entry.unprobed) {
+      // The peer had closed the idle session (our MAIL met the close): it never took this message; a new session.
+      release(key, entry, 0)
+      return transact(key, hops, envelope, body, policy)
+    }
+    entry.unprobed = false
     entry.used++
     const tls = entry.session.secure
     release(key, entry, policy.messagesPerConnection ?? pool.messagesPerConnection)

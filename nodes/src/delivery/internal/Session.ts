@@ -114,6 +114,13 @@ const tlsOf = (conn: SMTPConnection, options: SessionOptions, endpoint: Endpoint
 
 export class Session {
   private alive = true
+  /** Data received from the peer so far (counted, never read): whether a transaction heard anything back. */
+  private heard = 0
+  /**
+   * `heard` when the last transaction ended with the server's reply to the data (its state is then reset, RFC 5321
+   * §4.1.1.4); -1 when it did not. Anything heard since (a 421 before closing) means the session needs RSET.
+   */
+  private complete = -1
   private pending: ((err: SmtpError) => void) | undefined
   private deadListeners: Array<() => void> = []
   readonly ended: Promise<void>
@@ -137,6 +144,12 @@ export class Session {
       p?.(err)
     }
     conn.on("error", (err: SmtpError) => die(err))
+    const hook = conn as unknown as { _onData: (chunk: Buffer) => unknown }
+    const onData = hook._onData
+    hook._onData = (chunk: Buffer) => {
+      this.heard++
+      return onData.call(conn, chunk)
+    }
     conn.once("end", () => {
       die(Object.assign(new Error("connection closed"), { code: "ECONNECTION" }))
       ended()
@@ -148,6 +161,10 @@ export class Session {
   }
   get isAlive(): boolean {
     return this.alive
+  }
+  /** The previous transaction completed (the reply after the final dot came): the next needs no RSET first. */
+  get reusable(): boolean {
+    return this.alive && this.complete === this.heard
   }
   get secure(): boolean {
     return this.conn.secure
@@ -220,6 +237,24 @@ export class Session {
    * connection breaks, a 4xx for every recipient without a reply of its own.
    */
   transact(envelope: Envelope, body: Buffer): Promise<ReadonlyArray<RecipientResult>> {
+    return this.transaction(envelope, body).then((r) => r.results)
+  }
+
+  /**
+   * `transact`, and whether the server closed the session before it took the message: no answer at all, or 421 (it
+   * is closing the channel, RFC 5321 §3.8) to MAIL. A session reused without RSET that did so had been closed by the
+   * peer while idle: the send can be made again on a new session, the server has taken nothing.
+   */
+  transaction(envelope: Envelope, body: Buffer): Promise<{ results: ReadonlyArray<RecipientResult>; closedBefore: boolean }> {
+    const heard = this.heard
+    this.complete = -1
+    this.closingAtMail = false
+    return this.run(envelope, body).then((results) => ({ results, closedBefore: this.heard === heard || this.closingAtMail }))
+  }
+
+  private closingAtMail = false
+
+  private run(envelope: Envelope, body: Buffer): Promise<ReadonlyArray<RecipientResult>> {
     const live: LiveEnvelope = { from: envelope.from, to: [...envelope.to], size: body.length, use8BitMime: has8bit(body) }
     const lmtpReplies = new Map<string, Reply.Reply>()
     const hook = this.conn as unknown as LmtpHook
@@ -261,7 +296,12 @@ export class Session {
             this.conn.close()
             return finish(cut())
           }
-          if (err) return finish(this.replyOf(err as SmtpError))
+          if (err) {
+            const e = err as SmtpError
+            this.closingAtMail = e.command === "MAIL FROM" && e.responseCode === 421
+            return finish(this.replyOf(e))
+          }
+          this.complete = this.heard
           finish(Reply.parse(info.response))
         }
       )
@@ -278,13 +318,14 @@ export class Session {
     return Reply.Replies.connectFailed(`${this.host}: ${detailOf(err)}`)
   }
 
-  /** RSET before reusing the session for another message; false means the session is unusable. */
+  /** RSET before reusing a session whose last transaction did not complete; false means the session is unusable. */
   reset(): Promise<boolean> {
     return new Promise((resolve) => {
       if (!this.alive) return resolve(false)
       this.pending = () => resolve(false)
       this.conn.reset((err) => {
         this.pending = undefined
+        this.complete = err ? -1 : this.heard
         resolve(!err)
       })
     })
