@@ -1,9 +1,13 @@
-// The replay snapshots port on JetStream: stream `<PREFIX>_REPLAY`, one subject per snapshot,
-// `<prefix>.replay.open.<log>.<position>.<maxAt>`, its open set in chunks (a NATS message is at most 1 MB). `<log>` is
-// the events stream's creation time, so a log deleted and made again under the same prefix never meets the old
-// snapshots. Written by replay commands (derived data, never the log itself); the event log is only looked at.
-import type { NatsConnection } from "@nats-io/transport-node"
-import { jetstream, jetstreamManager } from "@nats-io/jetstream"
+// The replay snapshots port on JetStream: stream `<PREFIX>_REPLAY`. An open-set snapshot is the subject
+// `<prefix>.replay.open.<log>.<position>.<maxAt>`, its open set in JSON chunks (a NATS message is at most 1 MB); a
+// segment's digest is `<prefix>.replay.digest.<log>.<position>`, deflated, in chunks of 512 KiB (header
+// `Missive-Chunk: i/n`). `<log>` is the events stream's creation time, so a log deleted and made again under the same
+// prefix never meets the old data. Retention: the stream keeps at most `maxBytes` (default 512 MiB) and JetStream
+// discards the oldest writes beyond it, so it never grows without bound; what it drops is read from the log again
+// when needed. Written by replay commands (derived data, never the log itself); the event log is only looked at.
+import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node"
+import { DiscardPolicy, jetstream, jetstreamManager, type StoredMsg } from "@nats-io/jetstream"
+import { deflateRawSync, inflateRawSync } from "node:zlib"
 import { streamName as eventsStreamName } from "./JetStreamEventStore.js"
 import { isAlreadyExists, isNoMessage } from "./internal/NatsFault.js"
 import type { Snapshot, SnapshotStore } from "./Snapshots.js"
@@ -12,10 +16,16 @@ export interface JetStreamSnapshotsOptions {
   readonly nc: NatsConnection
   readonly prefix?: string
   readonly replicas?: number
+  /** The stream's size limit: beyond it the oldest snapshots and digests are discarded (default 512 MiB). */
+  readonly maxBytes?: number
 }
 
 /** Open streams per message: about 50 bytes each (name and position), so a chunk stays well under NATS's 1 MB. */
 const CHUNK = 16_000
+/** A digest's deflated bytes per message. */
+const DIGEST_CHUNK = 512 * 1024
+const CHUNK_HEADER = "Missive-Chunk"
+export const MAX_BYTES = 512 * 1024 * 1024
 
 export const streamName = (prefix: string): string => `${prefix.toUpperCase().replace(/[^A-Z0-9_-]/g, "_")}_REPLAY`
 
@@ -24,21 +34,46 @@ export const open = async (o: JetStreamSnapshotsOptions): Promise<SnapshotStore>
   const jsm = await jetstreamManager(o.nc)
   const js = jetstream(o.nc)
   const name = streamName(prefix)
+  const maxBytes = o.maxBytes ?? MAX_BYTES
   const log = (await jsm.streams.info(eventsStreamName(prefix))).created.replace(/\D/g, "")
-  await jsm.streams.info(name).catch(() =>
-    jsm.streams.add({ name, subjects: [`${prefix}.replay.>`], num_replicas: o.replicas ?? 1, allow_direct: true }).catch((e: unknown) => {
-      if (!isAlreadyExists(e)) throw e
-    })
-  )
+  const info = await jsm.streams.info(name).catch(() => undefined)
+  if (!info)
+    await jsm.streams
+      .add({
+        name,
+        subjects: [`${prefix}.replay.>`],
+        num_replicas: o.replicas ?? 1,
+        allow_direct: true,
+        max_bytes: maxBytes,
+        discard: DiscardPolicy.Old
+      })
+      .catch((e: unknown) => {
+        if (!isAlreadyExists(e)) throw e
+      })
+  else if (info.config.max_bytes !== maxBytes)
+    // A stream made before the limit (or with another): given it, JetStream discards the oldest beyond it.
+    await jsm.streams.update(name, { ...info.config, max_bytes: maxBytes, discard: DiscardPolicy.Old })
   const base = `${prefix}.replay.open.${log}.`
   const subjectOf = (s: { position: number; maxAt: number }) => `${base}${s.position}.${Math.max(0, s.maxAt)}`
+  const digestBase = `${prefix}.replay.digest.${log}.`
 
-  const list: SnapshotStore["list"] = async () => {
-    const info = await jsm.streams.info(name, { subjects_filter: `${base}>` })
-    return Object.keys(info.state.subjects ?? {}).map((subject) => {
+  const subjects = async (filter: string): Promise<Array<string>> =>
+    Object.keys((await jsm.streams.info(name, { subjects_filter: `${filter}>` })).state.subjects ?? {})
+
+  const list: SnapshotStore["list"] = async () =>
+    (await subjects(base)).map((subject) => {
       const [position, maxAt] = subject.slice(base.length).split(".").map(Number)
       return { position: position!, maxAt: maxAt! }
     })
+
+  /** The messages of one subject in stream order, from its first (null when it has none). */
+  const next = async (subject: string, from: number): Promise<StoredMsg | null> => {
+    try {
+      return await jsm.direct.getMessage(name, { seq: from, next_by_subj: subject })
+    } catch (e) {
+      if (isNoMessage(e)) return null
+      throw e
+    }
   }
 
   const load: SnapshotStore["load"] = async (position) => {
@@ -48,13 +83,7 @@ export const open = async (o: JetStreamSnapshotsOptions): Promise<SnapshotStore>
     const chunks = new Map<number, Snapshot["open"]>()
     let count = Infinity
     for (let from = 1; chunks.size < count;) {
-      let m
-      try {
-        m = await jsm.streams.getMessage(name, { seq: from, next_by_subj: subject } as unknown as { seq: number })
-      } catch (e) {
-        if (isNoMessage(e)) break
-        throw e
-      }
+      const m = await next(subject, from)
       if (!m) break
       const c = m.json<{ chunk: number; chunks: number; open: Snapshot["open"] }>()
       count = c.chunks
@@ -75,11 +104,70 @@ export const open = async (o: JetStreamSnapshotsOptions): Promise<SnapshotStore>
       })
   }
 
+  /** Digests this process saved or saw listed: a save of one of them publishes nothing. */
+  const digestsHeld = new Set<number>()
+  const listDigests: SnapshotStore["listDigests"] = async () => {
+    const held = (await subjects(digestBase)).map((subject) => Number(subject.slice(digestBase.length)))
+    for (const p of held) digestsHeld.add(p)
+    return held
+  }
+
+  const chunkOf = (m: StoredMsg): [number, number] => {
+    const [i, n] = (m.header?.get(CHUNK_HEADER) ?? "0/1").split("/").map(Number)
+    return [i!, n!]
+  }
+
+  const loadDigest: SnapshotStore["loadDigest"] = async (position) => {
+    const subject = `${digestBase}${position}`
+    let last: StoredMsg | null
+    try {
+      last = await jsm.direct.getMessage(name, { last_by_subj: subject })
+    } catch (e) {
+      if (isNoMessage(e)) return undefined
+      throw e
+    }
+    if (!last) return undefined
+    const [, n] = chunkOf(last)
+    let parts: Array<Uint8Array | undefined> = [last.data]
+    if (n > 1) {
+      // Several chunks (a segment of very large messages): all of them from the subject's first message on.
+      parts = new Array(n)
+      for (let from = 1, found = 0; found < n;) {
+        const m = await next(subject, from)
+        if (!m) return undefined
+        const [i] = chunkOf(m)
+        if (parts[i] === undefined) found++
+        parts[i] = m.data
+        from = m.seq + 1
+      }
+    }
+    return inflateRawSync(Buffer.concat(parts as Array<Uint8Array>)).toString()
+  }
+
+  const saveDigest: SnapshotStore["saveDigest"] = async (position, digest) => {
+    if (digestsHeld.has(position)) return
+    const subject = `${digestBase}${position}`
+    const bytes = deflateRawSync(digest, { level: 1 })
+    const n = Math.max(1, Math.ceil(bytes.length / DIGEST_CHUNK))
+    for (let i = 0; i < n; i++) {
+      const h = natsHeaders()
+      h.set(CHUNK_HEADER, `${i}/${n}`)
+      await js.publish(subject, bytes.subarray(i * DIGEST_CHUNK, (i + 1) * DIGEST_CHUNK), { headers: h, msgID: `${subject}:${i}` })
+    }
+    digestsHeld.add(position)
+  }
+
   return {
     list,
     load,
     save,
-    clear: async () => void (await jsm.streams.purge(name)),
+    listDigests,
+    loadDigest,
+    saveDigest,
+    clear: async () => {
+      digestsHeld.clear()
+      await jsm.streams.purge(name)
+    },
     close: async () => {}
   }
 }

@@ -7,9 +7,9 @@
 //   queuedAtStart + recipients = delivered + bounced + expired + deleted + openAtEnd   (all recipients)
 // `messages` and `attempts` count a message or an attempt once under each destination it had recipients at, and
 // once in (all): with several domains behind one next hop the destinations' attempts add up to more than (all)'s.
-import { Route, type Message, type Reply } from "@missive/core"
-import type { Snapshots } from "@missive/events"
-import { openStreams, positionAt, readStreams, scan, SLACK_MS, type Store } from "./Log.js"
+import { Route } from "@missive/core"
+import { Snapshots } from "@missive/events"
+import { digested, openStreams, positionAt, readStreams, scan, SLACK_MS, type Store } from "./Log.js"
 import { roundDuration } from "../Chart.js"
 import { percentiles, type Percentiles } from "../Report.js"
 import { formatDuration, iso } from "./Time.js"
@@ -122,7 +122,7 @@ class Acc {
   }
 }
 
-const replyKey = (r: Reply.Reply) => `${r.code}${r.enhanced ? ` ${r.enhanced}` : ""}`
+const replyKey = (r: Snapshots.DigestedReply) => `${r.code}${r.enhanced ? ` ${r.enhanced}` : ""}`
 
 export interface ReportOptions {
   readonly from: number
@@ -149,18 +149,9 @@ const chartRange = async (store: Store, o: ReportOptions, head: number): Promise
   return { from: Math.max(o.from, first.event.at - pad), to: Math.min(o.to, last.event.at + pad) }
 }
 
-/** The event types `build` folds (its switch): a store that can filter (SQLite) reads no others. */
-const FOLDED: ReadonlyArray<Message.EventType> = [
-  "MessageReceived",
-  "AttemptStarted",
-  "AttemptSucceeded",
-  "AttemptFailed",
-  "AttemptDeferred",
-  "RecipientDelivered",
-  "RecipientBounced",
-  "RecipientExpired",
-  "MessageCompleted"
-]
+/** The event types `build` folds (its switch): a store that can filter (SQLite) reads no others; digests keep only them. */
+const FOLDED = Snapshots.DIGESTED
+const FOLDED_SET: ReadonlySet<string> = new Set(FOLDED)
 
 export const build = async (store: Store, o: ReportOptions): Promise<Report> => {
   const head = await store.head()
@@ -209,7 +200,7 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
   }
   const until = Math.min(head, (await positionAt(store, o.to + SLACK_MS + 1, head)) - 1)
   // One event in log order; defined once, outside the loops (a closure made per event costs more than its work).
-  const apply = (stream: string, e: Message.Event) => {
+  const apply = (stream: string, e: Snapshots.Digested) => {
     if (e.at > o.to) return
     const w = inWindow(e.at)
     if (w && !windowStarted) startWindow()
@@ -319,17 +310,33 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
   }
   // With the log's index or snapshots (JetStream), the part before the window is not decoded: only the streams of the
   // messages open when it ends are read (their state is what the window starts from); with neither all of it is.
+  // Without the index (JetStream), the log is read through the segments' digests (`Log.digested`): the open messages'
+  // events before the window from the first one's segment on, then the window; segments without a digest yet are
+  // read from the log and their digests saved.
+  const snapshots = store.readIndex ? undefined : o.snapshots
   let after = 0
-  if (store.readIndex || o.snapshots) {
+  if (store.readIndex || snapshots) {
     after = Math.min(until, Math.max(0, (await positionAt(store, o.from - SLACK_MS, head)) - 1))
-    const streams = [...(await openStreams(store, after, undefined, undefined, o.snapshots))!]
-    const read = await readStreams(store, streams)
-    streams.forEach(([stream], i) => {
-      for (const s of read[i]!) if (s.position <= after) apply(stream, s.event)
-    })
+    const streams = (await openStreams(store, after, undefined, undefined, snapshots))!
+    if (snapshots) {
+      let first = after
+      for (const p of streams.values()) if (p - 1 < first) first = p - 1
+      for await (const batch of digested(store, snapshots, { after: first, until: after }))
+        for (const s of batch) if (streams.has(s.stream)) apply(s.stream, s.event)
+    } else {
+      const list = [...streams]
+      const read = await readStreams(store, list)
+      list.forEach(([stream], i) => {
+        for (const s of read[i]!) if (s.position <= after && Snapshots.isDigested(s.event)) apply(stream, s.event)
+      })
+    }
   }
-  for await (const batch of scan(store, { after, until, types: FOLDED, onProgress: o.onProgress }))
-    for (const s of batch) apply(s.stream, s.event)
+  const window = snapshots
+    ? digested(store, snapshots, { after, until, onProgress: o.onProgress })
+    : scan(store, { after, until, types: FOLDED, onProgress: o.onProgress })
+  // Both kinds of batch hold only the folded types when the store can filter; JetStream's raw scans hold every type.
+  for await (const batch of window)
+    for (const s of batch) if (FOLDED_SET.has(s.event.type)) apply(s.stream, s.event as Snapshots.Digested)
   if (!windowStarted) startWindow()
   for (const a of [...accs.values(), total]) a.advance(buckets - 1)
   const finish = (destination: string, a: Acc): DestinationReport => ({
