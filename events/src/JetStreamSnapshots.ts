@@ -1,12 +1,13 @@
 // The replay snapshots port on JetStream: stream `<PREFIX>_REPLAY`. An open-set snapshot is the subject
 // `<prefix>.replay.open.<log>.<position>.<maxAt>`, its open set in JSON chunks (a NATS message is at most 1 MB); a
 // segment's digest is `<prefix>.replay.digest.<log>.<position>`, deflated, in chunks of 512 KiB (header
-// `Missive-Chunk: i/n`). `<log>` is the events stream's creation time, so a log deleted and made again under the same
+// `Missive-Chunk: i/n/hash`: a load takes the chunks of the last save whole). `<log>` is the events stream's creation time, so a log deleted and made again under the same
 // prefix never meets the old data. Retention: the stream keeps at most `maxBytes` (default 512 MiB) and JetStream
 // discards the oldest writes beyond it, so it never grows without bound; what it drops is read from the log again
 // when needed. Written by replay commands (derived data, never the log itself); the event log is only looked at.
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node"
 import { DiscardPolicy, jetstream, jetstreamManager, type StoredMsg } from "@nats-io/jetstream"
+import { createHash } from "node:crypto"
 import { deflateRawSync, inflateRawSync } from "node:zlib"
 import { streamName as eventsStreamName } from "./JetStreamEventStore.js"
 import { isAlreadyExists, isNoMessage } from "./internal/NatsFault.js"
@@ -112,9 +113,10 @@ export const open = async (o: JetStreamSnapshotsOptions): Promise<SnapshotStore>
     return held
   }
 
-  const chunkOf = (m: StoredMsg): [number, number] => {
-    const [i, n] = (m.header?.get(CHUNK_HEADER) ?? "0/1").split("/").map(Number)
-    return [i!, n!]
+  /** A chunk's index, the number of chunks and the hash of the whole (two saves of a segment never mix). */
+  const chunkOf = (m: StoredMsg): [number, number, string] => {
+    const [i, n, hash] = (m.header?.get(CHUNK_HEADER) ?? "0/1/").split("/")
+    return [Number(i), Number(n), hash ?? ""]
   }
 
   const loadDigest: SnapshotStore["loadDigest"] = async (position) => {
@@ -127,17 +129,19 @@ export const open = async (o: JetStreamSnapshotsOptions): Promise<SnapshotStore>
       throw e
     }
     if (!last) return undefined
-    const [, n] = chunkOf(last)
+    const [, n, hash] = chunkOf(last)
     let parts: Array<Uint8Array | undefined> = [last.data]
     if (n > 1) {
-      // Several chunks (a segment of very large messages): all of them from the subject's first message on.
+      // Several chunks (a segment of very large messages): those of the last save, from the subject's first message on.
       parts = new Array(n)
       for (let from = 1, found = 0; found < n;) {
         const m = await next(subject, from)
         if (!m) return undefined
-        const [i] = chunkOf(m)
-        if (parts[i] === undefined) found++
-        parts[i] = m.data
+        const [i, , h] = chunkOf(m)
+        if (h === hash && parts[i] === undefined) {
+          found++
+          parts[i] = m.data
+        }
         from = m.seq + 1
       }
     }
@@ -148,11 +152,12 @@ export const open = async (o: JetStreamSnapshotsOptions): Promise<SnapshotStore>
     if (digestsHeld.has(position)) return
     const subject = `${digestBase}${position}`
     const bytes = deflateRawSync(digest, { level: 1 })
+    const hash = createHash("sha256").update(bytes).digest("base64url").slice(0, 16)
     const n = Math.max(1, Math.ceil(bytes.length / DIGEST_CHUNK))
     for (let i = 0; i < n; i++) {
       const h = natsHeaders()
-      h.set(CHUNK_HEADER, `${i}/${n}`)
-      await js.publish(subject, bytes.subarray(i * DIGEST_CHUNK, (i + 1) * DIGEST_CHUNK), { headers: h, msgID: `${subject}:${i}` })
+      h.set(CHUNK_HEADER, `${i}/${n}/${hash}`)
+      await js.publish(subject, bytes.subarray(i * DIGEST_CHUNK, (i + 1) * DIGEST_CHUNK), { headers: h, msgID: `${subject}:${hash}:${i}` })
     }
     digestsHeld.add(position)
   }

@@ -9,7 +9,10 @@ import type { StoredEvent } from "./EventStore.js"
 export interface Snapshot {
   /** Every event at a position up to this one is folded in. */
   readonly position: number
-  /** The latest event time among them: the snapshot answers for any moment at or after it. */
+  /**
+   * The latest event time among them (among the digested types since digests came: arrivals and completions, all the
+   * open set depends on, are among them): the snapshot answers for any moment at or after it.
+   */
   readonly maxAt: number
   /** Streams received and not completed, each with the log position of its `MessageReceived`, in no order. */
   readonly open: ReadonlyArray<readonly [stream: string, first: number]>

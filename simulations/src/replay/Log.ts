@@ -135,25 +135,32 @@ const fromSnapshots = async (
   if (!newest || newest.position < target) {
     const from = newest ? await snapshots.load(newest.position) : undefined
     const open = new Map(from?.open ?? [])
-    let position = from?.position ?? 0
+    const position = from?.position ?? 0
     let maxAt = from?.maxAt ?? 0
-    while (position < target) {
-      const next = (Math.floor(position / every) + 1) * every
-      for await (const batch of scan(store, { after: position, until: next, onProgress: (p) => onProgress?.(p, until) }))
-        for (const { stream, event, position: p } of batch) {
-          track(open, stream, event.type, p)
-          if (event.at > maxAt) maxAt = event.at
-        }
-      position = next
-      await snapshots.save({ position, maxAt, open: [...open] })
-      held.push({ position, maxAt })
+    // Through the segments' digests (arrivals and completions are among their types): a stretch already digested
+    // is not decoded again, and one that is not gets its digests on the way.
+    const saveAt = async (next: number) => {
+      await snapshots.save({ position: next, maxAt, open: [...open] })
+      held.push({ position: next, maxAt })
     }
+    let next = (Math.floor(position / every) + 1) * every
+    for await (const batch of digested(store, snapshots, { after: position, until: target, onProgress: (p) => onProgress?.(p, until) }))
+      for (const { stream, event, position: p } of batch) {
+        while (p > next) {
+          await saveAt(next)
+          next += every
+        }
+        track(open, stream, event.type, p)
+        if (event.at > maxAt) maxAt = event.at
+      }
+    for (; next <= target; next += every) await saveAt(next)
   }
   held.sort((a, b) => a.position - b.position)
   const base = held.filter((s) => s.position <= until && s.maxAt <= t).at(-1)
   const start = base ? await snapshots.load(base.position) : undefined
   const open = new Map(start?.open ?? [])
-  for await (const batch of scan(store, { after: start?.position ?? 0, until, onProgress: (p) => onProgress?.(p, until) }))
+  const from = start?.position ?? 0
+  for await (const batch of digested(store, snapshots, { after: from, until, onProgress: (p) => onProgress?.(p, until) }))
     for (const { stream, event, position } of batch) if (event.at <= t) track(open, stream, event.type, position)
   return open
 }

@@ -335,8 +335,7 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
     ? digested(store, snapshots, { after, until, onProgress: o.onProgress })
     : scan(store, { after, until, types: FOLDED, onProgress: o.onProgress })
   // Both kinds of batch hold only the folded types when the store can filter; JetStream's raw scans hold every type.
-  for await (const batch of window)
-    for (const s of batch) if (FOLDED_SET.has(s.event.type)) apply(s.stream, s.event as Snapshots.Digested)
+  for await (const batch of window) for (const s of batch) if (FOLDED_SET.has(s.event.type)) apply(s.stream, s.event as Snapshots.Digested)
   if (!windowStarted) startWindow()
   for (const a of [...accs.values(), total]) a.advance(buckets - 1)
   const finish = (destination: string, a: Acc): DestinationReport => ({
