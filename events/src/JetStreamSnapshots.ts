@@ -145,7 +145,7 @@ export const open = async (o: JetStreamSnapshotsOptions): Promise<SnapshotStore>
         from = m.seq + 1
       }
     }
-    return inflateRawSync(Buffer.concat(parts as Array<Uint8Array>)).toString()
+    return inflateRawSync(Buffer.concat(parts as Array<Uint8Array>))
   }
 
   const saveDigest: SnapshotStore["saveDigest"] = async (position, digest) => {

@@ -4,7 +4,7 @@ import type { Message } from "@missive/core"
 import { readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
-import type { StoredEvent } from "../src/EventStore.js"
+import { makeMemory, type StoredEvent } from "../src/EventStore.js"
 import * as Snapshots from "../src/Snapshots.js"
 
 const DIR = join(import.meta.dirname, "fixtures", "v1")
@@ -106,7 +106,92 @@ describe("segment digests", () => {
     expect(Snapshots.decodeDigest(Snapshots.encodeDigest([]))).toEqual([])
   })
 
-  it("refuse a digest of another format version", () => {
-    expect(() => Snapshots.decodeDigest(JSON.stringify({ v: 2, streams: [], rcpts: [], replies: [], e: [] }))).toThrow(/version 2/)
+  it("refuse a digest of another format version, or cut short", () => {
+    const digest = Snapshots.encodeDigest([])
+    expect(() => Snapshots.decodeDigest(Uint8Array.from([2, ...digest.subarray(1)]))).toThrow(/format 2/)
+    // Cut short inside a varint.
+    const log: Array<StoredEvent> = fixtures.map((event, i) => ({ stream: "message-a", version: i + 1, position: i + 1, event }))
+    const full = Snapshots.encodeDigest(log)
+    expect(() => Snapshots.decodeDigest(full.subarray(0, full.length - 3))).toThrow()
+  })
+})
+
+describe("the digest follower", () => {
+  const m = { v: 1, node: "n", policy: "p" } as const
+  const reply = { code: 250, text: "ok" }
+  /** Message k: received, routed (not digested), attempted, delivered, completed, its appends interleaved with others'. */
+  const appendAll = async (store: ReturnType<typeof makeMemory>, from: number, to: number) => {
+    for (let k = from; k < to; k++) {
+      const at = 1000 * k
+      const rcpts = [`r${k}@d${k % 3}.test`]
+      await store.append(`message-${k}`, 0, [
+        {
+          ...m,
+          at,
+          type: "MessageReceived",
+          id: `${k}`,
+          sender: "",
+          recipients: rcpts,
+          size: 1,
+          digest: "d",
+          client: { ip: "127.0.0.1", helo: "h", tls: false }
+        },
+        { ...m, at, type: "RecipientsRouted", routes: [] }
+      ])
+      if (k >= 2) {
+        // The message before the one before completes now (so some are open at every segment's end), one in 7 never.
+        const j = k - 2
+        if (j % 7 === 0) continue
+        const r = `r${j}@d${j % 3}.test`
+        await store.append(`message-${j}`, 2, [
+          { ...m, at: at + 1, type: "AttemptStarted", attempt: 1, rcpts: [r], destination: `d${j % 3}.test` },
+          { ...m, at: at + 2, type: "AttemptSucceeded", attempt: 1, rcpts: [r], host: "h", reply },
+          { ...m, at: at + 2, type: "RecipientDelivered", rcpt: r, host: "h", reply },
+          { ...m, at: at + 3, type: "MessageCompleted", delivered: 1, bounced: 0, expired: 0, deleted: false }
+        ])
+      }
+    }
+  }
+
+  it("saves every segment's digest and open set as the log grows, and resumes where they end", async () => {
+    const store = makeMemory()
+    const snaps = Snapshots.makeMemory(50)
+    await appendAll(store, 0, 120) // before the follower: it starts from position 0 and catches up
+    const f = await Snapshots.follow(store, snaps)
+    await appendAll(store, 120, 200)
+    await f.settled()
+    f.stop()
+    const log = await store.readAll(0, 1e9)
+    const head = log.length
+    const ends = [...(await snaps.listDigests())].sort((a, b) => a - b)
+    expect(ends).toEqual(Array.from({ length: Math.floor((head - 1) / 50) }, (_, i) => 50 * (i + 1)))
+    for (const end of ends) {
+      const segment = log.filter((e) => e.position > end - 50 && e.position <= end)
+      expect(Snapshots.decodeDigest((await snaps.loadDigest(end))!)).toEqual(Snapshots.decodeDigest(Snapshots.encodeDigest(segment)))
+      const open = new Map<string, number>()
+      for (const e of log.filter((x) => x.position <= end))
+        if (e.event.type === "MessageReceived") open.set(e.stream, e.position)
+        else if (e.event.type === "MessageCompleted") open.delete(e.stream)
+      const s = (await snaps.load(end))!
+      expect(new Map(s.open)).toEqual(open)
+      expect(open.size).toBeGreaterThan(0)
+      expect(s.maxAt).toBe(Math.max(...log.filter((x) => x.position <= end && Snapshots.isDigested(x.event)).map((x) => x.event.at)))
+    }
+    // A second follower (a restart, another node) starts from the last segment saved and saves what follows only.
+    let saved = 0
+    const counted: Snapshots.SnapshotStore = {
+      ...snaps,
+      saveDigest: async (p, d) => {
+        saved++
+        await snaps.saveDigest(p, d)
+      }
+    }
+    const g = await Snapshots.follow(store, counted)
+    await appendAll(store, 200, 230)
+    await g.settled()
+    g.stop()
+    const more = [...(await snaps.listDigests())].sort((a, b) => a - b)
+    expect(more.length).toBeGreaterThan(ends.length)
+    expect(saved).toBe(more.length - ends.length)
   })
 })

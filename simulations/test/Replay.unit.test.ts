@@ -219,7 +219,8 @@ describe("incident report", () => {
       expect(await Report.build(counted, { ...o, snapshots })).toEqual(await Report.build(raw, o))
     // A digest that cannot be read is read from the log instead.
     const broken = Snapshots.makeMemory(100)
-    for (const p of await snapshots.listDigests()) await broken.saveDigest(p, p === 300 ? "{not json" : (await snapshots.loadDigest(p))!)
+    for (const p of await snapshots.listDigests())
+      await broken.saveDigest(p, p === 300 ? Uint8Array.from([1, 255, 255, 255, 255]) : (await snapshots.loadDigest(p))!)
     expect(await Report.build(counted, { from, to, buckets: 12, snapshots: broken })).toEqual(r)
     const all = (await store.readAll(0, 1e9)).map((e) => e.event).filter((e) => e.at >= from && e.at <= to)
     const count = (type: Message.EventType) => all.filter((e) => e.type === type).length

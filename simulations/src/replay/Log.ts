@@ -87,7 +87,7 @@ const track = (open: Map<string, number>, stream: string, type: Message.EventTyp
 }
 
 /** Snapshots of the open set are taken at multiples of this many log positions (JetStream: appends). */
-export const SNAPSHOT_EVERY = 5000
+export const SNAPSHOT_EVERY = Snapshots.EVERY
 
 /**
  * The streams of messages open (received, not completed) among the events up to position `until` with a time at or
@@ -167,7 +167,7 @@ const fromSnapshots = async (
 
 const DIGESTED: ReadonlySet<Message.EventType> = new Set(Snapshots.DIGESTED)
 /** Segment digests loaded ahead of the one being folded. */
-const PREFETCH = 8
+const PREFETCH = 16
 
 /**
  * The events of the digested types (`Snapshots.DIGESTED`, what the report folds) with positions in (`after`,
@@ -219,14 +219,19 @@ export async function* digested(
       if (out.length > 0) yield out
     }
   }
-  const loads = new Map<number, Promise<Array<Snapshots.DigestedEvent> | undefined>>()
-  const load = (i: number) => {
-    // A digest that cannot be read is read from the log instead (below): not a failure of the scan.
-    const p = snapshots.loadDigest(ends[i]!).then((d) => (d === undefined ? undefined : Snapshots.decodeDigest(d)))
+  // Loaded ahead, decoded only when folded: a decoded segment is garbage soon after, and a young one is cheap.
+  const loads = new Map<number, Promise<Uint8Array | undefined>>()
+  const load = (i: number) =>
     loads.set(
       i,
-      p.catch(() => undefined)
+      snapshots.loadDigest(ends[i]!).catch(() => undefined)
     )
+  const decode = (d: Uint8Array | undefined) => {
+    try {
+      return d === undefined ? undefined : Snapshots.decodeDigest(d)
+    } catch {
+      return undefined
+    }
   }
   for (let i = 0; i < ends.length;) {
     if (!held.has(ends[i]!)) {
@@ -237,7 +242,8 @@ export async function* digested(
       continue
     }
     for (let k = i; k < Math.min(ends.length, i + PREFETCH); k++) if (held.has(ends[k]!) && !loads.has(k)) load(k)
-    const events = await loads.get(i)!
+    // A digest that cannot be loaded or read is read from the log instead: not a failure of the scan.
+    const events = decode(await loads.get(i)!)
     loads.delete(i)
     if (events === undefined) yield* readSegments(i, i + 1)
     else {

@@ -168,6 +168,15 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
     return a
   }
   const want = (d: string) => domainFilter === undefined || d === domainFilter
+  // A recipient's domain, once per address (the events name the same addresses again and again).
+  const domains = new Map<string, string>()
+  const domainOf = (rcpt: string) => {
+    let d = domains.get(rcpt)
+    if (d === undefined) domains.set(rcpt, (d = Route.domainOf(rcpt)))
+    return d
+  }
+  // The domains already counted for one event (an event names a few recipients: an array beats a Set here).
+  const seen: Array<string> = []
   // Per open message (by stream): received time and its open recipients.
   const open = new Map<string, { receivedAt: number; rcpts: Set<string> }>()
   const inWindow = (at: number) => at >= o.from && at <= o.to
@@ -192,11 +201,34 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
     if (windowStarted && a.open > a.windowPeak) a.windowPeak = a.open
   }
   const change = (rcpt: string, delta: number, i: number) => {
-    const d = Route.domainOf(rcpt)
+    const d = domainOf(rcpt)
     if (!want(d)) return
     const a = acc(d)
     level(a, i, delta)
     level(total, i, delta)
+  }
+  /** An attempt's reply to one recipient, counted under `a` (bucket `i`, or -1). */
+  const replied = (a: Acc, k: string, deferral: boolean, i: number) => {
+    a.replies[k] = (a.replies[k] ?? 0) + 1
+    if (deferral) {
+      a.deferrals += 1
+      if (i >= 0) a.series[i]!.deferred += 1
+    }
+  }
+  /** A recipient's outcome counted under `a`; the latency when its message's arrival was folded. */
+  const closed = (a: Acc, type: "RecipientDelivered" | "RecipientBounced" | "RecipientExpired", i: number, latency: number | undefined) => {
+    const s = i >= 0 ? a.series[i] : undefined
+    if (type === "RecipientDelivered") {
+      a.delivered += 1
+      if (s) s.delivered += 1
+      if (latency !== undefined) a.latencies.push(latency)
+    } else if (type === "RecipientBounced") {
+      a.bounced += 1
+      if (s) s.bounced += 1
+    } else {
+      a.expired += 1
+      if (s) s.expired += 1
+    }
   }
   const until = Math.min(head, (await positionAt(store, o.to + SLACK_MS + 1, head)) - 1)
   // One event in log order; defined once, outside the loops (a closure made per event costs more than its work).
@@ -212,16 +244,16 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
         for (const r of rcpts) change(r, +1, i)
         if (!w) break
         let any = false
-        const seen = new Set<string>()
+        seen.length = 0
         for (const r of rcpts) {
-          const d = Route.domainOf(r)
+          const d = domainOf(r)
           if (!want(d)) continue
           const a = acc(d)
           a.recipients += 1
           total.recipients += 1
           any = true
-          if (!seen.has(d)) {
-            seen.add(d)
+          if (!seen.includes(d)) {
+            seen.push(d)
             a.messages += 1
           }
         }
@@ -231,11 +263,11 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
       case "AttemptStarted": {
         if (!w) break
         let any = false
-        const seen = new Set<string>()
+        seen.length = 0
         for (const r of e.rcpts) {
-          const d = Route.domainOf(r)
-          if (!want(d) || seen.has(d)) continue
-          seen.add(d)
+          const d = domainOf(r)
+          if (!want(d) || seen.includes(d)) continue
+          seen.push(d)
           any = true
           const a = acc(d)
           a.attempts += 1
@@ -254,15 +286,10 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
         const k = replyKey(e.reply)
         const deferral = e.type === "AttemptDeferred" && e.nextAttemptAt !== null
         for (const r of e.rcpts) {
-          const d = Route.domainOf(r)
+          const d = domainOf(r)
           if (!want(d)) continue
-          for (const a of [acc(d), total]) {
-            a.replies[k] = (a.replies[k] ?? 0) + 1
-            if (deferral) {
-              a.deferrals += 1
-              if (i >= 0) a.series[i]!.deferred += 1
-            }
-          }
+          replied(acc(d), k, deferral, i)
+          replied(total, k, deferral, i)
         }
         break
       }
@@ -271,22 +298,11 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
       case "RecipientExpired": {
         const m = open.get(stream)
         if (m?.rcpts.delete(e.rcpt)) change(e.rcpt, -1, i)
-        const d = Route.domainOf(e.rcpt)
+        const d = domainOf(e.rcpt)
         if (!w || !want(d)) break
-        for (const a of [acc(d), total]) {
-          const s = i >= 0 ? a.series[i] : undefined
-          if (e.type === "RecipientDelivered") {
-            a.delivered += 1
-            if (s) s.delivered += 1
-            if (m) a.latencies.push(e.at - m.receivedAt)
-          } else if (e.type === "RecipientBounced") {
-            a.bounced += 1
-            if (s) s.bounced += 1
-          } else {
-            a.expired += 1
-            if (s) s.expired += 1
-          }
-        }
+        const latency = m ? e.at - m.receivedAt : undefined
+        closed(acc(d), e.type, i, latency)
+        closed(total, e.type, i, latency)
         break
       }
       case "MessageCompleted": {
@@ -295,7 +311,7 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
         if (m)
           for (const r of m.rcpts) {
             change(r, -1, i)
-            const d = Route.domainOf(r)
+            const d = domainOf(r)
             if (w && want(d)) {
               acc(d).deleted += 1
               total.deleted += 1
