@@ -10,7 +10,7 @@ import { DiscardPolicy, jetstream, jetstreamManager, type StoredMsg } from "@nat
 import { createHash } from "node:crypto"
 import { deflateRawSync, inflateRawSync } from "node:zlib"
 import { streamName as eventsStreamName } from "./JetStreamEventStore.js"
-import { isAlreadyExists, isNoMessage } from "./internal/NatsFault.js"
+import { isAlreadyExists, isGone, isNoMessage } from "./internal/NatsFault.js"
 import type { Snapshot, SnapshotStore } from "./Snapshots.js"
 
 export interface JetStreamSnapshotsOptions {
@@ -37,9 +37,8 @@ export const open = async (o: JetStreamSnapshotsOptions): Promise<SnapshotStore>
   const name = streamName(prefix)
   const maxBytes = o.maxBytes ?? MAX_BYTES
   const log = (await jsm.streams.info(eventsStreamName(prefix))).created.replace(/\D/g, "")
-  const info = await jsm.streams.info(name).catch(() => undefined)
-  if (!info)
-    await jsm.streams
+  const create = () =>
+    jsm.streams
       .add({
         name,
         subjects: [`${prefix}.replay.>`],
@@ -51,6 +50,8 @@ export const open = async (o: JetStreamSnapshotsOptions): Promise<SnapshotStore>
       .catch((e: unknown) => {
         if (!isAlreadyExists(e)) throw e
       })
+  const info = await jsm.streams.info(name).catch(() => undefined)
+  if (!info) await create()
   else if (info.config.max_bytes !== maxBytes)
     // A stream made before the limit (or with another): given it, JetStream discards the oldest beyond it.
     await jsm.streams.update(name, { ...info.config, max_bytes: maxBytes, discard: DiscardPolicy.Old })
@@ -170,8 +171,13 @@ export const open = async (o: JetStreamSnapshotsOptions): Promise<SnapshotStore>
     loadDigest,
     saveDigest,
     clear: async () => {
+      // Deleted and made again, not purged: a purged stream keeps its duplicate window, so what is saved again
+      // within it (the same message ids) would be dropped as a duplicate.
       digestsHeld.clear()
-      await jsm.streams.purge(name)
+      await jsm.streams.delete(name).catch((e: unknown) => {
+        if (!isGone(e)) throw e
+      })
+      await create()
     },
     close: async () => {}
   }

@@ -142,5 +142,10 @@ describe("replay's reads of a JetStream log", () => {
     await snaps.clear()
     expect(await snaps.listDigests()).toEqual([])
     expect(await snaps.loadDigest(5000)).toBeUndefined()
+    // Saved again right after a clear (within JetStream's duplicate window): kept, not dropped as a duplicate.
+    await snaps.saveDigest(5000, small)
+    await snaps.save({ position: 5000, maxAt: 1, open: [] })
+    expect(await snaps.loadDigest(5000)).toEqual(small)
+    expect(await snaps.load(5000)).toEqual({ position: 5000, maxAt: 1, open: [] })
   })
 })
