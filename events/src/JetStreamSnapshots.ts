@@ -11,7 +11,8 @@ import { createHash } from "node:crypto"
 import { deflateRawSync, inflateRawSync } from "node:zlib"
 import { streamName as eventsStreamName } from "./JetStreamEventStore.js"
 import { isAlreadyExists, isGone, isNoMessage } from "./internal/NatsFault.js"
-import type { Snapshot, SnapshotStore } from "./Snapshots.js"
+import type { EventStore } from "./EventStore.js"
+import { follow as followLog, type Snapshot, type SnapshotStore } from "./Snapshots.js"
 
 export interface JetStreamSnapshotsOptions {
   readonly nc: NatsConnection
@@ -19,6 +20,8 @@ export interface JetStreamSnapshotsOptions {
   readonly replicas?: number
   /** The stream's size limit: beyond it the oldest snapshots and digests are discarded (default 512 MiB). */
   readonly maxBytes?: number
+  /** Log positions per segment (default `Snapshots.EVERY`); tests take them closer. */
+  readonly every?: number
 }
 
 /** Open streams per message: about 50 bytes each (name and position), so a chunk stays well under NATS's 1 MB. */
@@ -164,6 +167,7 @@ export const open = async (o: JetStreamSnapshotsOptions): Promise<SnapshotStore>
   }
 
   return {
+    ...(o.every === undefined ? {} : { every: o.every }),
     list,
     load,
     save,
@@ -180,5 +184,25 @@ export const open = async (o: JetStreamSnapshotsOptions): Promise<SnapshotStore>
       await create()
     },
     close: async () => {}
+  }
+}
+
+/**
+ * For a cluster node: keeps the digests and open-set snapshots current as the log grows (`Snapshots.follow` on the
+ * node's subscription to the log), so that `missive replay report` on the cluster folds digests rather than the log.
+ * Several nodes running it save each segment once (the same message ids within JetStream's duplicate window).
+ */
+export const follow = async (
+  o: JetStreamSnapshotsOptions & { readonly events: EventStore; readonly onError?: (e: unknown) => void }
+): Promise<{ readonly settled: () => Promise<void>; readonly close: () => Promise<void> }> => {
+  const snapshots = await open(o)
+  const f = await followLog(o.events, snapshots, o.onError ? { onError: o.onError } : {})
+  return {
+    settled: f.settled,
+    close: async () => {
+      f.stop()
+      await f.settled()
+      await snapshots.close()
+    }
   }
 }
