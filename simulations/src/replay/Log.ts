@@ -210,7 +210,8 @@ export async function* digested(
           const out = await close()
           if (out.length > 0) yield out
         }
-        segment.push(e)
+        // Only what the digest keeps is held until the segment's end (a segment's other events are garbage at once).
+        if (DIGESTED.has(e.event.type)) segment.push(e)
       }
       o.onProgress?.(Math.max(after, batch.at(-1)?.position ?? after), until)
     }
