@@ -1,6 +1,8 @@
 // The JetStream adapters against the same contract suites as memory and SQLite, on a real nats-server (temp store,
 // `port: -1`); each fixture gets its own stream and buckets, so the tests share one server.
 import { connect, type NatsConnection } from "@nats-io/transport-node"
+import { jetstreamManager } from "@nats-io/jetstream"
+import { randomBytes } from "node:crypto"
 import type { Message } from "@missive/core"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startNatsServer, type NatsServer } from "../../test/src/Nats.js"
@@ -8,6 +10,7 @@ import * as JetStreamBodyStore from "../src/JetStreamBodyStore.js"
 import type * as EventStore from "../src/EventStore.js"
 import * as JetStreamEventStore from "../src/JetStreamEventStore.js"
 import * as JetStreamSnapshots from "../src/JetStreamSnapshots.js"
+import * as Snapshots from "../src/Snapshots.js"
 import { bodyStoreContract, eventStoreContract } from "./contracts.js"
 
 let server: NatsServer
@@ -108,5 +111,107 @@ describe("replay's reads of a JetStream log", () => {
     expect(await snaps.load(15_000)).toBeUndefined()
     await snaps.clear()
     expect(await snaps.list()).toEqual([])
+  })
+
+  it("keeps segment digests deflated, in chunks when large, per log, once, within a size limit", async () => {
+    const p = prefix()
+    await (await JetStreamEventStore.open({ nc, prefix: p })).close()
+    const snaps = await JetStreamSnapshots.open({ nc, prefix: p })
+    const small = Buffer.from([1, 2, 3, 4, 5])
+    // Incompressible: three chunks of 512 KiB.
+    const large = randomBytes(1_100_000)
+    await snaps.saveDigest(5000, small)
+    await snaps.saveDigest(10_000, large)
+    await snaps.saveDigest(5000, large) // the same process again: the first is kept, nothing published
+    const other = await JetStreamSnapshots.open({ nc, prefix: p })
+    await other.saveDigest(10_000, large) // another process, the same digest: deduplicated by JetStream
+    expect([...(await snaps.listDigests())].sort((a, b) => a - b)).toEqual([5000, 10_000])
+    expect(await snaps.loadDigest(5000)).toEqual(small)
+    expect(await snaps.loadDigest(10_000)).toEqual(large)
+    expect(await snaps.loadDigest(15_000)).toBeUndefined()
+    const jsm = await jetstreamManager(nc)
+    const info = await jsm.streams.info(JetStreamSnapshots.streamName(p))
+    expect(info.config.max_bytes).toBe(JetStreamSnapshots.MAX_BYTES)
+    expect(info.state.messages).toBe(1 + 3)
+    // Another process saving other contents (a digest format it writes differently): the loads never mix two saves.
+    const large2 = randomBytes(1_100_000)
+    await other.saveDigest(5000, large2)
+    expect(await snaps.loadDigest(5000)).toEqual(large2)
+    // A stream made with another limit is given this one.
+    await (await JetStreamSnapshots.open({ nc, prefix: p, maxBytes: 8 * 1024 * 1024 })).close()
+    expect((await jsm.streams.info(JetStreamSnapshots.streamName(p))).config.max_bytes).toBe(8 * 1024 * 1024)
+    await snaps.clear()
+    expect(await snaps.listDigests()).toEqual([])
+    expect(await snaps.loadDigest(5000)).toBeUndefined()
+    // Saved again right after a clear (within JetStream's duplicate window): kept, not dropped as a duplicate.
+    await snaps.saveDigest(5000, small)
+    await snaps.save({ position: 5000, maxAt: 1, open: [] })
+    expect(await snaps.loadDigest(5000)).toEqual(small)
+    expect(await snaps.load(5000)).toEqual({ position: 5000, maxAt: 1, open: [] })
+  })
+
+  it("has a follower save each segment's digest and open set as the log grows, once with two followers", async () => {
+    const p = prefix()
+    const w = await JetStreamEventStore.open({ nc, prefix: p })
+    const m = { v: 1, node: "n", policy: "p" } as const
+    const reply = { code: 250, text: "ok" }
+    const append = async (k: number) => {
+      const r = `r${k}@d${k % 3}.test`
+      await w.append(`message-${k}`, 0, [
+        {
+          ...m,
+          at: 1000 * k,
+          type: "MessageReceived",
+          id: `${k}`,
+          sender: "",
+          recipients: [r],
+          size: 1,
+          digest: "d",
+          client: { ip: "127.0.0.1", helo: "h", tls: false }
+        }
+      ])
+      if (k % 5 !== 0)
+        await w.append(`message-${k}`, 1, [
+          { ...m, at: 1000 * k + 1, type: "RecipientDelivered", rcpt: r, host: "h", reply },
+          { ...m, at: 1000 * k + 2, type: "MessageCompleted", delivered: 1, bounced: 0, expired: 0, deleted: false }
+        ])
+    }
+    for (let k = 0; k < 30; k++) await append(k)
+    const errors: Array<unknown> = []
+    const follower = async () =>
+      JetStreamSnapshots.follow({
+        nc,
+        prefix: p,
+        every: 10,
+        events: await JetStreamEventStore.open({ nc, prefix: p }),
+        onError: (e) => errors.push(e)
+      })
+    const a = await follower()
+    const b = await follower()
+    for (let k = 30; k < 60; k++) await append(k)
+    const head = await w.head()
+    const snaps = await JetStreamSnapshots.open({ nc, prefix: p, every: 10 })
+    // Each segment is saved when the first event after it comes: every one before the last append's.
+    for (let i = 0; i < 100 && (await snaps.listDigests()).length < Math.floor((head - 1) / 10); i++)
+      await new Promise((r) => setTimeout(r, 50))
+    await a.close()
+    await b.close()
+    expect(errors).toEqual([])
+    const log = await w.readAll(0, 1e6)
+    const ends = [...(await snaps.listDigests())].sort((x, y) => x - y)
+    expect(ends).toEqual(Array.from({ length: Math.floor((head - 1) / 10) }, (_, i) => 10 * (i + 1)))
+    for (const end of ends) {
+      const segment = log.filter((e) => e.position > end - 10 && e.position <= end)
+      expect(Snapshots.decodeDigest((await snaps.loadDigest(end))!)).toEqual(Snapshots.decodeDigest(Snapshots.encodeDigest(segment)))
+      const open = new Map<string, number>()
+      for (const e of log.filter((x) => x.position <= end))
+        if (e.event.type === "MessageReceived") open.set(e.stream, e.position)
+        else if (e.event.type === "MessageCompleted") open.delete(e.stream)
+      expect(new Map((await snaps.load(end))!.open)).toEqual(open)
+    }
+    // Two followers, one copy of each digest (a digest that fits one message is one message).
+    const jsm = await jetstreamManager(nc)
+    const info = await jsm.streams.info(JetStreamSnapshots.streamName(p), { subjects_filter: `${p}.replay.digest.>` })
+    expect(Object.values(info.state.subjects ?? {}).every((n) => n === 1)).toBe(true)
   })
 })

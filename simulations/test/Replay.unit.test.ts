@@ -182,10 +182,46 @@ describe("incident report", () => {
       to = START + 4 * H
     const r = await Report.build(store, { from, to, buckets: 12 })
     expect(await Report.build({ ...store, readIndex: undefined }, { from, to, buckets: 12 })).toEqual(r)
-    // From open-set snapshots (as on JetStream): the part before the window is not decoded.
+    // From open-set snapshots and segment digests (as on JetStream): the first run reads the log and saves them, the
+    // second reads only the positions of incomplete segments from the log. Each equals the fold of the raw
+    // log (no index, no snapshots: every event from position 0 through the store's plain reads).
+    const raw: EventStore.EventStore = { ...store, readIndex: undefined, readAllOf: undefined }
+    expect(await Report.build(raw, { from, to, buckets: 12 })).toEqual(r)
     const snapshots = Snapshots.makeMemory(100)
-    for (const _ of [1, 2]) expect(await Report.build({ ...store, readIndex: undefined }, { from, to, buckets: 12, snapshots })).toEqual(r)
+    let read = 0
+    const counted: EventStore.EventStore = {
+      ...raw,
+      readAll: async (after, limit) => {
+        const events = await store.readAll(after, limit)
+        if (limit > 1) read += events.length
+        return events
+      }
+    }
+    const head = await store.head()
+    for (const run of [1, 2]) {
+      read = 0
+      expect(await Report.build(counted, { from, to, buckets: 12, snapshots })).toEqual(r)
+      if (run === 1) expect(read).toBeGreaterThan(head / 2)
+      // The incomplete segments only: the one the window starts in (read for the open set and for the run-up) and the
+      // last one.
+      else expect(read).toBeLessThan(3 * 100)
+    }
     expect((await snapshots.list()).length).toBeGreaterThan(0)
+    // One digest per complete segment up to the window's end, none twice.
+    const digests = [...(await snapshots.listDigests())].sort((a, b) => a - b)
+    expect(digests.length).toBeGreaterThan(10)
+    expect(digests).toEqual(digests.map((_, i) => 100 * (i + 1)))
+    // Zoomed, and a window that starts with messages open (its run-up folds their events from the digests).
+    for (const o of [
+      { from, to, zoom: true },
+      { from: START + 3 * H, to: START + 3.5 * H, buckets: 30 }
+    ])
+      expect(await Report.build(counted, { ...o, snapshots })).toEqual(await Report.build(raw, o))
+    // A digest that cannot be read is read from the log instead.
+    const broken = Snapshots.makeMemory(100)
+    for (const p of await snapshots.listDigests())
+      await broken.saveDigest(p, p === 300 ? Uint8Array.from([1, 255, 255, 255, 255]) : (await snapshots.loadDigest(p))!)
+    expect(await Report.build(counted, { from, to, buckets: 12, snapshots: broken })).toEqual(r)
     const all = (await store.readAll(0, 1e9)).map((e) => e.event).filter((e) => e.at >= from && e.at <= to)
     const count = (type: Message.EventType) => all.filter((e) => e.type === type).length
     expect(r.total.delivered).toBe(count("RecipientDelivered"))

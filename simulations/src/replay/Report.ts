@@ -7,9 +7,9 @@
 //   queuedAtStart + recipients = delivered + bounced + expired + deleted + openAtEnd   (all recipients)
 // `messages` and `attempts` count a message or an attempt once under each destination it had recipients at, and
 // once in (all): with several domains behind one next hop the destinations' attempts add up to more than (all)'s.
-import { Route, type Message, type Reply } from "@missive/core"
-import type { Snapshots } from "@missive/events"
-import { openStreams, positionAt, readStreams, scan, SLACK_MS, type Store } from "./Log.js"
+import { Route } from "@missive/core"
+import { Snapshots } from "@missive/events"
+import { digested, openStreams, positionAt, readStreams, scan, SLACK_MS, type Store } from "./Log.js"
 import { roundDuration } from "../Chart.js"
 import { percentiles, type Percentiles } from "../Report.js"
 import { formatDuration, iso } from "./Time.js"
@@ -122,7 +122,7 @@ class Acc {
   }
 }
 
-const replyKey = (r: Reply.Reply) => `${r.code}${r.enhanced ? ` ${r.enhanced}` : ""}`
+const replyKey = (r: Snapshots.DigestedReply) => `${r.code}${r.enhanced ? ` ${r.enhanced}` : ""}`
 
 export interface ReportOptions {
   readonly from: number
@@ -149,18 +149,9 @@ const chartRange = async (store: Store, o: ReportOptions, head: number): Promise
   return { from: Math.max(o.from, first.event.at - pad), to: Math.min(o.to, last.event.at + pad) }
 }
 
-/** The event types `build` folds (its switch): a store that can filter (SQLite) reads no others. */
-const FOLDED: ReadonlyArray<Message.EventType> = [
-  "MessageReceived",
-  "AttemptStarted",
-  "AttemptSucceeded",
-  "AttemptFailed",
-  "AttemptDeferred",
-  "RecipientDelivered",
-  "RecipientBounced",
-  "RecipientExpired",
-  "MessageCompleted"
-]
+/** The event types `build` folds (its switch): a store that can filter (SQLite) reads no others; digests keep only them. */
+const FOLDED = Snapshots.DIGESTED
+const FOLDED_SET: ReadonlySet<string> = new Set(FOLDED)
 
 export const build = async (store: Store, o: ReportOptions): Promise<Report> => {
   const head = await store.head()
@@ -177,6 +168,15 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
     return a
   }
   const want = (d: string) => domainFilter === undefined || d === domainFilter
+  // A recipient's domain, once per address (the events name the same addresses again and again).
+  const domains = new Map<string, string>()
+  const domainOf = (rcpt: string) => {
+    let d = domains.get(rcpt)
+    if (d === undefined) domains.set(rcpt, (d = Route.domainOf(rcpt)))
+    return d
+  }
+  // The domains already counted for one event (an event names a few recipients: an array beats a Set here).
+  const seen: Array<string> = []
   // Per open message (by stream): received time and its open recipients.
   const open = new Map<string, { receivedAt: number; rcpts: Set<string> }>()
   const inWindow = (at: number) => at >= o.from && at <= o.to
@@ -201,15 +201,38 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
     if (windowStarted && a.open > a.windowPeak) a.windowPeak = a.open
   }
   const change = (rcpt: string, delta: number, i: number) => {
-    const d = Route.domainOf(rcpt)
+    const d = domainOf(rcpt)
     if (!want(d)) return
     const a = acc(d)
     level(a, i, delta)
     level(total, i, delta)
   }
+  /** An attempt's reply to one recipient, counted under `a` (bucket `i`, or -1). */
+  const replied = (a: Acc, k: string, deferral: boolean, i: number) => {
+    a.replies[k] = (a.replies[k] ?? 0) + 1
+    if (deferral) {
+      a.deferrals += 1
+      if (i >= 0) a.series[i]!.deferred += 1
+    }
+  }
+  /** A recipient's outcome counted under `a`; the latency when its message's arrival was folded. */
+  const closed = (a: Acc, type: "RecipientDelivered" | "RecipientBounced" | "RecipientExpired", i: number, latency: number | undefined) => {
+    const s = i >= 0 ? a.series[i] : undefined
+    if (type === "RecipientDelivered") {
+      a.delivered += 1
+      if (s) s.delivered += 1
+      if (latency !== undefined) a.latencies.push(latency)
+    } else if (type === "RecipientBounced") {
+      a.bounced += 1
+      if (s) s.bounced += 1
+    } else {
+      a.expired += 1
+      if (s) s.expired += 1
+    }
+  }
   const until = Math.min(head, (await positionAt(store, o.to + SLACK_MS + 1, head)) - 1)
   // One event in log order; defined once, outside the loops (a closure made per event costs more than its work).
-  const apply = (stream: string, e: Message.Event) => {
+  const apply = (stream: string, e: Snapshots.Digested) => {
     if (e.at > o.to) return
     const w = inWindow(e.at)
     if (w && !windowStarted) startWindow()
@@ -221,16 +244,16 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
         for (const r of rcpts) change(r, +1, i)
         if (!w) break
         let any = false
-        const seen = new Set<string>()
+        seen.length = 0
         for (const r of rcpts) {
-          const d = Route.domainOf(r)
+          const d = domainOf(r)
           if (!want(d)) continue
           const a = acc(d)
           a.recipients += 1
           total.recipients += 1
           any = true
-          if (!seen.has(d)) {
-            seen.add(d)
+          if (!seen.includes(d)) {
+            seen.push(d)
             a.messages += 1
           }
         }
@@ -240,11 +263,11 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
       case "AttemptStarted": {
         if (!w) break
         let any = false
-        const seen = new Set<string>()
+        seen.length = 0
         for (const r of e.rcpts) {
-          const d = Route.domainOf(r)
-          if (!want(d) || seen.has(d)) continue
-          seen.add(d)
+          const d = domainOf(r)
+          if (!want(d) || seen.includes(d)) continue
+          seen.push(d)
           any = true
           const a = acc(d)
           a.attempts += 1
@@ -263,15 +286,10 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
         const k = replyKey(e.reply)
         const deferral = e.type === "AttemptDeferred" && e.nextAttemptAt !== null
         for (const r of e.rcpts) {
-          const d = Route.domainOf(r)
+          const d = domainOf(r)
           if (!want(d)) continue
-          for (const a of [acc(d), total]) {
-            a.replies[k] = (a.replies[k] ?? 0) + 1
-            if (deferral) {
-              a.deferrals += 1
-              if (i >= 0) a.series[i]!.deferred += 1
-            }
-          }
+          replied(acc(d), k, deferral, i)
+          replied(total, k, deferral, i)
         }
         break
       }
@@ -280,22 +298,11 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
       case "RecipientExpired": {
         const m = open.get(stream)
         if (m?.rcpts.delete(e.rcpt)) change(e.rcpt, -1, i)
-        const d = Route.domainOf(e.rcpt)
+        const d = domainOf(e.rcpt)
         if (!w || !want(d)) break
-        for (const a of [acc(d), total]) {
-          const s = i >= 0 ? a.series[i] : undefined
-          if (e.type === "RecipientDelivered") {
-            a.delivered += 1
-            if (s) s.delivered += 1
-            if (m) a.latencies.push(e.at - m.receivedAt)
-          } else if (e.type === "RecipientBounced") {
-            a.bounced += 1
-            if (s) s.bounced += 1
-          } else {
-            a.expired += 1
-            if (s) s.expired += 1
-          }
-        }
+        const latency = m ? e.at - m.receivedAt : undefined
+        closed(acc(d), e.type, i, latency)
+        closed(total, e.type, i, latency)
         break
       }
       case "MessageCompleted": {
@@ -304,7 +311,7 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
         if (m)
           for (const r of m.rcpts) {
             change(r, -1, i)
-            const d = Route.domainOf(r)
+            const d = domainOf(r)
             if (w && want(d)) {
               acc(d).deleted += 1
               total.deleted += 1
@@ -319,17 +326,32 @@ export const build = async (store: Store, o: ReportOptions): Promise<Report> => 
   }
   // With the log's index or snapshots (JetStream), the part before the window is not decoded: only the streams of the
   // messages open when it ends are read (their state is what the window starts from); with neither all of it is.
+  // Without the index (JetStream), the log is read through the segments' digests (`Log.digested`): the open messages'
+  // events before the window from the first one's segment on, then the window; segments without a digest yet are
+  // read from the log and their digests saved.
+  const snapshots = store.readIndex ? undefined : o.snapshots
   let after = 0
-  if (store.readIndex || o.snapshots) {
+  if (store.readIndex || snapshots) {
     after = Math.min(until, Math.max(0, (await positionAt(store, o.from - SLACK_MS, head)) - 1))
-    const streams = [...(await openStreams(store, after, undefined, undefined, o.snapshots))!]
-    const read = await readStreams(store, streams)
-    streams.forEach(([stream], i) => {
-      for (const s of read[i]!) if (s.position <= after) apply(stream, s.event)
-    })
+    const streams = (await openStreams(store, after, undefined, undefined, snapshots))!
+    if (snapshots) {
+      let first = after
+      for (const p of streams.values()) if (p - 1 < first) first = p - 1
+      for await (const batch of digested(store, snapshots, { after: first, until: after }))
+        for (const s of batch) if (streams.has(s.stream)) apply(s.stream, s.event)
+    } else {
+      const list = [...streams]
+      const read = await readStreams(store, list)
+      list.forEach(([stream], i) => {
+        for (const s of read[i]!) if (s.position <= after && Snapshots.isDigested(s.event)) apply(stream, s.event)
+      })
+    }
   }
-  for await (const batch of scan(store, { after, until, types: FOLDED, onProgress: o.onProgress }))
-    for (const s of batch) apply(s.stream, s.event)
+  const window = snapshots
+    ? digested(store, snapshots, { after, until, onProgress: o.onProgress })
+    : scan(store, { after, until, types: FOLDED, onProgress: o.onProgress })
+  // Both kinds of batch hold only the folded types when the store can filter; JetStream's raw scans hold every type.
+  for await (const batch of window) for (const s of batch) if (FOLDED_SET.has(s.event.type)) apply(s.stream, s.event as Snapshots.Digested)
   if (!windowStarted) startWindow()
   for (const a of [...accs.values(), total]) a.advance(buckets - 1)
   const finish = (destination: string, a: Acc): DestinationReport => ({
