@@ -5,7 +5,7 @@
 // released by it in reverse order. The per-message path it wires (ingress → intake → host → delivery) is plain
 // functions and Promises: the services are read once here. Must not hold protocol or domain logic of its own.
 import { Policy } from "@missive/core"
-import type { SqliteStore } from "@missive/events"
+import { JetStreamSnapshots, type SqliteStore } from "@missive/events"
 import { Cause, Effect, Exit, Layer, Scope } from "effect"
 import * as Host from "./scheduler/Host.js"
 import { startAdmin } from "./admin/Admin.js"
@@ -106,6 +106,26 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
     if (observer && ports.onCommit) {
       const stop = ports.onCommit((ms, writes) => observer.metrics.commit(ms, writes))
       yield* Effect.addFinalizer(() => Effect.sync(stop))
+    }
+    // In a cluster, the incident replay's segment digests and open-set snapshots (`<PREFIX>_REPLAY`) are kept current
+    // as the log grows, so that a report over any window finds them made (events/src/Snapshots.ts `follow`; every
+    // node follows through its one whole-log subscription, a segment's digest is stored once).
+    if (cluster) {
+      const rt = cluster
+      yield* Effect.acquireRelease(
+        Effect.promise(() =>
+          retrying(log, "replay digests", () =>
+            JetStreamSnapshots.follow({
+              nc: rt.nc,
+              prefix: config.cluster.prefix,
+              replicas: rt.replicas,
+              events: ports.events,
+              onError: (e) => log("warn", "replay digests: a save failed", { error: String(e) })
+            })
+          )
+        ),
+        (f) => Effect.promise(() => f.close())
+      )
     }
     const events = cluster && observer ? Http.timedEvents(ports.events, observer.metrics) : ports.events
     const store: SqliteStore.SqliteStore = { ...ports, events, close: async () => {} }

@@ -1,6 +1,9 @@
 // Incident replay reads a cluster's JetStream log through the same EventStore port as the embedded SQLite log:
 // a node on one nats-server records a delivery and a deferral; `missive replay` then reads them back from NATS.
 import { join } from "node:path"
+import { JetStreamSnapshots } from "@missive/events"
+import { jetstreamManager } from "@nats-io/jetstream"
+import { connect } from "@nats-io/transport-node"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startCapture, type CaptureServer } from "../src/CaptureServer.js"
 import {
@@ -49,6 +52,17 @@ describe("replay on the JetStream log", () => {
     await Promise.all([ok?.close(), busy?.close()])
     await nats?.dispose()
     dir.remove()
+  })
+
+  it("a node keeps the replay's segment digests as the log grows (their stream exists before any replay ran)", async () => {
+    const nc = await connect({ servers: nats.url })
+    try {
+      const jsm = await jetstreamManager(nc, { checkAPI: false })
+      const info = await jsm.streams.info(JetStreamSnapshots.streamName("missive"))
+      expect(info.config.max_bytes).toBeGreaterThan(0)
+    } finally {
+      await nc.close()
+    }
   })
 
   it("shows a timeline, the queue at a moment and a report, read from NATS", async () => {
