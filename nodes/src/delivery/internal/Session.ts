@@ -144,11 +144,35 @@ export class Session {
       p?.(err)
     }
     conn.on("error", (err: SmtpError) => die(err))
-    const hook = conn as unknown as { _onData: (chunk: Buffer) => unknown }
+    const hook = conn as unknown as {
+      _onData: (chunk: Buffer) => unknown
+      _createSendStream: (callback: unknown) => NodeJS.ReadableStream
+      _socket?: { cork(): void; uncork(): void }
+    }
     const onData = hook._onData
     hook._onData = (chunk: Buffer) => {
       this.heard++
       return onData.call(conn, chunk)
+    }
+    // The message data and its final dot go out in one write (nodemailer pipes them as two chunks): the socket is
+    // corked from the 354 until the data stream has ended.
+    const createSendStream = hook._createSendStream
+    hook._createSendStream = (callback: unknown) => {
+      const socket = hook._socket
+      socket?.cork()
+      const stream = createSendStream.call(conn, callback)
+      if (socket) {
+        let corked = true
+        const uncork = (): void => {
+          if (!corked) return
+          corked = false
+          process.nextTick(() => socket.uncork())
+        }
+        stream.once("end", uncork)
+        stream.once("close", uncork)
+        stream.once("error", uncork)
+      }
+      return stream
     }
     conn.once("end", () => {
       die(Object.assign(new Error("connection closed"), { code: "ECONNECTION" }))
