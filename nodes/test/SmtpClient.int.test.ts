@@ -302,6 +302,19 @@ describe("SmtpClient", () => {
     return { port: (server.address() as { port: number }).port, lines }
   }
 
+  it("delivers bodies small and large over one session, each byte-exact (the small ones' data and dot in one write)", async () => {
+    const c = await capture()
+    const p = pool()
+    const large = Buffer.concat([BODY, Buffer.from(`${"y".repeat(70)}\r\n.dot\r\n`.repeat(3000), "latin1")])
+    for (const body of [BODY, large, BODY, large]) {
+      const r = await p.send(to(c), { from: "a@x.test", to: ["b@y.test"] }, body)
+      expect(r.results[0]?.reply.code).toBe(250)
+    }
+    expect(c.messages.map((m) => m.raw.length)).toEqual([BODY, large, BODY, large].map((b) => b.length))
+    expect(c.messages[1]?.raw.equals(large)).toBe(true)
+    expect(c.connections).toBe(1)
+  })
+
   it("sends no RSET before reusing a session whose last transaction completed", async () => {
     const s = await scripted(() => "answer")
     const p = pool()

@@ -69,6 +69,9 @@ interface LmtpHook {
 
 export const showEndpoint = (e: Endpoint): string => (e.host.includes(":") ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`)
 
+/** Bodies up to this size are written with their final dot at once: half a socket's default buffer (16 KiB), for the dot-stuffing. */
+const CORK_MAX = 8 * 1024
+
 /** Native scan: a per-byte callback costs about 1 ms per 100 KB. */
 const has8bit = (body: Buffer): boolean => !isAscii(body)
 
@@ -154,11 +157,12 @@ export class Session {
       this.heard++
       return onData.call(conn, chunk)
     }
-    // The message data and its final dot go out in one write (nodemailer pipes them as two chunks): the socket is
-    // corked from the 354 until the data stream has ended.
+    // A small message's data and its final dot go out in one write (nodemailer pipes them as two chunks): the socket
+    // is corked from the 354 until the data stream has ended. Only while the whole of it fits under the socket's
+    // buffer limit: a larger one would wait for a drain that a corked socket never gives.
     const createSendStream = hook._createSendStream
     hook._createSendStream = (callback: unknown) => {
-      const socket = hook._socket
+      const socket = this.corkData ? hook._socket : undefined
       socket?.cork()
       const stream = createSendStream.call(conn, callback)
       if (socket) {
@@ -273,10 +277,13 @@ export class Session {
     const heard = this.heard
     this.complete = -1
     this.closingAtMail = false
+    this.corkData = body.length <= CORK_MAX
     return this.run(envelope, body).then((results) => ({ results, closedBefore: this.heard === heard || this.closingAtMail }))
   }
 
   private closingAtMail = false
+  /** The next data transfer is small enough to be sent in one write. */
+  private corkData = false
 
   private run(envelope: Envelope, body: Buffer): Promise<ReadonlyArray<RecipientResult>> {
     const live: LiveEnvelope = { from: envelope.from, to: [...envelope.to], size: body.length, use8BitMime: has8bit(body) }
