@@ -128,3 +128,50 @@ describe("Follower with types", () => {
     }
   })
 })
+
+describe("Follower behind a busy log", () => {
+  it("holds only the events of its types: a long run of others while it is busy does not send it back to the store", async () => {
+    const store = EventStore.makeMemory()
+    let reads = 0
+    const counted: EventStore.EventStore = {
+      ...store,
+      readAllOf: (after, limit, types) => {
+        reads += 1
+        return store.readAllOf!(after, limit, types)
+      }
+    }
+    const handled: Array<number> = []
+    let release: (() => void) | undefined
+    const gate = new Promise<void>((r) => (release = r))
+    const follower = await Follower.start({
+      name: "test",
+      events: counted,
+      checkpoint: { load: async () => 0, save: async () => {} },
+      log: () => {},
+      types: ["RecipientBounced"],
+      // holds at most 8 × 4 events of its types
+      batchSize: 4,
+      pollMs: 3_600_000,
+      handle: async (batch) => {
+        await gate
+        for (const e of batch) handled.push(e.position)
+      }
+    })
+    try {
+      await settle()
+      const idle = reads
+      await store.append("message-a", 0, [event("RecipientBounced", 1)])
+      await settle()
+      // The handler is busy with position 1; 200 events of other types and one of its own arrive meanwhile.
+      for (let i = 0; i < 200; i++) await store.append(`message-b${i}`, 0, [event("MessageCompleted", i)])
+      await store.append("message-c", 0, [event("RecipientBounced", 2)])
+      release!()
+      await settle()
+      expect(handled).toEqual([1, 202])
+      expect(follower.position()).toBe(202)
+      expect(reads).toBe(idle)
+    } finally {
+      await follower.stop()
+    }
+  })
+})
