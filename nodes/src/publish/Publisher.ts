@@ -69,7 +69,7 @@ export const start = async (deps: PublisherDeps): Promise<Publisher> => {
         for (let i = 0; i < items.length; i += d.batch_max) {
           const chunk = items.slice(i, i + d.batch_max)
           await sink.send(
-            chunk.map((c) => ({ eventId: c.event.eventId, json: JSON.stringify(c.event) })),
+            chunk.map((c) => ({ eventId: c.event.eventId, json: projector.encode(c) })),
             signal
           )
           // Events of one log position may straddle chunks: only positions wholly sent are finished.

@@ -113,11 +113,17 @@ interface Context {
 export interface Projector {
   /** The published events of a batch of log events, in order. */
   project(batch: ReadonlyArray<EventStore.StoredEvent>): Promise<ReadonlyArray<Item>>
+  /**
+   * An item's event as JSON: exactly `JSON.stringify(item.event)`, with its `mail` part (the same for every event of
+   * a message) serialised once per message rather than once per event.
+   */
+  encode(item: Item): string
 }
 
 /** A projector with a bounded cache of message contexts; a miss reads the message's stream. */
 export const make = (events: EventStore.EventStore, reportingMta: string, lifetimeMs: number, cacheSize = 10_000): Projector => {
   const cache = new Map<string, Context>()
+  const mailJson = new WeakMap<Mail, string>()
 
   const remember = (id: string, c: Context) => {
     cache.set(id, c)
@@ -150,6 +156,15 @@ export const make = (events: EventStore.EventStore, reportingMta: string, lifeti
   }
 
   return {
+    encode: ({ kind, event }) => {
+      let mail = mailJson.get(event.mail)
+      if (mail === undefined) {
+        mail = JSON.stringify(event.mail)
+        mailJson.set(event.mail, mail)
+      }
+      // The key order of every Published event: eventId, eventType, mail, then its one detail (under its kind).
+      return `{"eventId":${JSON.stringify(event.eventId)},"eventType":${JSON.stringify(event.eventType)},"mail":${mail},"${kind}":${JSON.stringify(event[kind])}}`
+    },
     project: async (batch) => {
       const out: Array<Item> = []
       // The events of one JetStream append share its log position: the k-th event of SOURCE_TYPES at a position is

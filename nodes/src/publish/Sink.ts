@@ -46,12 +46,20 @@ export const webhook = (url: string, secret: string, clock: Clock): Sink => {
   const target = new URL(url)
   const client = target.protocol === "https:" ? https : http
   const agent = new client.Agent({ keepAlive: true, maxSockets: 1 })
+  // The URL taken apart once (a URL given to request() is converted to these on every call).
+  const where = {
+    protocol: target.protocol,
+    hostname: target.hostname.replace(/^\[|\]$/g, ""),
+    port: target.port === "" ? undefined : Number(target.port),
+    path: `${target.pathname}${target.search}`,
+    ...(target.username !== "" ? { auth: `${decodeURIComponent(target.username)}:${decodeURIComponent(target.password)}` } : {})
+  }
   const post = (body: Buffer, count: number, signal: AbortSignal) =>
     new Promise<number>((done, fail) => {
       const timestamp = String(Math.floor(clock.now() / 1000))
       const req = client.request(
-        target,
         {
+          ...where,
           method: "POST",
           agent,
           headers: {
