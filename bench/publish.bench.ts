@@ -67,13 +67,19 @@ export const run = async (): Promise<string> => {
   // loaded at the same moments, so that the rest of a shared machine weighs on both alike (the default).
   const mode = process.env["MISSIVE_BENCH_PUBLISH_MODE"] === "alternate" ? "alternate" : "paired"
 
-  type Started = { readonly node: RelayNode; readonly dir: string; readonly webhook: boolean }
+  type Started = { readonly node: RelayNode; readonly dir: string; readonly webhook: boolean; readonly port: number }
   const start = async (webhook: boolean): Promise<Started> => {
     const dir = mkdtempSync(join(tmpdir(), "missive-bench-publish-"))
-    const extra = webhook
-      ? { events: { destinations: [{ name: "hook", webhook: `http://127.0.0.1:${hookPort}/`, secret: "bench-secret-0123456789" }] } }
-      : {}
-    return { node: await startRelay(dir, sinkPort, extra), dir, webhook }
+    // Ports of its own for each node (two run at once): its SMTP listener, and its admin listener, which serves the
+    // metrics (both nodes have it).
+    const port = await freePort()
+    const listeners = {
+      smtp: { host: "127.0.0.1", port },
+      submission: { enabled: false },
+      http: { host: "127.0.0.1", port: await freePort() }
+    }
+    const events = { destinations: [{ name: "hook", webhook: `http://127.0.0.1:${hookPort}/`, secret: "bench-secret-0123456789" }] }
+    return { node: await startRelay(dir, sinkPort, webhook ? { listeners, events } : { listeners }), dir, webhook, port }
   }
   const stop = async (s: Started) => {
     await s.node.stop()
@@ -93,7 +99,7 @@ export const run = async (): Promise<string> => {
     // compiled and its connections open before the CPU is counted, so the figures are the steady state's. Every node
     // rests a second after it (and until the webhook has the warm-up's events).
     received = 0
-    await Promise.all(nodes.map((s) => load(s.node, { messages: warmUp, size: 4096 })))
+    await Promise.all(nodes.map((s) => load(s.node, { messages: warmUp, size: 4096, port: s.port })))
     await new Promise((r) => setTimeout(r, 1000))
     if (hooked) await webhookHas(2 * warmUp, "the warm-up")
     received = 0
@@ -103,7 +109,7 @@ export const run = async (): Promise<string> => {
     const threads0 = pids.map(threadCpu)
     const done = await Promise.all(
       nodes.map(async (s, i) => {
-        const ms = await load(s.node, { messages, size: 4096 })
+        const ms = await load(s.node, { messages, size: 4096, port: s.port })
         return { ms, cpu: cpuMs(pids[i]!) - cpu0[i]!, behind: s.webhook ? 2 * messages - received : 0 }
       })
     )
@@ -138,6 +144,9 @@ export const run = async (): Promise<string> => {
           for (const k of kinds) nodes.push(await start(k))
           const rs = await measure(nodes)
           nodes.forEach((s, j) => (s.webhook ? hooked : plain).push(rs[j]!))
+        } catch (e) {
+          for (const s of nodes) console.error(`node ${s.webhook ? "with" : "without"} the webhook:\n${s.node.child.output().slice(-3000)}`)
+          throw e
         } finally {
           for (const s of nodes) await stop(s)
         }
