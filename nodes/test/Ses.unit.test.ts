@@ -119,6 +119,28 @@ describe("Ses projection", () => {
     expect(ids(await Ses.make(log, "mx.missive.test", 3_600_000).project(only))).toEqual(ids(all))
   })
 
+  it("forgets a message once every recipient has an outcome, and projects its later events the same from the stream", async () => {
+    const log = EventStore.makeMemory()
+    let reads = 0
+    const counted: EventStore.EventStore = { ...log, read: (s) => (reads++, log.read(s)) }
+    await log.append("message-M1", 0, [received("M1"), deferred(T0 + 10, ["a@x.test"])])
+    await log.append("message-M1", 2, [
+      { ...meta(T0 + 30), type: "RecipientDelivered", rcpt: "a@x.test", host: "192.0.2.9:25", reply: { code: 250, text: "ok" } }
+    ])
+    await log.append("message-M1", 3, [
+      { ...meta(T0 + 31), type: "RecipientBounced", rcpt: "b@x.test", reply: { code: 550, enhanced: "5.1.1", text: "unknown" } }
+    ])
+    const all = await log.readAll(0, 100)
+    const projector = Ses.make(counted, "mx.missive.test", 3_600_000)
+    const first = await projector.project(all)
+    expect(first.map((i) => i.event.eventType)).toEqual(["Send", "DeliveryDelay", "Deferred", "Delivery", "Bounce"])
+    expect(reads).toBe(0)
+    // The same events handed again (a batch the destination refused): b@ was the last recipient, so M1 is read back.
+    const again = await projector.project(all.slice(1))
+    expect(reads).toBe(1)
+    expect(again).toEqual(first.slice(1))
+  })
+
   it("encodes each event exactly as JSON.stringify does, the mail part cached per message", async () => {
     const log = EventStore.makeMemory()
     await log.append("message-M1", 0, [received("M1"), deferred(T0 + 10, ["a@x.test"])])
