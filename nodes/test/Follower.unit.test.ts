@@ -175,3 +175,60 @@ describe("Follower behind a busy log", () => {
     }
   })
 })
+
+describe("Follower with lingerUntil", () => {
+  it("hands full batches as soon as they are held, and lingers over a partial one", async () => {
+    const store = EventStore.makeMemory()
+    const batches: Array<Array<number>> = []
+    const follower = await Follower.start({
+      name: "test",
+      events: store,
+      checkpoint: { load: async () => 0, save: async () => {} },
+      log: () => {},
+      types: ["RecipientBounced"],
+      pollMs: 3_600_000,
+      // never within the test: only a full batch ends it
+      lingerMs: 3_600_000,
+      lingerUntil: 3,
+      handle: async (batch) => void batches.push(batch.map((e) => e.position))
+    })
+    try {
+      await settle()
+      // The first one wakes the follower, which lingers until three are held; the events of other types between
+      // them are passed with them.
+      await store.append("message-a", 0, [event("RecipientBounced", 1)])
+      await settle()
+      expect(batches).toEqual([])
+      for (let i = 0; i < 6; i++) {
+        await store.append(`message-b${i}`, 0, [event("MessageCompleted", i), event("RecipientBounced", i)])
+        await settle()
+      }
+      expect(batches).toEqual([
+        [1, 3, 5],
+        [7, 9, 11]
+      ])
+      expect(follower.position()).toBe(11)
+      // One more waits for two others (or the linger's end): nothing is handed.
+      await store.append("message-c", 0, [event("RecipientBounced", 14)])
+      await settle()
+      expect(batches.length).toBe(2)
+      expect(follower.position()).toBe(11)
+      // Four at once (one append): with the two held, two full batches go at once.
+      await store.append(
+        "message-d",
+        0,
+        [1, 2, 3, 4].map((i) => event("RecipientBounced", 20 + i))
+      )
+      await settle()
+      expect(batches).toEqual([
+        [1, 3, 5],
+        [7, 9, 11],
+        [13, 14, 15],
+        [16, 17, 18]
+      ])
+      expect(follower.position()).toBe(18)
+    } finally {
+      await follower.stop()
+    }
+  })
+})

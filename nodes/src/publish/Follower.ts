@@ -82,6 +82,12 @@ export interface FollowerOptions {
    */
   readonly lingerMs?: number
   /**
+   * Full batches when busy: the linger ends as soon as this many events of its types are held, and a batch taken
+   * from the subscription holds at most this many (whole log positions; the rest waits for the next one). Without
+   * it, a batch takes all that is held.
+   */
+  readonly lingerUntil?: number
+  /**
    * The only event types the handler uses: a store that can (`readAllOf`) decodes no other, and the handler gets only
    * these; only their appends wake the follower before its next poll. Without it, or on a store without `readAllOf`,
    * the handler gets every event.
@@ -120,17 +126,22 @@ export const start = async (o: FollowerOptions): Promise<Follower> => {
       }
       timer = setTimeout(() => wake?.(), ms)
     })
-  /** A wait that appends do not cut short (only stop does). */
+  const lingerUntil = o.lingerUntil ?? Infinity
+  /** Ends the linger under way (set while one is). */
+  let full: (() => void) | undefined
+  /** A wait that appends do not cut short (only stop does, and `lingerUntil` events held). */
   const linger = (ms: number) =>
-    ms <= 0 || abort.signal.aborted
+    ms <= 0 || abort.signal.aborted || pending.length - taken >= lingerUntil
       ? Promise.resolve()
       : new Promise<void>((done) => {
           const t = setTimeout(finish, ms)
           function finish() {
             clearTimeout(t)
+            full = undefined
             abort.signal.removeEventListener("abort", finish)
             done()
           }
+          full = finish
           abort.signal.addEventListener("abort", finish, { once: true })
         })
   // What the subscription delivered and the loop has not taken: the run of log positions (runStart, runEnd] it has
@@ -164,6 +175,7 @@ export const start = async (o: FollowerOptions): Promise<Follower> => {
     }
     pending.push(e)
     wake?.()
+    if (full && pending.length - taken >= lingerUntil) full()
   })
   /**
    * The next events after `position` from what the subscription delivered: undefined when the run it holds does not
@@ -173,9 +185,14 @@ export const start = async (o: FollowerOptions): Promise<Follower> => {
     if (runStart < 0 || position < runStart || position >= runEnd) return undefined
     while (taken < pending.length && pending[taken]!.position <= position) taken += 1
     // Whole log positions only (the events of one JetStream append share one), up to batchSize positions.
-    const through = Math.min(runEnd, position + batchSize)
+    let through = Math.min(runEnd, position + batchSize)
     let end = taken
-    while (end < pending.length && pending[end]!.position <= through) end += 1
+    while (end < pending.length && pending[end]!.position <= through && end - taken < lingerUntil) end += 1
+    if (end - taken >= lingerUntil && end < pending.length && pending[end]!.position <= through) {
+      // Full: up to the last event taken, with the others of its position.
+      through = pending[end - 1]!.position
+      while (end < pending.length && pending[end]!.position === through) end += 1
+    }
     const batch = pending.slice(taken, end)
     taken = end
     // What was taken is no longer held: if the handler fails on it, the store serves it again.

@@ -71,6 +71,8 @@ export const start = async (deps: PublisherDeps): Promise<Publisher> => {
       batchSize: READ_BATCH,
       saveEveryMs: SAVE_EVERY_MS,
       lingerMs: d.batch_wait,
+      // About one published event per log event of these types: a busy log gives POSTs of batch_max events.
+      lingerUntil: d.batch_max,
       types: Ses.SOURCE_TYPES,
       handle: async (batch, done, signal) => {
         const items = (await projector.project(batch)).filter((i) => wanted.has(i.kind))
