@@ -128,3 +128,107 @@ describe("Follower with types", () => {
     }
   })
 })
+
+describe("Follower behind a busy log", () => {
+  it("holds only the events of its types: a long run of others while it is busy does not send it back to the store", async () => {
+    const store = EventStore.makeMemory()
+    let reads = 0
+    const counted: EventStore.EventStore = {
+      ...store,
+      readAllOf: (after, limit, types) => {
+        reads += 1
+        return store.readAllOf!(after, limit, types)
+      }
+    }
+    const handled: Array<number> = []
+    let release: (() => void) | undefined
+    const gate = new Promise<void>((r) => (release = r))
+    const follower = await Follower.start({
+      name: "test",
+      events: counted,
+      checkpoint: { load: async () => 0, save: async () => {} },
+      log: () => {},
+      types: ["RecipientBounced"],
+      // holds at most 8 × 4 events of its types
+      batchSize: 4,
+      pollMs: 3_600_000,
+      handle: async (batch) => {
+        await gate
+        for (const e of batch) handled.push(e.position)
+      }
+    })
+    try {
+      await settle()
+      const idle = reads
+      await store.append("message-a", 0, [event("RecipientBounced", 1)])
+      await settle()
+      // The handler is busy with position 1; 200 events of other types and one of its own arrive meanwhile.
+      for (let i = 0; i < 200; i++) await store.append(`message-b${i}`, 0, [event("MessageCompleted", i)])
+      await store.append("message-c", 0, [event("RecipientBounced", 2)])
+      release!()
+      await settle()
+      expect(handled).toEqual([1, 202])
+      expect(follower.position()).toBe(202)
+      expect(reads).toBe(idle)
+    } finally {
+      await follower.stop()
+    }
+  })
+})
+
+describe("Follower with lingerUntil", () => {
+  it("hands full batches as soon as they are held, and lingers over a partial one", async () => {
+    const store = EventStore.makeMemory()
+    const batches: Array<Array<number>> = []
+    const follower = await Follower.start({
+      name: "test",
+      events: store,
+      checkpoint: { load: async () => 0, save: async () => {} },
+      log: () => {},
+      types: ["RecipientBounced"],
+      pollMs: 3_600_000,
+      // never within the test: only a full batch ends it
+      lingerMs: 3_600_000,
+      lingerUntil: 3,
+      handle: async (batch) => void batches.push(batch.map((e) => e.position))
+    })
+    try {
+      await settle()
+      // The first one wakes the follower, which lingers until three are held; the events of other types between
+      // them are passed with them.
+      await store.append("message-a", 0, [event("RecipientBounced", 1)])
+      await settle()
+      expect(batches).toEqual([])
+      for (let i = 0; i < 6; i++) {
+        await store.append(`message-b${i}`, 0, [event("MessageCompleted", i), event("RecipientBounced", i)])
+        await settle()
+      }
+      expect(batches).toEqual([
+        [1, 3, 5],
+        [7, 9, 11]
+      ])
+      expect(follower.position()).toBe(11)
+      // One more waits for two others (or the linger's end): nothing is handed.
+      await store.append("message-c", 0, [event("RecipientBounced", 14)])
+      await settle()
+      expect(batches.length).toBe(2)
+      expect(follower.position()).toBe(11)
+      // Four at once (one append): with the two held, two full batches go at once.
+      await store.append(
+        "message-d",
+        0,
+        [1, 2, 3, 4].map((i) => event("RecipientBounced", 20 + i))
+      )
+      await settle()
+      expect(batches).toEqual([
+        [1, 3, 5],
+        [7, 9, 11],
+        [13, 14, 15],
+        [16, 17, 18]
+      ])
+      expect(follower.position()).toBe(18)
+    } finally {
+      await follower.stop()
+    }
+  })
+})

@@ -119,6 +119,58 @@ describe("Ses projection", () => {
     expect(ids(await Ses.make(log, "mx.missive.test", 3_600_000).project(only))).toEqual(ids(all))
   })
 
+  it("forgets a message once every recipient has an outcome, and projects its later events the same from the stream", async () => {
+    const log = EventStore.makeMemory()
+    let reads = 0
+    const counted: EventStore.EventStore = { ...log, read: (s) => (reads++, log.read(s)) }
+    await log.append("message-M1", 0, [received("M1"), deferred(T0 + 10, ["a@x.test"])])
+    await log.append("message-M1", 2, [
+      { ...meta(T0 + 30), type: "RecipientDelivered", rcpt: "a@x.test", host: "192.0.2.9:25", reply: { code: 250, text: "ok" } }
+    ])
+    await log.append("message-M1", 3, [
+      { ...meta(T0 + 31), type: "RecipientBounced", rcpt: "b@x.test", reply: { code: 550, enhanced: "5.1.1", text: "unknown" } }
+    ])
+    const all = await log.readAll(0, 100)
+    const projector = Ses.make(counted, "mx.missive.test", 3_600_000)
+    const first = await projector.project(all)
+    expect(first.map((i) => i.event.eventType)).toEqual(["Send", "DeliveryDelay", "Deferred", "Delivery", "Bounce"])
+    expect(reads).toBe(0)
+    // The same events handed again (a batch the destination refused): b@ was the last recipient, so M1 is read back.
+    const again = await projector.project(all.slice(1))
+    expect(reads).toBe(1)
+    expect(again).toEqual(first.slice(1))
+  })
+
+  it("encodes each event exactly as JSON.stringify does, the mail part cached per message", async () => {
+    const log = EventStore.makeMemory()
+    await log.append("message-M1", 0, [received("M1"), deferred(T0 + 10, ["a@x.test"])])
+    await log.append("message-M1", 2, [
+      { ...meta(T0 + 30), type: "RecipientDelivered", rcpt: "a@x.test", host: "192.0.2.9:25", reply: { code: 250, text: 'ok "quoted" é' } },
+      { ...meta(T0 + 31), type: "RecipientBounced", rcpt: "b@x.test", reply: { code: 550, enhanced: "5.1.1", text: "unknown" } },
+      { ...meta(T0 + 32), type: "RecipientExpired", rcpt: "b@x.test", reply: { code: 451, enhanced: "4.4.7", text: "expired" } }
+    ])
+    await log.append("message-M2", 0, [
+      {
+        ...meta(T0),
+        type: "MessageFiltered",
+        id: "M2",
+        action: "reject",
+        verdicts: [{ name: "clamav", stage: "data", result: "virus", action: "reject" }],
+        rewrites: [],
+        filterPolicy: "f",
+        reply: { code: 554, enhanced: "5.7.1", text: "Virus found" }
+      }
+    ])
+    const projector = Ses.make(log, "mx.missive.test", 3_600_000)
+    const items = await projector.project(await log.readAll(0, 100))
+    expect(new Set(items.map((i) => i.kind))).toEqual(
+      new Set(["send", "deliveryDelay", "deferred", "delivery", "bounce", "expired", "reject"])
+    )
+    for (const i of items) expect(projector.encode(i)).toBe(JSON.stringify(i.event))
+    // Twice: the second time from the cached mail part.
+    for (const i of items) expect(projector.encode(i)).toBe(JSON.stringify(i.event))
+  })
+
   it("projects the filter stage's rejection and quarantine", async () => {
     const log = EventStore.makeMemory()
     const filtered = (action: "reject" | "quarantine", id = "M2"): Message.EventOf<"MessageFiltered"> => ({

@@ -20,6 +20,13 @@ export { sign, SIGNATURE_HEADER, TIMESTAMP_HEADER, COUNT_HEADER } from "./Sink.j
 /** Log events read at a time: about ten per message, so one read gives a few hundred published events. */
 const READ_BATCH = 2048
 
+/**
+ * Shortest time between two checkpoint writes. A crash (kill -9, power loss) sends again what the destinations
+ * acknowledged since the last write: at most this long's events, plus the batch in flight. A clean stop writes the
+ * last position: nothing is sent twice.
+ */
+const SAVE_EVERY_MS = 1000
+
 export interface PublisherDeps {
   readonly events: EventStore.EventStore
   readonly dataDir: string
@@ -62,14 +69,17 @@ export const start = async (deps: PublisherDeps): Promise<Publisher> => {
       checkpoint: Follower.fileCheckpoint(checkpointPath(deps.dataDir, d.name)),
       log: deps.log,
       batchSize: READ_BATCH,
+      saveEveryMs: SAVE_EVERY_MS,
       lingerMs: d.batch_wait,
+      // About one published event per log event of these types: a busy log gives POSTs of batch_max events.
+      lingerUntil: d.batch_max,
       types: Ses.SOURCE_TYPES,
       handle: async (batch, done, signal) => {
         const items = (await projector.project(batch)).filter((i) => wanted.has(i.kind))
         for (let i = 0; i < items.length; i += d.batch_max) {
           const chunk = items.slice(i, i + d.batch_max)
           await sink.send(
-            chunk.map((c) => ({ eventId: c.event.eventId, json: JSON.stringify(c.event) })),
+            chunk.map((c) => ({ eventId: c.event.eventId, json: projector.encode(c) })),
             signal
           )
           // Events of one log position may straddle chunks: only positions wholly sent are finished.

@@ -108,16 +108,28 @@ interface Context {
    * projected again, and its first deferral must then give the same DeliveryDelay again.
    */
   readonly delayed: Map<string, number>
+  /**
+   * Recipients without a final outcome (delivered, bounced, expired) yet. Once none is left the context leaves the
+   * cache: most messages are done within seconds, so the cache holds the messages in flight rather than the last
+   * `cacheSize` ones. A later event of the message (a complaint, a batch projected again) reads the stream.
+   */
+  readonly open: Set<string>
 }
 
 export interface Projector {
   /** The published events of a batch of log events, in order. */
   project(batch: ReadonlyArray<EventStore.StoredEvent>): Promise<ReadonlyArray<Item>>
+  /**
+   * An item's event as JSON: exactly `JSON.stringify(item.event)`, with its `mail` part (the same for every event of
+   * a message) serialised once per message rather than once per event.
+   */
+  encode(item: Item): string
 }
 
 /** A projector with a bounded cache of message contexts; a miss reads the message's stream. */
 export const make = (events: EventStore.EventStore, reportingMta: string, lifetimeMs: number, cacheSize = 10_000): Projector => {
   const cache = new Map<string, Context>()
+  const mailJson = new WeakMap<Mail, string>()
 
   const remember = (id: string, c: Context) => {
     cache.set(id, c)
@@ -134,8 +146,15 @@ export const make = (events: EventStore.EventStore, reportingMta: string, lifeti
       sourceIp: received.client.ip
     },
     receivedAt: received.at,
-    delayed: new Map()
+    delayed: new Map(),
+    open: new Set(received.recipients)
   })
+
+  /** A recipient's final outcome: the context is dropped once every recipient has one. */
+  const settled = (id: string, c: Context, rcpt: string) => {
+    c.open.delete(rcpt)
+    if (c.open.size === 0) cache.delete(id)
+  }
 
   /** A context from the stream itself: what it said before `version` (a restart's first sight of the message). */
   const load = async (id: string, version: number): Promise<Context | undefined> => {
@@ -143,13 +162,26 @@ export const make = (events: EventStore.EventStore, reportingMta: string, lifeti
     const first = stream.find((e) => e.event.type === "MessageReceived")
     if (!first || first.event.type !== "MessageReceived") return undefined
     const c = contextOf(id, first.event)
-    for (const e of stream)
-      if (e.version < version && e.event.type === "AttemptDeferred" && e.event.nextAttemptAt !== null)
+    for (const e of stream) {
+      if (e.version >= version) continue
+      if (e.event.type === "AttemptDeferred" && e.event.nextAttemptAt !== null)
         for (const r of e.event.rcpts) if (!c.delayed.has(r)) c.delayed.set(r, e.position)
+      if (e.event.type === "RecipientDelivered" || e.event.type === "RecipientBounced" || e.event.type === "RecipientExpired")
+        c.open.delete(e.event.rcpt)
+    }
     return c
   }
 
   return {
+    encode: ({ kind, event }) => {
+      let mail = mailJson.get(event.mail)
+      if (mail === undefined) {
+        mail = JSON.stringify(event.mail)
+        mailJson.set(event.mail, mail)
+      }
+      // The key order of every Published event: eventId, eventType, mail, then its one detail (under its kind).
+      return `{"eventId":${JSON.stringify(event.eventId)},"eventType":${JSON.stringify(event.eventType)},"mail":${mail},"${kind}":${JSON.stringify(event[kind])}}`
+    },
     project: async (batch) => {
       const out: Array<Item> = []
       // The events of one JetStream append share its log position: the k-th event of SOURCE_TYPES at a position is
@@ -224,6 +256,7 @@ export const make = (events: EventStore.EventStore, reportingMta: string, lifeti
               remoteMtaIp: e.host.replace(/:\d+$/, "").replace(/^\[|\]$/g, ""),
               reportingMTA: reportingMta
             })
+            settled(id, ctx, e.rcpt)
             break
           case "RecipientBounced":
           case "RecipientExpired": {
@@ -248,6 +281,7 @@ export const make = (events: EventStore.EventStore, reportingMta: string, lifeti
                 lastReply: Reply.format(e.reply),
                 queuedForMillis: e.at - ctx.receivedAt
               })
+            settled(id, ctx, e.rcpt)
             break
           }
           case "ComplaintReceived":
