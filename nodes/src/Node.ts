@@ -173,8 +173,8 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
     const shapingConfig = Presets.shapingOf(config)
     const sites = Limiter.sitesOf(config)
     const deliverer = yield* Effect.acquireRelease(
-      // The delivery role in its own thread (delivery/Thread.ts) unless configured on the main thread or the node's
-      // clock is not the system's (the worker keeps the system clock).
+      // The delivery role in its own thread (delivery/Thread.ts) when configured so, and the node's clock is the
+      // system's (the worker keeps the system clock).
       Effect.sync(() =>
         config.delivery.thread === "worker" && clock === systemClock
           ? Thread.inWorker(config, { resolver, dataDir, log })

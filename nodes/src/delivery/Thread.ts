@@ -1,4 +1,4 @@
-// The delivery role in a thread of its own (`delivery.thread: worker`, the default): the same deliverer
+// The delivery role in a thread of its own (`delivery.thread: worker`; the default is the main thread): the same deliverer
 // (`makeDeliverer`: SMTP pool, LMTP, Maildir, DANE, MTA-STS) runs in a worker thread, and the main thread — SMTP
 // ingress, intake, the scheduler and the decider — hands it one attempt at a time and gets its replies back, so that
 // the node's work is spread over two cores. A worker is a place the role runs, not a second copy of it: what the
