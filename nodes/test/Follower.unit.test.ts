@@ -90,17 +90,23 @@ const settle = async () => {
   for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r))
 }
 
+/** A memory store that counts the follower's reads of the log (`readAllOf`). */
+const countingStore = () => {
+  const store = EventStore.makeMemory()
+  const reads = { n: 0 }
+  const counted: EventStore.EventStore = {
+    ...store,
+    readAllOf: (after, limit, types) => {
+      reads.n += 1
+      return store.readAllOf!(after, limit, types)
+    }
+  }
+  return { store, counted, reads }
+}
+
 describe("Follower with types", () => {
   it("is woken by an append of its types only, and hands those only", async () => {
-    const store = EventStore.makeMemory()
-    let reads = 0
-    const counted: EventStore.EventStore = {
-      ...store,
-      readAllOf: (after, limit, types) => {
-        reads += 1
-        return store.readAllOf!(after, limit, types)
-      }
-    }
+    const { store, counted, reads } = countingStore()
     const handled: Array<EventStore.StoredEvent> = []
     const follower = await Follower.start({
       name: "test",
@@ -114,10 +120,10 @@ describe("Follower with types", () => {
     })
     try {
       await settle()
-      const idle = reads
+      const idle = reads.n
       await store.append("message-a", 0, [event("MessageCompleted", 1), event("MessageCompleted", 2)])
       await settle()
-      expect(reads).toBe(idle)
+      expect(reads.n).toBe(idle)
       expect(handled).toEqual([])
       await store.append("message-b", 0, [event("RecipientBounced", 3)])
       await settle()
@@ -131,15 +137,7 @@ describe("Follower with types", () => {
 
 describe("Follower behind a busy log", () => {
   it("holds only the events of its types: a long run of others while it is busy does not send it back to the store", async () => {
-    const store = EventStore.makeMemory()
-    let reads = 0
-    const counted: EventStore.EventStore = {
-      ...store,
-      readAllOf: (after, limit, types) => {
-        reads += 1
-        return store.readAllOf!(after, limit, types)
-      }
-    }
+    const { store, counted, reads } = countingStore()
     const handled: Array<number> = []
     let release: (() => void) | undefined
     const gate = new Promise<void>((r) => (release = r))
@@ -159,7 +157,7 @@ describe("Follower behind a busy log", () => {
     })
     try {
       await settle()
-      const idle = reads
+      const idle = reads.n
       await store.append("message-a", 0, [event("RecipientBounced", 1)])
       await settle()
       // The handler is busy with position 1; 200 events of other types and one of its own arrive meanwhile.
@@ -169,7 +167,7 @@ describe("Follower behind a busy log", () => {
       await settle()
       expect(handled).toEqual([1, 202])
       expect(follower.position()).toBe(202)
-      expect(reads).toBe(idle)
+      expect(reads.n).toBe(idle)
     } finally {
       await follower.stop()
     }

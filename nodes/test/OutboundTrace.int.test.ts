@@ -1,12 +1,13 @@
 // What an attempt records besides its reply, against real servers on loopback: every hop tried with its connect
 // outcome, the TLS of the session (version, cipher, verified or why not, the policy that asked), a reused session,
 // and a multi-line reply kept line by line. Then the decider copies the trace onto the attempt's events.
-import { createServer, type Server } from "node:net"
+import { createServer } from "node:net"
 import { Drive, Message, Trace, type Route } from "@missive/core"
 import * as E from "fp-ts/lib/Either.js"
 import { afterEach, describe, expect, it } from "vitest"
 import { makeSmtpPool, type SmtpPool } from "../src/delivery/SmtpClient.js"
 import { startCapture } from "../../test/src/CaptureServer.js"
+import { startScripted } from "../../test/src/ScriptedSmtp.js"
 
 type SmtpDestination = Extract<Route.Destination, { kind: "smtp" }>
 
@@ -38,37 +39,9 @@ const closedPort = async (): Promise<number> => {
 
 /** A scripted SMTP server: answers the final dot with `dataReply` (several lines). */
 const scripted = async (dataReply: ReadonlyArray<string>): Promise<{ port: number }> => {
-  const server: Server = createServer((socket) => {
-    socket.write("220 scripted.test ESMTP\r\n")
-    let inData = false
-    let buf = ""
-    socket.on("data", (chunk: Buffer) => {
-      buf += chunk.toString("latin1")
-      let i: number
-      while ((i = buf.indexOf("\r\n")) >= 0) {
-        const line = buf.slice(0, i)
-        buf = buf.slice(i + 2)
-        if (inData) {
-          if (line === ".") {
-            inData = false
-            socket.write(dataReply.map((l) => `${l}\r\n`).join(""))
-          }
-          continue
-        }
-        const verb = line.slice(0, 4).toUpperCase()
-        if (verb === "EHLO") socket.write("250-scripted.test\r\n250 8BITMIME\r\n")
-        else if (verb === "DATA") {
-          inData = true
-          socket.write("354 go ahead\r\n")
-        } else if (verb === "QUIT") socket.end("221 bye\r\n")
-        else socket.write("250 2.1.0 OK\r\n")
-      }
-    })
-    socket.on("error", () => undefined)
-  })
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
-  cleanup.push(() => new Promise<void>((r) => server.close(() => r())))
-  return { port: (server.address() as { port: number }).port }
+  const s = await startScripted({ ehlo: ["250-scripted.test", "250 8BITMIME"], command: () => "250 2.1.0 OK", data: () => dataReply })
+  cleanup.push(() => s.close())
+  return s
 }
 
 const BODY = Buffer.from("From: a@x.test\r\nTo: b@y.test\r\nSubject: t\r\n\r\nhello\r\n")

@@ -5,6 +5,7 @@ import type { Route } from "@missive/core"
 import { afterEach, describe, expect, it } from "vitest"
 import { deliverSmtp, makeSmtpPool, type SmtpPool, type SmtpPoolOptions } from "../src/delivery/SmtpClient.js"
 import { startCapture, type CaptureOptions, type CaptureServer } from "../../test/src/CaptureServer.js"
+import { startScripted, type Script } from "../../test/src/ScriptedSmtp.js"
 
 type SmtpDestination = Extract<Route.Destination, { kind: "smtp" }>
 
@@ -264,59 +265,14 @@ describe("SmtpClient", () => {
     for (const x of r.results) expect(x.reply.code).toBe(421)
   })
 
-  /** A scripted server: records every command line; `onMail(n)` (n: the connection's MAIL count) may hang up silently. */
-  const scripted = async (onMail: (connection: number, mails: number) => "answer" | "hang up") => {
-    const lines: string[] = []
-    let connections = 0
-    const server = createServer((socket) => {
-      const connection = ++connections
-      let mails = 0
-      let inData = false
-      let buf = ""
-      socket.write("220 scripted.test ESMTP\r\n")
-      socket.on("data", (chunk: Buffer) => {
-        buf += chunk.toString("latin1")
-        let i: number
-        while ((i = buf.indexOf("\r\n")) >= 0) {
-          const line = buf.slice(0, i)
-          buf = buf.slice(i + 2)
-          if (inData) {
-            if (line === ".") {
-              inData = false
-              socket.write("250 2.0.0 queued\r\n")
-            }
-            continue
-          }
-          lines.push(`${connection} ${line.split(/[: ]/)[0]?.toUpperCase()}`)
-          if (/^EHLO/i.test(line)) socket.write("250 scripted.test\r\n")
-          else if (/^MAIL/i.test(line) && onMail(connection, ++mails) === "hang up") socket.destroy()
-          else if (/^DATA/i.test(line)) {
-            inData = true
-            socket.write("354 go ahead\r\n")
-          } else socket.write("250 2.0.0 OK\r\n")
-        }
-      })
-    })
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
-    cleanup.push(() => new Promise<void>((r) => server.close(() => r())))
-    return { port: (server.address() as { port: number }).port, lines }
+  const scripted = async (script: Script) => {
+    const s = await startScripted(script)
+    cleanup.push(() => s.close())
+    return s
   }
 
-  it("delivers bodies small and large over one session, each byte-exact (the small ones' data and dot in one write)", async () => {
-    const c = await capture()
-    const p = pool()
-    const large = Buffer.concat([BODY, Buffer.from(`${"y".repeat(70)}\r\n.dot\r\n`.repeat(3000), "latin1")])
-    for (const body of [BODY, large, BODY, large]) {
-      const r = await p.send(to(c), { from: "a@x.test", to: ["b@y.test"] }, body)
-      expect(r.results[0]?.reply.code).toBe(250)
-    }
-    expect(c.messages.map((m) => m.raw.length)).toEqual([BODY, large, BODY, large].map((b) => b.length))
-    expect(c.messages[1]?.raw.equals(large)).toBe(true)
-    expect(c.connections).toBe(1)
-  })
-
   it("sends no RSET before reusing a session whose last transaction completed", async () => {
-    const s = await scripted(() => "answer")
+    const s = await scripted({})
     const p = pool()
     for (let i = 0; i < 3; i++) {
       const r = await p.send(to({ host: "127.0.0.1", port: s.port }), { from: "a@x.test", to: ["b@y.test"] }, BODY)
@@ -337,7 +293,14 @@ describe("SmtpClient", () => {
 
   it("sends again on a new session when a session reused without RSET had been closed by the server", async () => {
     // the server hangs up on the first connection's second MAIL without a word (it had closed the idle session)
-    const s = await scripted((connection, mails) => (connection === 1 && mails === 2 ? "hang up" : "answer"))
+    const mails = new Map<number, number>()
+    const s = await scripted({
+      command: (line, connection) => {
+        if (!/^MAIL/i.test(line)) return undefined
+        mails.set(connection, (mails.get(connection) ?? 0) + 1)
+        return connection === 1 && mails.get(connection) === 2 ? "hang up" : undefined
+      }
+    })
     const p = pool()
     const first = await p.send(to({ host: "127.0.0.1", port: s.port }), { from: "a@x.test", to: ["b@y.test"] }, BODY)
     const second = await p.send(to({ host: "127.0.0.1", port: s.port }), { from: "a@x.test", to: ["c@y.test"] }, BODY)
@@ -347,29 +310,7 @@ describe("SmtpClient", () => {
 
   it("defers every recipient when the connection drops after the message was sent", async () => {
     // a server that accepts the envelope, reads the message, and hangs up instead of replying
-    const server = createServer((socket) => {
-      let inData = false
-      let data = ""
-      socket.write("220 dropper.test ESMTP\r\n")
-      socket.on("data", (chunk) => {
-        const text = chunk.toString("latin1")
-        if (inData) {
-          data += text
-          if (data.endsWith("\r\n.\r\n")) socket.destroy()
-          return
-        }
-        for (const line of text.split("\r\n").filter((l) => l)) {
-          if (/^EHLO/i.test(line)) socket.write("250 dropper.test\r\n")
-          else if (/^DATA/i.test(line)) {
-            inData = true
-            socket.write("354 go ahead\r\n")
-          } else socket.write("250 2.0.0 OK\r\n")
-        }
-      })
-    })
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
-    cleanup.push(() => new Promise<void>((r) => server.close(() => r())))
-    const port = (server.address() as { port: number }).port
+    const { port } = await scripted({ data: () => "hang up" })
     const r = await pool().send(to({ host: "127.0.0.1", port }), { from: "a@x.test", to: ["b@y.test", "c@y.test"] }, BODY)
     for (const x of r.results) expect(x.reply).toMatchObject({ code: 451, enhanced: "4.4.1" })
   })
