@@ -53,8 +53,9 @@ export const REPLAY_HELP = `  missive replay timeline ID [--json]     every even
     Replay options: --config FILE (its data_dir, or its cluster.nats JetStream log; for what-if it is also the
     alternative policy), --data DIR (a data directory's SQLite log, overrides --config's), T = ISO 8601 time,
     "now", or relative ("-2h", "-1d30m"); a progress bar shows on stderr when it is a terminal. On a JetStream
-    log, queue --at and report keep open-set snapshots in the stream <PREFIX>_REPLAY (derived data): the first run
-    over a stretch of the log folds it, later runs start from the nearest snapshot
+    log, queue --at and report use open-set snapshots and segment digests in the stream <PREFIX>_REPLAY (derived
+    data, kept current by the running nodes): over a stretch of the log without them, the first run folds the log and
+    saves them, later runs start from them
 `
 
 export const CLUSTER_HELP = `  missive cluster up [--nodes N] [--dir DIR] [--nats-port P] [--smtp-port P] [--submission-port P]
