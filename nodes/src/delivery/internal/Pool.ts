@@ -1,8 +1,9 @@
 // Connection reuse per destination key: at most `maxPerDestination` sessions open per key, idle ones kept for
-// `idleMs` and reused (after RSET only when the last transaction did not complete, as Postfix's connection cache does
-// not probe a session it just used: a reused session that broke before any reply is retried once on a new one), retired after `messagesPerConnection` messages (the send's own, a site's, else the
-// pool's) or on any connection error.
-// It must not interpret replies or retry a message: one send is one transaction, whatever it answers.
+// `idleMs` and reused — with RSET first only when the last transaction did not complete (after the reply to the data
+// the server's state is already reset, RFC 5321 §4.1.1.4); a session reused without RSET that the server had closed
+// before taking the message is sent on again once, on a new session — retired after `messagesPerConnection` messages
+// (the send's own, a site's, else the pool's) or on any connection error.
+// It must not interpret replies or retry a message the server answered: one send is one transaction, whatever it answers.
 import { Reply, type Trace } from "@missive/core"
 import { allGet, type DeliveryResult, type Envelope } from "../Delivery.js"
 import { Session, showEndpoint, type Endpoint, type SessionOptions, type VerifyPolicy } from "./Session.js"
