@@ -239,6 +239,35 @@ describe("cluster work on the inbox consumer", () => {
     }
   })
 
+  it("gives a batch member deferred after this node's lease lapsed a carrier of its own (its events are nowhere else yet)", async () => {
+    const { inbox } = await setup(1000)
+    // node a's clock can jump past its lease: as after a partition, when a delivery was fenced for a lost lease
+    let skew = 0
+    const a = await ClusterWork.open({ nc, inbox, now: () => Date.now() + skew, fetchBody: async () => Buffer.alloc(0), log: () => {} })
+    try {
+      const ids = Array.from({ length: 12 }, (_, i) => `l${i}`)
+      const placed = await Promise.all(ids.map((id) => inbox.commit(id, [received(id, 1)], Buffer.from(`body ${id}`))))
+      const placeOf = (id: string) => `${placed[ids.indexOf(id)]!.shard}:${placed[ids.indexOf(id)]!.seq}`
+      const deferred = ids.find((id) => ids.filter((x) => placeOf(x) === placeOf(id)).length > 1)!
+      const got = new Set<string>()
+      await until(async () => {
+        for (const item of await a.claim(Date.now(), 100, "n", 0)) got.add(item.id)
+        return got.size === ids.length ? true : undefined
+      })
+      for (const id of ids) if (id !== deferred) await a.complete(id)
+      skew = 10_000
+      expect(a.holds(deferred)).toBe(false)
+      await a.schedule(deferred, Date.now() + 500)
+      const own = await until(async () => {
+        const found = await inbox.find(deferred)
+        return found && !found.inBatch ? found : undefined
+      })
+      expect(own.body?.toString()).toBe(`body ${deferred}`)
+    } finally {
+      await a.close()
+    }
+  })
+
   it("gives a batch held by a node that stopped acking to a peer, every member with it", async () => {
     const { inbox, node } = await setup(1000)
     const a = await node("a")

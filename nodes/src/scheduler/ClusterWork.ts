@@ -256,8 +256,11 @@ export const open = async (o: ClusterWorkOptions): Promise<ClusterWork> => {
       const now = o.now()
       const list = tokensOf(id)
       // A member of a batch gets a carrier of its own first (the batch is then acked without it); should that
-      // fail, the member stays held and the host retries.
-      const member = list.find((t) => t.kind === "member" && mine(t, now))
+      // fail, the member stays held and the host retries. Also when this node's lease on the batch has lapsed (a
+      // delivery fenced after a partition): its first events may be logged nowhere yet, and the batch can still be
+      // acked by this node once its other members are done; the split carrier is deduplicated by the message's id,
+      // so a peer that drives the batch meanwhile makes no second one.
+      const member = list.find((t) => t.kind === "member" && t.carried !== undefined)
       if (member && member.carried) await o.inbox.split({ id, events: member.carried.events, body: member.carried.body }, true, dueAt)
       drop(id)
       let carrierHeld = member !== undefined
