@@ -109,22 +109,38 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
     }
     // In a cluster, the incident replay's segment digests and open-set snapshots (`<PREFIX>_REPLAY`) are kept current
     // as the log grows, so that a report over any window finds them made (events/src/Snapshots.ts `follow`; every
-    // node follows through its one whole-log subscription, a segment's digest is stored once).
+    // node follows through its one whole-log subscription, a segment's digest is stored once). Derived data: it is
+    // started beside the node, never in its way (a JetStream still electing leaders delays it, not the node's start).
     if (cluster) {
       const rt = cluster
-      yield* Effect.acquireRelease(
-        Effect.promise(() =>
-          retrying(log, "replay digests", () =>
-            JetStreamSnapshots.follow({
+      let follower: { close(): Promise<void> } | undefined
+      let stopped = false
+      const follow = async (): Promise<void> => {
+        while (!stopped) {
+          try {
+            const f = await JetStreamSnapshots.follow({
               nc: rt.nc,
               prefix: config.cluster.prefix,
               replicas: rt.replicas,
               events: ports.events,
               onError: (e) => log("warn", "replay digests: a save failed", { error: String(e) })
             })
-          )
-        ),
-        (f) => Effect.promise(() => f.close())
+            if (stopped) await f.close().catch(() => undefined)
+            else follower = f
+            return
+          } catch (e) {
+            log("warn", "replay digests: not following the log yet; trying again", { error: String(e) })
+            await new Promise((r) => setTimeout(r, 5_000))
+          }
+        }
+      }
+      void follow()
+      yield* Effect.addFinalizer(() =>
+        Effect.promise(async () => {
+          // (a start still under way closes what it opens once it ends)
+          stopped = true
+          await follower?.close().catch(() => undefined)
+        })
       )
     }
     const events = cluster && observer ? Http.timedEvents(ports.events, observer.metrics) : ports.events

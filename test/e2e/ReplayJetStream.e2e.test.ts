@@ -54,11 +54,16 @@ describe("replay on the JetStream log", () => {
     dir.remove()
   })
 
-  it("a node keeps the replay's segment digests as the log grows (their stream exists before any replay ran)", async () => {
+  it("a node keeps the replay's segment digests as the log grows (their stream is made before any replay ran)", async () => {
     const nc = await connect({ servers: nats.url })
     try {
       const jsm = await jetstreamManager(nc, { checkAPI: false })
-      const info = await jsm.streams.info(JetStreamSnapshots.streamName("missive"))
+      // made beside the node's start, not before it: waited for
+      const info = await waitFor(
+        "the replay stream",
+        () => jsm.streams.info(JetStreamSnapshots.streamName("missive")).catch(() => undefined),
+        30_000
+      )
       expect(info.config.max_bytes).toBeGreaterThan(0)
     } finally {
       await nc.close()
