@@ -268,6 +268,50 @@ describe("cluster work on the inbox consumer", () => {
     }
   })
 
+  it("offers a batch member whose split failed (no quorum) to the host again, and splits it then", async () => {
+    const { inbox } = await setup(1000)
+    // The inbox as a node in a minority sees it: the first split finds no quorum.
+    let refusals = 1
+    const split: JetStreamInbox.Inbox["split"] = async (member, inline, dueAt) => {
+      if (refusals-- > 0) throw new Error("accept commit failed on every shard")
+      return inbox.split(member, inline, dueAt)
+    }
+    const a = await ClusterWork.open({
+      nc,
+      inbox: { ...inbox, split },
+      now: () => Date.now(),
+      fetchBody: async () => Buffer.alloc(0),
+      log: () => {}
+    })
+    try {
+      const ids = Array.from({ length: 12 }, (_, i) => `s${i}`)
+      const placed = await Promise.all(ids.map((id) => inbox.commit(id, [received(id, 1)], Buffer.from(`body ${id}`))))
+      const placeOf = (id: string) => `${placed[ids.indexOf(id)]!.shard}:${placed[ids.indexOf(id)]!.seq}`
+      const deferred = ids.find((id) => ids.filter((x) => placeOf(x) === placeOf(id)).length > 1)!
+      const got = new Set<string>()
+      await until(async () => {
+        for (const item of await a.claim(Date.now(), 100, "n", 0)) got.add(item.id)
+        return got.size === ids.length ? true : undefined
+      })
+      for (const id of ids) if (id !== deferred) await a.complete(id)
+      await a.schedule(deferred, Date.now() + 200)
+      expect((await inbox.find(deferred))?.inBatch).toBe(true)
+      // Offered again (the old code left it claimed, driven by no one, its batch kept from peers by in-progress acks).
+      const again = await claimOne(a, 5_000)
+      expect(again.id).toBe(deferred)
+      expect(again.carried?.body.toString()).toBe(`body ${deferred}`)
+      await a.schedule(deferred, Date.now() + 200)
+      const own = await until(async () => {
+        const found = await inbox.find(deferred)
+        return found && !found.inBatch ? found : undefined
+      })
+      expect(own.body?.toString()).toBe(`body ${deferred}`)
+      await until(async () => ((await inbox.count()) === 1 ? true : undefined))
+    } finally {
+      await a.close()
+    }
+  })
+
   it("gives a batch held by a node that stopped acking to a peer, every member with it", async () => {
     const { inbox, node } = await setup(1000)
     const a = await node("a")

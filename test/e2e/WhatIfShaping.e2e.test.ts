@@ -35,11 +35,19 @@ describe("what-if re-decides site changes", () => {
     await sendOne("refused first")
     await waitFor("the site suspended", async () => (await siteTypes()).includes("SiteSuspended"))
     await sendOne("sent while suspended")
+    // Delivered means recorded in the log (the sink has the message a moment before the node appends its report).
+    const completed = async () => (await node.store.events.readAll(0, 100_000)).filter((e) => e.event.type === "MessageCompleted").length
     await waitFor(
       "both delivered and the site resumed",
-      async () => mx.messages.length === 2 && (await siteTypes()).includes("SiteResumed")
-    )
-  }, 30_000)
+      async () => mx.messages.length === 2 && (await completed()) === 2 && (await siteTypes()).includes("SiteResumed"),
+      25_000
+    ).catch(async (e: unknown) => {
+      // What the log holds, for the failure message.
+      const all = await node.store.events.readAll(0, 100_000)
+      const lines = all.map((x) => `${x.event.at} ${x.stream} ${x.event.type}`).join("\n")
+      throw new Error(`${String(e)}; sink has ${mx.messages.length}; the log:\n${lines}`)
+    })
+  }, 45_000)
   afterAll(async () => {
     await site?.close()
     dir.remove()

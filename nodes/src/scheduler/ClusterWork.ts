@@ -55,6 +55,8 @@ interface Token {
 
 /** A deferred message's NAK delay is capped; when it comes back early the host finds nothing due and defers again. */
 const MAX_DELAY_MS = 6 * 60 * 60_000
+/** How soon a batch member whose split failed is offered again. */
+const SPLIT_RETRY_MS = 1_000
 
 export const open = async (o: ClusterWorkOptions): Promise<ClusterWork> => {
   const log = o.log ?? (() => {})
@@ -75,6 +77,12 @@ export const open = async (o: ClusterWorkOptions): Promise<ClusterWork> => {
   const stops: Array<() => void> = []
 
   const tokensOf = (id: string) => tokens.get(id) ?? []
+  /** A held message given back to the host's claims (its tokens still live, nobody driving it). */
+  const reoffer = (id: string) => {
+    if (closed || claimed.has(id) || ready.includes(id) || !tokensOf(id).some((t) => live(t, o.now()))) return
+    ready.push(id)
+    kick()
+  }
   const drop = (id: string) => {
     tokens.delete(id)
     claimed.delete(id)
@@ -261,7 +269,20 @@ export const open = async (o: ClusterWorkOptions): Promise<ClusterWork> => {
       // acked by this node once its other members are done; the split carrier is deduplicated by the message's id,
       // so a peer that drives the batch meanwhile makes no second one.
       const member = list.find((t) => t.kind === "member" && t.carried !== undefined)
-      if (member && member.carried) await o.inbox.split({ id, events: member.carried.events, body: member.carried.body }, true, dueAt)
+      if (member && member.carried) {
+        try {
+          await o.inbox.split({ id, events: member.carried.events, body: member.carried.body }, true, dueAt)
+        } catch (e) {
+          // No carrier of its own yet (no quorum: a partition, an election): the member stays held, its batch open,
+          // and is offered to the host again later, when the split is tried again. Left claimed, it would be driven
+          // by no one while this node's in-progress acks kept the batch from its peers.
+          log("warn", "batch member not split out yet; trying again", { id, error: String((e as Error)?.message ?? e) })
+          claimed.delete(id)
+          const retry = setTimeout(() => reoffer(id), Math.max(SPLIT_RETRY_MS, dueAt - o.now()))
+          retry.unref?.()
+          return
+        }
+      }
       drop(id)
       let carrierHeld = member !== undefined
       for (const t of list) {
