@@ -115,11 +115,36 @@ interface Arrival {
   readonly node: number
 }
 
+/**
+ * What each node logged about a lost message (at most three), by the id its 250 named: put in the assertion's message,
+ * the part of a failed run CI keeps, since the log tails printed above are cut from it.
+ */
+const lostStory = (lost: ReadonlyArray<number>, replies: ReadonlyArray<Reply>, cutAt: number, healAt: number): string => {
+  const lines: Array<string> = [`cut at 0 ms, healed at ${healAt - cutAt} ms`]
+  for (const seq of lost.slice(0, 3)) {
+    const r = replies.find((x) => x.seq === seq && x.cls === "2")
+    const id = /queued as (\S+)/.exec(r?.response ?? "")?.[1]
+    lines.push(
+      `seq ${seq}: node-${r?.node} answered ${r?.start !== undefined ? r.start - cutAt : "?"}..${r?.end !== undefined ? r.end - cutAt : "?"} ms: ${r?.response}`
+    )
+    if (!id) continue
+    for (const [i, c] of nodes.entries())
+      for (const l of c
+        .output()
+        .split("\n")
+        .filter((x) => x.includes(id))
+        .slice(0, 12))
+        lines.push(`  node-${i + 1}: ${l.slice(0, 240)}`)
+  }
+  return lines.join("\n")
+}
+
+const nodes: Array<ChildNode> = []
+
 describe("cluster partition", () => {
   const dir = tempDir("missive-cpart-")
   let net: PartitionNet | undefined
   const servers: Array<Server> = []
-  const nodes: Array<ChildNode> = []
   let sink: CaptureServer
   const arrivals: Array<Arrival> = []
 
@@ -287,7 +312,7 @@ describe("cluster partition", () => {
     expect(other4xx).toEqual([])
     for (const k of [2, 3]) expect(steady(k).filter((r) => r.cls === "2").length).toBeGreaterThan(0)
     expect(replies.some((r) => r.cls === "5")).toBe(false)
-    expect(lost).toEqual([])
+    expect(lost, lostStory(lost, replies, cutAt, healAt)).toEqual([])
     expect(acknowledged.size).toBeGreaterThan(100)
   }, 200_000)
 })

@@ -211,7 +211,12 @@ export const open = async (o: ClusterWorkOptions): Promise<ClusterWork> => {
         if (now > lease.lastWorking + ackWait - margin) {
           leases.delete(key)
           c.lostTokens += 1
-          log("warn", "lease lost: token held past its AckWait", { shard: lease.shard, seq: lease.msg.seq, members: lease.open.size })
+          log("warn", "lease lost: token held past its AckWait", {
+            shard: lease.shard,
+            seq: lease.msg.seq,
+            members: lease.open.size,
+            ids: [...lease.open].slice(0, 8)
+          })
           continue
         }
         if (now - lease.lastWorking >= ackWait / 3 && !lease.pending) {
