@@ -273,6 +273,108 @@ describe("Ingress: ESMTP", () => {
   })
 })
 
+describe("Ingress: CHUNKING (BDAT, RFC 3030)", () => {
+  const accepted = async (h: Harness, n: number) => {
+    for (let i = 0; i < 100 && h.accepted.length < n; i++) await new Promise((r) => setTimeout(r, 20))
+    return h.accepted
+  }
+
+  it("offers CHUNKING and takes a message in chunks, pipelined, octet for octet (no dot-unstuffing)", async () => {
+    const h = await start()
+    const raw = await Raw.open(h.ingress.ports.smtp!)
+    expect(await raw.reply()).toMatch(/^220 /)
+    expect(await raw.command("EHLO client.test")).toMatch(/^250[- ]CHUNKING\r?$/m)
+    // An end-of-data line and a leading dot inside a chunk are content; the chunk boundary splits a line.
+    const first = "Subject: chunks\r\n\r\n..two dots\r\n.\r\nstill the messa"
+    const second = "ge\r\n"
+    raw.write(
+      `MAIL FROM:<a@remote.test>\r\nRCPT TO:<u@local.test>\r\nBDAT ${first.length}\r\n${first}BDAT ${second.length} LAST\r\n${second}NOOP\r\n`
+    )
+    expect(await raw.reply()).toBe("250 2.1.0 Accepted")
+    expect(await raw.reply()).toBe("250 2.1.5 Accepted")
+    expect(await raw.reply()).toBe(`250 2.0.0 ${first.length} octets received`)
+    expect(await raw.reply()).toBe("250 2.0.0 OK queued as Q1")
+    expect(await raw.reply()).toMatch(/^250 /)
+    expect(h.accepted).toHaveLength(1)
+    expect(h.accepted[0]!.body.toString("latin1")).toBe(first + second)
+    expect(h.accepted[0]).toMatchObject({ sender: "a@remote.test", recipients: ["u@local.test"] })
+    // The next transaction on the session: BDAT 0 LAST ends a message whose chunks came before it.
+    await raw.command("MAIL FROM:<a@remote.test>")
+    await raw.command("RCPT TO:<u@local.test>")
+    const body = message()
+    raw.write(`BDAT ${body.length}\r\n${body}`)
+    expect(await raw.reply()).toBe(`250 2.0.0 ${body.length} octets received`)
+    expect(await raw.command("BDAT 0 LAST")).toBe("250 2.0.0 OK queued as Q2")
+    expect(h.accepted[1]!.body.toString("latin1")).toBe(body)
+  })
+
+  it("reads a refused chunk in full: its octets are never taken for commands", async () => {
+    const h = await start()
+    const raw = await Raw.session(h.ingress.ports.smtp!)
+    // No RCPT yet: 503, and the chunk's "commands" are content that is thrown away.
+    const smuggled = "RCPT TO:<u@local.test>\r\nQUIT\r\n"
+    raw.write(`BDAT ${smuggled.length} LAST\r\n${smuggled}`)
+    expect(await raw.reply()).toMatch(/^503 5\.5\.1 /)
+    expect(await raw.command("NOOP")).toMatch(/^250 /)
+    // DATA after BDAT in one transaction is refused; RSET gives the transaction up: nothing of it is accepted.
+    await raw.command("MAIL FROM:<a@remote.test>")
+    await raw.command("RCPT TO:<u@local.test>")
+    raw.write("BDAT 5\r\nhello")
+    expect(await raw.reply()).toBe("250 2.0.0 5 octets received")
+    expect(await raw.command("DATA")).toMatch(/^503 5\.5\.1 /)
+    expect(await raw.command("RSET")).toMatch(/^250 /)
+    await raw.command("MAIL FROM:<a@remote.test>")
+    await raw.command("RCPT TO:<u@local.test>")
+    expect(await raw.command("DATA")).toMatch(/^354 /)
+    raw.write(`${message("after the reset\r\n")}.\r\n`)
+    expect(await raw.reply()).toBe("250 2.0.0 OK queued as Q1")
+    expect(await accepted(h, 1)).toHaveLength(1)
+    expect(h.accepted[0]!.body.toString("latin1")).toContain("after the reset")
+    expect(h.accepted[0]!.body.toString("latin1")).not.toContain("hello")
+  })
+
+  it("checks a chunked message as DATA's: over the size limit 552 5.3.4, a bare LF 550 5.6.11", async () => {
+    const h = await start()
+    const raw = await Raw.session(h.ingress.ports.smtp!)
+    await raw.command("MAIL FROM:<a@remote.test>")
+    await raw.command("RCPT TO:<u@local.test>")
+    const line = `${"x".repeat(70)}\r\n`
+    const big = line.repeat(100)
+    raw.write(`BDAT ${big.length}\r\n${big}BDAT ${big.length} LAST\r\n${big}`)
+    expect(await raw.reply()).toBe(`250 2.0.0 ${big.length} octets received`)
+    expect(await raw.reply()).toMatch(/^552 5\.3\.4 /)
+    await raw.command("MAIL FROM:<a@remote.test>")
+    await raw.command("RCPT TO:<u@local.test>")
+    const bare = "Subject: x\r\n\r\nbare\nline\r\n"
+    expect(await raw.command(`BDAT ${bare.length} LAST\r\n${bare.slice(0, -2)}`)).toMatch(/^550 5\.6\.11 /)
+    expect(await raw.command("NOOP")).toMatch(/^250 /)
+    expect(h.accepted).toHaveLength(0)
+  })
+
+  it("accepts nothing of a session closed mid-chunk; closes on a malformed BDAT", async () => {
+    const h = await start()
+    const raw = await Raw.session(h.ingress.ports.smtp!)
+    await raw.command("MAIL FROM:<a@remote.test>")
+    await raw.command("RCPT TO:<u@local.test>")
+    const body = message()
+    raw.write(`BDAT ${body.length + 100} LAST\r\n${body}`)
+    await new Promise((r) => setTimeout(r, 100))
+    sockets.at(-1)!.destroy()
+    await new Promise((r) => setTimeout(r, 200))
+    expect(h.accepted).toHaveLength(0)
+    expect(h.logs.some((l) => l["event"] === "ingress.data-aborted")).toBe(true)
+
+    const bad = await Raw.session(h.ingress.ports.smtp!)
+    await bad.command("MAIL FROM:<a@remote.test>")
+    await bad.command("RCPT TO:<u@local.test>")
+    bad.write("BDAT many\r\nRSET\r\n")
+    const rest = await bad.rest()
+    expect(rest[0]).toMatch(/^501 5\.5\.4 /)
+    expect(rest).toHaveLength(1)
+    expect(h.accepted).toHaveLength(0)
+  })
+})
+
 describe("Ingress: relay control", () => {
   it("denies an unauthenticated client a remote domain, accepts local and relay domains", async () => {
     const h = await start()

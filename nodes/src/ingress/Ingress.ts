@@ -2,12 +2,13 @@
 // Speaks the protocol, enforces limits, relay control, AUTH and STARTTLS, checks DATA, and hands
 // a complete message to accept(); it must not store anything itself (accept() makes it durable).
 // Security: never an open relay; AUTH only under TLS when requireTls; only <CRLF>.<CRLF> ends
-// DATA and bare CR/LF is refused or rewritten; 250 to DATA only once accept() has resolved.
+// DATA and bare CR/LF is refused or rewritten; 250 to DATA only once accept() has resolved. BDAT (CHUNKING)
+// chunks are read by their length into the same message stream as DATA (Chunking.ts).
 
 import { SMTPServer } from "smtp-server"
-import { SMTPConnection } from "smtp-server/lib/smtp-connection.js"
 import type { SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from "smtp-server"
 import { Reply } from "@missive/core"
+import { ChunkingConnection } from "./Chunking.js"
 import { Connections } from "./Connections.js"
 import { DataCheck, type DataVerdict } from "./DataStream.js"
 import * as Relay from "./Relay.js"
@@ -113,7 +114,7 @@ type SmtpConnection = SMTPServer["connections"] extends Set<infer C> ? C : never
  * out on the next turn of the event loop instead. A client that talks before it is still refused by smtp-server.
  * Only the connections of Missive's own servers (HookedServer below) are of this class: smtp-server is not patched.
  */
-class PromptConnection extends SMTPConnection {
+class PromptConnection extends ChunkingConnection {
   override init(): void {
     this._setListeners(() => {
       if (this._server.options.maxClients && this._server.connections.size > this._server.options.maxClients)
