@@ -308,7 +308,9 @@ describe("cluster partition", () => {
 
     expect(minority250).toEqual([])
     expect(late250).toEqual([])
-    expect(during(1).length).toBeGreaterThan(0)
+    // The minority was put to the test: transactions started during the cut were answered (on a loaded machine its
+    // 4xx may come only after the heal, once the accept commit has timed out on every shard).
+    expect(during(1).length + straddling.filter((r) => r.cls === "4").length).toBeGreaterThan(0)
     expect(other4xx).toEqual([])
     for (const k of [2, 3]) expect(steady(k).filter((r) => r.cls === "2").length).toBeGreaterThan(0)
     expect(replies.some((r) => r.cls === "5")).toBe(false)
