@@ -67,4 +67,29 @@ describe("Shaping across nodes", () => {
       b.shaping.close()
     }
   })
+
+  it("records the resume also when its timer fires before the wall clock reaches the end of the suspension", async () => {
+    const events = EventStore.makeMemory()
+    const limiter = Limiter.make({ perDestination: 2, total: 10 })
+    // The node's clock runs 40 ms behind the timers (as a wall clock may by a millisecond or so).
+    let lag = 0
+    const shaping = Shaping.make({
+      events,
+      limiter,
+      rules: [RULE],
+      clock: { now: () => Date.now() - lag },
+      log: () => {},
+      node: "a",
+      policyHash: "p"
+    })
+    try {
+      await shaping.observe(SITE, [{ code: 421, enhanced: "4.7.0", text: "Try again later" }])
+      lag = 40
+      await settle(RULE.durationMs + 150)
+      const types = (await events.read(Shaping.streamOf(SITE))).map((e) => e.event.type)
+      expect(types).toEqual(["SiteSuspended", "SiteResumed"])
+    } finally {
+      shaping.close()
+    }
+  })
 })

@@ -202,6 +202,9 @@ export const make = (d: ShapingDeps): Shaping => {
     const t = setTimeout(
       () => {
         timers.delete(t)
+        // Timers run on the monotonic clock and may fire a little before the wall clock reaches `until`: expiring
+        // then decides nothing, and the site would stay suspended in the log (the limiter lifts it by time alone).
+        if (d.clock.now() < until) return schedule(site, until)
         void serial(() => record(site, (s) => Site.expire(s, site, ctx())))
       },
       Math.max(0, until - d.clock.now())
