@@ -30,7 +30,8 @@ export const startRelay = async (dir: string, sinkPort: number, extra: Record<st
     hostname: "bench.missive.test",
     node_id: "bench",
     data_dir: dataDir,
-    listeners: { smtp: { host: "127.0.0.1", port }, submission: { enabled: false } },
+    // The admin listener on a free port too: a node already running on its default 8025 must not stop the bench.
+    listeners: { smtp: { host: "127.0.0.1", port }, submission: { enabled: false }, http: { host: "127.0.0.1", port: await freePort() } },
     relay: { relay_domains: ["sink.test"] },
     routes: { "sink.test": `127.0.0.1:${sinkPort}` },
     limits: { max_connections: 1000, max_connections_per_ip: 1000 },
