@@ -5,11 +5,11 @@
 // alike), or with MISSIVE_BENCH_PUBLISH_MODE=alternate one after the other. Reports throughput, the node's CPU per
 // message (read once the webhook has every event), per thread, and how far the webhook was behind when the last
 // message completed. The webhook takes the defaults: batches of up to 100, 200 ms linger.
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { createServer } from "node:http"
 import { loadavg, tmpdir } from "node:os"
 import { join } from "node:path"
-import { cpuMs, freePort, startChild } from "../test/src/Support.js"
+import { cpuMs, freePort, startChild, threadCpu } from "../test/src/Support.js"
 import { load, startRelay, type RelayNode } from "./relay.bench.js"
 
 interface Round {
@@ -22,24 +22,6 @@ interface Round {
   readonly behind: number
   /** POSTs the webhook got for the measured load. */
   readonly posts: number
-}
-
-/** CPU ms of each of a process's threads, summed by thread name (/proc/PID/task/TID: comm and stat). */
-const threadCpu = (pid: number): Map<string, number> => {
-  const out = new Map<string, number>()
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      const comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim()
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8")
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-      const ms = ((Number(fields[11]) + Number(fields[12])) * 1000) / 100
-      const kind = tid === String(pid) ? "main" : comm
-      out.set(kind, (out.get(kind) ?? 0) + ms)
-    } catch {
-      // a thread that ended between the listing and the read
-    }
-  }
-  return out
 }
 
 export const run = async (): Promise<string> => {

@@ -8,7 +8,7 @@ import { join, resolve } from "node:path"
 import { promisify } from "node:util"
 import { stringify } from "yaml"
 import { runLoad } from "./lib/Load.js"
-import { cpuMs, freePort, machineTicks, percentile, startChild, writtenBytes, type Child } from "../test/src/Support.js"
+import { cpuMs, freePort, machineTicks, percentile, startChild, threadCpu, writtenBytes, type Child } from "../test/src/Support.js"
 import * as Postfix from "./Postfix.js"
 import { existsSync, readFileSync } from "node:fs"
 
@@ -80,6 +80,8 @@ interface Row {
   readonly p50?: number
   readonly p90?: number
   readonly p99?: number
+  /** The node's CPU ms per message by thread: main, the SQLite writer ("WorkerThread"), V8's helpers, libuv's pool. */
+  readonly threads?: Readonly<Record<string, number>>
 }
 
 /** smtp-source's load: 20 sessions, one message each, from src.test to x@sink.test, into `port`; resolves when sent. */
@@ -147,8 +149,14 @@ const nodeCosts = (node: RelayNode) =>
 
 const smtpSource = async (node: RelayNode, o: { messages: number; size: number; rcpts: number; name: string }): Promise<Row> => {
   const cost = nodeCosts(node)
+  const t0 = threadCpu(node.child.proc.pid!)
   const ms = await load(node, o)
-  return { name: o.name, messages: o.messages, perSecond: (o.messages * 1000) / ms, ...cost(o.messages) }
+  const threads = Object.fromEntries(
+    [...threadCpu(node.child.proc.pid!)]
+      .map(([kind, t]) => [kind, (t - (t0.get(kind) ?? 0)) / o.messages] as const)
+      .filter(([, t]) => t > 0)
+  )
+  return { name: o.name, messages: o.messages, perSecond: (o.messages * 1000) / ms, ...cost(o.messages), threads }
 }
 
 const rawClient = async (node: RelayNode, o: { messages: number; size: number; rcpts: number; name: string }): Promise<Row> => {
@@ -251,6 +259,19 @@ export const run = async (): Promise<string> => {
           `| ${r.name} | ${r.messages} | ${f(r.perSecond, 0)} | ${f(r.cpuPerMsg, 2)} | ${f(r.bytesPerMsg / 1024)} | ${f(r.busy, 0)} | ` +
           `${f(r.p50)} | ${f(r.p90)} | ${f(r.p99)} |`
       ),
+      ``,
+      `The node's CPU per message by thread (ms): ` +
+        rows
+          .filter((r) => r.threads)
+          .map(
+            (r) =>
+              `${r.name}: ${Object.entries(r.threads!)
+                .sort((a, b) => b[1] - a[1])
+                .map(([k, v]) => `${k} ${v.toFixed(3)}`)
+                .join(", ")}`
+          )
+          .join("; ") +
+        ".",
       ``,
       postfixMissing
         ? `Postfix side by side: not run (${postfixMissing}).`

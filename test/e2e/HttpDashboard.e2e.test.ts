@@ -94,6 +94,9 @@ describe("the live dashboard", () => {
     expect(throughputSum).toBeGreaterThanOrEqual(12) // 6 delivered + 8 received, over the hour's minutes
     expect(depthSum).toBeGreaterThanOrEqual(2)
     expect(await page.locator("#throughput polyline").count()).toBeGreaterThanOrEqual(2)
+    // A node up for less than the hour says since when it counts, instead of zeros for the time before it.
+    expect(await page.textContent("#depth-span")).toMatch(/^messages per destination, every 10 s since \d\d:\d\d:\d\d \(node start\)$/)
+    expect(await page.textContent("#throughput-span")).toMatch(/counted since \d\d:\d\d:\d\d, when the node started\)$/)
     expect(await page.locator("#queue td", { hasText: "(on hold)" }).count()).toBe(1)
     expect(await page.locator("#cluster td", { hasText: "test-node" }).count()).toBe(1)
     await page.waitForFunction(() => (globalThis as any).document.querySelectorAll("#feed li").length > 0)

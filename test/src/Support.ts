@@ -3,7 +3,7 @@
 // the hashing and seeded randomness the product itself uses. Must not start a node or a server itself (Harness.ts,
 // Nats.ts, CaptureServer.ts do); where production code has the helper, this re-exports it rather than copying it.
 import { spawn, type ChildProcess } from "node:child_process"
-import { readFileSync } from "node:fs"
+import { readdirSync, readFileSync } from "node:fs"
 import { Hash } from "@missive/core"
 import { Clock, Net } from "@missive/node"
 import { Random, Report } from "@missive/simulations"
@@ -32,6 +32,24 @@ export const cpuMs = (pid: number): number => {
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
   const [utime, stime, cutime, cstime] = [11, 12, 13, 14].map((i) => Number(fields[i]))
   return ((utime! + stime! + cutime! + cstime!) * 1000) / TICKS
+}
+
+/** CPU ms of each of a process's threads, summed by thread name (/proc/PID/task/TID: comm and stat). */
+export const threadCpu = (pid: number): Map<string, number> => {
+  const out = new Map<string, number>()
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim()
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8")
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+      const ms = ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS
+      const kind = tid === String(pid) ? "main" : comm
+      out.set(kind, (out.get(kind) ?? 0) + ms)
+    } catch {
+      // a thread that ended between the listing and the read
+    }
+  }
+  return out
 }
 
 /**

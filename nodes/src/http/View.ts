@@ -57,6 +57,8 @@ export interface Series {
   readonly delivered: Readonly<Record<string, ReadonlyArray<number>>>
   /** Queue depth samples (every 10 s) per destination. */
   readonly depth: { readonly times: ReadonlyArray<number>; readonly byDestination: Readonly<Record<string, ReadonlyArray<number>>> }
+  /** When the view began counting (the node's start): nothing before it is in the series. */
+  readonly since: number
 }
 
 export interface View {
@@ -103,6 +105,7 @@ export const make = (d: { events: EventStore.EventStore; work: Work.Work; clock:
   let buffered: Array<EventStore.StoredEvent> | undefined = []
   let unsubscribe: (() => void) | undefined
   let sampler: NodeJS.Timeout | undefined
+  let since = d.clock.now()
 
   const label = (dest: string): string => {
     if (destinations.has(dest)) return dest
@@ -261,6 +264,7 @@ export const make = (d: { events: EventStore.EventStore; work: Work.Work; clock:
 
   return {
     start: async () => {
+      since = d.clock.now()
       const head = await d.events.head()
       unsubscribe = d.events.subscribe(head, (s) => {
         if (buffered) buffered.push(s)
@@ -299,7 +303,8 @@ export const make = (d: { events: EventStore.EventStore; work: Work.Work; clock:
         minutes,
         received: minutes.map((m) => receivedByMinute.get(m) ?? 0),
         delivered,
-        depth: { times: points.map((p) => p.at), byDestination }
+        depth: { times: points.map((p) => p.at), byDestination },
+        since
       }
     },
     recent: (n) => (n <= 0 ? [] : feed.slice(-n).map(itemOf)),
