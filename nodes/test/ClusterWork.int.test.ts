@@ -65,6 +65,24 @@ const claimAny = async (ws: ReadonlyArray<ClusterWork.ClusterWork>, ms = 10_000)
     return undefined
   }, ms)
 
+/**
+ * Twelve accepts group-committed together, all claimed by `w`, all but one batch member completed: the one left (a
+ * member of a batch, its batch held by `w`), for a test to defer.
+ */
+const allButOneDone = async (inbox: JetStreamInbox.Inbox, w: ClusterWork.ClusterWork, prefix: string): Promise<string> => {
+  const ids = Array.from({ length: 12 }, (_, i) => `${prefix}${i}`)
+  const placed = await Promise.all(ids.map((id) => inbox.commit(id, [received(id, 1)], Buffer.from(`body ${id}`))))
+  const placeOf = (id: string) => `${placed[ids.indexOf(id)]!.shard}:${placed[ids.indexOf(id)]!.seq}`
+  const deferred = ids.find((id) => ids.filter((x) => placeOf(x) === placeOf(id)).length > 1)!
+  const got = new Set<string>()
+  await until(async () => {
+    for (const item of await w.claim(Date.now(), 100, "n", 0)) got.add(item.id)
+    return got.size === ids.length ? true : undefined
+  })
+  for (const id of ids) if (id !== deferred) await w.complete(id)
+  return deferred
+}
+
 describe("cluster work on the inbox consumer", () => {
   it("hands a committed message to a node with its events and body; completion removes the carrier", async () => {
     const { inbox, node } = await setup()
@@ -245,16 +263,7 @@ describe("cluster work on the inbox consumer", () => {
     let skew = 0
     const a = await ClusterWork.open({ nc, inbox, now: () => Date.now() + skew, fetchBody: async () => Buffer.alloc(0), log: () => {} })
     try {
-      const ids = Array.from({ length: 12 }, (_, i) => `l${i}`)
-      const placed = await Promise.all(ids.map((id) => inbox.commit(id, [received(id, 1)], Buffer.from(`body ${id}`))))
-      const placeOf = (id: string) => `${placed[ids.indexOf(id)]!.shard}:${placed[ids.indexOf(id)]!.seq}`
-      const deferred = ids.find((id) => ids.filter((x) => placeOf(x) === placeOf(id)).length > 1)!
-      const got = new Set<string>()
-      await until(async () => {
-        for (const item of await a.claim(Date.now(), 100, "n", 0)) got.add(item.id)
-        return got.size === ids.length ? true : undefined
-      })
-      for (const id of ids) if (id !== deferred) await a.complete(id)
+      const deferred = await allButOneDone(inbox, a, "l")
       skew = 10_000
       expect(a.holds(deferred)).toBe(false)
       await a.schedule(deferred, Date.now() + 500)
@@ -284,16 +293,7 @@ describe("cluster work on the inbox consumer", () => {
       log: () => {}
     })
     try {
-      const ids = Array.from({ length: 12 }, (_, i) => `s${i}`)
-      const placed = await Promise.all(ids.map((id) => inbox.commit(id, [received(id, 1)], Buffer.from(`body ${id}`))))
-      const placeOf = (id: string) => `${placed[ids.indexOf(id)]!.shard}:${placed[ids.indexOf(id)]!.seq}`
-      const deferred = ids.find((id) => ids.filter((x) => placeOf(x) === placeOf(id)).length > 1)!
-      const got = new Set<string>()
-      await until(async () => {
-        for (const item of await a.claim(Date.now(), 100, "n", 0)) got.add(item.id)
-        return got.size === ids.length ? true : undefined
-      })
-      for (const id of ids) if (id !== deferred) await a.complete(id)
+      const deferred = await allButOneDone(inbox, a, "s")
       await a.schedule(deferred, Date.now() + 200)
       expect((await inbox.find(deferred))?.inBatch).toBe(true)
       // Offered again (the old code left it claimed, driven by no one, its batch kept from peers by in-progress acks).
