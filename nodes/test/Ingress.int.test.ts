@@ -351,6 +351,21 @@ describe("Ingress: CHUNKING (BDAT, RFC 3030)", () => {
     expect(h.accepted).toHaveLength(0)
   })
 
+  it("waits for a slow accept after the LAST chunk past the idle timeout, as after DATA's final dot", async () => {
+    const h = await start({
+      limits: { idleTimeoutMs: 300 },
+      accept: async () => {
+        await new Promise((r) => setTimeout(r, 900))
+        return { code: 250, enhanced: "2.0.0", text: "OK queued as SLOW" }
+      }
+    })
+    const raw = await Raw.session(h.ingress.ports.smtp!)
+    await raw.command("MAIL FROM:<a@remote.test>")
+    await raw.command("RCPT TO:<u@local.test>")
+    const body = message()
+    expect(await raw.command(`BDAT ${body.length} LAST\r\n${body.slice(0, -2)}`)).toBe("250 2.0.0 OK queued as SLOW")
+  })
+
   it("accepts nothing of a session closed mid-chunk; closes on a malformed BDAT", async () => {
     const h = await start()
     const raw = await Raw.session(h.ingress.ports.smtp!)

@@ -133,7 +133,11 @@ export class ChunkingConnection extends SMTPConnection {
   private finish(tx: Transaction, continueWith: () => void): void {
     tx.stream.byteLength = tx.bytes
     tx.stream.end()
+    // While onData decides, the session waits on us, not on the client: smtp-server's idle timeout then holds off (as
+    // it does after DATA's final dot).
+    this._dataStream = tx.stream
     const reply = (): void => {
+      this._dataStream = false
       const { err, message } = tx.decided!
       if (err) this.send(err.responseCode ?? 450, err.message)
       else this.send(250, typeof message === "string" ? message : "2.0.0 OK: message queued", "DATA_OK")
