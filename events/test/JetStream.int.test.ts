@@ -11,7 +11,7 @@ import type * as EventStore from "../src/EventStore.js"
 import * as JetStreamEventStore from "../src/JetStreamEventStore.js"
 import * as JetStreamSnapshots from "../src/JetStreamSnapshots.js"
 import * as Snapshots from "../src/Snapshots.js"
-import { bodyStoreContract, eventStoreContract } from "./contracts.js"
+import { bodyStoreContract, eventStoreContract, expectSegmentsOf } from "./contracts.js"
 
 let server: NatsServer
 let nc: NatsConnection
@@ -197,18 +197,7 @@ describe("replay's reads of a JetStream log", () => {
     await a.close()
     await b.close()
     expect(errors).toEqual([])
-    const log = await w.readAll(0, 1e6)
-    const ends = [...(await snaps.listDigests())].sort((x, y) => x - y)
-    expect(ends).toEqual(Array.from({ length: Math.floor((head - 1) / 10) }, (_, i) => 10 * (i + 1)))
-    for (const end of ends) {
-      const segment = log.filter((e) => e.position > end - 10 && e.position <= end)
-      expect(Snapshots.decodeDigest((await snaps.loadDigest(end))!)).toEqual(Snapshots.decodeDigest(Snapshots.encodeDigest(segment)))
-      const open = new Map<string, number>()
-      for (const e of log.filter((x) => x.position <= end))
-        if (e.event.type === "MessageReceived") open.set(e.stream, e.position)
-        else if (e.event.type === "MessageCompleted") open.delete(e.stream)
-      expect(new Map((await snaps.load(end))!.open)).toEqual(open)
-    }
+    await expectSegmentsOf(await w.readAll(0, 1e6), snaps, 10, head)
     // Two followers, one copy of each digest (a digest that fits one message is one message).
     const jsm = await jetstreamManager(nc)
     const info = await jsm.streams.info(JetStreamSnapshots.streamName(p), { subjects_filter: `${p}.replay.digest.>` })

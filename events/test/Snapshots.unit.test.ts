@@ -6,6 +6,7 @@ import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import { makeMemory, type StoredEvent } from "../src/EventStore.js"
 import * as Snapshots from "../src/Snapshots.js"
+import { expectSegmentsOf } from "./contracts.js"
 
 const DIR = join(import.meta.dirname, "fixtures", "v1")
 const fixtures: Array<Message.Event> = readdirSync(DIR)
@@ -162,20 +163,10 @@ describe("the digest follower", () => {
     await f.settled()
     f.stop()
     const log = await store.readAll(0, 1e9)
-    const head = log.length
-    const ends = [...(await snaps.listDigests())].sort((a, b) => a - b)
-    expect(ends).toEqual(Array.from({ length: Math.floor((head - 1) / 50) }, (_, i) => 50 * (i + 1)))
-    for (const end of ends) {
-      const segment = log.filter((e) => e.position > end - 50 && e.position <= end)
-      expect(Snapshots.decodeDigest((await snaps.loadDigest(end))!)).toEqual(Snapshots.decodeDigest(Snapshots.encodeDigest(segment)))
-      const open = new Map<string, number>()
-      for (const e of log.filter((x) => x.position <= end))
-        if (e.event.type === "MessageReceived") open.set(e.stream, e.position)
-        else if (e.event.type === "MessageCompleted") open.delete(e.stream)
-      const s = (await snaps.load(end))!
-      expect(new Map(s.open)).toEqual(open)
+    const segments = await expectSegmentsOf(log, snaps, 50)
+    for (const { end, snapshot, open } of segments) {
       expect(open.size).toBeGreaterThan(0)
-      expect(s.maxAt).toBe(Math.max(...log.filter((x) => x.position <= end && Snapshots.isDigested(x.event)).map((x) => x.event.at)))
+      expect(snapshot.maxAt).toBe(Math.max(...log.filter((x) => x.position <= end && Snapshots.isDigested(x.event)).map((x) => x.event.at)))
     }
     // A second follower (a restart, another node) starts from the last segment saved and saves what follows only.
     let saved = 0
@@ -191,7 +182,7 @@ describe("the digest follower", () => {
     await g.settled()
     g.stop()
     const more = [...(await snaps.listDigests())].sort((a, b) => a - b)
-    expect(more.length).toBeGreaterThan(ends.length)
-    expect(saved).toBe(more.length - ends.length)
+    expect(more.length).toBeGreaterThan(segments.length)
+    expect(saved).toBe(more.length - segments.length)
   })
 })

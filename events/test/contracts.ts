@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from "vitest"
 import type { BodyStore } from "../src/BodyStore.js"
 import { subscribeStream, type EventStore, type StoredEvent } from "../src/EventStore.js"
 import type { Work } from "../src/Work.js"
+import * as Snapshots from "../src/Snapshots.js"
 
 export interface Fixture<T> {
   readonly store: T
@@ -255,3 +256,31 @@ export const workContract = (name: string, make: () => Promise<Fixture<Work>>) =
       expect((await fx.store.claim(100, 7, "n1", 200)).length).toBe(7)
     })
   })
+
+/**
+ * What a snapshot store holds after following `log` (segments of `every` positions): a digest and an open-set snapshot
+ * at each complete segment's end, each the same as made from the log itself. Gives each end with its snapshot and the
+ * open set computed from the log, for a caller's further checks.
+ */
+export const expectSegmentsOf = async (
+  log: ReadonlyArray<StoredEvent>,
+  snaps: Snapshots.SnapshotStore,
+  every: number,
+  head = log.length
+): Promise<Array<{ end: number; snapshot: Snapshots.Snapshot; open: Map<string, number> }>> => {
+  const ends = [...(await snaps.listDigests())].sort((x, y) => x - y)
+  expect(ends).toEqual(Array.from({ length: Math.floor((head - 1) / every) }, (_, i) => every * (i + 1)))
+  const out: Array<{ end: number; snapshot: Snapshots.Snapshot; open: Map<string, number> }> = []
+  for (const end of ends) {
+    const segment = log.filter((e) => e.position > end - every && e.position <= end)
+    expect(Snapshots.decodeDigest((await snaps.loadDigest(end))!)).toEqual(Snapshots.decodeDigest(Snapshots.encodeDigest(segment)))
+    const open = new Map<string, number>()
+    for (const e of log.filter((x) => x.position <= end))
+      if (e.event.type === "MessageReceived") open.set(e.stream, e.position)
+      else if (e.event.type === "MessageCompleted") open.delete(e.stream)
+    const snapshot = (await snaps.load(end))!
+    expect(new Map(snapshot.open)).toEqual(open)
+    out.push({ end, snapshot, open })
+  }
+  return out
+}
