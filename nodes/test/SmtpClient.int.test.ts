@@ -308,6 +308,97 @@ describe("SmtpClient", () => {
     expect(s.lines.filter((l) => l.endsWith("DATA"))).toEqual(["1 DATA", "2 DATA"])
   })
 
+  const PIPELINING = ["250-scripted.test", "250-SIZE 100000", "250 PIPELINING"]
+
+  it("pipelines MAIL, the RCPTs and DATA in one write and the data with its final dot in another when the server offers PIPELINING", async () => {
+    const got: string[] = []
+    const s = await scripted({ ehlo: PIPELINING, data: (d) => (got.push(d), ["250 2.0.0 queued"]) })
+    const p = pool()
+    for (let i = 0; i < 2; i++) {
+      const r = await p.send(to({ host: "127.0.0.1", port: s.port }), { from: "a@x.test", to: ["b@y.test", "c@y.test"] }, BODY)
+      expect(r.results.map((x) => x.reply.code)).toEqual([250, 250])
+    }
+    expect(s.reads).toEqual(["1 EHLO", ...[1, 2].flatMap(() => ["1 MAIL RCPT RCPT DATA", "1 data ."])])
+    // the server read the body back byte for byte once unstuffed; SIZE was declared
+    expect(got.map((d) => Buffer.from(d.replace(/^\./gm, ""), "latin1").equals(BODY))).toEqual([true, true])
+    expect(s.lines.filter((l) => l.endsWith("MAIL"))).toHaveLength(2)
+  })
+
+  it("without PIPELINING offered, sends each command after the reply to the one before", async () => {
+    const s = await scripted({})
+    const r = await pool().send(to({ host: "127.0.0.1", port: s.port }), { from: "a@x.test", to: ["b@y.test", "c@y.test"] }, BODY)
+    expect(r.results.map((x) => x.reply.code)).toEqual([250, 250])
+    expect(s.reads).toEqual(["1 EHLO", "1 MAIL", "1 RCPT", "1 RCPT", "1 DATA", "1 data ."])
+  })
+
+  it("pipelined: a recipient refused at RCPT keeps its reply, the others get the reply to the data", async () => {
+    const s = await scripted({ ehlo: PIPELINING, command: (line) => (/^RCPT TO:<no@/i.test(line) ? "550 5.1.1 no such user" : undefined) })
+    const r = await pool().send(to({ host: "127.0.0.1", port: s.port }), { from: "a@x.test", to: ["no@y.test", "b@y.test"] }, BODY)
+    expect(r.results.map((x) => [x.rcpt, x.reply.code])).toEqual([
+      ["no@y.test", 550],
+      ["b@y.test", 250]
+    ])
+  })
+
+  it("pipelined: every recipient refused, each keeps its reply and no data is sent; a server that says 354 all the same loses the connection", async () => {
+    const got: string[] = []
+    const s = await scripted({
+      ehlo: PIPELINING,
+      command: (line) => (/^RCPT TO:<no/i.test(line) ? "550 5.1.1 no such user" : undefined),
+      data: (d) => (got.push(d), ["250 2.0.0 queued"])
+    })
+    const p = pool()
+    const refused = await p.send(to({ host: "127.0.0.1", port: s.port }), { from: "a@x.test", to: ["no1@y.test", "no2@y.test"] }, BODY)
+    expect(refused.results.map((x) => [x.reply.code, x.reply.text])).toEqual([
+      [550, "no such user"],
+      [550, "no such user"]
+    ])
+    const r = await p.send(to({ host: "127.0.0.1", port: s.port }), { from: "a@x.test", to: ["b@y.test"] }, BODY)
+    expect(r.results[0]?.reply.code).toBe(250)
+    expect(got).toHaveLength(1) // the second message only
+    expect(s.reads).toEqual(["1 EHLO", "1 MAIL RCPT RCPT DATA", "2 EHLO", "2 MAIL RCPT DATA", "2 data ."])
+  })
+
+  it("pipelined: a refused sender gives every recipient its reply, and the replies to the RCPTs and DATA that follow it are not taken for the next transaction's", async () => {
+    let mails = 0
+    const s = await scripted({
+      ehlo: PIPELINING,
+      command: (line) =>
+        /^MAIL/i.test(line) && ++mails === 1
+          ? "550 5.7.1 sender refused"
+          : /^RCPT/i.test(line) && mails === 1
+            ? "503 5.5.1 no sender"
+            : undefined,
+      dataCommand: () => (mails === 1 ? "503 5.5.1 no sender" : undefined)
+    })
+    const p = pool()
+    const first = await p.send(to({ host: "127.0.0.1", port: s.port }), { from: "bad@x.test", to: ["b@y.test", "c@y.test"] }, BODY)
+    expect(first.results.map((x) => [x.reply.code, x.reply.text])).toEqual([
+      [550, "sender refused"],
+      [550, "sender refused"]
+    ])
+    const second = await p.send(to({ host: "127.0.0.1", port: s.port }), { from: "a@x.test", to: ["b@y.test"] }, BODY)
+    expect(second.results[0]?.reply).toMatchObject({ code: 250, text: "queued" })
+    expect(s.reads).toEqual(["1 EHLO", "1 MAIL RCPT RCPT DATA", "1 RSET", "1 MAIL RCPT DATA", "1 data ."])
+  })
+
+  it("pipelined: a 421 to MAIL on a reused session sends again on a new session", async () => {
+    const mails = new Map<number, number>()
+    const s = await scripted({
+      ehlo: PIPELINING,
+      command: (line, connection) => {
+        if (!/^MAIL/i.test(line)) return undefined
+        mails.set(connection, (mails.get(connection) ?? 0) + 1)
+        return connection === 1 && mails.get(connection) === 2 ? "421 4.4.2 idle too long, closing" : undefined
+      }
+    })
+    const p = pool()
+    const first = await p.send(to({ host: "127.0.0.1", port: s.port }), { from: "a@x.test", to: ["b@y.test"] }, BODY)
+    const second = await p.send(to({ host: "127.0.0.1", port: s.port }), { from: "a@x.test", to: ["c@y.test"] }, BODY)
+    expect([first.results[0]?.reply.code, second.results[0]?.reply.code]).toEqual([250, 250])
+    expect(s.reads.filter((l) => l.endsWith(" .")).map((l) => l[0])).toEqual(["1", "2"])
+  })
+
   it("defers every recipient when the connection drops after the message was sent", async () => {
     // a server that accepts the envelope, reads the message, and hangs up instead of replying
     const { port } = await scripted({ data: () => "hang up" })

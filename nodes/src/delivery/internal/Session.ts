@@ -8,7 +8,8 @@ import type { ConnectionOptions } from "node:tls"
 import type { TLSSocket } from "node:tls"
 import { Reply, type Trace } from "@missive/core"
 import SMTPConnection from "nodemailer/lib/smtp-connection/index.js"
-import type { Envelope, RecipientResult } from "../Delivery.js"
+import { allGet, type Envelope, type RecipientResult } from "../Delivery.js"
+import * as Pipelined from "./Pipelined.js"
 
 export type TlsMode = "opportunistic" | "none" | "required"
 
@@ -286,6 +287,8 @@ export class Session {
   private corkData = false
 
   private run(envelope: Envelope, body: Buffer): Promise<ReadonlyArray<RecipientResult>> {
+    const wire = this.conn as unknown as Pipelined.Wire
+    if (!this.lmtp && Pipelined.canPipeline(wire)) return this.pipelined(wire, envelope, body)
     const live: LiveEnvelope = { from: envelope.from, to: [...envelope.to], size: body.length, use8BitMime: has8bit(body) }
     const lmtpReplies = new Map<string, Reply.Reply>()
     const hook = this.conn as unknown as LmtpHook
@@ -336,6 +339,29 @@ export class Session {
           finish(Reply.parse(info.response))
         }
       )
+    })
+  }
+
+  /** The transaction in two writes, when the server offered PIPELINING (`Pipelined.ts`); LMTP and the rest go through nodemailer. */
+  private pipelined(wire: Pipelined.Wire, envelope: Envelope, body: Buffer): Promise<ReadonlyArray<RecipientResult>> {
+    if (!this.alive) return Promise.resolve(allGet(envelope.to, Reply.Replies.connectFailed(`${this.host}: connection closed`)))
+    let fenced = false
+    const cut = (): Reply.Reply => Reply.Replies.connectFailed(`${this.host}: fenced before the end of data`)
+    return Pipelined.transact(
+      wire,
+      envelope,
+      body,
+      has8bit(body),
+      (broken) => (this.pending = (err) => broken(fenced ? cut() : Reply.Replies.connectFailed(`${this.host}: ${detailOf(err)}`))),
+      () => {
+        fenced = true
+        return cut()
+      }
+    ).then((outcome) => {
+      this.pending = undefined
+      if (outcome.complete) this.complete = this.heard
+      this.closingAtMail = outcome.closingAtMail
+      return outcome.results
     })
   }
 
