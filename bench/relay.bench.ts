@@ -2,7 +2,7 @@
 // message per session) → Missive → smtp-sink, all on loopback; plus a raw-socket client for the 250 latency.
 import Database from "better-sqlite3"
 import { execFile } from "node:child_process"
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { promisify } from "node:util"
@@ -39,6 +39,7 @@ export const startRelay = async (dir: string, sinkPort: number, extra: Record<st
     ...extra
   }
   const path = join(dir, "missive.yaml")
+  mkdirSync(dir, { recursive: true })
   writeFileSync(path, stringify(config))
   const child = await startChild(
     process.execPath,
@@ -215,12 +216,17 @@ export const run = async (): Promise<string> => {
   const sink = await startChild("smtp-sink", ["-u", "nobody", `127.0.0.1:${sinkPort}`, "1024"], () => true)
   await new Promise((r) => setTimeout(r, 300))
   const node = await startRelay(dir, sinkPort)
+  // The same node with its delivery role in a thread of its own (`delivery.thread: worker`), for the 4 KB case.
+  const threaded = await startRelay(join(dir, "threaded"), sinkPort, {
+    delivery: { tls: "none", concurrency_per_destination: 20, thread: "worker" }
+  })
   const scale = Number(process.env["MISSIVE_BENCH_SCALE"] ?? 1)
   const n = (x: number) => Math.max(50, Math.round(x * scale))
   const postfixMissing = Postfix.available()
   const postfix = postfixMissing ? undefined : await startPostfix(sinkPort)
   try {
     await smtpSource(node, { name: "warm-up", messages: n(500), size: 4096, rcpts: 1 })
+    await smtpSource(threaded, { name: "warm-up", messages: n(500), size: 4096, rcpts: 1 })
     await postfix?.one({ name: "warm-up", messages: n(500), size: 4096, rcpts: 1 })
     // Each smtp-source case runs on Missive, then at once on Postfix (both stay up, idle in turn), so that the two
     // sides of a ratio see the same load from the rest of this shared machine.
@@ -230,6 +236,7 @@ export const run = async (): Promise<string> => {
       if (postfix) rows.push(await postfix.one(o))
     }
     await pair({ name: "smtp-source, 4 KB, 1 rcpt", messages: n(5000), size: 4096, rcpts: 1 })
+    rows.push(await smtpSource(threaded, { name: "smtp-source, 4 KB, 1 rcpt, delivery thread", messages: n(5000), size: 4096, rcpts: 1 }))
     rows.push(await rawClient(node, { name: "raw client, 4 KB, 1 rcpt", messages: n(3000), size: 4096, rcpts: 1 }))
     await pair({ name: "smtp-source, 100 KB, 1 rcpt", messages: n(1000), size: 102_400, rcpts: 1 })
     rows.push(await rawClient(node, { name: "raw client, 100 KB, 1 rcpt", messages: n(1000), size: 102_400, rcpts: 1 }))
@@ -279,11 +286,13 @@ export const run = async (): Promise<string> => {
           `CPU and disk are master + all its children). ` +
           `Missive vs Postfix, 4 KB: ${ratio("smtp-source, 4 KB, 1 rcpt")}; ` +
           `100 KB: ${ratio("smtp-source, 100 KB, 1 rcpt")}; ` +
-          `5 rcpts: ${ratio("smtp-source, 4 KB, 5 rcpts")}.`
+          `5 rcpts: ${ratio("smtp-source, 4 KB, 5 rcpts")}; ` +
+          `4 KB with the delivery thread: ${(rows.find((r) => r.name.endsWith("delivery thread"))!.perSecond / rows.find((r) => r.name === "Postfix: smtp-source, 4 KB, 1 rcpt")!.perSecond).toFixed(2)}× the messages/s.`
     ].join("\n")
   } finally {
     postfix?.stop()
     await node.stop()
+    await threaded.stop()
     await sink.stop("SIGKILL")
     rmSync(dir, { recursive: true, force: true })
   }
