@@ -192,7 +192,7 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
       // The delivery role in its own thread (delivery/Thread.ts) when configured so, and the node's clock is the
       // system's (the worker keeps the system clock).
       Effect.sync(() =>
-        config.delivery.thread === "worker" && clock === systemClock
+        Thread.wanted(config.delivery.thread) && clock === systemClock
           ? Thread.inWorker(config, { resolver, dataDir, log })
           : makeDeliverer(config, { resolver, dataDir, clock, log, sites })
       ),
