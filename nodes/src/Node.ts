@@ -16,7 +16,7 @@ import * as Activation from "./config/Activation.js"
 import type { Config } from "./config/Config.js"
 import { policyOf, verifyPassword } from "./config/Config.js"
 import * as Presets from "./config/Presets.js"
-import { makeDeliverer } from "./delivery/Deliverer.js"
+import { makeDeliverer, type Deliverer } from "./delivery/Deliverer.js"
 import * as Thread from "./delivery/Thread.js"
 import * as Publisher from "./publish/Publisher.js"
 import * as SuppressionList from "./suppression/List.js"
@@ -190,12 +190,20 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
     const sites = Limiter.sitesOf(config)
     const deliverer = yield* Effect.acquireRelease(
       // The delivery role in its own thread (delivery/Thread.ts) when configured so, and the node's clock is the
-      // system's (the worker keeps the system clock).
-      Effect.sync(() =>
-        Thread.wanted(config.delivery.thread) && clock === systemClock
-          ? Thread.inWorker(config, { resolver, dataDir, log })
-          : makeDeliverer(config, { resolver, dataDir, clock, log, sites })
-      ),
+      // system's (the worker keeps the system clock); the node goes on once the thread is ready.
+      Effect.tryPromise({
+        try: async (): Promise<Deliverer> => {
+          if (!(Thread.wanted(config.delivery.thread) && clock === systemClock))
+            return makeDeliverer(config, { resolver, dataDir, clock, log, sites })
+          const inWorker = Thread.inWorker(config, { resolver, dataDir, log })
+          await inWorker.ready.catch(async (e: unknown) => {
+            await inWorker.close()
+            throw e
+          })
+          return inWorker
+        },
+        catch: (e) => new StartError(`delivery thread: ${e instanceof Error ? e.message : String(e)}`)
+      }),
       (dl) => Effect.promise(() => dl.close())
     )
     const localLimiter = Limiter.make({

@@ -45,6 +45,15 @@ describe("delivery in a worker thread", () => {
     expect([wanted("worker", 1), wanted("main", 8)]).toEqual([true, false])
   })
 
+  it("says when it is ready: the thread has loaded and built its deliverer", async () => {
+    const dl = inWorker(defaults)
+    try {
+      await expect(dl.ready).resolves.toBeUndefined()
+    } finally {
+      await dl.close()
+    }
+  })
+
   it("delivers and answers per recipient as the main thread's deliverer does", async () => {
     const server = await startCapture({ onRcpt: (r) => (r.startsWith("no@") ? { code: 550, text: "5.1.1 no such user" } : undefined) })
     cleanup.push(() => server.close())

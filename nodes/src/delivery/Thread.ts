@@ -48,6 +48,7 @@ type Up =
   | { readonly t: "txt"; readonly req: number; readonly name: string }
   | { readonly t: "log"; readonly level: Level; readonly msg: string; readonly fields?: Record<string, unknown> | undefined }
   | { readonly t: "closed" }
+  | { readonly t: "ready" }
 
 export interface ThreadDeps {
   readonly resolver?: DnsResolver | undefined
@@ -65,8 +66,12 @@ const entry = (): URL => {
 export const wanted = (setting: "auto" | "worker" | "main", cores: number = availableParallelism()): boolean =>
   setting === "worker" || (setting === "auto" && cores >= 2)
 
-/** A deliverer whose attempts run in a worker thread. */
-export const inWorker = (config: Config, deps: ThreadDeps = {}): Deliverer => {
+/**
+ * A deliverer whose attempts run in a worker thread. `ready` settles once the thread has loaded and built its
+ * deliverer (a node starts listening only then, so that its first deliveries do not wait on the thread's start), or
+ * fails if the thread dies first.
+ */
+export const inWorker = (config: Config, deps: ThreadDeps = {}): Deliverer & { readonly ready: Promise<void> } => {
   const log = deps.log ?? (() => undefined)
   const setup: Setup = { config, dataDir: deps.dataDir, txt: deps.resolver?.txt !== undefined }
   // (not the parent's flags: a test runner's "source" condition would point the worker at TypeScript it cannot load)
@@ -86,6 +91,9 @@ export const inWorker = (config: Config, deps: ThreadDeps = {}): Deliverer => {
   let dead: Error | undefined
   let closed: (() => void) | undefined
   let stopping = false
+  let started!: { resolve: () => void; reject: (e: Error) => void }
+  const ready = new Promise<void>((resolve, reject) => (started = { resolve, reject }))
+  ready.catch(() => undefined) // a caller that never waits for it still sees the failure through deliver()
   const post = (m: Down, transfer?: ReadonlyArray<ArrayBuffer>): void => worker.postMessage(m, transfer)
   worker.on("message", (m: Up) => {
     switch (m.t) {
@@ -114,6 +122,8 @@ export const inWorker = (config: Config, deps: ThreadDeps = {}): Deliverer => {
         return log(m.level, m.msg, m.fields)
       case "closed":
         return closed?.()
+      case "ready":
+        return started.resolve()
     }
   })
   // A worker that dies (a bug, out of memory) fails the attempts it held (each is a failed drive, retried) and every
@@ -121,6 +131,7 @@ export const inWorker = (config: Config, deps: ThreadDeps = {}): Deliverer => {
   const fail = (e: Error): void => {
     if (dead) return
     dead = e
+    started.reject(e)
     if (stopping) return closed?.()
     log("error", "delivery thread stopped", { error: e.message })
     for (const j of jobs.values()) j.reject(e)
@@ -130,6 +141,7 @@ export const inWorker = (config: Config, deps: ThreadDeps = {}): Deliverer => {
   worker.on("error", fail)
   worker.on("exit", (code) => fail(new Error(`delivery thread exited (${code})`)))
   return {
+    ready,
     deliver: (destination, envelope, body, id) => {
       if (dead) return Promise.reject(dead)
       const job = next++
@@ -182,6 +194,7 @@ export const serve = (port: MessagePort, setup: Setup): void => {
     log: (level, msg, fields) => up({ t: "log", level, msg, fields }),
     sites
   })
+  up({ t: "ready" })
   port.on("message", (m: Down) => {
     switch (m.t) {
       case "deliver": {
