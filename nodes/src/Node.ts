@@ -193,7 +193,7 @@ const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =
       // system's (the worker keeps the system clock); the node goes on once the thread is ready.
       Effect.tryPromise({
         try: async (): Promise<Deliverer> => {
-          if (!(Thread.wanted(config.delivery.thread) && clock === systemClock))
+          if (!(config.delivery.thread === "worker" && clock === systemClock))
             return makeDeliverer(config, { resolver, dataDir, clock, log, sites })
           const inWorker = Thread.inWorker(config, { resolver, dataDir, log })
           await inWorker.ready.catch(async (e: unknown) => {

@@ -64,7 +64,7 @@ describe("defaults", () => {
       command_timeout: 300_000,
       tls: "opportunistic",
       reuse_connections: true,
-      thread: "auto",
+      thread: "main",
       messages_per_connection: 100,
       mta_sts: true,
       tls_ca_file: null,

@@ -6,7 +6,7 @@ import type { Route } from "@missive/core"
 import { afterEach, describe, expect, it } from "vitest"
 import { defaults, type Config } from "../src/config/Config.js"
 import type { Deliverer } from "../src/delivery/Deliverer.js"
-import { inWorker, wanted } from "../src/delivery/Thread.js"
+import { inWorker } from "../src/delivery/Thread.js"
 import type { DnsResolver } from "../src/router/Resolver.js"
 import { startCapture } from "../../test/src/CaptureServer.js"
 
@@ -39,12 +39,6 @@ const via = (key: string, port: number): SmtpDestination => ({
 const body = Buffer.from("Subject: hello\r\n\r\nfrom the delivery thread\r\n.leading dot\r\n", "latin1")
 
 describe("delivery in a worker thread", () => {
-  it("runs there by default on a machine with two cores or more, on the main thread with one, as configured otherwise", () => {
-    expect(defaults.delivery.thread).toBe("auto")
-    expect([wanted("auto", 2), wanted("auto", 8), wanted("auto", 1)]).toEqual([true, true, false])
-    expect([wanted("worker", 1), wanted("main", 8)]).toEqual([true, false])
-  })
-
   it("says when it is ready: the thread has loaded and built its deliverer", async () => {
     const dl = inWorker(defaults)
     try {

@@ -540,13 +540,13 @@ const File = Schema.Struct({
       tls: field(oneOf(["opportunistic", "none", "required"]), "opportunistic"),
       reuse_connections: field(Bool, true),
       /**
-       * Where the delivery role runs: "worker", a thread of its own (SMTP, LMTP and Maildir clients, TLS policies);
-       * "main", the node's main thread with SMTP ingress, intake and the scheduler; "auto" (the default), the worker on
-       * a machine with two cores or more, else the main thread (README, relay benchmark: on this 2-core machine the
-       * worker relays about 6 % more at the same CPU per message). A node whose clock is not the system's (a
+       * Where the delivery role runs: "main", on the node's main thread with SMTP ingress, intake and the scheduler;
+       * "worker", a thread of its own (SMTP, LMTP and Maildir clients, TLS policies), for a machine whose other cores
+       * are free (on the 2-core bench machine, shared with the load, it was no faster — faster in some paired runs,
+       * slower in others — at 3–9 % more CPU per message: README). A node whose clock is not the system's (a
        * simulation's) always delivers on the main thread.
        */
-      thread: field(oneOf(["auto", "worker", "main"]), "auto"),
+      thread: field(oneOf(["worker", "main"]), "main"),
       messages_per_connection: field(Count, 100),
       /** MTA-STS (RFC 8461): discover, fetch, cache (data_dir/mta-sts.json) and apply the recipient domain's policy. */
       mta_sts: field(Bool, true),

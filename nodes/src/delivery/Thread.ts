@@ -1,10 +1,9 @@
-// The delivery role in a thread of its own (`delivery.thread: worker`, or `auto` on two cores or more): the same deliverer
+// The delivery role in a thread of its own (`delivery.thread: worker`; the default is the main thread): the same deliverer
 // (`makeDeliverer`: SMTP pool, LMTP, Maildir, DANE, MTA-STS) runs in a worker thread, and the main thread — SMTP
 // ingress, intake, the scheduler and the decider — hands it one attempt at a time and gets its replies back, so that
 // the node's work is spread over two cores. A worker is a place the role runs, not a second copy of it: what the
 // deliverer asks of the node (TXT lookups through the node's resolver, its log, the lease check before the final dot)
 // is asked of the main thread over the same channel. Must not decide anything: it carries attempts and replies.
-import { availableParallelism } from "node:os"
 import { Worker } from "node:worker_threads"
 import type { MessagePort } from "node:worker_threads"
 import type { Route } from "@missive/core"
@@ -61,10 +60,6 @@ const entry = (): URL => {
   const here = new URL("./internal/DeliveryWorker.mjs", import.meta.url)
   return here.pathname.includes("/nodes/src/") ? new URL(here.href.replace("/nodes/src/", "/nodes/dist/")) : here
 }
-
-/** Whether `delivery.thread` puts the role in a worker: "auto" does when the machine has a second core for it. */
-export const wanted = (setting: "auto" | "worker" | "main", cores: number = availableParallelism()): boolean =>
-  setting === "worker" || (setting === "auto" && cores >= 2)
 
 /**
  * A deliverer whose attempts run in a worker thread. `ready` settles once the thread has loaded and built its
