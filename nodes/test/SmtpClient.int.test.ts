@@ -291,6 +291,10 @@ describe("SmtpClient", () => {
     expect(c.connections).toBe(1)
   })
 
+  /** One message of BODY through `p` to the scripted server on `port`. */
+  const sendVia = (p: SmtpPool, port: number, from: string, rcpts: Array<string>) =>
+    p.send(to({ host: "127.0.0.1", port }), { from, to: rcpts }, BODY)
+
   /** A server's answer to the first connection's second MAIL only (it had closed the idle session meanwhile). */
   const onSecondMail = (reply: string) => {
     const mails = new Map<number, number>()
@@ -304,8 +308,8 @@ describe("SmtpClient", () => {
   /** Two messages one after the other through one pool: the codes each got. */
   const sendTwice = async (port: number) => {
     const p = pool()
-    const first = await p.send(to({ host: "127.0.0.1", port }), { from: "a@x.test", to: ["b@y.test"] }, BODY)
-    const second = await p.send(to({ host: "127.0.0.1", port }), { from: "a@x.test", to: ["c@y.test"] }, BODY)
+    const first = await sendVia(p, port, "a@x.test", ["b@y.test"])
+    const second = await sendVia(p, port, "a@x.test", ["c@y.test"])
     return [first.results[0]?.reply.code, second.results[0]?.reply.code]
   }
 
@@ -323,7 +327,7 @@ describe("SmtpClient", () => {
     const s = await scripted({ ehlo: PIPELINING, data: (d) => (got.push(d), ["250 2.0.0 queued"]) })
     const p = pool()
     for (let i = 0; i < 2; i++) {
-      const r = await p.send(to({ host: "127.0.0.1", port: s.port }), { from: "a@x.test", to: ["b@y.test", "c@y.test"] }, BODY)
+      const r = await sendVia(p, s.port, "a@x.test", ["b@y.test", "c@y.test"])
       expect(r.results.map((x) => x.reply.code)).toEqual([250, 250])
     }
     expect(s.reads).toEqual(["1 EHLO", ...[1, 2].flatMap(() => ["1 MAIL RCPT RCPT DATA", "1 data ."])])
@@ -356,12 +360,12 @@ describe("SmtpClient", () => {
       data: (d) => (got.push(d), ["250 2.0.0 queued"])
     })
     const p = pool()
-    const refused = await p.send(to({ host: "127.0.0.1", port: s.port }), { from: "a@x.test", to: ["no1@y.test", "no2@y.test"] }, BODY)
+    const refused = await sendVia(p, s.port, "a@x.test", ["no1@y.test", "no2@y.test"])
     expect(refused.results.map((x) => [x.reply.code, x.reply.text])).toEqual([
       [550, "no such user"],
       [550, "no such user"]
     ])
-    const r = await p.send(to({ host: "127.0.0.1", port: s.port }), { from: "a@x.test", to: ["b@y.test"] }, BODY)
+    const r = await sendVia(p, s.port, "a@x.test", ["b@y.test"])
     expect(r.results[0]?.reply.code).toBe(250)
     expect(got).toHaveLength(1) // the second message only
     expect(s.reads).toEqual(["1 EHLO", "1 MAIL RCPT RCPT DATA", "2 EHLO", "2 MAIL RCPT DATA", "2 data ."])
@@ -380,12 +384,12 @@ describe("SmtpClient", () => {
       dataCommand: () => (mails === 1 ? "503 5.5.1 no sender" : undefined)
     })
     const p = pool()
-    const first = await p.send(to({ host: "127.0.0.1", port: s.port }), { from: "bad@x.test", to: ["b@y.test", "c@y.test"] }, BODY)
+    const first = await sendVia(p, s.port, "bad@x.test", ["b@y.test", "c@y.test"])
     expect(first.results.map((x) => [x.reply.code, x.reply.text])).toEqual([
       [550, "sender refused"],
       [550, "sender refused"]
     ])
-    const second = await p.send(to({ host: "127.0.0.1", port: s.port }), { from: "a@x.test", to: ["b@y.test"] }, BODY)
+    const second = await sendVia(p, s.port, "a@x.test", ["b@y.test"])
     expect(second.results[0]?.reply).toMatchObject({ code: 250, text: "queued" })
     expect(s.reads).toEqual(["1 EHLO", "1 MAIL RCPT RCPT DATA", "1 RSET", "1 MAIL RCPT DATA", "1 data ."])
   })

@@ -118,21 +118,18 @@ export const transact = (
       if (done) return // MAIL was refused: the RCPTs and DATA got their 503s
       if (!go) return finish(Reply.parse(reply)) // the refused recipients keep their own replies
       queue.push((final) => finish(Reply.parse(final), accepted(final)))
-      const parts = dotStuffed(body)
       const socket = wire._socket
-      const send = (last: boolean): void => {
+      const write = (pieces: ReadonlyArray<Buffer>): void => {
         socket.cork()
-        for (const part of parts) socket.write(part)
-        if (last) socket.write(END)
+        for (const piece of pieces) socket.write(piece)
         socket.uncork()
       }
-      if (!envelope.fence) return send(true)
+      if (!envelope.fence) return write([...dotStuffed(body), END])
       // the fence is asked after the data and before its end: refused, the connection goes without the final dot
-      send(false)
-      parts.length = 0
+      write(dotStuffed(body))
       const end = (ok: boolean): void => {
         if (done) return
-        if (ok) return send(true)
+        if (ok) return write([END])
         finish(fenced())
         wire.close()
       }
