@@ -197,7 +197,7 @@ describe("cluster: nats-server faults under load", () => {
       )
       .toEqual([])
     expect.soft(incomplete, "MessageReceived without MessageCompleted").toEqual([])
-    expect.soft(notInLog, "250-answered ids missing from the log").toEqual([])
+    expect.soft(notInLog, `250-answered ids missing from the log\n${storyOf(notInLog)}`).toEqual([])
     expect.soft(extra.length, "ids in the log beyond the 250s: at most the non-250 answers").toBeLessThanOrEqual(o.non250)
     expect
       .soft(
@@ -227,6 +227,24 @@ describe("cluster: nats-server faults under load", () => {
       )
       .toEqual([])
   }
+
+  /**
+   * What each node logged about these ids (at most three, 20 lines each per node): put in the assertion's message, the
+   * part of a failed run CI keeps.
+   */
+  const storyOf = (ids: ReadonlyArray<string>): string =>
+    ids
+      .slice(0, 3)
+      .flatMap((id) =>
+        cluster.nodes.flatMap((n) =>
+          (n.proc()?.output() ?? "")
+            .split("\n")
+            .filter((l) => l.includes(id))
+            .slice(0, 20)
+            .map((l) => `${n.name}: ${l}`)
+        )
+      )
+      .join("\n")
 
   const healthy = async () => {
     await jetStreamReady(nats.urls, 3)
