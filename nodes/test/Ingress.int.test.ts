@@ -6,7 +6,7 @@ import { join } from "node:path"
 import tls from "node:tls"
 import nodemailer from "nodemailer"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
-import { type AcceptedMessage, type Ingress, type IngressOptions, startIngress } from "../src/ingress/Ingress.js"
+import { ACCEPT_SOCKETS, type AcceptedMessage, type Ingress, type IngressOptions, startIngress } from "../src/ingress/Ingress.js"
 
 // ---------------------------------------------------------------------------------------------
 // Harness: an ingress on 127.0.0.1 with port 0, recording what reaches accept().
@@ -681,6 +681,70 @@ describe("Ingress: TLS certificate", () => {
     await (await start({}, dir)).ingress.close()
     const h = await start({ tls: { cert: join(dir, "tls", "cert.pem"), key: join(dir, "tls", "key.pem"), dir: await tempDir() } })
     expect(h.logs.find((l) => l.event === "ingress.tls")?.source).toBe("configured")
+  })
+})
+
+/** The sockets listening on 127.0.0.1:port, from the kernel's table (state 0A: LISTEN). */
+const listeningSockets = async (port: number): Promise<number> => {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`
+  const rows = (await readFile("/proc/net/tcp", "utf8")).split("\n").map((l) => l.trim().split(/\s+/))
+  return rows.filter((r) => r[1] === local && r[3] === "0A").length
+}
+
+/** Connects without waiting; resolves with the first line the server sends. */
+const greetingOf = (port: number): Promise<string> =>
+  new Promise((resolve, reject) => {
+    const socket = net.connect(port, "127.0.0.1")
+    sockets.push(socket)
+    socket.once("data", (d: Buffer) => resolve(d.toString("latin1").split("\r\n")[0] ?? ""))
+    socket.once("error", reject)
+  })
+
+describe("Ingress: listening sockets", () => {
+  it("binds several sockets to a listener's port, so a busy node accepts several sessions per turn of its loop", async () => {
+    const h = await start({ limits: { maxConnectionsPerIp: 40, maxConnections: 40 } })
+    const port = h.ingress.ports["smtp"] as number
+    expect(ACCEPT_SOCKETS).toBeGreaterThan(1)
+    expect(await listeningSockets(port)).toBe(ACCEPT_SOCKETS)
+    // 16 clients connect while this process is kept busy: each turn of its loop burns 5 ms before it polls again,
+    // as a node under load does. One socket accepts one connection per turn (libuv), so sixteen greetings would take
+    // more than sixteen turns; with the sockets the kernel spreads them over, far fewer.
+    let turns = 0
+    let busy = true
+    const spin = () => {
+      if (!busy) return
+      turns += 1
+      const until = performance.now() + 5
+      while (performance.now() < until) {
+        // a turn's work
+      }
+      setImmediate(spin)
+    }
+    const greetings = Array.from({ length: 16 }, () => greetingOf(port))
+    setImmediate(spin)
+    const lines = await Promise.all(greetings)
+    busy = false
+    expect(lines.every((l) => l.startsWith("220 "))).toBe(true)
+    expect(turns).toBeLessThan(12)
+  })
+
+  it("fails with EADDRINUSE on a port taken, its own or another server's, and frees every socket on close", async () => {
+    const first = await start({ listeners: [{ name: "smtp", host: "127.0.0.1", port: 0 }] })
+    const port = first.ingress.ports["smtp"] as number
+    // SO_REUSEPORT alone would let a second node share the port: it is refused as a plain bind would be
+    await expect(start({ listeners: [{ name: "smtp", host: "127.0.0.1", port }] })).rejects.toMatchObject({ code: "EADDRINUSE" })
+    expect(await listeningSockets(port)).toBe(ACCEPT_SOCKETS)
+    expect(await greetingOf(port)).toMatch(/^220 /)
+    await first.ingress.close()
+    expect(await listeningSockets(port)).toBe(0)
+
+    const other = net.createServer()
+    await new Promise<void>((resolve) => other.listen(port, "127.0.0.1", resolve))
+    try {
+      await expect(start({ listeners: [{ name: "smtp", host: "127.0.0.1", port }] })).rejects.toMatchObject({ code: "EADDRINUSE" })
+    } finally {
+      await new Promise((resolve) => other.close(resolve))
+    }
   })
 })
 
