@@ -728,6 +728,23 @@ describe("Ingress: listening sockets", () => {
     expect(turns).toBeLessThan(12)
   })
 
+  it("still refuses a client that talks before the greeting: one turn of the loop lies between its first read and the 220", async () => {
+    const h = await start({})
+    const port = h.ingress.ports["smtp"] as number
+    const socket = net.connect(port, "127.0.0.1", () => socket.write("EHLO early.test\r\n"))
+    sockets.push(socket)
+    let got = ""
+    await new Promise<void>((resolve) => {
+      socket.on("data", (d: Buffer) => {
+        got += d.toString("latin1")
+        if (/^\d{3} /m.test(got)) resolve()
+      })
+      socket.on("close", () => resolve())
+    })
+    expect(got).toMatch(/^421 .*You talk too soon/m)
+    expect(got).not.toMatch(/^250/m)
+  })
+
   it("fails with EADDRINUSE on a port taken, its own or another server's, and frees every socket on close", async () => {
     const first = await start({ listeners: [{ name: "smtp", host: "127.0.0.1", port: 0 }] })
     const port = first.ingress.ports["smtp"] as number
