@@ -2,10 +2,31 @@
 // target, tests): a free port, and waiting until something listens on one. Must not listen beyond what it is given
 // and must not keep a socket open: a free port is bound, read and closed at once (another process may take it after).
 
+import { readFileSync } from "node:fs"
 import { connect, createServer } from "node:net"
 
-/** A port nothing listens on at this moment on `host` (the kernel's pick for port 0). */
-export const freePort = (host = "127.0.0.1"): Promise<number> =>
+/** The kernel's range of ports for outgoing connections (`ip_local_port_range`); Linux's default when unreadable. */
+export const ephemeralRange = (): readonly [number, number] => {
+  try {
+    const [lo, hi] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number)
+    if (Number.isInteger(lo) && Number.isInteger(hi) && lo! > 0 && hi! >= lo!) return [lo!, hi!]
+  } catch {
+    // not Linux, or no /proc
+  }
+  return [32768, 60999]
+}
+
+/** Lowest port freePort picks from: above the well-known and registered services most machines run. */
+const LOWEST = 10_000
+
+const bindable = (port: number, host: string): Promise<boolean> =>
+  new Promise((done) => {
+    const s = createServer()
+    s.once("error", () => done(false))
+    s.listen(port, host, () => s.close(() => done(true)))
+  })
+
+const kernelPick = (host: string): Promise<number> =>
   new Promise((done, fail) => {
     const s = createServer()
     s.once("error", fail)
@@ -14,6 +35,22 @@ export const freePort = (host = "127.0.0.1"): Promise<number> =>
       s.close(() => done(port))
     })
   })
+
+/**
+ * A port nothing listens on at this moment on `host`, below the kernel's ephemeral range: a port the kernel picks for
+ * port 0 comes from that range, and any outgoing connection made before the caller listens on it (a cluster node's
+ * to NATS, another test's) may take it as its local port, which fails the listen with EADDRINUSE — seen in CI. Below
+ * the range only an explicit bind can take it. The kernel's pick when the range leaves no room below it.
+ */
+export const freePort = async (host = "127.0.0.1"): Promise<number> => {
+  const [lo] = ephemeralRange()
+  if (lo - LOWEST >= 1000)
+    for (let i = 0; i < 50; i++) {
+      const port = LOWEST + Math.floor(Math.random() * (lo - LOWEST))
+      if (await bindable(port, host)) return port
+    }
+  return kernelPick(host)
+}
 
 export interface WaitPortOptions {
   /** Milliseconds before it gives up. */
