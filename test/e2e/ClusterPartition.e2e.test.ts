@@ -12,7 +12,7 @@ import { spawn, type ChildProcess } from "node:child_process"
 import { stringify } from "yaml"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startCapture, type CaptureServer } from "../src/CaptureServer.js"
-import { rawMessage, send, spawnNode, tempDir, testConfig, type ChildNode } from "../src/Harness.js"
+import { linesMentioning, rawMessage, send, spawnNode, tempDir, testConfig, type ChildNode } from "../src/Harness.js"
 import { checkSynced, jetStreamReady } from "../src/Nats.js"
 import { createPartitionNet, type PartitionNet } from "../src/Netns.js"
 
@@ -129,12 +129,7 @@ const lostStory = (lost: ReadonlyArray<number>, replies: ReadonlyArray<Reply>, c
     )
     if (!id) continue
     for (const [i, c] of nodes.entries())
-      for (const l of c
-        .output()
-        .split("\n")
-        .filter((x) => x.includes(id))
-        .slice(0, 12))
-        lines.push(`  node-${i + 1}: ${l.slice(0, 240)}`)
+      for (const l of linesMentioning(c.output(), id, 12)) lines.push(`  node-${i + 1}: ${l.slice(0, 240)}`)
   }
   return lines.join("\n")
 }

@@ -12,7 +12,7 @@ import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startCapture, type CaptureServer } from "../src/CaptureServer.js"
-import { missive, rawMessage, send, tempDir, waitFor } from "../src/Harness.js"
+import { linesMentioning, missive, rawMessage, send, tempDir, waitFor } from "../src/Harness.js"
 import { logFacts, metaLeader, ORPHANED, streamLeader, workLeft } from "../src/JetStreamState.js"
 import { startMissiveCluster, type MissiveCluster } from "../src/MissiveCluster.js"
 import { jetStreamReady, startNatsCluster, type NatsCluster, type NatsServer } from "../src/Nats.js"
@@ -235,15 +235,7 @@ describe("cluster: nats-server faults under load", () => {
   const storyOf = (ids: ReadonlyArray<string>): string =>
     ids
       .slice(0, 3)
-      .flatMap((id) =>
-        cluster.nodes.flatMap((n) =>
-          (n.proc()?.output() ?? "")
-            .split("\n")
-            .filter((l) => l.includes(id))
-            .slice(0, 20)
-            .map((l) => `${n.name}: ${l}`)
-        )
-      )
+      .flatMap((id) => cluster.nodes.flatMap((n) => linesMentioning(n.proc()?.output() ?? "", id, 20).map((l) => `${n.name}: ${l}`)))
       .join("\n")
 
   const healthy = async () => {

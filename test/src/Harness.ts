@@ -148,6 +148,13 @@ export const send = async (
   }
 }
 
+/** A process's output lines that mention `needle` (a message id), the first `max` of them: for an assertion's message. */
+export const linesMentioning = (output: string, needle: string, max: number): Array<string> =>
+  output
+    .split("\n")
+    .filter((l) => l.includes(needle))
+    .slice(0, max)
+
 export const waitFor = async <T>(
   what: string,
   f: () => T | undefined | false | Promise<T | undefined | false>,

@@ -9,6 +9,7 @@ import { createServer as createNetServer, type Server as NetServer, type Socket 
 import { SMTPServer } from "smtp-server"
 import type { SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from "smtp-server"
 import { Reply } from "@missive/core"
+import { probePort } from "../runtime/Net.js"
 import { ChunkingConnection } from "./Chunking.js"
 import { Connections } from "./Connections.js"
 import { DataCheck, type DataVerdict } from "./DataStream.js"
@@ -168,17 +169,10 @@ const bind = (server: NetServer, host: string, port: number): Promise<number> =>
     })
   })
 
-/** Fails as a plain bind would when the port is taken: SO_REUSEPORT alone would join another listener of ours. */
-const ensureFree = (host: string, port: number): Promise<void> =>
-  new Promise((resolve, reject) => {
-    const probe = createNetServer()
-    probe.once("error", reject)
-    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve()))
-  })
-
 /** Binds the listener's sockets: smtp-server's own, and ACCEPT_SOCKETS − 1 more handing their connections to it. */
 const listen = async (server: SMTPServer, host: string, port: number): Promise<{ port: number; extra: Array<NetServer> }> => {
-  if (port !== 0) await ensureFree(host, port)
+  // a plain bind first fails as it would without SO_REUSEPORT, which alone would join another listener of ours
+  if (port !== 0) await probePort(host, port)
   const bound = await bind(server.server, host, port)
   const onConnection = server.server.listeners("connection")[0] as (socket: Socket) => void
   const extra: Array<NetServer> = []

@@ -1,5 +1,5 @@
 // Loopback port helpers for whoever starts processes on this host (the cluster launcher, the simulations' cluster
-// target, tests): a free port, and waiting until something listens on one. Must not listen beyond what it is given
+// target, tests): a free port, a port probed with a plain bind, and waiting until something listens on one. Must not listen beyond what it is given
 // and must not keep a socket open: a free port is bound, read and closed at once (another process may take it after).
 
 import { readFileSync } from "node:fs"
@@ -19,20 +19,17 @@ export const ephemeralRange = (): readonly [number, number] => {
 /** Lowest port freePort picks from: above the well-known and registered services most machines run. */
 const LOWEST = 10_000
 
-const bindable = (port: number, host: string): Promise<boolean> =>
-  new Promise((done) => {
-    const s = createServer()
-    s.once("error", () => done(false))
-    s.listen(port, host, () => s.close(() => done(true)))
-  })
-
-const kernelPick = (host: string): Promise<number> =>
+/**
+ * Listens on `host:port` (0: the kernel's pick) with a plain bind (no SO_REUSEPORT), closes at once and resolves with the port
+ * bound; rejects with the listen's error (EADDRINUSE when something holds the port).
+ */
+export const probePort = (host: string, port: number): Promise<number> =>
   new Promise((done, fail) => {
     const s = createServer()
     s.once("error", fail)
-    s.listen(0, host, () => {
-      const port = (s.address() as { port: number }).port
-      s.close(() => done(port))
+    s.listen(port, host, () => {
+      const bound = (s.address() as { port: number }).port
+      s.close(() => done(bound))
     })
   })
 
@@ -47,9 +44,15 @@ export const freePort = async (host = "127.0.0.1"): Promise<number> => {
   if (lo - LOWEST >= 1000)
     for (let i = 0; i < 50; i++) {
       const port = LOWEST + Math.floor(Math.random() * (lo - LOWEST))
-      if (await bindable(port, host)) return port
+      if (
+        await probePort(host, port).then(
+          () => true,
+          () => false
+        )
+      )
+        return port
     }
-  return kernelPick(host)
+  return probePort(host, 0)
 }
 
 export interface WaitPortOptions {
