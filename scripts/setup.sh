@@ -3,8 +3,12 @@
 #
 #   - Node.js $NODE_VERSION from the npm registry package `node-linux-<arch>` into a private prefix
 #     ($MISSIVE_TOOLCHAIN, default <repo>/.toolchain/node-<version>; nothing system-wide, no root needed);
-#   - nats-server >= 2.10.23 (the first with `jetstream { sync_interval: always }`) when it is missing or older:
-#     Debian's candidate if it is recent enough, else trixie's, pinned so that nothing else comes from trixie;
+#   - nats-server >= 2.11.0 (2.10.23 was the first with `jetstream { sync_interval: always }`; 2.10 can remove a
+#     work-queue message never delivered after a consumer leader change, fixed in 2.11.0 — ARCHITECTURE.md, "What a
+#     250 means in a cluster"): the machine's if it is recent enough, else Debian's candidate if that is, else the
+#     binary of Debian testing's (forky) package, fetched with a private apt configuration and unpacked into
+#     <repo>/.toolchain/nats-server-<version> (first on PATH; nothing added to the machine's apt sources, no
+#     maintainer scripts run: forky's need a newer systemd than bookworm's);
 #   - swaks and Postfix's smtp-source/smtp-sink (tests and benchmarks), and Postfix's daemon stopped;
 #   - chromium (headless, for the tests that open HTML reports and pages).
 #
@@ -15,7 +19,7 @@
 set -euo pipefail
 
 NODE_VERSION=24.22.3
-NATS_MIN=2.10.23
+NATS_MIN=2.11.0
 repo=$(cd "$(dirname "$0")/.." && pwd)
 say() { echo "setup: $*" >&2; }
 die() { echo "setup: $*" >&2; exit 1; }
@@ -96,6 +100,11 @@ if ! $node_only; then
   # DANE tests: a zone signed with ldnsutils, served and validated by two unbound instances (test/src/Unbound.ts)
   command -v unbound >/dev/null 2>&1 || need+=(unbound)
   command -v ldns-signzone >/dev/null 2>&1 || need+=(ldnsutils)
+  # A private nats-server fetched by an earlier run comes first.
+  for d in "${MISSIVE_TOOLCHAIN:-$repo/.toolchain}"/nats-server-*/; do
+    [ -x "$d/nats-server" ] && version_ge "$("$d/nats-server" --version 2>/dev/null | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -1)" "$NATS_MIN" &&
+      export PATH="${d%/}:$PATH"
+  done
   have=$(nats_version)
   nats=false
   version_ge "$have" "$NATS_MIN" || nats=true
@@ -103,22 +112,36 @@ if ! $node_only; then
     apt update -qq
     if $nats; then
       candidate=$(apt-cache policy nats-server | awk '/Candidate:/ {print $2}')
-      if ! version_ge "${candidate%%-*}" "$NATS_MIN"; then
-        # Not in this release (bookworm has 2.9): trixie's, and only it. trixie at priority 100 (below the release's
-        # 500) so nothing else upgrades; nats-server at 990 so it comes from trixie.
-        say "nats-server ${have:-missing}, Debian's candidate ${candidate:-none} < $NATS_MIN: adding trixie, pinned to nats-server"
-        if ! grep -rqs 'trixie' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-          printf '%s\n' 'Types: deb' 'URIs: http://deb.debian.org/debian' 'Suites: trixie' 'Components: main' \
-            'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' | $sudo tee /etc/apt/sources.list.d/trixie.sources >/dev/null
-        fi
-        printf '%s\n' 'Package: *' 'Pin: release n=trixie' 'Pin-Priority: 100' '' \
-          'Package: nats-server' 'Pin: release n=trixie' 'Pin-Priority: 990' | $sudo tee /etc/apt/preferences.d/missive-nats >/dev/null
-        apt update -qq
-      fi
-      need+=(nats-server)
+      if version_ge "${candidate%%-*}" "$NATS_MIN"; then need+=(nats-server); else private_nats=true; fi
     fi
-    say "installing ${need[*]}"
-    apt install -y -qq "${need[@]}" >/dev/null
+    if [ ${#need[@]} -gt 0 ]; then
+      say "installing ${need[*]}"
+      apt install -y -qq "${need[@]}" >/dev/null
+    fi
+  fi
+  if ${private_nats:-false}; then
+    # Not in this release (bookworm has 2.9, trixie 2.10): forky's package, through an apt configuration of its own
+    # (its lists and cache under the toolchain directory), unpacked, its binary alone kept.
+    say "nats-server ${have:-missing}, Debian's candidate ${candidate:-none} < $NATS_MIN: fetching forky's into the toolchain"
+    aptdir=${MISSIVE_TOOLCHAIN:-$repo/.toolchain}/apt-forky
+    mkdir -p "$aptdir/lists/partial" "$aptdir/cache/archives/partial"
+    printf '%s\n' 'Types: deb' 'URIs: http://deb.debian.org/debian' 'Suites: forky' 'Components: main' \
+      'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' >"$aptdir/forky.sources"
+    private=(-o "Dir::Etc::SourceList=$aptdir/forky.sources" -o Dir::Etc::SourceParts=/dev/null -o "Dir::State::Lists=$aptdir/lists"
+      -o "Dir::Cache=$aptdir/cache" -o Debug::NoLocking=1 -o APT::Sandbox::User=root)
+    apt-get "${private[@]}" update -qq || die "apt-get update of forky failed"
+    ntmp=$(mktemp -d)
+    (cd "$ntmp" && apt-get "${private[@]}" download nats-server >/dev/null) || die "apt-get download nats-server (forky) failed"
+    dpkg-deb -x "$ntmp"/nats-server_*.deb "$ntmp/x"
+    bin=$(find "$ntmp/x" -type f -name nats-server -perm -u+x | head -1)
+    [ -n "$bin" ] || die "forky's nats-server package has no nats-server binary"
+    ver=$("$bin" --version | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -1)
+    version_ge "$ver" "$NATS_MIN" || die "forky's nats-server is ${ver:-unknown} < $NATS_MIN"
+    dest=${MISSIVE_TOOLCHAIN:-$repo/.toolchain}/nats-server-$ver
+    mkdir -p "$dest"
+    install -m 0755 "$bin" "$dest/nats-server"
+    rm -rf "$ntmp"
+    export PATH="$dest:$PATH"
   fi
   got=$(nats_version)
   version_ge "$got" "$NATS_MIN" || die "nats-server ${got:-missing} after install; Missive's cluster needs >= $NATS_MIN"

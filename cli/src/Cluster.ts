@@ -225,7 +225,8 @@ export const cluster = async (argv: ReadonlyArray<string>, loadConfig: (path: st
         submissionPort: intFlag(argv, "submission-port", basePort === undefined ? smtpPort + 100 : basePort + 30, 1, 65000),
         base,
         missive: resolve(import.meta.dirname, "../../bin/missive.mjs"),
-        allowUnsynced: argv.includes("--allow-unsynced"),
+        // --allow-unsynced: this flag's name while it covered only servers before 2.10.23
+        allowOldNats: argv.includes("--allow-old-nats") || argv.includes("--allow-unsynced"),
         allowRoot,
         out
       })

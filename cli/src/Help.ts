@@ -59,13 +59,14 @@ export const REPLAY_HELP = `  missive replay timeline ID [--json]     every even
 `
 
 export const CLUSTER_HELP = `  missive cluster up [--nodes N] [--dir DIR] [--nats-port P] [--smtp-port P] [--submission-port P]
-                     [--base-port P] [--config FILE] [--allow-unsynced] [--allow-root]
+                     [--base-port P] [--config FILE] [--allow-old-nats] [--allow-root]
                                            start an N-server NATS JetStream cluster and N nodes on consecutive
                                            ports (defaults: 3, ./data/cluster, NATS 4222 (routes 5222), SMTP 2525,
                                            submission 2625); --base-port P puts NATS on P, routes on P+10,
                                            SMTP on P+20, submission on P+30; each process logs to a file in its
-                                           directory under DIR; Ctrl-C stops all. Needs nats-server 2.10.23+
-                                           (JetStream sync_interval: always); --allow-unsynced runs on an older one;
+                                           directory under DIR; Ctrl-C stops all. Needs nats-server 2.11.0+
+                                           (2.10 can lose a message after a consumer leader change; before 2.10.23
+                                           no sync_interval: always); --allow-old-nats runs on an older one;
                                            as root it warns unless --allow-root
   missive cluster balance [--nats URLS | --config FILE]
                                            spread the raft leaders (event log, each inbox shard and its consumer)

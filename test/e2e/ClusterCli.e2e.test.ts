@@ -298,28 +298,46 @@ describe("missive cluster up (as a user runs it)", () => {
   }, 90_000)
 })
 
-describe("missive cluster up with a nats-server older than 2.10.23", () => {
+describe("missive cluster up with a nats-server older than 2.11.0", () => {
   const dir = tempDir("missive-cup-old-")
   afterAll(() => dir.remove())
 
-  it("refuses, says why and what to do, and starts nothing", async () => {
-    const bin = join(dir.path, "bin")
+  /** `cluster up` with a fake nats-server of that version first on the PATH. */
+  const upWith = async (version: string, extra: ReadonlyArray<string> = []) => {
+    const bin = join(dir.path, `bin-${version}`)
     mkdirSync(bin)
-    writeFileSync(join(bin, "nats-server"), "#!/bin/sh\necho 'nats-server: v2.9.25'\n")
+    writeFileSync(join(bin, "nats-server"), `#!/bin/sh\necho 'nats-server: v${version}'\n`)
     chmodSync(join(bin, "nats-server"), 0o755)
+    const cwd = join(dir.path, `cwd-${version}`)
+    mkdirSync(cwd)
     const r = await run(
       process.execPath,
-      [join(ROOT, "bin/missive.mjs"), "cluster", "up", "--nodes", "1", "--base-port", String(await freeBase()), "--allow-root"],
-      { cwd: dir.path, env: { ...process.env, PATH: `${bin}:${process.env["PATH"] ?? ""}` } }
+      [join(ROOT, "bin/missive.mjs"), "cluster", "up", "--nodes", "1", "--base-port", String(await freeBase()), "--allow-root", ...extra],
+      { cwd, env: { ...process.env, PATH: `${bin}:${process.env["PATH"] ?? ""}` } }
     ).then(
       () => ({ code: 0, stderr: "" }),
       (e: { code: number; stderr: string }) => e
     )
+    return { ...r, made: existsSync(join(cwd, "data")) }
+  }
+
+  it("before 2.10.23: refuses, says why (no synced writes, the consumer's skipped message) and what to do, starts nothing", async () => {
+    const r = await upWith("2.9.25")
     expect(r.code).toBe(1)
     expect(r.stderr).toMatch(
-      /nats-server 2\.9\.25 is older than 2\.10\.23: it cannot fsync each JetStream write \(jetstream \{ sync_interval: always \}\)/
+      /nats-server 2\.9\.25 is older than 2\.11\.0: it cannot fsync each JetStream write \(jetstream \{ sync_interval: always \}\)/
     )
-    expect(r.stderr).toMatch(/--allow-unsynced/)
-    expect(existsSync(join(dir.path, "data"))).toBe(false)
+    expect(r.stderr).toMatch(/can skip, and remove, a message never delivered after a consumer leader change/)
+    expect(r.stderr).toMatch(/--allow-old-nats/)
+    expect(r.made).toBe(false)
+  })
+
+  it("2.10 (synced writes): refused too, for the consumer's skipped message alone", async () => {
+    const r = await upWith("2.10.27")
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/nats-server 2\.10\.27 is older than 2\.11\.0: its replicated consumers can skip, and remove, a message/)
+    expect(r.stderr).not.toMatch(/cannot fsync/)
+    expect(r.stderr).toMatch(/--allow-old-nats/)
+    expect(r.made).toBe(false)
   })
 })

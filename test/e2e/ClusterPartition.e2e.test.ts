@@ -15,6 +15,9 @@ import { startCapture, type CaptureServer } from "../src/CaptureServer.js"
 import { linesMentioning, rawMessage, send, spawnNode, tempDir, testConfig, type ChildNode } from "../src/Harness.js"
 import { checkSynced, jetStreamReady } from "../src/Nats.js"
 import { createPartitionNet, type PartitionNet } from "../src/Netns.js"
+import { connect } from "@nats-io/transport-node"
+import { jetstreamManager } from "@nats-io/jetstream"
+import { JetStreamInbox } from "@missive/events"
 
 const N = 3
 const LEASE_MS = 3000
@@ -132,6 +135,42 @@ const lostStory = (lost: ReadonlyArray<number>, replies: ReadonlyArray<Reply>, c
       for (const l of linesMentioning(c.output(), id, 12)) lines.push(`  node-${i + 1}: ${l.slice(0, 240)}`)
   }
   return lines.join("\n")
+}
+
+/**
+ * Where a lost message's carrier is, seen from server k after the run: each inbox shard's stream and `drive` consumer
+ * state (pending, waiting for an ack, redelivered, floors) and, per lost id, the shard and sequence holding it, or
+ * "none". Tells a carrier the consumer never gave out (or a node holds forever) from one removed from the stream.
+ */
+const inboxStory = async (net: PartitionNet, k: number, ids: ReadonlyArray<string>): Promise<string> => {
+  const nc = await connect({ servers: [`nats://${net.serviceAddress(k)}:${NATS_PORT}`], timeout: 3000 })
+  try {
+    const jsm = await jetstreamManager(nc, { checkAPI: false })
+    const inbox = await JetStreamInbox.open({ nc, replicas: 3 })
+    const lines: Array<string> = []
+    for (const name of inbox.streams) {
+      const si = await jsm.streams.info(name)
+      const ci = await jsm.consumers.info(name, inbox.consumer)
+      lines.push(
+        `${name}: leader ${si.cluster?.leader} msgs ${si.state.messages} seq ${si.state.first_seq}..${si.state.last_seq}; ` +
+          `drive: leader ${ci.cluster?.leader} delivered ${ci.delivered.stream_seq} ack floor ${ci.ack_floor.stream_seq} ` +
+          `pending ${ci.num_pending} ack pending ${ci.num_ack_pending} redelivered ${ci.num_redelivered} waiting ${ci.num_waiting}`
+      )
+    }
+    const it = await nc.requestMany("missive.cluster.status", "", { maxWait: 1500 })
+    for await (const m of it) if (m.data.length > 0) lines.push(`status: ${m.string()}`)
+    for (const id of ids) {
+      const f = await inbox.find(id).catch((e: unknown) => String(e))
+      lines.push(
+        `${id}: ${f === null ? "no carrier" : typeof f === "string" ? f : `shard ${f.shard} seq ${f.seq}${f.inBatch ? " (batch)" : ""}`}`
+      )
+    }
+    return lines.join("\n")
+  } catch (e) {
+    return `inbox unreadable from s${k}: ${String(e)}`
+  } finally {
+    await nc.close()
+  }
 }
 
 const nodes: Array<ChildNode> = []
@@ -309,7 +348,12 @@ describe("cluster partition", () => {
     expect(other4xx).toEqual([])
     for (const k of [2, 3]) expect(steady(k).filter((r) => r.cls === "2").length).toBeGreaterThan(0)
     expect(replies.some((r) => r.cls === "5")).toBe(false)
-    expect(lost, lostStory(lost, replies, cutAt, healAt)).toEqual([])
+    const lostIds = lost
+      .map((seq) => /queued as (\S+)/.exec(replies.find((x) => x.seq === seq && x.cls === "2")?.response ?? "")?.[1])
+      .filter((x): x is string => x !== undefined)
+    const inbox = lost.length > 0 ? await inboxStory(n, 2, lostIds.slice(0, 3)) : ""
+    if (inbox) console.log(`inbox after the run:\n${inbox}`)
+    expect(lost, `${lostStory(lost, replies, cutAt, healAt)}\n${inbox}`).toEqual([])
     expect(acknowledged.size).toBeGreaterThan(100)
   }, 200_000)
 })

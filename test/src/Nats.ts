@@ -76,8 +76,11 @@ const configOf = (s: Spec): string =>
       : [])
   ].join("\n")
 
-/** The first nats-server with `jetstream { sync_interval: always }` (an fsync per JetStream write). */
-export const SYNC_ALWAYS_SINCE = "2.10.23"
+/**
+ * The nats-server the tests need: 2.11.0, Missive's minimum (nodes/src/cluster/Launcher.ts NATS_MIN: 2.10 can remove
+ * a never-delivered work-queue message after a consumer leader change); `sync_interval: always` came in 2.10.23.
+ */
+export const NATS_MIN = "2.11.0"
 
 const versionAtLeast = (v: string, min: string): boolean => {
   const a = v.split(/[.-]/).map((x) => Number.parseInt(x, 10) || 0)
@@ -95,10 +98,8 @@ export const checkSynced = async (name: string, monitor: string | undefined): Pr
   if (!monitor) throw new Error(`nats-server ${name}: no monitoring endpoint in its ports file (config has http: …)`)
   const varz = (await (await fetch(`${monitor}/varz`)).json()) as { version?: string; jetstream?: { config?: { sync_always?: boolean } } }
   const v = varz.version ?? "?"
-  if (!versionAtLeast(v, SYNC_ALWAYS_SINCE))
-    throw new Error(
-      `nats-server ${name} is ${v}: Missive's tests need nats-server >= ${SYNC_ALWAYS_SINCE} (jetstream sync_interval: always, an fsync per write); scripts/setup.sh installs it`
-    )
+  if (!versionAtLeast(v, NATS_MIN))
+    throw new Error(`nats-server ${name} is ${v}: Missive's tests need nats-server >= ${NATS_MIN}; scripts/setup.sh installs it`)
   if (varz.jetstream?.config?.sync_always !== true)
     throw new Error(
       `nats-server ${name} (${v}) reports jetstream.config.sync_always = ${String(varz.jetstream?.config?.sync_always ?? "absent")} at ${monitor}/varz: its JetStream writes are not synced (the config needs jetstream { sync_interval: always })`
@@ -114,14 +115,12 @@ const checkBinary = (): void => {
     out = execFileSync("nats-server", ["--version"], { encoding: "utf8" })
   } catch (e) {
     throw new Error(
-      `no nats-server on the PATH (${(e as Error).message}); Missive's tests need nats-server >= ${SYNC_ALWAYS_SINCE}: scripts/setup.sh installs it`
+      `no nats-server on the PATH (${(e as Error).message}); Missive's tests need nats-server >= ${NATS_MIN}: scripts/setup.sh installs it`
     )
   }
   const v = out.match(/\d+\.\d+\.\d+/)?.[0] ?? out.trim()
-  if (!versionAtLeast(v, SYNC_ALWAYS_SINCE))
-    throw new Error(
-      `nats-server on the PATH is ${v}: Missive's tests need nats-server >= ${SYNC_ALWAYS_SINCE} (jetstream sync_interval: always, an fsync per write); scripts/setup.sh installs it`
-    )
+  if (!versionAtLeast(v, NATS_MIN))
+    throw new Error(`nats-server on the PATH is ${v}: Missive's tests need nats-server >= ${NATS_MIN}; scripts/setup.sh installs it`)
   binaryChecked = true
 }
 

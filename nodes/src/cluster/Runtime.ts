@@ -11,6 +11,7 @@ import type { Config } from "../config/Config.js"
 import type { Clock } from "../runtime/Clock.js"
 import type { Logger } from "../runtime/Log.js"
 import * as Fence from "./Fence.js"
+import * as Launcher from "./Launcher.js"
 import * as Membership from "./Membership.js"
 import * as Service from "./Service.js"
 import * as Slots from "../scheduler/Slots.js"
@@ -99,6 +100,14 @@ export const open = async (config: Config, clock: Clock, log: Logger): Promise<C
   const c = config.cluster
   const replicas = replicasOf(c)
   const nc = await connectTo(c, `missive-${config.node_id}`)
+  // Servers started by someone else (`cluster up` refuses an old one itself): said once, loudly, at start.
+  const serverVersion = nc.info?.version
+  if (serverVersion !== undefined && !Launcher.versionAtLeast(serverVersion, Launcher.NATS_MIN))
+    log("error", "nats-server older than Missive's minimum: an acknowledged message can be lost after a consumer leader change", {
+      server: nc.info?.server_name,
+      version: serverVersion,
+      minimum: Launcher.NATS_MIN
+    })
   let membership: Membership.Membership | undefined
   let service: Service.Service | undefined
   try {
