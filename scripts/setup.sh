@@ -7,8 +7,8 @@
 #     work-queue message never delivered after a consumer leader change, fixed in 2.11.0 — ARCHITECTURE.md, "What a
 #     250 means in a cluster"): the machine's if it is recent enough, else Debian's candidate if that is, else the
 #     binary of Debian testing's (forky) package, fetched with a private apt configuration and unpacked into
-#     <repo>/.toolchain/nats-server-<version> (first on PATH; nothing added to the machine's apt sources, no
-#     maintainer scripts run: forky's need a newer systemd than bookworm's);
+#     <repo>/.toolchain/nats-server-<version> (first on PATH) and installed as /usr/local/bin/nats-server (nothing
+#     added to the machine's apt sources, no maintainer scripts run: forky's need a newer systemd than bookworm's);
 #   - swaks and Postfix's smtp-source/smtp-sink (tests and benchmarks), and Postfix's daemon stopped;
 #   - chromium (headless, for the tests that open HTML reports and pages).
 #
@@ -100,11 +100,6 @@ if ! $node_only; then
   # DANE tests: a zone signed with ldnsutils, served and validated by two unbound instances (test/src/Unbound.ts)
   command -v unbound >/dev/null 2>&1 || need+=(unbound)
   command -v ldns-signzone >/dev/null 2>&1 || need+=(ldnsutils)
-  # A private nats-server fetched by an earlier run comes first.
-  for d in "${MISSIVE_TOOLCHAIN:-$repo/.toolchain}"/nats-server-*/; do
-    [ -x "$d/nats-server" ] && version_ge "$("$d/nats-server" --version 2>/dev/null | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -1)" "$NATS_MIN" &&
-      export PATH="${d%/}:$PATH"
-  done
   have=$(nats_version)
   nats=false
   version_ge "$have" "$NATS_MIN" || nats=true
@@ -122,7 +117,7 @@ if ! $node_only; then
   if ${private_nats:-false}; then
     # Not in this release (bookworm has 2.9, trixie 2.10): forky's package, through an apt configuration of its own
     # (its lists and cache under the toolchain directory), unpacked, its binary alone kept.
-    say "nats-server ${have:-missing}, Debian's candidate ${candidate:-none} < $NATS_MIN: fetching forky's into the toolchain"
+    say "nats-server ${have:-missing}, Debian's candidate ${candidate:-none} < $NATS_MIN: fetching forky's (/usr/local/bin)"
     aptdir=${MISSIVE_TOOLCHAIN:-$repo/.toolchain}/apt-forky
     mkdir -p "$aptdir/lists/partial" "$aptdir/cache/archives/partial"
     printf '%s\n' 'Types: deb' 'URIs: http://deb.debian.org/debian' 'Suites: forky' 'Components: main' \
@@ -140,6 +135,9 @@ if ! $node_only; then
     dest=${MISSIVE_TOOLCHAIN:-$repo/.toolchain}/nats-server-$ver
     mkdir -p "$dest"
     install -m 0755 "$bin" "$dest/nats-server"
+    # Also where a shell without these exports finds it first (/usr/local/bin precedes /usr/sbin, where Debian's
+    # package puts an older one): `missive cluster up` run from any shell gets this one.
+    $sudo install -m 0755 "$bin" /usr/local/bin/nats-server
     rm -rf "$ntmp"
     export PATH="$dest:$PATH"
   fi

@@ -1,7 +1,8 @@
 // Spreads the cluster's raft leaders over the servers: the event log and each inbox shard (with its consumer) get
 // their leader on a different server where there are enough, so no one server's fsync queue carries every write.
-// nats-server 2.10 has no preferred-leader setting, so a misplaced leader is asked to step down until the election
-// lands where wanted (a few tries; elections are random). Must not change any stream's data or configuration.
+// nats-server 2.10 had no preferred-leader setting (2.11's step-down to a preferred server is not used yet), so a
+// misplaced leader is asked to step down until the election lands where wanted (a few tries; elections are random).
+// Must not change any stream's data or configuration.
 import type { NatsConnection } from "@nats-io/transport-node"
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream"
 
