@@ -3,9 +3,9 @@
 // (nodes first, so they drain and hand over) when asked. Loopback only; must not touch another cluster's data.
 //
 // JetStream writes are synced (`jetstream { sync_interval: always }`, nats-server 2.10.23+, checked on each server's
-// /varz once it runs); a nats-server older than NATS_MIN (2.11.0) is refused unless `allowOldNats`. Each process writes its log to a file
-// in its own directory (nats-K/nats-server.log, node-K/node.log); what the launcher prints is where things listen,
-// when the cluster is ready, and afterwards only a process that went down.
+// /varz once it runs); a nats-server older than NATS_MIN (2.11.0) is refused unless `allowOldNats`. Each process
+// writes its log to a file in its own directory (nats-K/nats-server.log, node-K/node.log); what the launcher prints is
+// where things listen, when the cluster is ready, and afterwards only a process that went down.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process"
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { join, relative, resolve } from "node:path"
@@ -20,6 +20,9 @@ export const SYNC_ALWAYS_SINCE = "2.10.23"
  * message lost (seen in the partition test; fixed in 2.11.0, nats-server PR #6566).
  */
 export const NATS_MIN = "2.11.0"
+
+/** True for a nats-server version older than NATS_MIN ("2.10.27"); false for a newer one or none known. */
+export const tooOld = (version: string | undefined): boolean => version !== undefined && !versionAtLeast(version, NATS_MIN)
 
 export interface LaunchOptions {
   readonly nodes: number
@@ -198,7 +201,7 @@ export const up = async (o: LaunchOptions): Promise<Launched> => {
   if (version === undefined)
     throw new LaunchRefused(`no nats-server on the PATH: cluster up needs nats-server ${NATS_MIN} or later (scripts/setup.sh installs it)`)
   const synced = versionAtLeast(version, SYNC_ALWAYS_SINCE)
-  if (!versionAtLeast(version, NATS_MIN) && !o.allowOldNats)
+  if (tooOld(version) && !o.allowOldNats)
     throw new LaunchRefused(
       `nats-server ${version} is older than ${NATS_MIN}: ` +
         (synced

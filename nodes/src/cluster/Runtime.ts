@@ -102,7 +102,7 @@ export const open = async (config: Config, clock: Clock, log: Logger): Promise<C
   const nc = await connectTo(c, `missive-${config.node_id}`)
   // Servers started by someone else (`cluster up` refuses an old one itself): said once, loudly, at start.
   const serverVersion = nc.info?.version
-  if (serverVersion !== undefined && !Launcher.versionAtLeast(serverVersion, Launcher.NATS_MIN))
+  if (Launcher.tooOld(serverVersion))
     log("error", "nats-server older than Missive's minimum: an acknowledged message can be lost after a consumer leader change", {
       server: nc.info?.server_name,
       version: serverVersion,
