@@ -5,7 +5,8 @@
 // that the test can still reach over SMTP. A 250 means the carrier reached a quorum of the R3 inbox shard, which the
 // minority cannot have: node 1 must answer 4xx, never 250, to every transaction started after the cut, while nodes 2
 // and 3 keep answering 250. After the heal every message answered 250 anywhere is delivered (lost 0); duplicates are
-// reported (the at-least-once window).
+// reported (the at-least-once window). Two cuts and heals by default (MISSIVE_PARTITION_CYCLES): a loss seen on
+// nats-server 2.10 came about once in 16 of them.
 import { mkdirSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { spawn, type ChildProcess } from "node:child_process"
@@ -25,7 +26,7 @@ const GRACE_MS = 2 * LEASE_MS
 const WARMUP_MS = 5000
 const PARTITION_MS = 15_000
 const AFTER_HEAL_MS = 10_000
-const CYCLES = Math.max(1, Number(process.env["MISSIVE_PARTITION_CYCLES"] ?? 1))
+const CYCLES = Math.max(1, Number(process.env["MISSIVE_PARTITION_CYCLES"] ?? 2))
 /**
  * SMTP clients per node. Nodes 2 and 3 get back-to-back load. Node 1 (the minority) answers a transaction only after
  * its accept commit has timed out on every inbox shard (3 × 3 s), so its clients are more, and each pauses a random
@@ -273,18 +274,20 @@ describe("cluster partition", () => {
         })
       )
       await sleep(WARMUP_MS)
-      // More than one cut and heal (MISSIVE_PARTITION_CYCLES, default 1) for a longer hunt: the loss is counted over all
-      // of them, the minority's answers over the last.
-      let cutAt = 0
-      let healAt = 0
+      // More than one cut and heal (MISSIVE_PARTITION_CYCLES, default 2) for a longer hunt: every check below holds for
+      // each cut (the minority put to the test: in at least one of them); the printed figures are the last one's.
+      const cuts: Array<{ cut: number; heal: number }> = []
       for (let cycle = 0; cycle < CYCLES; cycle++) {
-        cutAt = Date.now()
+        const cut = Date.now()
         n.cut(1)
         await sleep(PARTITION_MS)
-        healAt = Date.now()
+        const heal = Date.now()
         n.heal(1)
+        cuts.push({ cut, heal })
         await sleep(AFTER_HEAL_MS)
       }
+      const { cut: cutAt, heal: healAt } = cuts.at(-1)!
+      const inAnyCut = (r: Reply, f: (c: { cut: number; heal: number }) => boolean) => r.node === 1 && cuts.some(f)
       running = false
       await Promise.all(clients)
 
@@ -302,25 +305,28 @@ describe("cluster partition", () => {
 
       // During the partition: transactions started after the cut and answered before the heal. (One started during the
       // cut and answered after the heal may well get a 250: its publish can reach the quorum once the link is back.)
-      const during = (k: number) => replies.filter((r) => r.node === k && r.start >= cutAt && r.end <= healAt)
+      const during = (k: number, only?: { cut: number; heal: number }) =>
+        replies.filter((r) => r.node === k && (only ? [only] : cuts).some((c) => r.start >= c.cut && r.end <= c.heal))
       const classes = (rs: ReadonlyArray<Reply>) => {
         const m: Record<string, number> = {}
         for (const r of rs) m[r.cls] = (m[r.cls] ?? 0) + 1
         return m
       }
       // In flight at the cut: started before it, answered 250 after it (legitimate if the commit reached the quorum first).
-      const inFlight250 = replies.filter((r) => r.node === 1 && r.start < cutAt && r.end >= cutAt && r.cls === "2")
-      const late250 = inFlight250.filter((r) => r.end > cutAt + GRACE_MS && r.end <= healAt)
+      const inFlight250 = replies.filter((r) => r.cls === "2" && inAnyCut(r, (c) => r.start < c.cut && r.end >= c.cut))
+      const late250 = inFlight250.filter((r) => inAnyCut(r, (c) => r.end > c.cut + GRACE_MS && r.end <= c.heal))
       const minority250 = during(1).filter((r) => r.cls === "2")
-      const steady = (k: number) => during(k).filter((r) => r.start >= cutAt + GRACE_MS)
-      const straddling = replies.filter((r) => r.node === 1 && r.start >= cutAt && r.start < healAt && r.end > healAt)
-      const latencies = during(1)
+      const steady = (k: number) => during(k).filter((r) => cuts.some((c) => r.start >= c.cut + GRACE_MS))
+      const straddlingIn = (c: { cut: number; heal: number }) =>
+        replies.filter((r) => r.node === 1 && r.start >= c.cut && r.start < c.heal && r.end > c.heal)
+      const straddling = straddlingIn(cuts.at(-1)!)
+      const latencies = during(1, cuts.at(-1))
         .map((r) => r.end - r.start)
         .sort((a, b) => a - b)
       const median = latencies.length ? latencies[Math.floor(latencies.length / 2)]! : 0
       const firstAfterHeal = replies.filter((r) => r.node === 1 && r.start >= healAt && r.cls === "2").sort((a, b) => a.end - b.end)[0]
       // Deliveries by node 1 while cut off, after its tokens' AckWait had run out: peers may have taken them over.
-      const staleDeliveries = arrivals.filter((a) => a.node === 1 && a.at > cutAt + LEASE_MS + 1000 && a.at < healAt)
+      const staleDeliveries = arrivals.filter((a) => a.node === 1 && cuts.some((c) => a.at > c.cut + LEASE_MS + 1000 && a.at < c.heal))
       const node1DuringCut = arrivals.filter((a) => a.node === 1 && a.at > cutAt && a.at < healAt)
       const share = (k: number) => {
         const rs = steady(k)
@@ -329,10 +335,10 @@ describe("cluster partition", () => {
       console.log(
         `cluster partition: ${replies.length} transactions, ${acknowledged.size} answered 250, lost ${lost.length} ` +
           `(all delivered ${(drainedMs / 1000).toFixed(1)} s after the load stopped), duplicates ${duplicates}; ` +
-          `during the ${PARTITION_MS / 1000} s cut: node-1 ${JSON.stringify(classes(during(1)))} (250s started after the cut ${minority250.length}, ` +
+          `during the ${PARTITION_MS / 1000} s cut: node-1 ${JSON.stringify(classes(during(1, cuts.at(-1))))} (250s started after the cut ${minority250.length}, ` +
           `in flight at the cut ${inFlight250.length}, of them after ${GRACE_MS} ms ${late250.length}; answer after median ${(median / 1000).toFixed(1)} s, ` +
           `max ${((latencies.at(-1) ?? 0) / 1000).toFixed(1)} s; started during the cut, answered after the heal ${JSON.stringify(classes(straddling))}), ` +
-          `node-2 ${JSON.stringify(classes(during(2)))}, node-3 ${JSON.stringify(classes(during(3)))}; ` +
+          `node-2 ${JSON.stringify(classes(during(2, cuts.at(-1))))}, node-3 ${JSON.stringify(classes(during(3, cuts.at(-1))))}; ` +
           `250 share after the grace: node-2 ${share(2)}, node-3 ${share(3)}; ` +
           `node-1 deliveries while cut ${node1DuringCut.length} (after its lease ${staleDeliveries.length}); ` +
           `node-1's first 250 ${firstAfterHeal ? `${((firstAfterHeal.end - healAt) / 1000).toFixed(1)} s` : "never"} after the heal; ` +
@@ -352,9 +358,10 @@ describe("cluster partition", () => {
 
       expect(minority250).toEqual([])
       expect(late250).toEqual([])
-      // The minority was put to the test: transactions started during the cut were answered (on a loaded machine its
-      // 4xx may come only after the heal, once the accept commit has timed out on every shard).
-      expect(during(1).length + straddling.filter((r) => r.cls === "4").length).toBeGreaterThan(0)
+      // The minority was put to the test: transactions started during a cut were answered (on a loaded machine its 4xx
+      // may come only after the heal, once the accept commit has timed out on every shard; in one cut of 21 here every
+      // one still waiting then got its 250 after the heal, which is why more cuts count together).
+      expect(during(1).length + cuts.flatMap(straddlingIn).filter((r) => r.cls === "4").length).toBeGreaterThan(0)
       expect(other4xx).toEqual([])
       for (const k of [2, 3]) expect(steady(k).filter((r) => r.cls === "2").length).toBeGreaterThan(0)
       expect(replies.some((r) => r.cls === "5")).toBe(false)
