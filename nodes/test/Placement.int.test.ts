@@ -29,6 +29,10 @@ describe("leader placement", () => {
         expect(p.leader).toBe(p.wanted)
         if (p.stream.includes("INBOX")) expect(p.consumerLeader).toBe(p.wanted)
       }
+      // Each step-down names the server wanted (nats-server 2.11+): one per misplaced leader, where a blind step-down
+      // lands where wanted one time in two (a random election between the other two). One retry in all is allowed.
+      const counts = placed.flatMap((p) => [p.stepDowns.stream, p.stepDowns.consumer])
+      expect(counts.reduce((extra, n) => extra + Math.max(0, n - 1), 0)).toBeLessThanOrEqual(1)
     } finally {
       await nc.close()
     }

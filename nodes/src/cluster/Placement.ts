@@ -1,8 +1,8 @@
 // Spreads the cluster's raft leaders over the servers: the event log and each inbox shard (with its consumer) get
 // their leader on a different server where there are enough, so no one server's fsync queue carries every write.
-// nats-server 2.10 had no preferred-leader setting (2.11's step-down to a preferred server is not used yet), so a
-// misplaced leader is asked to step down until the election lands where wanted (a few tries; elections are random).
-// Must not change any stream's data or configuration.
+// A misplaced leader is asked to step down naming the server wanted (`placement.preferred`, nats-server 2.11+, the
+// minimum), so one step-down, one election, normally puts it there; should the election land elsewhere (the preferred
+// server not current yet), it is asked again, a few times. Must not change any stream's data or configuration.
 import type { NatsConnection } from "@nats-io/transport-node"
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream"
 
@@ -11,6 +11,8 @@ export interface Placed {
   readonly wanted: string
   readonly leader: string | undefined
   readonly consumerLeader?: string | undefined
+  /** Step-downs asked of the stream's leader and of its consumer's: 0 when in place already, normally 1 otherwise. */
+  readonly stepDowns: { readonly stream: number; readonly consumer: number }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
@@ -42,9 +44,12 @@ export const spread = async (
   const out: Array<Placed> = []
   for (const [i, s] of streams.entries()) {
     const wanted = servers[i % servers.length]!
+    const preferred = JSON.stringify({ placement: { preferred: wanted } })
+    const stepDowns = { stream: 0, consumer: 0 }
     let leader = (await leaderOf(jsm, s.name)).leader
     for (let t = 0; t < tries && leader !== wanted; t++) {
-      await nc.request(`$JS.API.STREAM.LEADER.STEPDOWN.${s.name}`, undefined, { timeout: 5_000 }).catch(() => undefined)
+      stepDowns.stream += 1
+      await nc.request(`$JS.API.STREAM.LEADER.STEPDOWN.${s.name}`, preferred, { timeout: 5_000 }).catch(() => undefined)
       await sleep(1_000)
       leader = (await leaderOf(jsm, s.name).catch(() => ({ leader: undefined }))).leader
     }
@@ -52,12 +57,13 @@ export const spread = async (
     if (s.consumer) {
       consumerLeader = await consumerLeaderOf(jsm, s.name, s.consumer).catch(() => undefined)
       for (let t = 0; t < tries && consumerLeader !== wanted; t++) {
-        await nc.request(`$JS.API.CONSUMER.LEADER.STEPDOWN.${s.name}.${s.consumer}`, undefined, { timeout: 5_000 }).catch(() => undefined)
+        stepDowns.consumer += 1
+        await nc.request(`$JS.API.CONSUMER.LEADER.STEPDOWN.${s.name}.${s.consumer}`, preferred, { timeout: 5_000 }).catch(() => undefined)
         await sleep(1_000)
         consumerLeader = await consumerLeaderOf(jsm, s.name, s.consumer).catch(() => undefined)
       }
     }
-    out.push({ stream: s.name, wanted, leader, consumerLeader })
+    out.push({ stream: s.name, wanted, leader, consumerLeader, stepDowns })
   }
   return out
 }
