@@ -120,6 +120,13 @@ interface Arrival {
   readonly node: number
 }
 
+/** The 250 a seq got, and the message id it named. */
+const acceptOf = (replies: ReadonlyArray<Reply>, seq: number): { reply?: Reply; id?: string } => {
+  const reply = replies.find((x) => x.seq === seq && x.cls === "2")
+  const id = /queued as (\S+)/.exec(reply?.response ?? "")?.[1]
+  return { ...(reply ? { reply } : {}), ...(id ? { id } : {}) }
+}
+
 /**
  * What each node logged about a lost message (at most three), by the id its 250 named: put in the assertion's message,
  * the part of a failed run CI keeps, since the log tails printed above are cut from it.
@@ -127,8 +134,7 @@ interface Arrival {
 const lostStory = (lost: ReadonlyArray<number>, replies: ReadonlyArray<Reply>, cutAt: number, healAt: number): string => {
   const lines: Array<string> = [`cut at 0 ms, healed at ${healAt - cutAt} ms`]
   for (const seq of lost.slice(0, 3)) {
-    const r = replies.find((x) => x.seq === seq && x.cls === "2")
-    const id = /queued as (\S+)/.exec(r?.response ?? "")?.[1]
+    const { reply: r, id } = acceptOf(replies, seq)
     lines.push(
       `seq ${seq}: node-${r?.node} answered ${r?.start !== undefined ? r.start - cutAt : "?"}..${r?.end !== undefined ? r.end - cutAt : "?"} ms: ${r?.response}`
     )
@@ -316,7 +322,7 @@ describe("cluster partition", () => {
       const inFlight250 = replies.filter((r) => r.cls === "2" && inAnyCut(r, (c) => r.start < c.cut && r.end >= c.cut))
       const late250 = inFlight250.filter((r) => inAnyCut(r, (c) => r.end > c.cut + GRACE_MS && r.end <= c.heal))
       const minority250 = during(1).filter((r) => r.cls === "2")
-      const steady = (k: number) => during(k).filter((r) => cuts.some((c) => r.start >= c.cut + GRACE_MS))
+      const steady = (k: number) => replies.filter((r) => r.node === k && cuts.some((c) => r.start >= c.cut + GRACE_MS && r.end <= c.heal))
       const straddlingIn = (c: { cut: number; heal: number }) =>
         replies.filter((r) => r.node === 1 && r.start >= c.cut && r.start < c.heal && r.end > c.heal)
       const straddling = straddlingIn(cuts.at(-1)!)
@@ -365,9 +371,7 @@ describe("cluster partition", () => {
       expect(other4xx).toEqual([])
       for (const k of [2, 3]) expect(steady(k).filter((r) => r.cls === "2").length).toBeGreaterThan(0)
       expect(replies.some((r) => r.cls === "5")).toBe(false)
-      const lostIds = lost
-        .map((seq) => /queued as (\S+)/.exec(replies.find((x) => x.seq === seq && x.cls === "2")?.response ?? "")?.[1])
-        .filter((x): x is string => x !== undefined)
+      const lostIds = lost.flatMap((seq) => acceptOf(replies, seq).id ?? [])
       const inbox = lost.length > 0 ? await inboxStory(n, 2, lostIds.slice(0, 3)) : ""
       if (inbox) console.log(`inbox after the run:\n${inbox}`)
       expect(lost, `${lostStory(lost, replies, cutAt, healAt)}\n${inbox}`).toEqual([])

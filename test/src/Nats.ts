@@ -8,6 +8,7 @@ import { tmpdir } from "node:os"
 import { jetstreamManager } from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
 import { join } from "node:path"
+import { Launcher } from "@missive/node"
 import { freePort } from "./Support.js"
 
 export interface NatsServer {
@@ -76,18 +77,8 @@ const configOf = (s: Spec): string =>
       : [])
   ].join("\n")
 
-/**
- * The nats-server the tests need: 2.11.0, Missive's minimum (nodes/src/cluster/Launcher.ts NATS_MIN: 2.10 can remove
- * a never-delivered work-queue message after a consumer leader change); `sync_interval: always` came in 2.10.23.
- */
-export const NATS_MIN = "2.11.0"
-
-const versionAtLeast = (v: string, min: string): boolean => {
-  const a = v.split(/[.-]/).map((x) => Number.parseInt(x, 10) || 0)
-  const b = min.split(".").map(Number)
-  for (let i = 0; i < b.length; i++) if ((a[i] ?? 0) !== b[i]) return (a[i] ?? 0) > b[i]!
-  return true
-}
+/** The tests need Missive's own minimum (Launcher.NATS_MIN, 2.11.0; `sync_interval: always` came in 2.10.23). */
+const { NATS_MIN, tooOld } = Launcher
 
 /**
  * Every test server runs with synced JetStream writes: checked on the server itself (its /varz: `version` and
@@ -98,7 +89,7 @@ export const checkSynced = async (name: string, monitor: string | undefined): Pr
   if (!monitor) throw new Error(`nats-server ${name}: no monitoring endpoint in its ports file (config has http: …)`)
   const varz = (await (await fetch(`${monitor}/varz`)).json()) as { version?: string; jetstream?: { config?: { sync_always?: boolean } } }
   const v = varz.version ?? "?"
-  if (!versionAtLeast(v, NATS_MIN))
+  if (tooOld(v))
     throw new Error(`nats-server ${name} is ${v}: Missive's tests need nats-server >= ${NATS_MIN}; scripts/setup.sh installs it`)
   if (varz.jetstream?.config?.sync_always !== true)
     throw new Error(
@@ -119,7 +110,7 @@ const checkBinary = (): void => {
     )
   }
   const v = out.match(/\d+\.\d+\.\d+/)?.[0] ?? out.trim()
-  if (!versionAtLeast(v, NATS_MIN))
+  if (tooOld(v))
     throw new Error(`nats-server on the PATH is ${v}: Missive's tests need nats-server >= ${NATS_MIN}; scripts/setup.sh installs it`)
   binaryChecked = true
 }
