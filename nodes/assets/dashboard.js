@@ -187,14 +187,15 @@
       delivered["received"] = d.series.received
       chart($("throughput"), d.series.minutes, delivered, "total")
       chart($("depth"), d.series.depth.times, d.series.depth.byDestination, "max")
-      // The view counts from the node's start: a node up for less than the hour says so rather than draw zeros as if
-      // nothing had happened before it.
-      var recent = d.series.since > d.now - 3600000
+      // The throughput is folded from the log (its last hour, read back at the node's start); the depth is sampled
+      // from the node's start. Each says since when it counts rather than draw zeros as if nothing had happened before.
+      var partial = d.series.since > d.series.minutes[0]
       $("throughput-span").textContent =
         "messages received and recipients delivered per destination, per minute, last hour" +
-        (recent ? " (counted since " + hhmm(d.series.since, true) + ", when the node started)" : "")
-      $("depth-span").textContent = recent
-        ? "messages per destination, every 10 s since " + hhmm(d.series.since, true) + " (node start)"
+        (partial ? " (counted since " + hhmm(d.series.since, true) + ", as far back as the node read the log at its start)" : "")
+      var young = d.series.started > d.now - 3600000
+      $("depth-span").textContent = young
+        ? "messages per destination, every 10 s since " + hhmm(d.series.started, true) + " (node start)"
         : "messages per destination, last hour"
       table(
         $("queue"),

@@ -3,7 +3,9 @@
 // per-minute throughput over the last hour, queue depth samples, the newest events (for the dashboard's live feed)
 // and an index of recent messages by address (the dashboard's search). It subscribes to the EventStore port from the
 // log's head and seeds the queue from the work index (folding each queued message once), so a restart shows the queue
-// at once. Must not write anything; it holds one small entry per queued message.
+// at once; the log's last hour (at most HISTORY_EVENTS events) is folded back into the throughput, the feed and the
+// search, so a restart does not blank them either. The counts (and the metrics made of them) and the queue depth
+// samples begin at the node's start. Must not write anything; it holds one small entry per queued message.
 import { Message } from "@missive/core"
 import { EventStore, Timeline, type Work } from "@missive/events"
 import type { Clock } from "../runtime/Clock.js"
@@ -22,6 +24,10 @@ const SAMPLE_MS = 10_000
 const RECENT_EVENTS = 200
 const RECENT_MESSAGES = 20_000
 const SEED_LIMIT = 100_000
+/** At most this many of the log's newest events are folded back at start (the last hour's, or fewer). */
+export const HISTORY_EVENTS = 200_000
+/** How much earlier than the hour the fold looks, for events appended a little out of time order (nodes' clocks). */
+const SKEW_MS = 60_000
 
 export interface FeedItem {
   readonly position: number
@@ -57,8 +63,10 @@ export interface Series {
   readonly delivered: Readonly<Record<string, ReadonlyArray<number>>>
   /** Queue depth samples (every 10 s) per destination. */
   readonly depth: { readonly times: ReadonlyArray<number>; readonly byDestination: Readonly<Record<string, ReadonlyArray<number>>> }
-  /** When the view began counting (the node's start): nothing before it is in the series. */
+  /** Since when the throughput series is complete: an hour ago, or the oldest event folded back at start. */
   readonly since: number
+  /** The node's start: the queue depth samples, and the counts, begin there. */
+  readonly started: number
 }
 
 export interface View {
@@ -87,7 +95,15 @@ interface Entry {
 
 const classOf = (code: number): string => (code >= 200 && code < 600 ? `${Math.floor(code / 100)}xx` : "none")
 
-export const make = (d: { events: EventStore.EventStore; work: Work.Work; clock: Clock; log: Logger; node: string }): View => {
+export const make = (d: {
+  events: EventStore.EventStore
+  work: Work.Work
+  clock: Clock
+  log: Logger
+  node: string
+  /** At most this many of the log's newest events folded back at start (default HISTORY_EVENTS). */
+  historyEvents?: number
+}): View => {
   const entries = new Map<string, Entry>()
   const destinations = new Set<string>()
   const outcomes = new Map<string, Record<Outcome, number>>()
@@ -105,7 +121,10 @@ export const make = (d: { events: EventStore.EventStore; work: Work.Work; clock:
   let buffered: Array<EventStore.StoredEvent> | undefined = []
   let unsubscribe: (() => void) | undefined
   let sampler: NodeJS.Timeout | undefined
-  let since = d.clock.now()
+  let started = d.clock.now()
+  let since = started
+  /** While the log's history is folded at start: each message's recipient → destination of its latest attempt. */
+  let historyRoutes: Map<string, Map<string, string>> | undefined
 
   const label = (dest: string): string => {
     if (destinations.has(dest)) return dest
@@ -129,11 +148,16 @@ export const make = (d: { events: EventStore.EventStore; work: Work.Work; clock:
     if (recentMessages.size > RECENT_MESSAGES) recentMessages.delete(recentMessages.keys().next().value!)
   }
 
-  const apply = (s: EventStore.StoredEvent) => {
+  /**
+   * Folds one event. `live` (the subscription): everything. Not live (the log's history, folded back at start): only
+   * the throughput series, the feed and the search; the counts and the queue begin at the node's start.
+   */
+  const apply = (s: EventStore.StoredEvent, live = true) => {
     const e = s.event
-    eventCounts.set(e.type, (eventCounts.get(e.type) ?? 0) + 1)
     const id = EventStore.idOf(s.stream)
     const mine = e.node === d.node
+    if (!live) return history(s, id, mine)
+    eventCounts.set(e.type, (eventCounts.get(e.type) ?? 0) + 1)
     const known = entries.get(id)
     // An event the seed's fold already holds is counted, but not applied to the entry twice.
     let entry = known !== undefined && s.version <= known.version ? undefined : known
@@ -201,6 +225,72 @@ export const make = (d: { events: EventStore.EventStore; work: Work.Work; clock:
     }
   }
 
+  const history = (s: EventStore.StoredEvent, id: string, mine: boolean) => {
+    const e = s.event
+    const routes = historyRoutes ?? new Map<string, Map<string, string>>()
+    switch (e.type) {
+      case "MessageReceived":
+        remember(id, `${e.sender}\n${e.recipients.join("\n")}`.toLowerCase())
+        if (mine) receivedByMinute.set(minuteOf(e.at), (receivedByMinute.get(minuteOf(e.at)) ?? 0) + 1)
+        break
+      case "AttemptStarted": {
+        const byRcpt = routes.get(id) ?? new Map<string, string>()
+        for (const r of e.rcpts) byRcpt.set(r, e.destination)
+        routes.set(id, byRcpt)
+        break
+      }
+      case "RecipientDelivered":
+        if (mine) {
+          const dest = label(routes.get(id)?.get(e.rcpt) ?? UNROUTED)
+          const series = deliveredByMinute.get(dest) ?? new Map<number, number>()
+          series.set(minuteOf(e.at), (series.get(minuteOf(e.at)) ?? 0) + 1)
+          deliveredByMinute.set(dest, series)
+        }
+        break
+      case "MessageCompleted":
+        routes.delete(id)
+        break
+      default:
+        break
+    }
+    feed.push(s)
+    if (feed.length > RECENT_EVENTS) feed.shift()
+  }
+
+  /**
+   * Folds back the log's last hour up to `head`, at most HISTORY_EVENTS events (a little before the hour, for the
+   * nodes' clocks: events are kept by their own time).
+   */
+  const foldHistory = async (head: number) => {
+    const hourAgo = minuteOf(started) - (HOUR_MINUTES - 1) * MINUTE
+    const from = Math.max(
+      0,
+      (await EventStore.positionAt(d.events, hourAgo - SKEW_MS, head)) - 1,
+      head - (d.historyEvents ?? HISTORY_EVENTS)
+    )
+    // the hour is complete unless the cap cut it: the event just before the fold is older than it, or there is none
+    const before = from === 0 ? undefined : (await d.events.readAll(from - 1, 1))[0]
+    const complete = before === undefined || before.event.at < hourAgo
+    historyRoutes = new Map()
+    let oldest: number | undefined
+    try {
+      for (let p = from; p < head;) {
+        const batch = await d.events.readAll(p, 1000)
+        if (batch.length === 0) break
+        for (const s of batch) {
+          if (s.position > head) break
+          if (s.event.at < hourAgo) continue
+          oldest ??= s.event.at
+          apply(s, false)
+        }
+        p = batch[batch.length - 1]!.position
+      }
+    } finally {
+      historyRoutes = undefined
+    }
+    since = complete ? hourAgo : Math.min(started, oldest ?? started)
+  }
+
   const itemOf = (s: EventStore.StoredEvent): FeedItem => ({
     position: s.position,
     at: s.event.at,
@@ -264,13 +354,16 @@ export const make = (d: { events: EventStore.EventStore; work: Work.Work; clock:
 
   return {
     start: async () => {
-      since = d.clock.now()
+      started = d.clock.now()
+      since = started
       const head = await d.events.head()
       unsubscribe = d.events.subscribe(head, (s) => {
         if (buffered) buffered.push(s)
         else apply(s)
       })
-      void seed()
+      void foldHistory(head)
+        .catch((e: unknown) => d.log("warn", "view: folding back the log's last hour failed", { error: String(e) }))
+        .then(() => seed())
         .catch((e: unknown) => d.log("warn", "view: seeding the queue from the work index failed", { error: String(e) }))
         .finally(() => {
           const pending = buffered ?? []
@@ -304,7 +397,8 @@ export const make = (d: { events: EventStore.EventStore; work: Work.Work; clock:
         received: minutes.map((m) => receivedByMinute.get(m) ?? 0),
         delivered,
         depth: { times: points.map((p) => p.at), byDestination },
-        since
+        since,
+        started
       }
     },
     recent: (n) => (n <= 0 ? [] : feed.slice(-n).map(itemOf)),
