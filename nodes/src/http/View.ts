@@ -284,6 +284,8 @@ export const make = (d: {
           apply(s, false)
         }
         p = batch[batch.length - 1]!.position
+        // an embedded store reads synchronously underneath: let the node's I/O run between pages
+        await new Promise((r) => setImmediate(r))
       }
     } finally {
       historyRoutes = undefined
