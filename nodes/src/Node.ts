@@ -78,9 +78,14 @@ export interface NodeOptions {
   readonly onState?: Host.HostDeps["onState"]
 }
 
-/** The hash of everything in the configuration that decides what happens to a message. */
-export const policyHashOf = (config: Config): string =>
-  Policy.hash({ retry: config.retry, routes: config.routes, local: config.relay.local_domains, delivery: config.delivery })
+/**
+ * The hash of everything in the configuration that decides what happens to a message. Not where the delivery role
+ * runs (`delivery.thread`): the same deliverer decides the same on either thread.
+ */
+export const policyHashOf = (config: Config): string => {
+  const { thread: _where, ...delivery } = config.delivery
+  return Policy.hash({ retry: config.retry, routes: config.routes, local: config.relay.local_domains, delivery })
+}
 
 /** The node, from its services; its resources are acquired in the caller's scope. */
 const program = (config: Config, opts: NodeOptions, stopGrace: { ms: number }) =>

@@ -64,6 +64,9 @@ describe("PolicyActivated", () => {
     expect(await Activation.record(store, activation(a, "start", "node-b"))).toBe(false)
     const b = configOf("none")
     expect(policyHashOf(b)).not.toBe(policyHashOf(a))
+    // where the delivery role runs decides nothing: the same policy
+    expect(policyHashOf({ ...a, delivery: { ...a.delivery, thread: "worker" } })).toBe(policyHashOf(a))
+    expect(policyHashOf({ ...a, delivery: { ...a.delivery, thread: "main" } })).toBe(policyHashOf(a))
     expect(await Activation.record(store, activation(b, "reload"))).toBe(true)
     const stored = await store.read(Activation.STREAM)
     expect(stored.map((s) => s.event.type === "PolicyActivated" && [s.event.hash, s.event.reason])).toEqual([
