@@ -142,6 +142,16 @@ export const make = (d: {
 
   const minuteOf = (at: number) => Math.floor(at / MINUTE) * MINUTE
 
+  const perMinute = (series: Map<number, number>, at: number) => series.set(minuteOf(at), (series.get(minuteOf(at)) ?? 0) + 1)
+
+  /** A recipient delivered to `dest` at `at`: the throughput series. */
+  const countDelivered = (dest: string, at: number) => {
+    const l = label(dest)
+    const series = deliveredByMinute.get(l) ?? new Map<number, number>()
+    perMinute(series, at)
+    deliveredByMinute.set(l, series)
+  }
+
   const remember = (id: string, addresses: string) => {
     recentMessages.delete(id)
     recentMessages.set(id, addresses)
@@ -172,7 +182,7 @@ export const make = (d: {
         remember(id, `${e.sender}\n${e.recipients.join("\n")}`.toLowerCase())
         if (mine) {
           received += 1
-          receivedByMinute.set(minuteOf(e.at), (receivedByMinute.get(minuteOf(e.at)) ?? 0) + 1)
+          perMinute(receivedByMinute, e.at)
         }
         break
       case "AttemptStarted":
@@ -196,11 +206,7 @@ export const make = (d: {
         const dest = destOf(e.rcpt)
         if (mine) {
           outcome(dest, e.type === "RecipientDelivered" ? "delivered" : e.type === "RecipientBounced" ? "bounced" : "expired")
-          if (e.type === "RecipientDelivered") {
-            const series = deliveredByMinute.get(label(dest)) ?? new Map<number, number>()
-            series.set(minuteOf(e.at), (series.get(minuteOf(e.at)) ?? 0) + 1)
-            deliveredByMinute.set(label(dest), series)
-          }
+          if (e.type === "RecipientDelivered") countDelivered(dest, e.at)
         }
         entry?.open.delete(e.rcpt)
         break
@@ -231,7 +237,7 @@ export const make = (d: {
     switch (e.type) {
       case "MessageReceived":
         remember(id, `${e.sender}\n${e.recipients.join("\n")}`.toLowerCase())
-        if (mine) receivedByMinute.set(minuteOf(e.at), (receivedByMinute.get(minuteOf(e.at)) ?? 0) + 1)
+        if (mine) perMinute(receivedByMinute, e.at)
         break
       case "AttemptStarted": {
         const byRcpt = routes.get(id) ?? new Map<string, string>()
@@ -240,12 +246,7 @@ export const make = (d: {
         break
       }
       case "RecipientDelivered":
-        if (mine) {
-          const dest = label(routes.get(id)?.get(e.rcpt) ?? UNROUTED)
-          const series = deliveredByMinute.get(dest) ?? new Map<number, number>()
-          series.set(minuteOf(e.at), (series.get(minuteOf(e.at)) ?? 0) + 1)
-          deliveredByMinute.set(dest, series)
-        }
+        if (mine) countDelivered(routes.get(id)?.get(e.rcpt) ?? UNROUTED, e.at)
         break
       case "MessageCompleted":
         routes.delete(id)
