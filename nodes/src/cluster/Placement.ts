@@ -41,29 +41,42 @@ export const spread = async (
   if (!first) return []
   const servers = [...(await leaderOf(jsm, first.name)).servers].sort()
   if (servers.length < 2) return []
+  /**
+   * Asks the leader behind `subject` to step down, naming `wanted`, until `current()` says it is there (at most
+   * `tries` times): where it ended, and how many step-downs it took.
+   */
+  const moveTo = async (wanted: string, subject: string, current: () => Promise<string | undefined>) => {
+    const preferred = JSON.stringify({ placement: { preferred: wanted } })
+    let leader = await current()
+    let stepDowns = 0
+    while (stepDowns < tries && leader !== wanted) {
+      stepDowns += 1
+      await nc.request(subject, preferred, { timeout: 5_000 }).catch(() => undefined)
+      await sleep(1_000)
+      leader = await current()
+    }
+    return { leader, stepDowns }
+  }
   const out: Array<Placed> = []
   for (const [i, s] of streams.entries()) {
     const wanted = servers[i % servers.length]!
-    const preferred = JSON.stringify({ placement: { preferred: wanted } })
-    const stepDowns = { stream: 0, consumer: 0 }
-    let leader = (await leaderOf(jsm, s.name)).leader
-    for (let t = 0; t < tries && leader !== wanted; t++) {
-      stepDowns.stream += 1
-      await nc.request(`$JS.API.STREAM.LEADER.STEPDOWN.${s.name}`, preferred, { timeout: 5_000 }).catch(() => undefined)
-      await sleep(1_000)
-      leader = (await leaderOf(jsm, s.name).catch(() => ({ leader: undefined }))).leader
-    }
-    let consumerLeader: string | undefined
-    if (s.consumer) {
-      consumerLeader = await consumerLeaderOf(jsm, s.name, s.consumer).catch(() => undefined)
-      for (let t = 0; t < tries && consumerLeader !== wanted; t++) {
-        stepDowns.consumer += 1
-        await nc.request(`$JS.API.CONSUMER.LEADER.STEPDOWN.${s.name}.${s.consumer}`, preferred, { timeout: 5_000 }).catch(() => undefined)
-        await sleep(1_000)
-        consumerLeader = await consumerLeaderOf(jsm, s.name, s.consumer).catch(() => undefined)
-      }
-    }
-    out.push({ stream: s.name, wanted, leader, consumerLeader, stepDowns })
+    const stream = await moveTo(
+      wanted,
+      `$JS.API.STREAM.LEADER.STEPDOWN.${s.name}`,
+      async () => (await leaderOf(jsm, s.name).catch(() => ({ leader: undefined }))).leader
+    )
+    const consumer = s.consumer
+      ? await moveTo(wanted, `$JS.API.CONSUMER.LEADER.STEPDOWN.${s.name}.${s.consumer}`, () =>
+          consumerLeaderOf(jsm, s.name, s.consumer!).catch(() => undefined)
+        )
+      : { leader: undefined, stepDowns: 0 }
+    out.push({
+      stream: s.name,
+      wanted,
+      leader: stream.leader,
+      consumerLeader: consumer.leader,
+      stepDowns: { stream: stream.stepDowns, consumer: consumer.stepDowns }
+    })
   }
   return out
 }
